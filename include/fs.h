@@ -1,0 +1,55 @@
+/* fs: the FUSE low-level operations over the current snapshot.
+ *
+ * Holds the served snapshot (swapped atomically by fs_publish()), answers
+ * every request from memory, defers the requests that need runs until the
+ * first walk has finished (replying from another thread, so no FUSE
+ * thread waits), and tells the kernel what changed after each swap from
+ * its own notifier thread.
+ */
+#ifndef DLQFS_FS_H
+#define DLQFS_FS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "snapshot.h"
+#include "status.h"
+
+struct fuse_session;
+struct fuse_lowlevel_ops;
+
+struct fs_config {
+	uid_t uid;
+	gid_t gid;
+	double dir_timeout;  /* entries and attributes that may change */
+	double file_timeout; /* run files, which never change for an inode */
+	double neg_timeout;  /* names that do not exist */
+	/* called on a write to .dlqfs/refresh */
+	void (*refresh)(void *ctx);
+	void *refresh_ctx;
+};
+
+struct fs;
+
+/* A new fs serving an empty snapshot, or NULL. @st is borrowed. */
+struct fs *fs_new(const struct fs_config *cfg, struct status *st);
+
+/* The operations to give fuse_session_new(), with the fs as userdata. */
+const struct fuse_lowlevel_ops *fs_ops(void);
+size_t fs_ops_size(void);
+
+/* Starts the notifier thread on @se. Returns 0 or -errno. */
+int fs_start(struct fs *fs, struct fuse_session *se);
+
+/* Serves @snap (taking its reference); NULL records a failed walk, which
+ * releases requests waiting for the first walk with EIO. Once the kernel
+ * has been told what changed, status->refresh_served becomes @served, so a
+ * reader of .dlqfs/status who sees its request served sees no stale name.
+ * Called by the walker thread (walker_done_fn). */
+void fs_publish(void *fs, struct snapshot *snap, uint64_t served);
+
+/* Stops the notifier thread. x_free(NULL) is a no-op. */
+void fs_stop(struct fs *fs);
+void fs_free(struct fs *fs);
+
+#endif

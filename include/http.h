@@ -1,0 +1,75 @@
+/* http: the one place that talks libcurl.
+ *
+ * A struct http owns one curl easy handle, so one connection kept alive
+ * between requests; it is used by one thread at a time and never shared.
+ * It bounds every request (connect time, total time, a stall with no
+ * bytes, response size), retries what is worth retrying with exponential
+ * backoff and jitter, and honours 429's Retry-After / Burst-RateLimit-Reset.
+ * It knows nothing of the DLQ: the API layer builds URLs and reads bodies.
+ */
+#ifndef DLQFS_HTTP_H
+#define DLQFS_HTTP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_config {
+	long connect_timeout_ms;   /* TCP+TLS connect */
+	long total_timeout_ms;	   /* one attempt, start to last byte */
+	long stall_timeout_s;	   /* no byte for this long: give up */
+	size_t max_response_bytes; /* larger body: -EFBIG, not retried */
+	unsigned max_tries;	   /* attempts per request, >= 1 */
+	long backoff_ms;	   /* first backoff; doubles each retry */
+	long max_backoff_ms;	   /* cap of one wait (429 included) */
+	/* Set to non-zero by another thread to abandon waits and transfers
+	 * (shutdown); may be NULL. */
+	atomic_int *cancel;
+};
+
+/* Defaults suitable for the Upstash API. */
+void http_config_defaults(struct http_config *cfg);
+
+struct http_response {
+	long status; /* HTTP status of the last attempt */
+	char *body;  /* new, NUL-terminated (the NUL is not counted) */
+	size_t len;
+	unsigned tries; /* attempts made */
+};
+
+/* Frees the body; safe on a zeroed response. */
+void http_response_release(struct http_response *r);
+
+struct http;
+
+/* Returns a new handle, or NULL when out of memory. */
+struct http *http_new(const struct http_config *cfg);
+void http_free(struct http *h);
+
+/* GET @url with "Authorization: Bearer @token" (no header when @token is
+ * NULL). Retries network failures, 5xx and 429 up to max_tries. Returns 0
+ * when a response arrived, whatever its status (the last attempt's is in
+ * @ret); on failure a negative errno: -ECONNREFUSED, -ETIMEDOUT,
+ * -EHOSTUNREACH (name or host unreachable), -ECONNRESET (connection cut or
+ * response truncated), -EFBIG (response over the limit), -ECANCELED
+ * (cancelled), -EPROTO (TLS or protocol failure), -EINVAL (a URL curl
+ * cannot use, or a token that cannot go in a header), -ENOMEM, and in @err
+ * (at most @errlen bytes) one line saying what happened in words. @ret is
+ * untouched on failure. */
+int http_get(struct http *h, const char *url, const char *token,
+	     struct http_response *ret, char *err, size_t errlen);
+
+/* Sleeps @ms milliseconds unless cfg->cancel becomes non-zero first.
+ * Returns 0, or -ECANCELED. */
+int http_sleep(const struct http_config *cfg, long ms);
+
+/* True for http:// URLs whose host is a loopback address (127.0.0.0/8,
+ * ::1, localhost), where sending a token in clear is acceptable. */
+bool http_url_is_loopback(const char *url);
+
+/* curl_global_init(); call once, before any thread starts. */
+int http_global_init(void);
+void http_global_cleanup(void);
+
+#endif

@@ -1,0 +1,136 @@
+/* message: one WorkflowDLQMessage, and a page of them.
+ *
+ * This is the only module that knows JSON (the only includer of
+ * <jansson.h>). It turns the bytes of a list page into a cursor and a set
+ * of messages, each already rendered into the files of DESIGN.md section 1
+ * and the raw values of the eight views. Everything here is untrusted input
+ * from the network: every field may be missing, null, or of the wrong type.
+ */
+#ifndef DLQFS_MESSAGE_H
+#define DLQFS_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The files of runs/<dlqId>/, in the order they are listed. */
+enum message_file {
+	MESSAGE_JSON,		 /* message.json */
+	MESSAGE_BODY,		 /* body */
+	MESSAGE_HEADER,		 /* header */
+	MESSAGE_RESPONSE_BODY,	 /* responseBody */
+	MESSAGE_RESPONSE_HEADER, /* responseHeader */
+	MESSAGE_RESPONSE_STATUS, /* responseStatus */
+	MESSAGE_NFILES
+};
+
+/* File names, indexed by enum message_file. */
+extern const char *const message_file_names[MESSAGE_NFILES];
+
+/* The eight views, in the order they are listed at the top of the tree. */
+enum message_view {
+	VIEW_LABEL,	       /* by-label: labels, else label */
+	VIEW_URL,	       /* by-url: workflowUrl */
+	VIEW_RUN,	       /* by-run: workflowRunId */
+	VIEW_STATE,	       /* by-state: failureFunctionState */
+	VIEW_STATUS,	       /* by-status: responseStatus, decimal */
+	VIEW_DATE,	       /* by-date: createdAt as YYYY-MM-DD, UTC */
+	VIEW_FLOW_CONTROL_KEY, /* by-flow-control-key: flowControlKey */
+	VIEW_CALLER_IP,	       /* by-caller-ip: callerIP */
+	VIEW_COUNT
+};
+
+/* Directory names, indexed by enum message_view ("by-label", ...). */
+extern const char *const message_view_names[VIEW_COUNT];
+
+/* A byte string inside a message's storage (not NUL-terminated in general,
+ * though the storage always has a NUL after it). */
+struct message_bytes {
+	const char *data;
+	size_t len;
+};
+
+/* One rendered message. All strings live in one allocation owned by the
+ * message; it is never modified after message_*parse*() returns it.
+ * message.json is the entry's own text re-indented (JSON_INDENT(2) layout):
+ * numbers, string escapes and repeated keys as received; the other files
+ * and the views read a repeated key's last value. */
+struct message {
+	struct message_bytes id; /* dlqId, never empty */
+	int64_t created_ms;	 /* createdAt, ms since the epoch */
+	bool has_created;	 /* createdAt present and a number (a real
+				    is truncated, and counted in problems) */
+	uint32_t problems;	 /* fields that were malformed and not shown,
+				    and integers beyond 64 bits (shown as
+				    sent in message.json, but read as reals
+				    by the fields) */
+
+	/* file[f].data is NULL when the file does not exist (its field is
+	 * absent); a present but empty field gives data != NULL, len 0. */
+	struct message_bytes file[MESSAGE_NFILES];
+
+	/* The values of each view, raw (not escaped), without empty values and
+	 * without duplicates. Only VIEW_LABEL can hold more than one. */
+	struct {
+		struct message_bytes *v;
+		uint32_t n;
+	} view[VIEW_COUNT];
+};
+
+/* Limits on what the remote side controls. */
+#define MESSAGE_MAX_ID 1024	       /* longer dlqId: the entry is unusable */
+#define MESSAGE_MAX_LABELS 64	       /* labels kept per message */
+#define MESSAGE_MAX_HEADER_VALUES 1024 /* header lines kept per header file */
+/* What messages render to is bounded by what was received: at most
+ * MESSAGE_RENDER_FACTOR times the bytes of the page (or of the text given
+ * to message_parse()), plus MESSAGE_RENDER_SLACK per message. A file that
+ * would go beyond (only hostile input does: deep nesting pretty-printed,
+ * one header name repeated for many values) is absent, counted in
+ * problems. */
+#define MESSAGE_RENDER_FACTOR 4
+#define MESSAGE_RENDER_SLACK 65536
+
+/* Parses one message from the JSON text @json (@len bytes) and renders it.
+ * Returns 0 and a new message in @ret_msg; -EINVAL when the text is not a
+ * JSON object or has no usable dlqId (a string, non-empty, no NUL byte, at
+ * most MESSAGE_MAX_ID bytes); -ENOMEM. */
+int message_parse(const char *json, size_t len, struct message **ret_msg);
+
+/* x_free(NULL) is a no-op. */
+void message_free(struct message *m);
+
+/* A parsed list page. */
+struct message_page {
+	char *cursor;	       /* next cursor; NULL when the walk is over
+				  ("", null or absent in the page) */
+	struct message **msgs; /* new messages, owned by the page */
+	size_t n;
+	size_t malformed; /* entries skipped (not an object, no dlqId) */
+	size_t bytes;	  /* size of the page as received */
+};
+
+/* More entries than this in one page, or a longer cursor: -EPROTO. */
+#define MESSAGE_MAX_PAGE_MESSAGES 1000
+#define MESSAGE_MAX_CURSOR 4096
+
+/* Parses a page {"cursor": ..., "messages": [...]}. On success returns 0 and
+ * fills @ret_page (release it with message_page_release()). Returns -EPROTO
+ * when the bytes are not such a page (not JSON, not an object, "messages"
+ * missing or not an array, cursor of the wrong type or too long), with a
+ * short human-readable reason in @err (at most @errlen bytes); -ENOMEM.
+ * Malformed entries inside a valid page are counted in ->malformed and
+ * skipped; they never fail the page. */
+int message_page_parse(const char *buf, size_t len,
+		       struct message_page *ret_page, char *err, size_t errlen);
+
+/* Frees the cursor and every message still in ->msgs (set an entry to NULL
+ * to keep it). Safe on a zeroed page. */
+void message_page_release(struct message_page *page);
+
+/* Extracts the "error" string of an API error body {"error": "..."} into
+ * @ret (NUL-terminated, at most @retlen bytes, control bytes replaced by
+ * spaces). Returns 0, -EINVAL when the body is not such an object (or
+ * @retlen is 0), or -ENOMEM. */
+int message_error_text(const char *buf, size_t len, char *ret, size_t retlen);
+
+#endif

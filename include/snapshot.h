@@ -1,0 +1,123 @@
+/* snapshot: an immutable, refcounted set of runs plus the eight view
+ * indexes.
+ *
+ * A walk feeds messages into a snapshot_builder; snapshot_builder_finish()
+ * sorts, escapes names, builds the views and the key table, and returns a
+ * snapshot that is never modified again. Readers take a reference and may
+ * keep it as long as they like (an open file, a directory listing); the
+ * last snapshot_unref() frees it. The tree module turns a snapshot into
+ * directories and files; this module knows nothing of inodes' meaning
+ * beyond the stable 64-bit key it gives each run and each view value.
+ */
+#ifndef DLQFS_SNAPSHOT_H
+#define DLQFS_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "message.h"
+#include "names.h"
+
+/* Keys have their low SNAPSHOT_KEY_SHIFT bits zero, so that the tree can
+ * number a run's files key|1 .. key|7; and they are at least
+ * SNAPSHOT_KEY_MIN, leaving room below for fixed inode numbers. */
+#define SNAPSHOT_KEY_SHIFT 4
+#define SNAPSHOT_KEY_MIN (1ULL << 32)
+
+struct snapshot_run {
+	struct message *msg;	    /* owned */
+	char *name;		    /* escaped dlqId, owned by the snapshot */
+	uint64_t key;		    /* stable for this dlqId */
+	struct timespec json_mtime; /* when message.json was first seen so */
+	uint32_t nlinks;	    /* entries in all views pointing here */
+};
+
+struct snapshot_value {
+	char *name;	/* escaped value */
+	uint64_t key;	/* stable for (view, value) */
+	uint32_t *runs; /* indexes into snapshot.runs, sorted by name */
+	uint32_t nruns;
+	int64_t newest_ms; /* largest createdAt among its runs, or -1 */
+};
+
+struct snapshot_view {
+	struct snapshot_value *values; /* sorted by name */
+	uint32_t nvalues;
+	uint32_t *store; /* private: every value's run list */
+};
+
+struct snapshot {
+	atomic_uint refs;
+	struct snapshot_run *runs; /* sorted by name (strcmp) */
+	uint32_t nruns;
+	struct snapshot_view view[VIEW_COUNT];
+	int64_t newest_ms;     /* largest createdAt, or -1 */
+	uint64_t bytes;	       /* payload bytes (pages as received) */
+	uint64_t file_bytes;   /* sum of every run file's size */
+	uint64_t generation;   /* 1 for the first published snapshot */
+	struct timespec built; /* when finished */
+
+	/* key -> run index or value, open addressing; private to snapshot.c */
+	struct snapshot_slot *slots;
+	size_t nslots; /* power of two */
+	char *names;   /* storage of every escaped name */
+};
+
+/* What a key stands for. */
+struct snapshot_ref {
+	int view;	/* -1 for a run, else the view of a value */
+	uint32_t index; /* run index, or value index within the view */
+};
+
+struct snapshot_builder;
+
+/* A builder for a new snapshot, or NULL when out of memory. */
+struct snapshot_builder *snapshot_builder_new(void);
+void snapshot_builder_free(struct snapshot_builder *b);
+
+/* Adds @msg, stealing it. A second message with a dlqId already added is
+ * freed and not added. Returns 1 when added, 0 for a duplicate, -ENOMEM
+ * (the message is freed then too). */
+int snapshot_builder_add(struct snapshot_builder *b, struct message *msg);
+
+/* Counts payload bytes (for status and the memory target). */
+void snapshot_builder_account(struct snapshot_builder *b, uint64_t bytes);
+
+/* Number of runs added so far. */
+size_t snapshot_builder_count(const struct snapshot_builder *b);
+
+/* Builds the snapshot and frees the builder (also on failure). @prev, when
+ * not NULL, is the snapshot this one replaces: a run whose message.json is
+ * unchanged keeps its json_mtime, a changed one takes @now. Returns 0 and a
+ * new snapshot with one reference in @ret, or -ENOMEM. */
+int snapshot_builder_finish(struct snapshot_builder *b,
+			    const struct snapshot *prev, struct timespec now,
+			    uint64_t generation, struct snapshot **ret);
+
+/* An empty snapshot (no runs), generation 0. NULL when out of memory. */
+struct snapshot *snapshot_new_empty(void);
+
+struct snapshot *snapshot_ref(struct snapshot *s);
+/* Drops a reference; frees on the last. NULL is a no-op. */
+void snapshot_unref(struct snapshot *s);
+
+/* What @key (low bits ignored) stands for. Returns 0 and @ret, or -ENOENT. */
+int snapshot_find_key(const struct snapshot *s, uint64_t key,
+		      struct snapshot_ref *ret);
+
+/* Index of the run named @name (escaped), or -ENOENT. */
+int64_t snapshot_find_run(const struct snapshot *s, const char *name);
+
+/* Index of @view's value named @name, or -ENOENT. */
+int64_t snapshot_find_value(const struct snapshot *s, int view,
+			    const char *name);
+
+/* Position of run @run in @value's run list, or -ENOENT. */
+int64_t snapshot_value_find_run(const struct snapshot *s,
+				const struct snapshot_value *value,
+				uint32_t run);
+
+#endif

@@ -1,0 +1,81 @@
+/* status: what .dlqfs/status says.
+ *
+ * The walker writes progress and outcomes here; fs renders it on demand.
+ * Everything in struct status is protected by ->lock. The text is JSON
+ * (written by hand: only message.c knows jansson, and this is output
+ * only). The token is never stored here.
+ */
+#ifndef DLQFS_STATUS_H
+#define DLQFS_STATUS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "api.h"
+
+enum status_state {
+	STATUS_WALKING, /* no snapshot yet, the first walk runs */
+	STATUS_READY,	/* serving a snapshot; the last walk succeeded */
+	STATUS_STALE,	/* serving a snapshot; the last walk failed */
+	STATUS_ERROR,	/* no snapshot; the last walk failed */
+};
+
+struct status {
+	pthread_mutex_t lock; /* protects every field below */
+	enum status_state state;
+	char *api_url; /* owned */
+	char *scope;   /* owned: the filters as JSON object text */
+	double refresh_s;
+
+	bool walking;	     /* a walk is in progress */
+	uint64_t walk_pages; /* pages fetched by the current or last walk */
+	uint64_t walk_runs;  /* entries seen by the current or last walk */
+	struct timespec walk_started;
+
+	uint64_t runs;		/* runs in the served snapshot */
+	uint64_t generation;	/* of the served snapshot */
+	uint64_t payload_bytes; /* API bytes behind the served snapshot */
+	uint64_t malformed;	/* entries skipped by the last good walk */
+	uint64_t duplicates;	/* dlqIds seen twice by the last good walk */
+	uint64_t problems;	/* malformed fields in the served snapshot */
+	uint64_t walks_ok, walks_failed;
+	/* refresh requests received; atomic, not under ->lock, so that a
+	 * signal handler may count one */
+	atomic_ulong refresh_requested;
+	uint64_t refresh_served; /* requests served by a finished walk */
+
+	struct timespec last_refresh; /* end of the last walk, any outcome */
+	struct timespec last_success; /* end of the last good walk */
+	struct timespec stale_since;  /* first failure after a success */
+	bool has_error;
+	char last_error[sizeof(((struct api_error *)0)->text)];
+
+	uint64_t version;	 /* bumped by every change of the text */
+	struct timespec changed; /* when version last moved */
+};
+
+/* Initializes @st; the URL and the scope filters are copied (the scope is
+ * shown as {"param": ["value", ...]}). Returns 0 or -ENOMEM. */
+int status_init(struct status *st, const char *api_url,
+		const struct api_filter *filters, size_t nfilters,
+		double refresh_s);
+void status_release(struct status *st);
+
+/* Renders the current status as JSON text ending in "\n". Returns 0 and a
+ * new string in @ret (length in @ret_len) and its change time in
+ * @ret_changed (may be NULL), or -ENOMEM. */
+int status_render(struct status *st, char **ret, size_t *ret_len,
+		  struct timespec *ret_changed);
+
+/* Marks a change; call with ->lock held. */
+void status_touch(struct status *st);
+
+/* Formats @t as ISO 8601 UTC with milliseconds ("2026-11-27T20:43:41.123Z")
+ * into @buf (at least 32 bytes). */
+void status_time(struct timespec t, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,116 @@
+/* tree: the directory tree of DESIGN.md section 1 over a snapshot.
+ *
+ * Owns: node kinds, inode numbers, names of fixed entries, lookup by name,
+ * directory listings, attributes (modes, times, sizes, link counts),
+ * symlink targets, and the difference between two snapshots as the
+ * entries and inodes the kernel must forget.
+ * Leaves to others: FUSE (fs), the content of .dlqfs/status (status), the
+ * runs and views themselves (snapshot).
+ *
+ * Inode numbers: fixed ones below TREE_INO_FIXED_END; a run directory is
+ * its snapshot key, its files key|1..key|6 (enum message_file + 1), and
+ * the symlink that every view entry of the run shares (a hard-linked
+ * symlink, nlink = number of view entries) key|7; a view value directory
+ * is its snapshot key. Keys derive from names, so an inode number stays
+ * the same for a path across refreshes.
+ */
+#ifndef DLQFS_TREE_H
+#define DLQFS_TREE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "snapshot.h"
+
+enum tree_kind {
+	TREE_ROOT,
+	TREE_RUNS,    /* runs/ */
+	TREE_VIEW,    /* by-xxx/ (.view) */
+	TREE_CTL,     /* .dlqfs/ */
+	TREE_STATUS,  /* .dlqfs/status */
+	TREE_REFRESH, /* .dlqfs/refresh */
+	TREE_RUN,     /* runs/<id>/ (.index = run) */
+	TREE_FILE,    /* runs/<id>/<file> (.index = run, .file) */
+	TREE_VALUE,   /* by-xxx/<value>/ (.view, .index = value) */
+	TREE_LINK,    /* by-xxx/<value>/<id> (.index = run) */
+};
+
+struct tree_node {
+	enum tree_kind kind;
+	int view;	/* TREE_VIEW, TREE_VALUE */
+	uint32_t index; /* run or value index in the snapshot */
+	int file;	/* TREE_FILE: enum message_file */
+};
+
+#define TREE_INO_ROOT 1
+#define TREE_INO_RUNS 2
+#define TREE_INO_VIEW0 3 /* 3 .. 3 + VIEW_COUNT - 1 */
+#define TREE_INO_CTL (TREE_INO_VIEW0 + VIEW_COUNT)
+#define TREE_INO_STATUS (TREE_INO_CTL + 1)
+#define TREE_INO_REFRESH (TREE_INO_CTL + 2)
+#define TREE_INO_FIXED_END (TREE_INO_CTL + 3)
+
+#define TREE_CTL_NAME ".dlqfs"
+#define TREE_RUNS_NAME "runs"
+#define TREE_LINK_PREFIX "../../runs/"
+
+/* What the tree needs from the mount. */
+struct tree_ctx {
+	uid_t uid;
+	gid_t gid;
+	struct timespec mounted; /* time of fixed entries with no better one */
+	off_t status_size;	 /* current size of .dlqfs/status */
+};
+
+/* The node for @ino in @s. Returns 0, or -ENOENT (not in this snapshot). */
+int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret);
+
+/* The inode number of @n. */
+uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n);
+
+/* True for the directories whose content comes from the snapshot (they
+ * cannot be answered before the first walk). */
+int tree_needs_runs(const struct tree_node *n);
+
+/* Looks @name up in directory @dir. Returns 0 and @ret, -ENOENT, or
+ * -ENOTDIR when @dir is not a directory. */
+int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
+		const char *name, struct tree_node *ret);
+
+/* Number of entries in directory @dir, without "." and "..". */
+size_t tree_dir_size(const struct snapshot *s, const struct tree_node *dir);
+
+/* Entry @i (< tree_dir_size()) of @dir: its name (borrowed from @s or
+ * static) and node. */
+void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
+		    size_t i, const char **ret_name, struct tree_node *ret);
+
+/* Attributes of @n. */
+void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
+	       const struct tree_node *n, struct stat *ret);
+
+/* Content of a TREE_FILE node (borrowed from @s). */
+struct message_bytes tree_file(const struct snapshot *s,
+			       const struct tree_node *n);
+
+/* Target of a TREE_LINK node, "../../runs/<id>", NUL-terminated in @buf
+ * (which holds at least TREE_LINK_MAX bytes). Returns its length. */
+#define TREE_LINK_MAX (sizeof(TREE_LINK_PREFIX) + NAMES_MAX + 1)
+size_t tree_readlink(const struct snapshot *s, const struct tree_node *n,
+		     char *buf);
+
+/* What the kernel must forget when @new replaces @old. */
+struct tree_diff_ops {
+	/* @name disappeared from, or appeared in, directory @parent */
+	void (*entry)(void *ctx, uint64_t parent, const char *name);
+	/* the attributes or content of @ino changed */
+	void (*inode)(void *ctx, uint64_t ino);
+};
+
+/* Calls @ops for every name added or removed and every inode changed
+ * between @old and @new. Returns the number of calls made. */
+size_t tree_diff(const struct snapshot *old, const struct snapshot *new,
+		 const struct tree_diff_ops *ops, void *ctx);
+
+#endif

@@ -1,0 +1,70 @@
+/* walker: walks every page of the scope and produces a new snapshot.
+ *
+ * walker_walk() is one walk: pages in, snapshot out, progress and outcome
+ * in struct status. A struct walker runs walks on its own thread: at start,
+ * every refresh interval, and when asked (walker_refresh(), which is safe
+ * in a signal handler). A failed or partial walk never produces a snapshot:
+ * the one already served stays.
+ */
+#ifndef DLQFS_WALKER_H
+#define DLQFS_WALKER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "api.h"
+#include "snapshot.h"
+#include "status.h"
+
+#define WALKER_MAX_PAGES 100000 /* default bound of one walk: 10M entries */
+
+/* Where pages come from: api_list() in the daemon, canned pages in tests. */
+struct walker_source {
+	int (*list)(void *ctx, const char *cursor,
+		    struct message_page *ret_page, struct api_error *err);
+	void *ctx;
+};
+
+/* One walk. Returns 0 and a new snapshot (generation @generation) in @ret,
+ * or a negative errno with @err filled; a partial walk never returns a
+ * snapshot. @prev (may be NULL) is the served snapshot, for message.json
+ * change times. @st (may be NULL) receives progress. */
+int walker_walk(const struct walker_source *src, size_t max_pages,
+		const struct snapshot *prev, uint64_t generation,
+		struct status *st, struct snapshot **ret,
+		struct api_error *err);
+
+/* Called on the walker thread after every walk: @snap is the new snapshot
+ * (the callee takes the reference), or NULL when the walk failed. @served
+ * is the number of refresh requests this walk answers: the callee records
+ * it in status->refresh_served once what the walk changed is visible. */
+typedef void (*walker_done_fn)(void *ctx, struct snapshot *snap,
+			       uint64_t served);
+
+struct walker_config {
+	unsigned refresh_ms; /* between walks, >= 10 */
+	size_t max_pages;
+	atomic_int *cancel; /* set by walker_stop(); shared with http */
+};
+
+struct walker;
+
+/* A new walker (not started), or NULL when out of memory. @src, @st and
+ * @cfg->cancel are borrowed and must outlive it. */
+struct walker *walker_new(const struct walker_config *cfg,
+			  const struct walker_source *src, struct status *st,
+			  walker_done_fn done, void *ctx);
+
+/* Starts the thread; the first walk begins at once. Returns 0 or -errno. */
+int walker_start(struct walker *w);
+
+/* Asks for a walk that starts after this call. Async-signal-safe. */
+void walker_refresh(struct walker *w);
+
+/* Cancels any walk in progress and joins the thread. */
+void walker_stop(struct walker *w);
+
+/* x_free(NULL) is a no-op; stops the walker first if needed. */
+void walker_free(struct walker *w);
+
+#endif

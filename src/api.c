@@ -1,0 +1,418 @@
+/* api: the DLQ list endpoint over http.
+ *
+ * Owns: the client's copies of the base URL, token and filters; building
+ * list URLs (filters in the given order, percent-encoded values and
+ * cursor); the one table mapping HTTP statuses to errno; the one-line
+ * error texts for statuses (with the API's own {"error": ...} words, or a
+ * sanitized excerpt of a body that is not JSON), never showing the token.
+ * Leaves to others: transport, retries and 429 waits (http), the JSON of
+ * pages and error bodies (message), walking pages (walker).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+
+#define API_MAX_URL 16384    /* longer list URL: -EINVAL, not sent */
+#define API_EXCERPT_BYTES 80 /* of a body that is not a JSON error */
+#define API_SNIFF_BYTES 1024 /* of a body searched for an HTML <title> */
+
+/* struct api_filter, but owning its strings. */
+struct api_owned_filter {
+	char *param, *value;
+};
+
+struct api {
+	char *base_url; /* no trailing '/' */
+	char *token;	/* NULL: no Authorization header; wiped on free */
+	struct api_owned_filter *filters;
+	size_t nfilters;
+	struct http *http;
+};
+
+static char *strdup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+struct api *api_new(const struct api_config *cfg)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	const char *base = cfg->base_url ? cfg->base_url : API_DEFAULT_URL;
+	size_t n = strlen(base);
+
+	if (!a)
+		return NULL;
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	a->base_url = strndup(base, n);
+	if (!a->base_url)
+		goto fail;
+	if (cfg->token) {
+		a->token = strdup(cfg->token);
+		if (!a->token)
+			goto fail;
+	}
+	if (cfg->nfilters) {
+		a->filters = calloc(cfg->nfilters, sizeof(*a->filters));
+		if (!a->filters)
+			goto fail;
+		for (size_t i = 0; i < cfg->nfilters; i++) {
+			a->nfilters++;
+			a->filters[i].param =
+				strdup_or_empty(cfg->filters[i].param);
+			a->filters[i].value =
+				strdup_or_empty(cfg->filters[i].value);
+			if (!a->filters[i].param || !a->filters[i].value)
+				goto fail;
+		}
+	}
+	a->http = http_new(&cfg->http);
+	if (!a->http)
+		goto fail;
+	return a;
+fail:
+	api_free(a);
+	return NULL;
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	http_free(a->http);
+	for (size_t i = 0; i < a->nfilters; i++) {
+		free(a->filters[i].param);
+		free(a->filters[i].value);
+	}
+	free(a->filters);
+	if (a->token) {
+		explicit_bzero(a->token, strlen(a->token));
+		free(a->token);
+	}
+	free(a->base_url);
+	free(a);
+}
+
+/* URLs. */
+
+static bool unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+	       c == '~';
+}
+
+/* Writes the escape of @s into @dst (room for 3 * @len bytes), returns the
+ * number of bytes written. */
+static size_t escape_into(char *dst, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t j = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (unreserved(c)) {
+			dst[j++] = (char)c;
+		} else {
+			dst[j++] = '%';
+			dst[j++] = hex[c >> 4];
+			dst[j++] = hex[c & 15];
+		}
+	}
+	return j;
+}
+
+static size_t escaped_len(const char *s, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len; i++)
+		n += unreserved((unsigned char)s[i]) ? 1 : 3;
+	return n;
+}
+
+char *api_query_escape(const char *s, size_t len)
+{
+	char *out;
+
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	out = malloc(escaped_len(s, len) + 1);
+	if (!out)
+		return NULL;
+	out[escape_into(out, s, len)] = '\0';
+	return out;
+}
+
+char *api_list_url(const struct api *a, const char *cursor)
+{
+	static const char head[] = API_LIST_PATH "?count=";
+	char count[24];
+	size_t n, j;
+	char *url;
+
+	snprintf(count, sizeof(count), "%d", API_PAGE_COUNT);
+	n = strlen(a->base_url) + strlen(head) + strlen(count);
+	for (size_t i = 0; i < a->nfilters; i++) {
+		const struct api_owned_filter *f = &a->filters[i];
+
+		n += 2 + escaped_len(f->param, strlen(f->param)) +
+		     escaped_len(f->value, strlen(f->value));
+	}
+	if (cursor)
+		n += strlen("&cursor=") + escaped_len(cursor, strlen(cursor));
+
+	url = malloc(n + 1);
+	if (!url)
+		return NULL;
+	j = (size_t)sprintf(url, "%s%s%s", a->base_url, head, count);
+	for (size_t i = 0; i < a->nfilters; i++) {
+		const struct api_owned_filter *f = &a->filters[i];
+
+		url[j++] = '&';
+		j += escape_into(url + j, f->param, strlen(f->param));
+		url[j++] = '=';
+		j += escape_into(url + j, f->value, strlen(f->value));
+	}
+	if (cursor) {
+		memcpy(url + j, "&cursor=", strlen("&cursor="));
+		j += strlen("&cursor=");
+		j += escape_into(url + j, cursor, strlen(cursor));
+	}
+	url[j] = '\0';
+	return url;
+}
+
+/* Error texts. */
+
+/* The one HTTP status -> errno table, searched in order. */
+static const struct {
+	long lo, hi;
+	int err;
+} api_statuses[] = {
+	{400, 400, -EINVAL}, /* request refused */
+	{401, 401, -EACCES}, /* token refused */
+	{403, 403, -EACCES}, /* token lacks the right */
+	{404, 404, -ENOENT}, /* no such endpoint */
+	{429, 429, -EAGAIN}, /* still rate limited after retries */
+	{500, 599, -EIO},    /* still failing after retries */
+	{0, 0, 0},	     /* anything else: -EIO */
+};
+
+static int status_errno(long status)
+{
+	size_t i;
+
+	for (i = 0; api_statuses[i].err; i++)
+		if (status >= api_statuses[i].lo &&
+		    status <= api_statuses[i].hi)
+			return api_statuses[i].err;
+	return -EIO;
+}
+
+static void err_set(struct api_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void err_set(struct api_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+}
+
+/* scheme://host[:port] of the base URL, userinfo removed. */
+static void base_origin(const char *url, char *buf, size_t len)
+{
+	const char *p = strstr(url, "://");
+	const char *host, *end, *at;
+
+	if (!p) {
+		snprintf(buf, len, "the API");
+		return;
+	}
+	host = p + 3;
+	end = host + strcspn(host, "/?#");
+	at = host;
+	for (const char *q = host; q < end; q++)
+		if (*q == '@')
+			at = q + 1;
+	snprintf(buf, len, "%.*s%.*s", (int)(host - url), url, (int)(end - at),
+		 at);
+}
+
+/* Printable ASCII of @s (at most @max input bytes), whitespace runs folded
+ * to one space, other control and non-ASCII bytes dropped. */
+static void sanitize(char *dst, size_t dstlen, const char *s, size_t len,
+		     size_t max)
+{
+	size_t j = 0;
+	bool space = false;
+
+	if (len > max)
+		len = max;
+	for (size_t i = 0; i < len && j + 1 < dstlen; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			space = j > 0;
+			continue;
+		}
+		if (c < 0x20 || c >= 0x7f)
+			continue;
+		if (space && j + 2 < dstlen)
+			dst[j++] = ' ';
+		space = false;
+		dst[j++] = (char)c;
+	}
+	dst[j] = '\0';
+}
+
+static const char *find_nocase(const char *s, size_t len, const char *what)
+{
+	size_t k = strlen(what);
+
+	for (size_t i = 0; i + k <= len; i++)
+		if (strncasecmp(s + i, what, k) == 0)
+			return s + i;
+	return NULL;
+}
+
+/* ": <words>", " (HTML error page: <title>)", or "" for an empty body. */
+static void body_words(const char *body, size_t len, char *buf, size_t buflen)
+{
+	char text[256];
+	size_t i = 0;
+
+	buf[0] = '\0';
+	if (!body || !len)
+		return;
+	if (message_error_text(body, len, text, sizeof(text)) == 0) {
+		sanitize(buf + 2, buflen - 2, text, strlen(text), sizeof(text));
+		if (buf[2]) {
+			buf[0] = ':';
+			buf[1] = ' ';
+		}
+		return;
+	}
+	while (i < len && (body[i] == ' ' || body[i] == '\t' ||
+			   body[i] == '\r' || body[i] == '\n'))
+		i++;
+	if (i < len && body[i] == '<') {
+		size_t n = len < API_SNIFF_BYTES ? len : API_SNIFF_BYTES;
+		const char *t = find_nocase(body, n, "<title>");
+		const char *e =
+			t ? find_nocase(t, (size_t)(body + n - t), "</") : NULL;
+
+		text[0] = '\0';
+		if (t && e)
+			sanitize(text, sizeof(text), t + 7,
+				 (size_t)(e - (t + 7)), API_EXCERPT_BYTES);
+		snprintf(buf, buflen, " (HTML error page%s%s)",
+			 text[0] ? ": " : "", text);
+		return;
+	}
+	sanitize(text, sizeof(text), body + i, len - i, API_EXCERPT_BYTES);
+	if (text[0])
+		snprintf(buf, buflen, ": %s", text);
+}
+
+/* Replaces every occurrence of the token in @s by "[token]". The texts
+ * never include it by construction; this guards against a server that
+ * echoes the request. */
+static void scrub_token(char *s, const char *token)
+{
+	static const char mask[] = "[token]";
+	size_t k = token ? strlen(token) : 0;
+	char *p;
+
+	if (k < 4)
+		return;
+	while ((p = strstr(s, token))) {
+		if (k >= sizeof(mask) - 1) {
+			memcpy(p, mask, sizeof(mask) - 1);
+			memmove(p + sizeof(mask) - 1, p + k, strlen(p + k) + 1);
+			s = p + sizeof(mask) - 1;
+		} else {
+			memset(p, '*', k);
+			s = p + k;
+		}
+	}
+}
+
+int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
+	     struct api_error *err)
+{
+	struct api_error dummy;
+	struct http_response resp = {0};
+	struct message_page page = {0};
+	char origin[320], words[300], tries[32], reason[256];
+	char *url;
+	size_t len;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	err->http_status = 0;
+	err->text[0] = '\0';
+	base_origin(a->base_url, origin, sizeof(origin));
+
+	url = api_list_url(a, cursor);
+	if (!url) {
+		err_set(err, "out of memory building the request");
+		return -ENOMEM;
+	}
+	len = strlen(url);
+	if (len > API_MAX_URL) {
+		free(url);
+		err_set(err,
+			"the request URL would be %zu bytes, over the limit of %d (too many filters or a huge cursor)",
+			len, API_MAX_URL);
+		return -EINVAL;
+	}
+	r = http_get(a->http, url, a->token, &resp, err->text,
+		     sizeof(err->text));
+	free(url);
+	if (r < 0)
+		goto out;
+
+	err->http_status = resp.status;
+	if (resp.status == 200) {
+		reason[0] = '\0';
+		r = message_page_parse(resp.body, resp.len, &page, reason,
+				       sizeof(reason));
+		if (r == -ENOMEM) {
+			err_set(err, "out of memory reading a page from %s",
+				origin);
+		} else if (r < 0) {
+			sanitize(words, sizeof(words), reason, strlen(reason),
+				 sizeof(reason));
+			err_set(err,
+				"the API sent a page that is not valid: %s",
+				words[0] ? words : "unknown reason");
+			r = -EPROTO;
+		} else {
+			*ret_page = page;
+			err->text[0] = '\0';
+		}
+		goto out;
+	}
+
+	r = status_errno(resp.status);
+	body_words(resp.body, resp.len, words, sizeof(words));
+	tries[0] = '\0';
+	if (resp.tries > 1)
+		snprintf(tries, sizeof(tries), " (after %u tries)", resp.tries);
+	err_set(err, "HTTP %ld from %s%s%s", resp.status, origin, words, tries);
+out:
+	http_response_release(&resp);
+	scrub_token(err->text, a->token);
+	return r;
+}

@@ -1,0 +1,875 @@
+/* fs: FUSE low-level operations over the served snapshot.
+ *
+ * Owns: the served snapshot pointer and its swap, file and directory
+ * handles (each keeps the snapshot it was opened on, so listings and open
+ * files stay consistent across swaps), the requests that wait for the
+ * first walk (kept and answered later from the notifier thread, so no
+ * FUSE thread ever blocks), kernel cache parameters, and the notifier
+ * thread that invalidates kernel caches after a swap.
+ * Leaves to others: what the tree looks like (tree), the status text
+ * (status), fetching (walker). Callbacks decode, call one function and
+ * reply exactly once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "tree.h"
+
+enum op { OP_LOOKUP, OP_OPENDIR };
+
+/* A request that came before the first walk finished. */
+struct deferred {
+	struct deferred *next;
+	fuse_req_t req;
+	enum op op;
+	fuse_ino_t ino;
+	struct fuse_file_info fi;
+	char name[]; /* OP_LOOKUP */
+};
+
+struct fs {
+	struct fs_config cfg;
+	struct status *st;
+	struct fuse_session *se;
+	struct timespec mounted;
+
+	pthread_mutex_t lock;	   /* protects the fields below */
+	pthread_cond_t wake;	   /* notifier: something to do */
+	struct snapshot *current;  /* served; never NULL */
+	int first_done;		   /* the first walk has finished */
+	int ready;		   /* a walked snapshot is served */
+	struct deferred *deferred; /* waiting for the first walk */
+	uint64_t served;	   /* refresh requests answered by walks */
+	int stop;
+
+	pthread_t notifier;
+	int notifier_running;
+};
+
+/* An open file or directory. */
+struct handle {
+	struct snapshot *s; /* the snapshot it was opened on */
+	struct tree_node n;
+	char *text; /* .dlqfs/status: the text at open */
+	size_t len;
+	int gone; /* directory: not in the served snapshot any more */
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct handle *handle_of(const struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* Takes the served snapshot and resolves @ino in it. Returns 0 with a
+ * reference in @ret_s; 1 when the request was kept for after the first
+ * walk (then it owns @req); a negative errno. */
+static int begin(struct fs *fs, fuse_req_t req, enum op op, fuse_ino_t ino,
+		 const char *name, const struct fuse_file_info *fi,
+		 struct snapshot **ret_s, struct tree_node *ret_n)
+{
+	struct tree_node n;
+	int r;
+
+	pthread_mutex_lock(&fs->lock);
+	r = tree_resolve(fs->current, ino, &n);
+	if (r < 0)
+		goto out;
+	if (tree_needs_runs(&n) && !fs->ready) {
+		struct deferred *d;
+		size_t nl = name ? strlen(name) + 1 : 1;
+
+		if (fs->first_done) {
+			r = -EIO; /* status says why */
+			goto out;
+		}
+		d = calloc(1, sizeof(*d) + nl);
+		if (!d) {
+			r = -ENOMEM;
+			goto out;
+		}
+		d->req = req;
+		d->op = op;
+		d->ino = ino;
+		if (fi)
+			d->fi = *fi;
+		if (name)
+			memcpy(d->name, name, nl);
+		d->next = fs->deferred;
+		fs->deferred = d;
+		r = 1;
+		goto out;
+	}
+	*ret_s = snapshot_ref(fs->current);
+	*ret_n = n;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+static struct snapshot *acquire(struct fs *fs)
+{
+	struct snapshot *s;
+
+	pthread_mutex_lock(&fs->lock);
+	s = snapshot_ref(fs->current);
+	pthread_mutex_unlock(&fs->lock);
+	return s;
+}
+
+static int is_dir(const struct tree_node *n)
+{
+	return n->kind != TREE_FILE && n->kind != TREE_LINK &&
+	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH;
+}
+
+static void stat_node(struct fs *fs, const struct snapshot *s,
+		      const struct tree_node *n, struct stat *st)
+{
+	struct tree_ctx ctx = {
+		.uid = fs->cfg.uid,
+		.gid = fs->cfg.gid,
+		.mounted = fs->mounted,
+	};
+	struct timespec changed = fs->mounted;
+
+	if (n->kind == TREE_STATUS) {
+		char *text;
+		size_t len;
+
+		if (status_render(fs->st, &text, &len, &changed) == 0) {
+			ctx.status_size = (off_t)len;
+			free(text);
+		}
+	}
+	tree_stat(&ctx, s, n, st);
+	if (n->kind == TREE_STATUS)
+		st->st_mtim = st->st_ctim = st->st_atim = changed;
+}
+
+static double attr_timeout(const struct fs *fs, const struct tree_node *n)
+{
+	switch (n->kind) {
+	case TREE_RUN:
+		return fs->cfg.file_timeout;
+	case TREE_FILE:
+		return n->file == MESSAGE_JSON ? fs->cfg.dir_timeout
+					       : fs->cfg.file_timeout;
+	case TREE_STATUS:
+		return 1.0;
+	default:
+		return fs->cfg.dir_timeout;
+	}
+}
+
+static double entry_timeout(const struct fs *fs, const struct tree_node *n)
+{
+	return n->kind == TREE_FILE ? fs->cfg.file_timeout
+				    : fs->cfg.dir_timeout;
+}
+
+static void fill_entry(struct fs *fs, const struct snapshot *s,
+		       const struct tree_node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = tree_ino(s, n);
+	stat_node(fs, s, n, &e->attr);
+	e->attr_timeout = attr_timeout(fs, n);
+	e->entry_timeout = entry_timeout(fs, n);
+}
+
+/* --- lookup, getattr, readlink ---------------------------------------- */
+
+static void do_lookup(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
+		      const char *name)
+{
+	struct snapshot *s;
+	struct tree_node dir, n;
+	struct fuse_entry_param e;
+	int r = begin(fs, req, OP_LOOKUP, parent, name, NULL, &s, &dir);
+
+	if (r == 1)
+		return;
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	r = tree_lookup(s, &dir, name, &n);
+	if (r == -ENOENT) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->cfg.neg_timeout;
+		fuse_reply_entry(req, &e);
+	} else if (r < 0) {
+		fuse_reply_err(req, -r);
+	} else {
+		fill_entry(fs, s, &n, &e);
+		fuse_reply_entry(req, &e);
+	}
+	snapshot_unref(s);
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_lookup(fs_of(req), req, parent, name);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi ? handle_of(fi) : NULL;
+	struct snapshot *s = h ? snapshot_ref(h->s) : acquire(fs);
+	struct tree_node n;
+	struct stat st;
+
+	if (h)
+		n = h->n;
+	if (!h && tree_resolve(s, ino, &n) < 0) {
+		fuse_reply_err(req, ENOENT);
+	} else {
+		stat_node(fs, s, &n, &st);
+		fuse_reply_attr(req, &st, attr_timeout(fs, &n));
+	}
+	snapshot_unref(s);
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct snapshot *s = acquire(fs);
+	struct tree_node n;
+	struct stat st;
+
+	(void)attr;
+	(void)fi;
+	/* "echo > .dlqfs/refresh" truncates first: accept and ignore that */
+	if (tree_resolve(s, ino, &n) < 0) {
+		fuse_reply_err(req, ENOENT);
+	} else if (n.kind != TREE_REFRESH ||
+		   (to_set &
+		    ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+		      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))) {
+		fuse_reply_err(req, EROFS);
+	} else {
+		stat_node(fs, s, &n, &st);
+		fuse_reply_attr(req, &st, attr_timeout(fs, &n));
+	}
+	snapshot_unref(s);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct snapshot *s = acquire(fs_of(req));
+	struct tree_node n;
+	char buf[TREE_LINK_MAX];
+
+	if (tree_resolve(s, ino, &n) < 0)
+		fuse_reply_err(req, ENOENT);
+	else if (n.kind != TREE_LINK)
+		fuse_reply_err(req, EINVAL);
+	else {
+		tree_readlink(s, &n, buf);
+		fuse_reply_readlink(req, buf);
+	}
+	snapshot_unref(s);
+}
+
+/* --- directories ------------------------------------------------------ */
+
+static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct snapshot *s;
+	struct tree_node n;
+	struct handle *h;
+	int r = begin(fs, req, OP_OPENDIR, ino, NULL, fi, &s, &n);
+
+	if (r == 1)
+		return;
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (!is_dir(&n)) {
+		snapshot_unref(s);
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		snapshot_unref(s);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->s = s;
+	h->n = n;
+	fi->fh = (uintptr_t)h;
+	/* listings change only with a swap, which invalidates them */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted */
+		snapshot_unref(s);
+		free(h);
+	}
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	do_opendir(fs_of(req), req, ino, fi);
+}
+
+static fuse_ino_t parent_ino(const struct snapshot *s,
+			     const struct tree_node *n)
+{
+	switch (n->kind) {
+	case TREE_RUN:
+		return TREE_INO_RUNS;
+	case TREE_VALUE:
+		return TREE_INO_VIEW0 + (fuse_ino_t)n->view;
+	default:
+		(void)s;
+		return TREE_INO_ROOT;
+	}
+}
+
+/* Reading a directory from offset 0 (opendir, rewinddir) lists the served
+ * snapshot: the handle moves to it (an empty listing if the directory is
+ * gone). Returns whether the handle's snapshot is the served one; when it
+ * is not (a listing that began before a swap), its entries must not create
+ * kernel dentries, which would bring back removed names. */
+static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
+{
+	struct snapshot *old = NULL;
+	struct tree_node n;
+	int current;
+
+	pthread_mutex_lock(&fs->lock);
+	if (off == 0 && h->s != fs->current) {
+		old = h->s;
+		h->s = snapshot_ref(fs->current);
+		h->gone = tree_resolve(h->s, ino, &n) < 0 || !is_dir(&n);
+		if (!h->gone)
+			h->n = n;
+	}
+	current = h->s == fs->current;
+	pthread_mutex_unlock(&fs->lock);
+	snapshot_unref(old);
+	return current;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = handle_of(fi);
+	int current = rebind(fs, h, ino, off);
+	size_t total = 2 + (h->gone ? 0 : tree_dir_size(h->s, &h->n)), pos = 0;
+	char *buf;
+
+	if (size > 1024 * 1024)
+		size = 1024 * 1024;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
+		struct fuse_entry_param e;
+		struct tree_node n;
+		const char *name;
+		size_t need;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			e.ino = i == 0 ? tree_ino(h->s, &h->n)
+				       : parent_ino(h->s, &h->n);
+			e.attr.st_ino = e.ino;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			tree_dir_entry(h->s, &h->n, i - 2, &name, &n);
+			if (plus) {
+				fill_entry(fs, h->s, &n, &e);
+				/* d_ino stays; ino 0: the kernel makes no
+				 * dentry (ls -l then looks names up anew) */
+				if (!current)
+					e.ino = 0;
+			} else {
+				e.attr.st_ino = tree_ino(h->s, &n);
+				e.attr.st_mode = is_dir(&n) ? S_IFDIR
+						 : n.kind == TREE_LINK
+							 ? S_IFLNK
+							 : S_IFREG;
+			}
+		}
+		if (plus)
+			need = fuse_add_direntry_plus(req, buf + pos,
+						      size - pos, name, &e,
+						      (off_t)i + 1);
+		else
+			need = fuse_add_direntry(req, buf + pos, size - pos,
+						 name, &e.attr, (off_t)i + 1);
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void handle_free(struct handle *h)
+{
+	if (!h)
+		return;
+	snapshot_unref(h->s);
+	free(h->text);
+	free(h);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle_free(handle_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+/* --- files ------------------------------------------------------------ */
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct snapshot *s = acquire(fs);
+	struct tree_node n;
+	struct handle *h = NULL;
+	int wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	int r = 0;
+
+	if (tree_resolve(s, ino, &n) < 0)
+		r = -ENOENT;
+	else if (is_dir(&n))
+		r = -EISDIR;
+	else if (wr && n.kind != TREE_REFRESH)
+		r = -EACCES;
+	else if (wr && fuse_req_ctx(req)->uid != fs->cfg.uid &&
+		 fuse_req_ctx(req)->uid != 0)
+		r = -EACCES; /* allow_other: only the owner refreshes */
+	else if (!(h = calloc(1, sizeof(*h))))
+		r = -ENOMEM;
+	if (r == 0 && n.kind == TREE_STATUS)
+		r = status_render(fs->st, &h->text, &h->len, NULL);
+	if (r < 0) {
+		free(h);
+		snapshot_unref(s);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	h->s = s;
+	h->n = n;
+	fi->fh = (uintptr_t)h;
+	if (n.kind == TREE_FILE)
+		fi->keep_cache = 1; /* a run file never changes for its inode;
+				       message.json is invalidated if it does */
+	else
+		fi->direct_io = 1; /* generated at open */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(h);
+}
+
+/* The bytes of a read: @len bytes at @data from @b, from @off. */
+static size_t read_span(struct message_bytes b, off_t off, size_t size,
+			const char **data)
+{
+	size_t n;
+
+	if (off < 0 || (size_t)off >= b.len)
+		return 0;
+	n = b.len - (size_t)off;
+	*data = b.data + off;
+	return n < size ? n : size;
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	struct snapshot *s = NULL;
+	const char *data = NULL;
+	char *copy = NULL;
+	size_t n = 0;
+
+	(void)ino;
+	/* The bytes must outlive the reply: once the kernel has them, the
+	 * reader may close the file and RELEASE may run on another thread
+	 * before fuse_reply_buf() returns. So the snapshot is pinned, and the
+	 * (small) status text is copied. */
+	if (h->n.kind == TREE_FILE) {
+		s = snapshot_ref(h->s);
+		n = read_span(tree_file(s, &h->n), off, size, &data);
+	} else if (h->n.kind == TREE_STATUS) {
+		n = read_span((struct message_bytes){h->text, h->len}, off,
+			      size, &data);
+		if (n) {
+			copy = malloc(n);
+			if (!copy) {
+				fuse_reply_err(req, ENOMEM);
+				return;
+			}
+			data = memcpy(copy, data, n);
+		}
+	}
+	fuse_reply_buf(req, n ? data : NULL, n);
+	free(copy);
+	snapshot_unref(s);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct handle *h = handle_of(fi);
+
+	(void)ino;
+	(void)buf;
+	(void)off;
+	if (h->n.kind != TREE_REFRESH) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (fs->cfg.refresh)
+		fs->cfg.refresh(fs->cfg.refresh_ctx);
+	fuse_reply_write(req, size);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct snapshot *s = acquire(fs_of(req));
+	struct statvfs sv;
+	uint64_t inodes = TREE_INO_FIXED_END + s->nruns * (MESSAGE_NFILES + 2);
+
+	(void)ino;
+	for (int v = 0; v < VIEW_COUNT; v++)
+		inodes += s->view[v].nvalues;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	/* what the files hold, never zero (df hides zero-sized mounts) */
+	sv.f_blocks = (s->file_bytes + 4095) / 4096 + 1;
+	sv.f_files = inodes;
+	sv.f_namemax = NAMES_MAX;
+	snapshot_unref(s);
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Everything that would change the tree: read-only. */
+static void fs_erofs_entry(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	(void)mode;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)mode;
+	(void)rdev;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	(void)mode;
+	(void)fi;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
+		    const char *name)
+{
+	(void)ino;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fs_erofs_entry(req, parent, name);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* inode numbers come from names, not from a table: nothing to drop */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* times have millisecond resolution */
+	conn->time_gran = 1000000;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.readlink = fs_readlink,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_erofs_entry,
+	.rmdir = fs_erofs_entry,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.release = fs_release,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.readdirplus = fs_readdirplus,
+	.releasedir = fs_release,
+	.statfs = fs_statfs,
+	.create = fs_create,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+	return &ops;
+}
+
+size_t fs_ops_size(void)
+{
+	return sizeof(ops);
+}
+
+/* --- publishing and the notifier -------------------------------------- */
+
+struct fs *fs_new(const struct fs_config *cfg, struct status *st)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return NULL;
+	fs->current = snapshot_new_empty();
+	if (!fs->current) {
+		free(fs);
+		return NULL;
+	}
+	fs->cfg = *cfg;
+	fs->st = st;
+	clock_gettime(CLOCK_REALTIME, &fs->mounted);
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_cond_init(&fs->wake, NULL);
+	return fs;
+}
+
+void fs_publish(void *arg, struct snapshot *snap, uint64_t served)
+{
+	struct fs *fs = arg;
+	struct snapshot *old = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	if (served > fs->served)
+		fs->served = served;
+	if (snap) {
+		old = fs->current;
+		fs->current = snap;
+		fs->ready = 1;
+	}
+	fs->first_done = 1;
+	pthread_cond_broadcast(&fs->wake);
+	pthread_mutex_unlock(&fs->lock);
+	snapshot_unref(old); /* readers holding it finish on it */
+}
+
+static void notify_entry(void *ctx, uint64_t parent, const char *name)
+{
+	struct fs *fs = ctx;
+
+	fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+}
+
+static void notify_inode(void *ctx, uint64_t ino)
+{
+	struct fs *fs = ctx;
+
+	fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+}
+
+static const struct tree_diff_ops notify_ops = {notify_entry, notify_inode};
+
+static void replay(struct fs *fs, struct deferred *d)
+{
+	while (d) {
+		struct deferred *next = d->next;
+
+		if (fs->stop)
+			fuse_reply_err(d->req, EIO);
+		else if (d->op == OP_LOOKUP)
+			do_lookup(fs, d->req, d->ino, d->name);
+		else
+			do_opendir(fs, d->req, d->ino, &d->fi);
+		free(d);
+		d = next;
+	}
+}
+
+/* After each swap: answer the requests that waited for the first walk,
+ * then tell the kernel what changed. Runs outside every request and holds
+ * no lock while notifying (libfuse: notifying from a request path or under
+ * a lock a request needs can deadlock). */
+static void *notifier_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct snapshot *last;
+
+	uint64_t told = 0; /* refresh requests whose changes the kernel has */
+
+	pthread_mutex_lock(&fs->lock);
+	last = snapshot_ref(fs->current);
+	for (;;) {
+		struct deferred *waiting = NULL;
+		struct snapshot *cur;
+		uint64_t served;
+
+		while (!fs->stop && fs->current == last && fs->served == told &&
+		       !(fs->first_done && fs->deferred))
+			pthread_cond_wait(&fs->wake, &fs->lock);
+		if (fs->first_done || fs->stop) {
+			waiting = fs->deferred;
+			fs->deferred = NULL;
+		}
+		cur = snapshot_ref(fs->current);
+		served = fs->served;
+		pthread_mutex_unlock(&fs->lock);
+
+		if (cur != last) {
+			if (last->generation == 0) {
+				/* nothing below runs/ was ever answered */
+				notify_inode(fs, TREE_INO_ROOT);
+				notify_inode(fs, TREE_INO_RUNS);
+				for (int v = 0; v < VIEW_COUNT; v++)
+					notify_inode(fs, TREE_INO_VIEW0 +
+								 (uint64_t)v);
+			} else {
+				tree_diff(last, cur, &notify_ops, fs);
+			}
+		}
+		replay(fs, waiting);
+		snapshot_unref(last);
+		last = cur;
+		if (served != told) {
+			told = served;
+			pthread_mutex_lock(&fs->st->lock);
+			fs->st->refresh_served = served;
+			status_touch(fs->st);
+			pthread_mutex_unlock(&fs->st->lock);
+		}
+
+		pthread_mutex_lock(&fs->lock);
+		if (fs->stop && !fs->deferred)
+			break;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	snapshot_unref(last);
+	return NULL;
+}
+
+int fs_start(struct fs *fs, struct fuse_session *se)
+{
+	int r;
+
+	fs->se = se;
+	r = pthread_create(&fs->notifier, NULL, notifier_main, fs);
+	if (r)
+		return -r;
+	fs->notifier_running = 1;
+	return 0;
+}
+
+void fs_stop(struct fs *fs)
+{
+	if (!fs || !fs->notifier_running)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	fs->stop = 1;
+	pthread_cond_broadcast(&fs->wake);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->notifier, NULL);
+	fs->notifier_running = 0;
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	fs_stop(fs);
+	snapshot_unref(fs->current);
+	pthread_mutex_destroy(&fs->lock);
+	pthread_cond_destroy(&fs->wake);
+	free(fs);
+}

@@ -1,0 +1,857 @@
+/* http: one libcurl easy handle per struct http, and the retry loop.
+ *
+ * Owns: the curl handle and its options (timeouts, TLS verification, no
+ * redirects, allowed protocols), the response buffer and its size limit,
+ * the retry policy (what is retried, exponential backoff with jitter, 429
+ * waits), cancellation, the CURLcode -> errno table, and the one-line
+ * error texts for transport failures. It is the only includer of
+ * <curl/curl.h>.
+ * Leaves to others: building URLs and mapping HTTP statuses (api), reading
+ * bodies (message), deciding whether a clear-text URL may carry a token
+ * (main, through http_url_is_loopback()).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <curl/curl.h>
+
+#include "http.h"
+
+#ifndef DLQFS_VERSION
+#define DLQFS_VERSION "dev"
+#endif
+
+#define HTTP_USER_AGENT "dlqfs/" DLQFS_VERSION
+
+/* A page holds up to API_PAGE_COUNT (100) messages, and a message can be
+ * 50 MB on fixed plans (API.md), so a legitimate page can approach 5 GB.
+ * Buffering that is not reasonable; 1 GiB covers every free and
+ * pay-as-you-go account (100 x 10 MB) with room for JSON escaping, and a
+ * larger page fails cleanly with -EFBIG instead of exhausting memory. */
+#define HTTP_DEFAULT_MAX_RESPONSE ((size_t)1 << 30)
+
+#define HTTP_MAX_TOKEN 4096	     /* longer token: -EINVAL */
+#define HTTP_SLEEP_SLICE_MS 50	     /* cancel flag polled this often */
+#define HTTP_FIRST_BUFFER 16384	     /* first body allocation */
+#define HTTP_MAX_PRESIZE (64 << 20)  /* trust a Content-Length this far */
+#define HTTP_MAX_RETRY_AFTER_S 86400 /* header values above are clamped */
+
+struct http {
+	struct http_config cfg;
+	CURL *curl;
+	uint64_t rng; /* xorshift64 state for backoff jitter */
+
+	/* State of the attempt in progress. */
+	char *buf;
+	size_t len, cap;
+	bool over_limit;	   /* body exceeded cfg.max_response_bytes */
+	bool oom;		   /* body allocation failed */
+	long retry_after_s;	   /* Retry-After delta-seconds, or -1 */
+	long long ratelimit_reset; /* Burst-RateLimit-Reset, or -1 */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+void http_config_defaults(struct http_config *cfg)
+{
+	cfg->connect_timeout_ms = 10 * 1000;
+	cfg->total_timeout_ms = 120 * 1000;
+	cfg->stall_timeout_s = 30;
+	cfg->max_response_bytes = HTTP_DEFAULT_MAX_RESPONSE;
+	cfg->max_tries = 5;
+	cfg->backoff_ms = 500;
+	cfg->max_backoff_ms = 30 * 1000;
+	cfg->cancel = NULL;
+}
+
+void http_response_release(struct http_response *r)
+{
+	if (!r)
+		return;
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+}
+
+static bool cancelled(const struct http_config *cfg)
+{
+	return cfg->cancel && atomic_load(cfg->cancel) != 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int http_sleep(const struct http_config *cfg, long ms)
+{
+	int64_t deadline = now_ms() + (ms > 0 ? ms : 0);
+
+	for (;;) {
+		int64_t left;
+		struct timespec ts;
+
+		if (cancelled(cfg))
+			return -ECANCELED;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		if (left > HTTP_SLEEP_SLICE_MS)
+			left = HTTP_SLEEP_SLICE_MS;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left * 1000000;
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Callbacks. */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct http *h = userdata;
+	size_t n = size * nmemb; /* size is always 1 */
+	size_t max = h->cfg.max_response_bytes;
+
+	if (n > max || h->len > max - n) {
+		h->over_limit = true;
+		return 0; /* CURLE_WRITE_ERROR */
+	}
+	if (h->len + n + 1 > h->cap) {
+		size_t cap = h->cap;
+		curl_off_t clen = -1;
+		char *p;
+
+		/* A known Content-Length sizes the buffer once. */
+		if (!cap &&
+		    curl_easy_getinfo(h->curl,
+				      CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+				      &clen) == CURLE_OK &&
+		    clen > 0 && (uint64_t)clen <= max &&
+		    (uint64_t)clen <= HTTP_MAX_PRESIZE)
+			cap = (size_t)clen + 1;
+		if (!cap)
+			cap = HTTP_FIRST_BUFFER;
+		while (cap < h->len + n + 1)
+			cap = cap > max / 2 ? max + 1 : cap * 2;
+		p = realloc(h->buf, cap);
+		if (!p) {
+			h->oom = true;
+			return 0;
+		}
+		h->buf = p;
+		h->cap = cap;
+	}
+	memcpy(h->buf + h->len, data, n);
+	h->len += n;
+	return n;
+}
+
+/* Parses decimal digits (after optional blanks) up to CR/LF/blank; -1 when
+ * the value is something else (an HTTP-date, a sign, garbage). */
+static long long header_number(const char *p, const char *end)
+{
+	long long v = 0;
+	int digits = 0;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (p < end && *p >= '0' && *p <= '9') {
+		if (++digits > 12)
+			return -1;
+		v = v * 10 + (*p - '0');
+		p++;
+	}
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	return digits && p == end ? v : -1;
+}
+
+static bool header_is(const char *line, size_t n, const char *name,
+		      const char **ret_value)
+{
+	size_t k = strlen(name);
+
+	if (n <= k || line[k] != ':' || strncasecmp(line, name, k) != 0)
+		return false;
+	*ret_value = line + k + 1;
+	return true;
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+	struct http *h = userdata;
+	size_t n = size * nmemb;
+	const char *end = line + n, *v;
+	long long x;
+
+	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+		/* A new response (e.g. after 100 Continue): forget the last. */
+		h->retry_after_s = -1;
+		h->ratelimit_reset = -1;
+	} else if (header_is(line, n, "Retry-After", &v)) {
+		x = header_number(v, end);
+		if (x >= 0)
+			h->retry_after_s = x > HTTP_MAX_RETRY_AFTER_S
+						   ? HTTP_MAX_RETRY_AFTER_S
+						   : (long)x;
+	} else if (header_is(line, n, "Burst-RateLimit-Reset", &v)) {
+		x = header_number(v, end);
+		if (x >= 0)
+			h->ratelimit_reset = x;
+	}
+	return n;
+}
+
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct http *h = userdata;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return cancelled(&h->cfg); /* non-zero: CURLE_ABORTED_BY_CALLBACK */
+}
+
+/* Handle life cycle. */
+
+static uint64_t rng_next(struct http *h)
+{
+	uint64_t x = h->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	h->rng = x;
+	return x;
+}
+
+static int http_setup(struct http *h)
+{
+	const struct http_config *c = &h->cfg;
+	CURL *e = h->curl;
+	CURLcode rc = CURLE_OK;
+
+#define SET(opt, val)                                                          \
+	do {                                                                   \
+		if (rc == CURLE_OK)                                            \
+			rc = curl_easy_setopt(e, opt, val);                    \
+	} while (0)
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_FOLLOWLOCATION, 0L); /* the token must not travel */
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_ACCEPT_ENCODING, "");
+	SET(CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+	SET(CURLOPT_TIMEOUT_MS, c->total_timeout_ms);
+	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	SET(CURLOPT_LOW_SPEED_TIME, c->stall_timeout_s);
+	if ((uint64_t)c->max_response_bytes <= (uint64_t)INT64_MAX)
+		SET(CURLOPT_MAXFILESIZE_LARGE,
+		    (curl_off_t)c->max_response_bytes);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, h);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, h);
+	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+	SET(CURLOPT_XFERINFODATA, h);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_ERRORBUFFER, h->errbuf);
+#undef SET
+	if (rc == CURLE_OUT_OF_MEMORY)
+		return -ENOMEM;
+	return rc == CURLE_OK ? 0 : -EIO;
+}
+
+/* To curl, a zero timeout means none: every limit left at zero (or
+ * negative) takes its default instead, so nothing is ever unbounded. */
+static void http_config_sane(struct http_config *c,
+			     const struct http_config *in)
+{
+	struct http_config d;
+
+	http_config_defaults(&d);
+	*c = *in;
+	if (c->connect_timeout_ms <= 0)
+		c->connect_timeout_ms = d.connect_timeout_ms;
+	if (c->total_timeout_ms <= 0)
+		c->total_timeout_ms = d.total_timeout_ms;
+	if (c->stall_timeout_s <= 0)
+		c->stall_timeout_s = d.stall_timeout_s;
+	if (c->max_response_bytes == 0)
+		c->max_response_bytes = d.max_response_bytes;
+	if (c->max_response_bytes > SIZE_MAX / 2)
+		c->max_response_bytes = SIZE_MAX / 2; /* len + 1 can't wrap */
+	if (c->max_tries < 1)
+		c->max_tries = 1;
+	if (c->backoff_ms < 0)
+		c->backoff_ms = 0;
+	if (c->max_backoff_ms < 0)
+		c->max_backoff_ms = 0;
+}
+
+struct http *http_new(const struct http_config *cfg)
+{
+	struct http *h = calloc(1, sizeof(*h));
+	struct timespec ts;
+
+	if (!h)
+		return NULL;
+	http_config_sane(&h->cfg, cfg);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h->rng = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^
+		 (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 16);
+	if (!h->rng)
+		h->rng = 0x9e3779b97f4a7c15ULL;
+	h->curl = curl_easy_init();
+	if (!h->curl || http_setup(h) < 0) {
+		http_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->curl)
+		curl_easy_cleanup(h->curl);
+	free(h->buf);
+	free(h);
+}
+
+/* URLs, for error texts and the loopback check. curl's own parser is used
+ * so that the host we judge is the host curl connects to. */
+
+struct origin {
+	char text[320];	    /* scheme://host[:port], no userinfo, no path */
+	char hostport[300]; /* host:port, the default port filled in */
+	char host[260];
+};
+
+/* Copies a part of @u into @dst; false when it is missing or too long
+ * (then @dst holds a truncated copy, or ""). */
+static bool copy_part(CURLU *u, CURLUPart part, unsigned flags, char *dst,
+		      size_t dstlen)
+{
+	char *s = NULL;
+	bool fits = false;
+
+	dst[0] = '\0';
+	if (curl_url_get(u, part, &s, flags) == CURLUE_OK && s)
+		fits = (size_t)snprintf(dst, dstlen, "%s", s) < dstlen;
+	curl_free(s);
+	return fits;
+}
+
+static void origin_of(const char *url, struct origin *o)
+{
+	CURLU *u = curl_url();
+	char scheme[16], port[8], explicit_port[8];
+
+	snprintf(o->text, sizeof(o->text), "the server");
+	snprintf(o->hostport, sizeof(o->hostport), "the server");
+	snprintf(o->host, sizeof(o->host), "the server");
+	if (!u)
+		return;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+		copy_part(u, CURLUPART_SCHEME, 0, scheme, sizeof(scheme));
+		copy_part(u, CURLUPART_HOST, 0, o->host, sizeof(o->host));
+		copy_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT, port,
+			  sizeof(port));
+		copy_part(u, CURLUPART_PORT, 0, explicit_port,
+			  sizeof(explicit_port));
+		if (!o->host[0])
+			snprintf(o->host, sizeof(o->host), "the server");
+		snprintf(o->text, sizeof(o->text), "%s://%s%s%s", scheme,
+			 o->host, explicit_port[0] ? ":" : "", explicit_port);
+		snprintf(o->hostport, sizeof(o->hostport), "%s%s%s", o->host,
+			 port[0] ? ":" : "", port);
+	}
+	curl_url_cleanup(u);
+}
+
+bool http_url_is_loopback(const char *url)
+{
+	CURLU *u;
+	char scheme[16], host[260], zone[8];
+	struct in_addr a4;
+	struct in6_addr a6;
+	bool yes = false;
+	size_t n;
+
+	if (!url || strncasecmp(url, "http://", 7) != 0)
+		return false;
+	u = curl_url();
+	if (!u)
+		return false;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		goto out;
+	if (!copy_part(u, CURLUPART_SCHEME, 0, scheme, sizeof(scheme)) ||
+	    !copy_part(u, CURLUPART_HOST, 0, host, sizeof(host)) ||
+	    strcasecmp(scheme, "http") != 0)
+		goto out;
+	/* A zone id ([::1%25eth0]) is not a plain loopback address. */
+	copy_part(u, CURLUPART_ZONEID, 0, zone, sizeof(zone));
+	if (zone[0])
+		goto out;
+	n = strlen(host);
+	if (strcasecmp(host, "localhost") == 0) {
+		yes = true;
+	} else if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &a6) == 1)
+			yes = IN6_IS_ADDR_LOOPBACK(&a6) ||
+			      (IN6_IS_ADDR_V4MAPPED(&a6) &&
+			       a6.s6_addr[12] == 127);
+	} else if (inet_pton(AF_INET, host, &a4) == 1) {
+		yes = (ntohl(a4.s_addr) >> 24) == 127;
+	}
+out:
+	curl_url_cleanup(u);
+	return yes;
+}
+
+/* Errors. */
+
+enum http_retry { NO_RETRY, RETRY };
+
+/* The one CURLcode -> errno table. Codes not listed give -EIO. */
+static const struct {
+	CURLcode code;
+	int err;
+	enum http_retry retry;
+} http_errors[] = {
+	{CURLE_COULDNT_CONNECT, -ECONNREFUSED, RETRY},
+	{CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, RETRY},
+	{CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH, RETRY},
+	{CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT, RETRY},
+	{CURLE_RECV_ERROR, -ECONNRESET, RETRY},
+	{CURLE_SEND_ERROR, -ECONNRESET, RETRY},
+	{CURLE_PARTIAL_FILE, -ECONNRESET, RETRY},
+	{CURLE_GOT_NOTHING, -ECONNRESET, RETRY},
+	/* A reset HTTP/2 stream is a cut connection, not a bad protocol. */
+	{CURLE_HTTP2_STREAM, -ECONNRESET, RETRY},
+	/* WRITE_ERROR: -EFBIG or -ENOMEM from the write callback's flags. */
+	{CURLE_WRITE_ERROR, -EIO, NO_RETRY},
+	{CURLE_FILESIZE_EXCEEDED, -EFBIG, NO_RETRY},
+	/* ABORTED_BY_CALLBACK: only the cancel flag aborts. */
+	{CURLE_ABORTED_BY_CALLBACK, -ECANCELED, NO_RETRY},
+	{CURLE_SSL_CONNECT_ERROR, -EPROTO, NO_RETRY},
+	{CURLE_PEER_FAILED_VERIFICATION, -EPROTO, NO_RETRY},
+	{CURLE_SSL_ENGINE_NOTFOUND, -EPROTO, NO_RETRY},
+	{CURLE_SSL_ENGINE_SETFAILED, -EPROTO, NO_RETRY},
+	{CURLE_SSL_CERTPROBLEM, -EPROTO, NO_RETRY},
+	{CURLE_SSL_CIPHER, -EPROTO, NO_RETRY},
+	{CURLE_SSL_ENGINE_INITFAILED, -EPROTO, NO_RETRY},
+	{CURLE_SSL_CACERT_BADFILE, -EPROTO, NO_RETRY},
+	{CURLE_SSL_SHUTDOWN_FAILED, -EPROTO, NO_RETRY},
+	{CURLE_SSL_CRL_BADFILE, -EPROTO, NO_RETRY},
+	{CURLE_SSL_ISSUER_ERROR, -EPROTO, NO_RETRY},
+	{CURLE_SSL_PINNEDPUBKEYNOTMATCH, -EPROTO, NO_RETRY},
+	{CURLE_SSL_INVALIDCERTSTATUS, -EPROTO, NO_RETRY},
+	{CURLE_SSL_CLIENTCERT, -EPROTO, NO_RETRY},
+	{CURLE_USE_SSL_FAILED, -EPROTO, NO_RETRY},
+	{CURLE_HTTP2, -EPROTO, NO_RETRY},
+	{CURLE_WEIRD_SERVER_REPLY, -EPROTO, NO_RETRY},
+	{CURLE_UNSUPPORTED_PROTOCOL, -EINVAL, NO_RETRY},
+	{CURLE_URL_MALFORMAT, -EINVAL, NO_RETRY},
+	{CURLE_OUT_OF_MEMORY, -ENOMEM, NO_RETRY},
+};
+
+static int curl_errno(const struct http *h, CURLcode rc, bool *ret_retry)
+{
+	long oserr = 0;
+
+	*ret_retry = false;
+	if (rc == CURLE_WRITE_ERROR && h->over_limit)
+		return -EFBIG;
+	if (rc == CURLE_WRITE_ERROR && h->oom)
+		return -ENOMEM;
+	if (rc == CURLE_COULDNT_CONNECT &&
+	    curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK &&
+	    (oserr == EHOSTUNREACH || oserr == ENETUNREACH)) {
+		*ret_retry = true;
+		return -EHOSTUNREACH;
+	}
+	for (size_t i = 0; i < sizeof(http_errors) / sizeof(http_errors[0]);
+	     i++) {
+		if (http_errors[i].code == rc) {
+			*ret_retry = http_errors[i].retry == RETRY;
+			return http_errors[i].err;
+		}
+	}
+	return -EIO;
+}
+
+/* "120 s" or "1500 ms". */
+static void fmt_duration(char *buf, size_t len, long ms)
+{
+	if (ms % 1000 == 0)
+		snprintf(buf, len, "%ld s", ms / 1000);
+	else
+		snprintf(buf, len, "%ld ms", ms);
+}
+
+/* curl's own message, printable ASCII only, for the codes we don't
+ * describe ourselves. */
+static void curl_words(const struct http *h, CURLcode rc, char *buf, size_t len)
+{
+	const char *s = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
+	size_t j = 0;
+
+	for (; *s && j + 1 < len; s++)
+		if ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f)
+			buf[j++] = *s;
+	while (j > 0 && buf[j - 1] == ' ')
+		j--;
+	buf[j] = '\0';
+}
+
+static void describe(const struct http *h, CURLcode rc, int r,
+		     const struct origin *o, int64_t elapsed_ms, char *err,
+		     size_t errlen)
+{
+	char what[256], limit[32];
+	long oserr = 0;
+	curl_off_t sent_us = 0;
+
+	switch (r) {
+	case -ECONNREFUSED:
+		snprintf(err, errlen, "connection refused by %s", o->hostport);
+		break;
+	case -EHOSTUNREACH:
+		if (rc == CURLE_COULDNT_RESOLVE_HOST)
+			snprintf(err, errlen, "could not resolve host %s",
+				 o->host);
+		else if (rc == CURLE_COULDNT_RESOLVE_PROXY)
+			snprintf(err, errlen,
+				 "could not resolve the proxy for %s", o->text);
+		else {
+			curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
+			snprintf(err, errlen, "could not reach %s: %s",
+				 o->hostport, strerror((int)oserr));
+		}
+		break;
+	case -ETIMEDOUT:
+		/* Pre-transfer time is 0 until the request could be sent, on
+		 * new and reused connections alike (connect time stays 0 on
+		 * a reused one). */
+		curl_easy_getinfo(h->curl, CURLINFO_PRETRANSFER_TIME_T,
+				  &sent_us);
+		if (sent_us == 0) {
+			long lim = h->cfg.connect_timeout_ms;
+
+			if (h->cfg.total_timeout_ms > 0 &&
+			    (lim <= 0 || h->cfg.total_timeout_ms < lim))
+				lim = h->cfg.total_timeout_ms;
+			fmt_duration(limit, sizeof(limit), lim);
+			snprintf(err, errlen,
+				 "timed out after %s connecting to %s", limit,
+				 o->hostport);
+		} else if (h->cfg.total_timeout_ms > 0 &&
+			   elapsed_ms + 100 >= h->cfg.total_timeout_ms) {
+			fmt_duration(limit, sizeof(limit),
+				     h->cfg.total_timeout_ms);
+			snprintf(err, errlen,
+				 "timed out after %s waiting for %s", limit,
+				 o->text);
+		} else {
+			snprintf(err, errlen, "no data from %s for %ld s",
+				 o->text, h->cfg.stall_timeout_s);
+		}
+		break;
+	case -ECONNRESET:
+		if (rc == CURLE_PARTIAL_FILE)
+			snprintf(err, errlen,
+				 "the response from %s was cut short", o->text);
+		else if (rc == CURLE_GOT_NOTHING)
+			snprintf(err, errlen,
+				 "%s closed the connection without answering",
+				 o->text);
+		else
+			snprintf(err, errlen, "the connection to %s was cut",
+				 o->text);
+		break;
+	case -EFBIG:
+		snprintf(
+			err, errlen,
+			"the response from %s is larger than the limit of %zu bytes",
+			o->text, h->cfg.max_response_bytes);
+		break;
+	case -ECANCELED:
+		snprintf(err, errlen, "the request to %s was cancelled",
+			 o->text);
+		break;
+	case -ENOMEM:
+		snprintf(err, errlen, "out of memory talking to %s", o->text);
+		break;
+	case -EPROTO:
+		curl_words(h, rc, what, sizeof(what));
+		snprintf(err, errlen, "TLS or protocol failure with %s: %s",
+			 o->text, what);
+		break;
+	default:
+		curl_words(h, rc, what, sizeof(what));
+		snprintf(err, errlen, "the request to %s failed: %s", o->text,
+			 what);
+		break;
+	}
+}
+
+static void append(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void append(char *err, size_t errlen, const char *fmt, ...)
+{
+	size_t n = strnlen(err, errlen);
+	va_list ap;
+
+	if (n + 1 >= errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Backoff before attempt @tries + 1 (tries >= 1): backoff_ms doubled
+ * per retry, capped, with jitter in [d/2, d]. */
+static long backoff(struct http *h, unsigned tries)
+{
+	long d = h->cfg.backoff_ms, cap = h->cfg.max_backoff_ms;
+
+	for (unsigned i = 1; i < tries && d < cap; i++)
+		d = d > cap / 2 ? cap : d * 2;
+	if (d > cap)
+		d = cap;
+	if (d <= 0)
+		return 0;
+	return d / 2 + (long)(rng_next(h) % (uint64_t)(d - d / 2 + 1));
+}
+
+/* The wait after a 429: Retry-After, else Burst-RateLimit-Reset, else
+ * the backoff; never more than max_backoff_ms. */
+static long backoff_429(struct http *h, unsigned tries)
+{
+	long cap = h->cfg.max_backoff_ms;
+	long long wait = -1;
+
+	if (h->retry_after_s >= 0) {
+		wait = (long long)h->retry_after_s * 1000;
+	} else if (h->ratelimit_reset >= 0) {
+		long long delta = h->ratelimit_reset - (long long)time(NULL);
+
+		if (delta > 0)
+			wait = (delta > HTTP_MAX_RETRY_AFTER_S
+					? HTTP_MAX_RETRY_AFTER_S
+					: delta) *
+			       1000;
+	}
+	if (wait < 0)
+		return backoff(h, tries);
+	return wait > cap ? cap : (long)wait;
+}
+
+/* A token goes into a header line: printable ASCII, no blanks, so it can
+ * neither break the header nor inject another. */
+static bool token_ok(const char *token)
+{
+	size_t n = strnlen(token, HTTP_MAX_TOKEN + 1);
+
+	if (n == 0 || n > HTTP_MAX_TOKEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)token[i] <= 0x20 ||
+		    (unsigned char)token[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+static void wipe_headers(struct curl_slist *list)
+{
+	for (struct curl_slist *l = list; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
+static void reset_attempt(struct http *h)
+{
+	h->len = 0;
+	h->over_limit = false;
+	h->oom = false;
+	h->retry_after_s = -1;
+	h->ratelimit_reset = -1;
+	h->errbuf[0] = '\0';
+}
+
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* Runs attempts until a response worth returning arrives (0, its status
+ * in @ret_status) or a failure that ends the request (negative errno,
+ * @err filled). */
+static int attempts(struct http *h, const struct origin *o, long *ret_status,
+		    unsigned *ret_tries, char *err, size_t errlen)
+{
+	unsigned tries = 0;
+
+	for (;;) {
+		int64_t start;
+		CURLcode rc;
+		bool retry;
+		long status = 0, wait;
+		int r;
+
+		if (cancelled(&h->cfg))
+			return set_error(err, errlen, -ECANCELED,
+					 "the request to %s was cancelled",
+					 o->text);
+		reset_attempt(h);
+		tries++;
+		*ret_tries = tries;
+		start = now_ms();
+		rc = curl_easy_perform(h->curl);
+		if (rc == CURLE_OK) {
+			curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE,
+					  &status);
+			*ret_status = status;
+			if ((status < 500 || status > 599) && status != 429)
+				return 0;
+			if (tries >= h->cfg.max_tries)
+				return 0; /* the caller maps the status */
+			wait = status == 429 ? backoff_429(h, tries)
+					     : backoff(h, tries);
+		} else {
+			r = curl_errno(h, rc, &retry);
+			if (!retry || tries >= h->cfg.max_tries) {
+				describe(h, rc, r, o, now_ms() - start, err,
+					 errlen);
+				if (tries > 1)
+					append(err, errlen, " (after %u tries)",
+					       tries);
+				return r;
+			}
+			wait = backoff(h, tries);
+		}
+		if (http_sleep(&h->cfg, wait) < 0)
+			return set_error(err, errlen, -ECANCELED,
+					 "the request to %s was cancelled",
+					 o->text);
+	}
+}
+
+int http_get(struct http *h, const char *url, const char *token,
+	     struct http_response *ret, char *err, size_t errlen)
+{
+	char auth[sizeof("Authorization: Bearer ") + HTTP_MAX_TOKEN];
+	char dummy[1];
+	struct curl_slist *headers = NULL, *l;
+	struct origin o;
+	unsigned tries = 0;
+	long status = 0;
+	int r;
+
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	origin_of(url, &o);
+	if (token && !token_ok(token))
+		return set_error(
+			err, errlen, -EINVAL,
+			"the token is empty, too long or holds characters that cannot be sent in a header");
+
+	l = curl_slist_append(NULL, "Accept: application/json");
+	if (!l)
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	headers = l;
+	if (token) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+		l = curl_slist_append(headers, auth);
+		explicit_bzero(auth, sizeof(auth));
+		if (!l) {
+			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			goto out_headers;
+		}
+	}
+	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, headers) !=
+		    CURLE_OK) {
+		r = set_error(err, errlen, -EINVAL, "cannot use the URL %s",
+			      o.text);
+		goto out_headers;
+	}
+
+	r = attempts(h, &o, &status, &tries, err, errlen);
+	if (r == 0 && !h->buf) {
+		h->buf = malloc(1); /* an empty body is still a string */
+		if (!h->buf)
+			r = set_error(err, errlen, -ENOMEM, "out of memory");
+		else
+			h->cap = 1;
+	}
+	if (r == 0) {
+		/* Hand the buffer over; keep no copy of a body given away. */
+		h->buf[h->len] = '\0';
+		ret->status = status;
+		ret->body = h->buf;
+		ret->len = h->len;
+		ret->tries = tries;
+		h->buf = NULL;
+		h->len = h->cap = 0;
+	}
+	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+out_headers:
+	wipe_headers(headers);
+	if (h->cap > HTTP_FIRST_BUFFER) {
+		/* Don't keep a large failed body between requests. */
+		free(h->buf);
+		h->buf = NULL;
+		h->len = h->cap = 0;
+	}
+	return r;
+}
+
+int http_global_init(void)
+{
+	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (rc == CURLE_OUT_OF_MEMORY)
+		return -ENOMEM;
+	return rc == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}

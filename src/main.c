@@ -1,0 +1,678 @@
+/* main: options, token, start-up checks, mount, signals.
+ *
+ * Owns: the command line and -o options, reading the token (environment
+ * or a private file, never argv), the pre-mount check that the API answers
+ * (so a bad token or URL fails here with one line, before daemonizing),
+ * the one mount context, and the wiring of walker -> fs.
+ * Leaves to others: everything that happens once mounted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "api.h"
+#include "fs.h"
+#include "status.h"
+#include "walker.h"
+
+#ifndef DLQFS_VERSION
+#define DLQFS_VERSION "dev"
+#endif
+
+#define TOKEN_MAX 4096	     /* bytes of a token file we read */
+#define MAX_FILTERS 256	     /* scope filters on one mount */
+#define REFRESH_DEFAULT 60.0 /* seconds */
+#define REFRESH_MIN 0.01     /* seconds */
+#define RETRIES_MAX 20
+#define FILE_TIMEOUT 86400.0 /* run files never change for an inode */
+#define NEG_TIMEOUT 1.0
+
+/* The -o options that are list filters, and their API names. */
+static const struct {
+	const char *opt;
+	const char *param;
+	int numeric;
+} filter_opts[] = {
+	{"label", "label", 0},
+	{"workflow_url", "workflowUrl", 0},
+	{"workflow_run_id", "workflowRunId", 0},
+	{"workflow_created_at", "workflowCreatedAt", 1},
+	{"from", "fromDate", 1},
+	{"to", "toDate", 1},
+	{"failure_function_state", "failureFunctionState", 0},
+	{"caller_ip", "callerIp", 0},
+	{"flow_control_key", "flowControlKey", 0},
+};
+
+struct options {
+	char *token_file;
+	char *url;
+	char *refresh;	       /* seconds, decimals allowed */
+	char *timeout;	       /* seconds per request attempt */
+	char *connect_timeout; /* seconds */
+	char *stall_timeout;   /* seconds without a byte */
+	char *max_response;    /* bytes, K/M/G suffixes */
+	unsigned retries;      /* attempts after the first */
+	int retries_set;
+	unsigned max_pages;
+	int allow_insecure_http;
+	int show_help;
+	int show_version;
+	char *nonopt[2]; /* [source] mountpoint, as mount.fuse3 passes them */
+	struct api_filter filters[MAX_FILTERS];
+	size_t nfilters;
+	char *error; /* the first bad option, said once */
+};
+
+/* The mount: one per process, passed to everything that needs it. */
+struct mount {
+	struct options opts;
+	char *token;
+	struct api *api; /* the walker thread's client */
+	struct walker_source source;
+	struct status status;
+	struct fs *fs;
+	struct walker *walker;
+	atomic_int cancel;
+};
+
+enum {
+	KEY_FILTER,
+	KEY_TOKEN,
+	KEY_HELP,
+	KEY_VERSION,
+};
+
+#define OPT(t, p)                                                              \
+	{                                                                      \
+		t, offsetof(struct options, p), 1                              \
+	}
+static const struct fuse_opt opt_spec[] = {
+	OPT("token_file=%s", token_file),
+	OPT("url=%s", url),
+	OPT("refresh=%s", refresh),
+	OPT("timeout=%s", timeout),
+	OPT("connect_timeout=%s", connect_timeout),
+	OPT("stall_timeout=%s", stall_timeout),
+	OPT("max_response=%s", max_response),
+	OPT("retries=%u", retries),
+	OPT("retries=", retries_set),
+	OPT("max_pages=%u", max_pages),
+	OPT("allow_insecure_http", allow_insecure_http),
+	FUSE_OPT_KEY("label=", KEY_FILTER),
+	FUSE_OPT_KEY("workflow_url=", KEY_FILTER),
+	FUSE_OPT_KEY("workflow_run_id=", KEY_FILTER),
+	FUSE_OPT_KEY("workflow_created_at=", KEY_FILTER),
+	FUSE_OPT_KEY("from=", KEY_FILTER),
+	FUSE_OPT_KEY("to=", KEY_FILTER),
+	FUSE_OPT_KEY("failure_function_state=", KEY_FILTER),
+	FUSE_OPT_KEY("caller_ip=", KEY_FILTER),
+	FUSE_OPT_KEY("flow_control_key=", KEY_FILTER),
+	FUSE_OPT_KEY("token=", KEY_TOKEN),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+__attribute__((format(printf, 2, 3))) static void
+set_error(struct options *o, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (o->error)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	o->error = strdup(buf);
+}
+
+static int is_integer(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!*s || strlen(s) > 18)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+static int add_filter(struct options *o, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	size_t klen = (size_t)(eq - arg);
+
+	for (size_t i = 0; i < sizeof(filter_opts) / sizeof(filter_opts[0]);
+	     i++) {
+		if (strlen(filter_opts[i].opt) != klen ||
+		    strncmp(filter_opts[i].opt, arg, klen))
+			continue;
+		if (!eq[1]) {
+			set_error(o, "option %s needs a value", arg);
+			return 0;
+		}
+		if (filter_opts[i].numeric && !is_integer(eq + 1)) {
+			set_error(o,
+				  "option %s: expected a number (milliseconds "
+				  "since the epoch)",
+				  arg);
+			return 0;
+		}
+		if (o->nfilters == MAX_FILTERS) {
+			set_error(o, "too many scope options (at %s)", arg);
+			return 0;
+		}
+		o->filters[o->nfilters].param = filter_opts[i].param;
+		o->filters[o->nfilters].value = strdup(eq + 1);
+		if (!o->filters[o->nfilters].value) {
+			set_error(o, "out of memory");
+			return 0;
+		}
+		o->nfilters++;
+		return 0;
+	}
+	return 1;
+}
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_FILTER:
+		return add_filter(o, arg);
+	case KEY_TOKEN:
+		set_error(o,
+			  "-o token= is refused: command lines are visible to "
+			  "every user; use QSTASH_TOKEN or -o token_file=PATH");
+		return 0;
+	case KEY_HELP:
+		o->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->show_version = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->nonopt[0]) {
+			o->nonopt[0] = strdup(arg);
+			return 0;
+		}
+		if (!o->nonopt[1]) {
+			o->nonopt[1] = strdup(arg);
+			return 0;
+		}
+		set_error(o, "unexpected argument: %s", arg);
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "       QSTASH_TOKEN=... %s [-f] [-o opt,...] MOUNTPOINT\n\n"
+	       "Mounts the Upstash Workflow dead letter queue as a read-only "
+	       "tree.\n\n"
+	       "dlqfs options:\n"
+	       "    -o token_file=PATH     read the token from PATH (mode 0600 "
+	       "or stricter);\n"
+	       "                           default: $QSTASH_TOKEN\n"
+	       "    -o url=URL             API base URL (default $QSTASH_URL, "
+	       "else %s)\n"
+	       "    -o refresh=SECONDS     rebuild the snapshot this often "
+	       "(default %g)\n"
+	       "    -o max_pages=N         give up a walk after N pages "
+	       "(default %d)\n"
+	       "    -o timeout=SECONDS     bound of one request attempt "
+	       "(default 120)\n"
+	       "    -o connect_timeout=S   bound of connecting (default 10)\n"
+	       "    -o stall_timeout=S     give up a response that sends "
+	       "nothing for S (default 30)\n"
+	       "    -o retries=N           retries of a failed request "
+	       "(default 4)\n"
+	       "    -o max_response=BYTES  largest page accepted, K/M/G "
+	       "suffixes (default 1G)\n"
+	       "    -o allow_insecure_http allow http:// to non-loopback "
+	       "hosts (token in clear)\n"
+	       "  scope (sent to the API as list filters; repeat for OR):\n"
+	       "    -o label=L  -o workflow_url=U  -o workflow_run_id=ID\n"
+	       "    -o from=MS  -o to=MS  (createdAt, ms since the epoch, "
+	       "inclusive)\n"
+	       "    -o failure_function_state=S  -o caller_ip=IP  "
+	       "-o flow_control_key=K\n"
+	       "    -o workflow_created_at=MS\n\n",
+	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT, WALKER_MAX_PAGES);
+	fuse_cmdline_help();
+	printf("    -o allow_other         let other users read the mount "
+	       "(bodies may hold\n"
+	       "                           personal data; "
+	       "default_permissions is always on)\n");
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
+								...)
+{
+	va_list ap;
+
+	fprintf(stderr, "dlqfs: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Reads the token from a file that only its owner can read. */
+static char *read_token_file(const char *path)
+{
+	char buf[TOKEN_MAX + 1];
+	struct stat st;
+	ssize_t n;
+	size_t len;
+	char *tok;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0) {
+		fprintf(stderr, "dlqfs: cannot read token file %s: %s\n", path,
+			strerror(errno));
+		exit(1);
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "dlqfs: token file %s is not a regular file\n",
+			path);
+		exit(1);
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		fprintf(stderr,
+			"dlqfs: token file %s is accessible by group or "
+			"others (mode %04o): run chmod 600 %s\n",
+			path, (unsigned)(st.st_mode & 07777), path);
+		exit(1);
+	}
+	n = read(fd, buf, TOKEN_MAX + 1);
+	close(fd);
+	if (n < 0 || n > TOKEN_MAX) {
+		fprintf(stderr, "dlqfs: token file %s: %s\n", path,
+			n < 0 ? strerror(errno) : "too large");
+		exit(1);
+	}
+	len = (size_t)n;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+		       buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	buf[len] = '\0';
+	if (!len || memchr(buf, '\0', len) || strpbrk(buf, "\r\n")) {
+		explicit_bzero(buf, sizeof(buf));
+		fprintf(stderr, "dlqfs: token file %s holds no token\n", path);
+		exit(1);
+	}
+	tok = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (!tok)
+		die("out of memory");
+	return tok;
+}
+
+static char *get_token(const struct options *o)
+{
+	const char *env = getenv("QSTASH_TOKEN");
+	char *tok;
+
+	if (o->token_file)
+		tok = read_token_file(o->token_file);
+	else if (env && *env)
+		tok = strdup(env);
+	else
+		die("no token: set QSTASH_TOKEN or use -o token_file=PATH");
+	if (!tok)
+		die("out of memory");
+	/* no child process, nor /proc/PID/environ, keeps it */
+	if (env)
+		explicit_bzero((char *)env, strlen(env));
+	unsetenv("QSTASH_TOKEN");
+	return tok;
+}
+
+static char *get_url(const struct options *o)
+{
+	const char *u = o->url ? o->url : getenv("QSTASH_URL");
+	char *url;
+	size_t len;
+
+	if (!u || !*u)
+		u = API_DEFAULT_URL;
+	if (strncmp(u, "https://", 8) && strncmp(u, "http://", 7))
+		die("the API URL must start with https:// (got %s)", u);
+	if (!strncmp(u, "http://", 7) && !http_url_is_loopback(u) &&
+	    !o->allow_insecure_http)
+		die("refusing to send the token in clear to %s: use https://, "
+		    "or -o allow_insecure_http",
+		    u);
+	url = strdup(u);
+	if (!url)
+		die("out of memory");
+	len = strlen(url);
+	while (len > 8 && url[len - 1] == '/')
+		url[--len] = '\0';
+	return url;
+}
+
+static void check_mountpoint(const char *mp)
+{
+	struct stat st;
+
+	if (!mp)
+		die("no mount point given (see --help)");
+	if (stat(mp, &st) < 0)
+		die("mount point %s does not exist", mp);
+	if (!S_ISDIR(st.st_mode))
+		die("mount point %s is not a directory", mp);
+}
+
+static int source_list(void *ctx, const char *cursor, struct message_page *ret,
+		       struct api_error *err)
+{
+	return api_list(ctx, cursor, ret, err);
+}
+
+/* One page, before mounting: a wrong token or URL fails here. */
+static void check_api(const struct api_config *cfg, const char *url)
+{
+	struct api_config c = *cfg;
+	struct message_page page = {0};
+	struct api_error err;
+	struct api *a;
+	int r;
+
+	if (c.http.max_tries > 3)
+		c.http.max_tries = 3; /* a bounded wait before giving up */
+	a = api_new(&c);
+	if (!a)
+		die("out of memory");
+	r = api_list(a, NULL, &page, &err);
+	api_free(a);
+	message_page_release(&page);
+	if (r == -EACCES)
+		die("the API refused the token: %s", err.text);
+	if (r < 0) {
+		fprintf(stderr, "dlqfs: cannot list the DLQ at %s: %s\n", url,
+			err.text);
+		exit(1);
+	}
+}
+
+/* The signal handler's only way in (signal handlers take no context):
+ * set once the walker runs, cleared before it is freed. */
+static struct walker *volatile sighup_walker;
+
+static void on_sighup(int sig)
+{
+	(void)sig;
+	if (sighup_walker)
+		walker_refresh(sighup_walker);
+}
+
+static void on_refresh(void *ctx)
+{
+	struct mount *m = ctx;
+
+	walker_refresh(m->walker);
+}
+
+/* "1.5" -> 1.5 seconds; dies on anything else or outside [min, max]. */
+static double parse_seconds(const char *opt, const char *v, double min,
+			    double max)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno || end == v || *end || !(d >= min && d <= max))
+		die("-o %s=%s: expected seconds between %g and %g", opt, v, min,
+		    max);
+	return d;
+}
+
+/* "512K", "8M", "1G" or bytes; dies on anything else. */
+static size_t parse_size(const char *opt, const char *v)
+{
+	unsigned long long n;
+	char *end;
+
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || end == v || *v == '-')
+		goto bad;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		n <<= 10, end++;
+		break;
+	case 'm':
+	case 'M':
+		n <<= 20, end++;
+		break;
+	case 'g':
+	case 'G':
+		n <<= 30, end++;
+		break;
+	}
+	if (*end || n < 1024 || n > (16ULL << 30))
+		goto bad;
+	return (size_t)n;
+bad:
+	die("-o %s=%s: expected a size between 1K and 16G (K, M, G suffixes)",
+	    opt, v);
+}
+
+/* The request bounds of -o timeout=, connect_timeout=, stall_timeout=,
+ * retries= and max_response=. */
+static void http_options(const struct options *o, struct http_config *c)
+{
+	if (o->timeout)
+		c->total_timeout_ms =
+			(long)(parse_seconds("timeout", o->timeout, 0.1, 3600) *
+			       1000);
+	if (o->connect_timeout)
+		c->connect_timeout_ms =
+			(long)(parse_seconds("connect_timeout",
+					     o->connect_timeout, 0.1, 600) *
+			       1000);
+	if (o->stall_timeout)
+		c->stall_timeout_s = (long)parse_seconds(
+			"stall_timeout", o->stall_timeout, 1, 3600);
+	if (o->retries_set) {
+		if (o->retries > RETRIES_MAX)
+			die("-o retries=%u: at most %d", o->retries,
+			    RETRIES_MAX);
+		c->max_tries = o->retries + 1;
+	}
+	if (o->max_response)
+		c->max_response_bytes =
+			parse_size("max_response", o->max_response);
+}
+
+static void options_release(struct options *o)
+{
+	for (size_t i = 0; i < o->nfilters; i++)
+		free((char *)o->filters[i].value);
+	free(o->token_file);
+	free(o->url);
+	free(o->refresh);
+	free(o->timeout);
+	free(o->connect_timeout);
+	free(o->stall_timeout);
+	free(o->max_response);
+	free(o->nonopt[0]);
+	free(o->nonopt[1]);
+	free(o->error);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = {0};
+	struct fuse_session *se;
+	struct fuse_loop_config *loop;
+	struct api_config acfg = {0};
+	struct walker_config wcfg = {0};
+	struct fs_config fcfg = {0};
+	struct sigaction sa;
+	struct mount m;
+	const char *mp;
+	double refresh;
+	char *url;
+	int r = 1;
+
+	memset(&m, 0, sizeof(m));
+	if (fuse_opt_parse(&args, &m.opts, opt_spec, opt_proc) < 0)
+		goto out_opts;
+	if (m.opts.show_help || m.opts.show_version) {
+		if (m.opts.show_help)
+			usage(argv[0]);
+		else
+			printf("dlqfs %s (libfuse %s)\n", DLQFS_VERSION,
+			       fuse_pkgversion());
+		r = 0;
+		goto out_opts;
+	}
+	if (m.opts.error) {
+		fprintf(stderr, "dlqfs: %s\n", m.opts.error);
+		goto out_opts;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) < 0)
+		goto out_opts;
+	/* from here on, die() exits with everything still reachable */
+	mp = m.opts.nonopt[1] ? m.opts.nonopt[1] : m.opts.nonopt[0];
+	check_mountpoint(mp);
+	refresh = m.opts.refresh ? parse_seconds("refresh", m.opts.refresh,
+						 REFRESH_MIN, 86400 * 7)
+				 : REFRESH_DEFAULT;
+
+	url = get_url(&m.opts);
+	if (status_init(&m.status, url, m.opts.filters, m.opts.nfilters,
+			refresh) < 0)
+		die("out of memory");
+	fcfg.uid = getuid();
+	fcfg.gid = getgid();
+	/* at least 1 s: a timeout near 0 makes the kernel look up every
+	 * entry again, and the notifier invalidates changes anyway */
+	fcfg.dir_timeout = refresh < 1 ? 1 : refresh;
+	fcfg.file_timeout = FILE_TIMEOUT;
+	fcfg.neg_timeout = NEG_TIMEOUT;
+	fcfg.refresh = on_refresh;
+	fcfg.refresh_ctx = &m;
+	m.fs = fs_new(&fcfg, &m.status);
+	if (!m.fs)
+		die("out of memory");
+	/* the session checks the remaining (FUSE) options; nothing is
+	 * mounted yet and the network has not been touched */
+	fuse_opt_add_arg(&args, "-odefault_permissions,fsname=dlqfs");
+	se = fuse_session_new(&args, fs_ops(), fs_ops_size(), m.fs);
+	if (!se)
+		goto out_fs; /* libfuse said why (an unknown option) */
+
+	m.token = get_token(&m.opts);
+	/* no core dump, and no ptrace by other processes of the same user,
+	 * can read the token out of this process */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (http_global_init() < 0)
+		die("cannot initialize libcurl");
+	acfg.base_url = url;
+	acfg.token = m.token;
+	acfg.filters = m.opts.filters;
+	acfg.nfilters = m.opts.nfilters;
+	http_config_defaults(&acfg.http);
+	http_options(&m.opts, &acfg.http);
+	acfg.http.cancel = &m.cancel;
+	check_api(&acfg, url);
+
+	/* everything a user can get wrong was checked: mount */
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out_session;
+	/* libfuse made SIGHUP unmount; for us it means "refresh" (ignored
+	 * until the walker runs) */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sighup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
+	if (fuse_session_mount(se, mp) < 0)
+		goto out_signals;
+	fuse_daemonize(cmd.foreground);
+
+	/* threads start after the fork of fuse_daemonize() */
+	m.api = api_new(&acfg);
+	if (!m.api)
+		die("out of memory");
+	m.source.list = source_list;
+	m.source.ctx = m.api;
+	wcfg.refresh_ms = (unsigned)(refresh * 1000);
+	wcfg.max_pages = m.opts.max_pages;
+	wcfg.cancel = &m.cancel;
+	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);
+	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0)
+		die("cannot start threads");
+	sighup_walker = m.walker;
+
+	if (cmd.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd.clone_fd);
+		/* UINT_MAX means "not given": keep libfuse's defaults */
+		if (cmd.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(loop,
+						       cmd.max_idle_threads);
+		if (cmd.max_threads != UINT_MAX)
+			fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
+		r = fuse_session_loop_mt(se, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	r = r < 0 ? 1 : 0;
+
+	signal(SIGHUP, SIG_IGN);
+	sighup_walker = NULL;
+	walker_free(m.walker);
+	fs_stop(m.fs);
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_fs:
+	fs_free(m.fs);
+	api_free(m.api);
+	status_release(&m.status);
+	if (m.token) {
+		explicit_bzero(m.token, strlen(m.token));
+		free(m.token);
+		http_global_cleanup();
+	}
+	free(url);
+	free(cmd.mountpoint);
+out_opts:
+	options_release(&m.opts);
+	fuse_opt_free_args(&args);
+	return r;
+}

@@ -1,0 +1,1605 @@
+/* message: WorkflowDLQMessage JSON to rendered files and view values.
+ *
+ * Owns everything that knows JSON: loading a list page (cursor, entries),
+ * rendering each entry into the files of DESIGN.md section 1 (message.json,
+ * decoded bodies, header files, responseStatus) and the raw values of the
+ * eight views, and reading API error bodies. It is the only includer of
+ * <jansson.h>. It leaves escaping values into names to names.c, and what
+ * the rendered messages become (snapshot, inodes, times) to the modules
+ * above.
+ *
+ * Each message is one allocation: the struct, then its view arrays, then
+ * every byte string (each followed by a NUL). Rendering measures first and
+ * writes second, with the same functions: the files and views straight
+ * from the json_t, message.json from the entry's own text, re-indented
+ * (so numbers and escapes read as they were sent).
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "message.h"
+
+/* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
+ * every other JSON reader the users will compare with. */
+#define LOAD_FLAGS JSON_ALLOW_NUL
+
+const char *const message_file_names[MESSAGE_NFILES] = {
+	[MESSAGE_JSON] = "message.json",
+	[MESSAGE_BODY] = "body",
+	[MESSAGE_HEADER] = "header",
+	[MESSAGE_RESPONSE_BODY] = "responseBody",
+	[MESSAGE_RESPONSE_HEADER] = "responseHeader",
+	[MESSAGE_RESPONSE_STATUS] = "responseStatus",
+};
+
+const char *const message_view_names[VIEW_COUNT] = {
+	[VIEW_LABEL] = "by-label",
+	[VIEW_URL] = "by-url",
+	[VIEW_RUN] = "by-run",
+	[VIEW_STATE] = "by-state",
+	[VIEW_STATUS] = "by-status",
+	[VIEW_DATE] = "by-date",
+	[VIEW_FLOW_CONTROL_KEY] = "by-flow-control-key",
+	[VIEW_CALLER_IP] = "by-caller-ip",
+};
+
+/* Most values any view holds: every label, one of each other view. */
+#define MAX_VIEW_VALUES (MESSAGE_MAX_LABELS + VIEW_COUNT - 1)
+
+static size_t add_sat(size_t a, size_t b)
+{
+	return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+static void problem(uint32_t *problems)
+{
+	if (*problems < UINT32_MAX)
+		(*problems)++;
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+/* jansson reports most allocation failures while loading as syntax errors
+ * (or not at all); its allocator hooks tell the truth. The flag is per
+ * thread, and only this file uses jansson, so the hooks are ours to set. */
+static _Thread_local bool jansson_oom;
+static pthread_once_t jansson_once = PTHREAD_ONCE_INIT;
+
+static void *jansson_malloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p)
+		jansson_oom = true;
+	return p;
+}
+
+static void jansson_setup(void)
+{
+	json_set_alloc_funcs(jansson_malloc, free);
+}
+
+/* Loads @buf into a new tree in @ret_root. jansson refuses integers beyond
+ * 64 bits; rather than losing a whole page to one such number, such text
+ * is loaded again with every number as a real (@ret_lossy set): each
+ * entry's numbers are then put back from its own text (walk_span() with
+ * restore), so one entry's huge integer changes nothing in another. Only
+ * one load is done per text: jansson 2.14 cannot be trusted when an
+ * allocation fails inside its lexer (see test_message.c). Returns 0,
+ * -ENOMEM, or -EPROTO (not JSON, with @e filled). */
+static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
+		bool *ret_lossy)
+{
+	size_t flags = LOAD_FLAGS;
+	json_t *j;
+
+	pthread_once(&jansson_once, jansson_setup);
+	if (!buf) {
+		buf = "";
+		len = 0;
+	}
+	memset(e, 0, sizeof(*e));
+	jansson_oom = false;
+	j = json_loadb(buf, len, flags, e);
+	if (!j && !jansson_oom &&
+	    json_error_code(e) == json_error_numeric_overflow) {
+		flags |= JSON_DECODE_INT_AS_REAL;
+		memset(e, 0, sizeof(*e));
+		j = json_loadb(buf, len, flags, e);
+	}
+	if (!j)
+		return jansson_oom ? -ENOMEM : -EPROTO;
+	*ret_root = j;
+	*ret_lossy = flags & JSON_DECODE_INT_AS_REAL;
+	return 0;
+}
+
+/* ---- the text as sent ------------------------------------------------- *
+ * message.json is the entry's own bytes, re-indented: its tokens are copied
+ * as they are (numbers and string escapes as sent), only the whitespace
+ * between them changes. So the parser keeps, for each entry, where its text
+ * lies in what was received. The text has been accepted by jansson before
+ * it is scanned here, but the scanner still checks all it reads: it is
+ * strict (RFC 8259 tokens), bounded (depth, length) and never reads past
+ * the end. */
+
+/* Deeper than jansson accepts: not text jansson loaded. */
+#define TEXT_MAX_DEPTH JSON_PARSER_MAX_DEPTH
+
+/* Tokens: the structural characters themselves, and these. */
+enum {
+	TOK_BAD = -1,
+	TOK_END = 0,
+	TOK_STRING = '"',
+	TOK_NUMBER = '0',
+	TOK_WORD = 'w', /* true, false, null */
+};
+
+struct text {
+	const char *s;
+	size_t n, pos;
+};
+
+static void text_skip_ws(struct text *t)
+{
+	while (t->pos < t->n && (t->s[t->pos] == ' ' || t->s[t->pos] == '\t' ||
+				 t->s[t->pos] == '\n' || t->s[t->pos] == '\r'))
+		t->pos++;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool is_hex(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Runs of digits at *@i; false when there is none. */
+static bool digits(const char *s, size_t n, size_t *i)
+{
+	size_t start = *i;
+
+	while (*i < n && is_digit(s[*i]))
+		(*i)++;
+	return *i > start;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at t->pos. */
+static int tok_number(struct text *t)
+{
+	const char *s = t->s;
+	size_t i = t->pos, n = t->n;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0')
+		i++;
+	else if (!digits(s, n, &i))
+		return TOK_BAD;
+	if (i < n && s[i] == '.') {
+		i++;
+		if (!digits(s, n, &i))
+			return TOK_BAD;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (!digits(s, n, &i))
+			return TOK_BAD;
+	}
+	t->pos = i;
+	return TOK_NUMBER;
+}
+
+/* A string at t->pos (on its opening quote): escapes checked, raw control
+ * bytes refused; the bytes themselves are jansson's to check (UTF-8). */
+static int tok_string(struct text *t)
+{
+	const char *s = t->s;
+	size_t i = t->pos + 1, n = t->n;
+
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"') {
+			t->pos = i + 1;
+			return TOK_STRING;
+		}
+		if (c < 0x20)
+			return TOK_BAD;
+		if (c != '\\') {
+			i++;
+			continue;
+		}
+		if (i + 1 >= n)
+			return TOK_BAD;
+		if (s[i + 1] == 'u') {
+			if (n - i < 6 || !is_hex(s[i + 2]) ||
+			    !is_hex(s[i + 3]) || !is_hex(s[i + 4]) ||
+			    !is_hex(s[i + 5]))
+				return TOK_BAD;
+			i += 6;
+		} else if (strchr("\"\\/bfnrt", s[i + 1]) && s[i + 1]) {
+			i += 2;
+		} else {
+			return TOK_BAD;
+		}
+	}
+	return TOK_BAD;
+}
+
+/* The next token: its kind, its first byte in *@ret_start; t->pos after
+ * it. */
+static int tok_next(struct text *t, size_t *ret_start)
+{
+	static const char *const words[] = {"true", "false", "null"};
+	char c;
+
+	text_skip_ws(t);
+	*ret_start = t->pos;
+	if (t->pos >= t->n)
+		return TOK_END;
+	c = t->s[t->pos];
+	switch (c) {
+	case '{':
+	case '}':
+	case '[':
+	case ']':
+	case ',':
+	case ':':
+		t->pos++;
+		return c;
+	case '"':
+		return tok_string(t);
+	case 't':
+	case 'f':
+	case 'n':
+		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+			size_t k = strlen(words[i]);
+
+			if (t->n - t->pos >= k &&
+			    memcmp(t->s + t->pos, words[i], k) == 0) {
+				t->pos += k;
+				return TOK_WORD;
+			}
+		}
+		return TOK_BAD;
+	default:
+		return tok_number(t);
+	}
+}
+
+static unsigned hex4(const char *p)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v = v * 16 + (unsigned)(is_digit(c) ? c - '0'
+					: (c >= 'a' && c <= 'f')
+						? c - 'a' + 10
+						: c - 'A' + 10);
+	}
+	return v;
+}
+
+/* Decodes the body of a string token (@n bytes between the quotes, escapes
+ * already checked by tok_string()) as jansson does, into @out (room for @n
+ * bytes: the value is never longer), or only measures when @out is NULL.
+ * Returns false for an escape jansson refuses (a lone surrogate). */
+static bool string_decode(const char *p, size_t n, char *out, size_t *ret_len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n;) {
+		unsigned u;
+
+		if (p[i] != '\\') {
+			if (out)
+				out[o] = p[i];
+			o++;
+			i++;
+			continue;
+		}
+		if (p[i + 1] != 'u') {
+			static const char from[] = "\"\\/bfnrt",
+					  to[] = "\"\\/\b\f\n\r\t";
+
+			if (out)
+				out[o] = to[strchr(from, p[i + 1]) - from];
+			o++;
+			i += 2;
+			continue;
+		}
+		u = hex4(p + i + 2);
+		i += 6;
+		if (u >= 0xdc00 && u <= 0xdfff)
+			return false;
+		if (u >= 0xd800 && u <= 0xdbff) {
+			unsigned lo;
+
+			if (n - i < 6 || p[i] != '\\' || p[i + 1] != 'u')
+				return false;
+			lo = hex4(p + i + 2);
+			if (lo < 0xdc00 || lo > 0xdfff)
+				return false;
+			i += 6;
+			u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+		}
+		if (out) {
+			if (u < 0x80) {
+				out[o] = (char)u;
+			} else if (u < 0x800) {
+				out[o] = (char)(0xc0 | (u >> 6));
+				out[o + 1] = (char)(0x80 | (u & 0x3f));
+			} else if (u < 0x10000) {
+				out[o] = (char)(0xe0 | (u >> 12));
+				out[o + 1] = (char)(0x80 | ((u >> 6) & 0x3f));
+				out[o + 2] = (char)(0x80 | (u & 0x3f));
+			} else {
+				out[o] = (char)(0xf0 | (u >> 18));
+				out[o + 1] = (char)(0x80 | ((u >> 12) & 0x3f));
+				out[o + 2] = (char)(0x80 | ((u >> 6) & 0x3f));
+				out[o + 3] = (char)(0x80 | (u & 0x3f));
+			}
+		}
+		o += u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
+	}
+	*ret_len = o;
+	return true;
+}
+
+/* Whether the string token @p (@n bytes, quotes included) means @want (a
+ * short ASCII string), however it is escaped. */
+static bool string_is(const char *p, size_t n, const char *want)
+{
+	char buf[16];
+	size_t len, wlen = strlen(want);
+
+	if (n < 2 || !string_decode(p + 1, n - 2, NULL, &len) || len != wlen ||
+	    len > sizeof(buf))
+		return false;
+	string_decode(p + 1, n - 2, buf, &len);
+	return memcmp(buf, want, wlen) == 0;
+}
+
+/* An integer literal (no fraction, no exponent) that fits in 64 bits, in
+ * @ret; false for anything else. */
+static bool int_literal(const char *p, size_t n, json_int_t *ret)
+{
+	bool neg = n > 0 && p[0] == '-';
+	uint64_t v = 0, max = neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
+
+	for (size_t i = neg; i < n; i++) {
+		unsigned d;
+
+		if (!is_digit(p[i]))
+			return false;
+		d = (unsigned)(p[i] - '0');
+		if (v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (neg)
+		*ret = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
+						    : -(json_int_t)v;
+	else
+		*ret = (json_int_t)v;
+	return true;
+}
+
+/* The double jansson makes of a number literal (it calls strtod() too;
+ * dlqfs never changes the locale). Returns 0 or -ENOMEM. */
+static int real_literal(const char *p, size_t n, double *ret)
+{
+	char small[64], *buf = n < sizeof(small) ? small : malloc(n + 1);
+
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	*ret = strtod(buf, NULL);
+	if (buf != small)
+		free(buf);
+	return 0;
+}
+
+/* Walking a value's text. With a tree (@restore), the numbers of the text
+ * are put back into the tree as jansson would have made them on its own,
+ * had it not read every number as a real (see load()). */
+struct walk {
+	struct text t;
+	bool restore;
+	uint32_t lost; /* integers beyond 64 bits met */
+};
+
+/* Where a value sits in its parent (an object member or array element). */
+struct slot {
+	json_t *parent; /* borrowed; NULL at the top */
+	const char *key;
+	size_t klen;
+	size_t index;
+};
+
+/* Member @key (@klen bytes, NUL-terminated) of @obj. Before 2.14, jansson
+ * has no key holding a NUL: the key stops at the first one. */
+static json_t *member_get(json_t *obj, const char *key, size_t klen)
+{
+#if JANSSON_VERSION_HEX >= 0x020e00
+	return json_object_getn(obj, key, klen);
+#else
+	(void)klen;
+	return json_object_get(obj, key);
+#endif
+}
+
+static int slot_set(const struct slot *sl, json_t *v)
+{
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	/* Both steal @v, even when they fail; the member exists already,
+	 * so neither allocates. */
+	if (!json_is_object(sl->parent))
+		return json_array_set_new(sl->parent, sl->index, v) ? -ENOMEM
+								    : 0;
+#if JANSSON_VERSION_HEX >= 0x020e00
+	r = json_object_setn_new_nocheck(sl->parent, sl->key, sl->klen, v);
+#else
+	r = json_object_set_new_nocheck(sl->parent, sl->key, v);
+#endif
+	return r ? -ENOMEM : 0;
+}
+
+/* Makes @node (at @sl) what the number literal @p (@n bytes) means to
+ * jansson: an integer when it fits in 64 bits, else a real. With repeated
+ * keys, a member written several times is visited once per occurrence, the
+ * one jansson kept last: so each visit sets the value, never assumes it. */
+static int restore_number(struct walk *w, const char *p, size_t n, json_t *node,
+			  const struct slot *sl)
+{
+	json_int_t i;
+	double d;
+	int r;
+
+	if (!sl->parent || !json_is_number(node))
+		return 0; /* an earlier occurrence, of another type */
+	if (int_literal(p, n, &i)) {
+		if (json_is_integer(node))
+			return json_integer_set(node, i) ? -EPROTO : 0;
+		return slot_set(sl, json_integer(i));
+	}
+	if (!memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n))
+		problem(&w->lost); /* an integer jansson cannot hold */
+	r = real_literal(p, n, &d);
+	if (r < 0)
+		return r;
+	if (!isfinite(d))
+		return -EPROTO; /* jansson refuses it: not its text */
+	if (json_is_real(node))
+		return json_real_set(node, d) ? -EPROTO : 0;
+	return slot_set(sl, json_real(d));
+}
+
+static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
+		      unsigned depth);
+
+/* The members of an object, after its "{". */
+static int walk_object(struct walk *w, json_t *node, unsigned depth)
+{
+	struct slot sl = {.parent = json_is_object(node) ? node : NULL};
+	size_t start, save = w->t.pos;
+	int tok = tok_next(&w->t, &start), r;
+
+	if (tok == '}')
+		return 0;
+	w->t.pos = save;
+	for (;;) {
+		char small[128], *key = NULL;
+		const char *raw;
+		size_t len;
+
+		if (tok_next(&w->t, &start) != TOK_STRING)
+			return -EPROTO;
+		raw = w->t.s + start + 1;
+		len = w->t.pos - start - 2;
+		if (sl.parent) {
+			/* The member jansson kept under the decoded key,
+			 * NUL-terminated for jansson. */
+			key = len < sizeof(small) ? small : malloc(len + 1);
+			if (!key)
+				return -ENOMEM;
+			if (!string_decode(raw, len, key, &sl.klen)) {
+				if (key != small)
+					free(key);
+				return -EPROTO;
+			}
+			key[sl.klen] = '\0';
+			sl.key = key;
+		}
+		r = tok_next(&w->t, &start) == ':'
+			    ? walk_value(w,
+					 sl.parent ? member_get(node, sl.key,
+								sl.klen)
+						   : NULL,
+					 &sl, depth + 1)
+			    : -EPROTO;
+		if (key != small)
+			free(key);
+		if (r < 0)
+			return r;
+		tok = tok_next(&w->t, &start);
+		if (tok == '}')
+			return 0;
+		if (tok != ',')
+			return -EPROTO;
+	}
+}
+
+/* The elements of an array, after its "[". */
+static int walk_array(struct walk *w, json_t *node, unsigned depth)
+{
+	struct slot sl = {.parent = json_is_array(node) ? node : NULL};
+	size_t start, save = w->t.pos;
+	int tok = tok_next(&w->t, &start), r;
+
+	if (tok == ']')
+		return 0;
+	w->t.pos = save;
+	for (;;) {
+		r = walk_value(
+			w, sl.parent ? json_array_get(node, sl.index) : NULL,
+			&sl, depth + 1);
+		if (r < 0)
+			return r;
+		sl.index++;
+		tok = tok_next(&w->t, &start);
+		if (tok == ']')
+			return 0;
+		if (tok != ',')
+			return -EPROTO;
+	}
+}
+
+/* Reads one value from w->t; with w->restore, @node (borrowed, may be
+ * NULL: nothing to restore) is the tree jansson made of it, at @sl.
+ * Recursion is bounded by TEXT_MAX_DEPTH. Returns 0, -EPROTO (not JSON
+ * text) or -ENOMEM. */
+static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
+		      unsigned depth)
+{
+	size_t start;
+	int tok;
+
+	if (depth > TEXT_MAX_DEPTH)
+		return -EPROTO;
+	if (!w->restore)
+		node = NULL;
+	tok = tok_next(&w->t, &start);
+	switch (tok) {
+	case '{':
+		return walk_object(w, node, depth);
+	case '[':
+		return walk_array(w, node, depth);
+	case TOK_NUMBER:
+		if (!node)
+			return 0;
+		return restore_number(w, w->t.s + start, w->t.pos - start, node,
+				      sl);
+	case TOK_STRING:
+	case TOK_WORD:
+		return 0;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* Reads the value at w->t.pos; its text in @ret_start, @ret_len. */
+static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
+		     size_t *ret_len)
+{
+	struct slot top = {0};
+	size_t start;
+	int r;
+
+	text_skip_ws(&w->t);
+	start = w->t.pos;
+	r = walk_value(w, node, &top, 0);
+	if (r < 0)
+		return r;
+	*ret_start = start;
+	*ret_len = w->t.pos - start;
+	return 0;
+}
+
+/* Output of a re-indentation: measured only while @w is NULL; stops
+ * counting beyond @limit bytes. */
+struct out {
+	char *w;
+	size_t len, limit;
+	bool over;
+};
+
+static void out_put(struct out *o, const char *p, size_t n)
+{
+	if (o->over)
+		return;
+	if (n > o->limit - o->len) {
+		o->over = true;
+		return;
+	}
+	if (o->w)
+		memcpy(o->w + o->len, p, n);
+	o->len += n;
+}
+
+static void out_newline(struct out *o, unsigned depth)
+{
+	static const char spaces[] = "\n                                "
+				     "                                ";
+	size_t left = (size_t)depth * 2;
+
+	out_put(o, spaces, 1);
+	while (left > 0 && !o->over) {
+		size_t k =
+			left < sizeof(spaces) - 2 ? left : sizeof(spaces) - 2;
+
+		out_put(o, spaces + 1, k);
+		left -= k;
+	}
+}
+
+/* Re-indents the JSON text @s (@n bytes, one value) into @o the way
+ * jansson's JSON_INDENT(2) lays out a tree: "{" or "[" then a new line,
+ * two spaces per level, "\"key\": value", "," at the end of a line, empty
+ * containers as "{}" and "[]". Tokens are copied byte for byte. Returns
+ * false when the text is not a run of JSON tokens (nesting, too). */
+static bool reindent(const char *s, size_t n, struct out *o)
+{
+	struct text t = {.s = s, .n = n};
+	unsigned depth = 0;
+
+	for (;;) {
+		size_t start, save;
+		int tok = tok_next(&t, &start);
+
+		switch (tok) {
+		case TOK_END:
+			return depth == 0;
+		case '{':
+		case '[':
+			save = t.pos;
+			if (tok_next(&t, &start) == (tok == '{' ? '}' : ']')) {
+				out_put(o, tok == '{' ? "{}" : "[]", 2);
+				break;
+			}
+			t.pos = save;
+			if (depth == TEXT_MAX_DEPTH)
+				return false;
+			out_put(o, tok == '{' ? "{" : "[", 1);
+			out_newline(o, ++depth);
+			break;
+		case '}':
+		case ']':
+			if (depth == 0)
+				return false;
+			out_newline(o, --depth);
+			out_put(o, tok == '}' ? "}" : "]", 1);
+			break;
+		case ',':
+			out_put(o, ",", 1);
+			out_newline(o, depth);
+			break;
+		case ':':
+			out_put(o, ": ", 2);
+			break;
+		case TOK_STRING:
+		case TOK_NUMBER:
+		case TOK_WORD:
+			out_put(o, s + start, t.pos - start);
+			break;
+		default:
+			return false;
+		}
+	}
+}
+
+/* ---- base64 ----------------------------------------------------------- */
+
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes @n bytes of base64 (standard or URL-safe alphabet, padding
+ * optional, CR and LF ignored) into @out, or only measures when @out is
+ * NULL. Returns false when the text is not base64. */
+static bool b64_decode(const char *s, size_t n, char *out, size_t *ret_len)
+{
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t o = 0, data = 0, pad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int v;
+
+		if (c == '\r' || c == '\n')
+			continue;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		v = b64_value(c);
+		if (v < 0 || pad)
+			return false;
+		data++;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (out)
+				out[o] = (char)((acc >> bits) & 0xff);
+			o++;
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (data % 4 == 1 || pad > 2 || (pad && (data + pad) % 4))
+		return false;
+	*ret_len = o;
+	return true;
+}
+
+/* ---- the render plan -------------------------------------------------- */
+
+enum src_kind {
+	SRC_NONE,   /* no file */
+	SRC_BYTES,  /* p, n as they are */
+	SRC_LINE,   /* p, n, then "\n" unless n is 0 */
+	SRC_BASE64, /* p, n decoded */
+	SRC_HEADER, /* keys rendered as "Name: value\n" lines */
+	SRC_JSON,   /* p, n re-indented (reindent()), then "\n" */
+};
+
+struct hkey {
+	const char *k;
+	size_t klen;
+	json_t *v; /* borrowed */
+};
+
+struct src {
+	enum src_kind kind;
+	const char *p;
+	size_t n;
+	struct hkey *keys; /* SRC_HEADER: new array, sorted */
+	size_t nkeys;
+	size_t len; /* rendered length */
+};
+
+/* What a message will hold, measured before anything is laid out. Every
+ * pointer in it is borrowed from the json_t, the text it came from or the
+ * plan itself. */
+struct plan {
+	json_t *obj;
+	const char *text; /* the entry as received (one JSON value) */
+	size_t textlen;
+	struct message_bytes id;
+	int64_t created_ms;
+	bool has_created;
+	uint32_t problems;
+	struct src file[MESSAGE_NFILES];
+	struct message_bytes val[MAX_VIEW_VALUES]; /* in view order */
+	uint32_t nval[VIEW_COUNT];
+	size_t nvals;
+	char status[24]; /* responseStatus, an integer, in decimal */
+	char date[32];
+};
+
+static void plan_release(struct plan *pl)
+{
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		free(pl->file[f].keys);
+}
+
+/* A string field: 1 with its bytes, 0 when absent or null, -1 for any
+ * other type. */
+static int get_string(json_t *obj, const char *key, const char **ret_p,
+		      size_t *ret_n)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return -1;
+	*ret_p = json_string_value(v);
+	*ret_n = json_string_length(v);
+	return 1;
+}
+
+/* Adds a value to view @view (the last one being filled): empty values
+ * and duplicates are dropped. Returns false when the view is full. */
+static bool plan_value(struct plan *pl, enum message_view view, const char *p,
+		       size_t n)
+{
+	size_t first = pl->nvals - pl->nval[view];
+
+	if (n == 0)
+		return true;
+	for (size_t i = first; i < pl->nvals; i++)
+		if (pl->val[i].len == n && memcmp(pl->val[i].data, p, n) == 0)
+			return true;
+	if (pl->nval[view] >= (view == VIEW_LABEL ? MESSAGE_MAX_LABELS : 1))
+		return false;
+	pl->val[pl->nvals].data = p;
+	pl->val[pl->nvals].len = n;
+	pl->nvals++;
+	pl->nval[view]++;
+	return true;
+}
+
+static void plan_string_view(struct plan *pl, enum message_view view,
+			     const char *key)
+{
+	const char *p;
+	size_t n;
+	int r = get_string(pl->obj, key, &p, &n);
+
+	if (r < 0)
+		problem(&pl->problems);
+	else if (r > 0)
+		plan_value(pl, view, p, n);
+}
+
+/* labels (an array; a lone string is tolerated), else the deprecated
+ * label when labels is absent. */
+static void plan_labels(struct plan *pl)
+{
+	json_t *labels = json_object_get(pl->obj, "labels");
+
+	if (json_is_array(labels)) {
+		for (size_t i = 0; i < json_array_size(labels); i++) {
+			json_t *l = json_array_get(labels, i);
+
+			if (!json_is_string(l)) {
+				problem(&pl->problems);
+				continue;
+			}
+			if (!plan_value(pl, VIEW_LABEL, json_string_value(l),
+					json_string_length(l))) {
+				problem(&pl->problems); /* over the limit */
+				break;
+			}
+		}
+	} else if (json_is_string(labels)) {
+		problem(&pl->problems);
+		plan_value(pl, VIEW_LABEL, json_string_value(labels),
+			   json_string_length(labels));
+	} else if (labels && !json_is_null(labels)) {
+		problem(&pl->problems);
+	} else {
+		plan_string_view(pl, VIEW_LABEL, "label");
+	}
+}
+
+static void plan_created(struct plan *pl)
+{
+	json_t *v = json_object_get(pl->obj, "createdAt");
+
+	if (json_is_integer(v)) {
+		pl->created_ms = json_integer_value(v);
+		pl->has_created = true;
+	} else if (json_is_real(v)) {
+		double d = json_real_value(v);
+
+		problem(&pl->problems);
+		if (isfinite(d) && d > -9223372036854775808.0 &&
+		    d < 9223372036854775808.0) {
+			pl->created_ms = (int64_t)d;
+			pl->has_created = true;
+		}
+	} else if (v && !json_is_null(v)) {
+		problem(&pl->problems);
+	}
+}
+
+static void plan_date(struct plan *pl)
+{
+	int64_t ms = pl->created_ms;
+	time_t s;
+	struct tm tm;
+	int n;
+
+	if (!pl->has_created)
+		return;
+	/* Floor division: the instant before the epoch is 1969-12-31. */
+	s = (time_t)(ms / 1000 - (ms % 1000 < 0));
+	if (!gmtime_r(&s, &tm))
+		return;
+	n = snprintf(pl->date, sizeof(pl->date), "%04lld-%02d-%02d",
+		     (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+	if (n > 0 && (size_t)n < sizeof(pl->date))
+		plan_value(pl, VIEW_DATE, pl->date, (size_t)n);
+}
+
+/* responseStatus: the file and the by-status value. */
+static void plan_status(struct plan *pl)
+{
+	json_t *v = json_object_get(pl->obj, "responseStatus");
+	struct src *f = &pl->file[MESSAGE_RESPONSE_STATUS];
+
+	if (json_is_integer(v)) {
+		int n = snprintf(pl->status, sizeof(pl->status), "%lld",
+				 (long long)json_integer_value(v));
+
+		f->p = pl->status;
+		f->n = (size_t)n;
+	} else if (json_is_string(v)) {
+		f->p = json_string_value(v);
+		f->n = json_string_length(v);
+	} else {
+		if (v && !json_is_null(v))
+			problem(&pl->problems);
+		return;
+	}
+	f->kind = SRC_LINE;
+	f->len = f->n + (f->n > 0);
+	plan_value(pl, VIEW_STATUS, f->p, f->n);
+}
+
+/* body / bodyBase64 (and the response pair): the decoded base64 when there
+ * is some, else the plain string, else an empty file for bodyBase64 "". */
+static void plan_body(struct plan *pl, struct src *f, const char *key,
+		      const char *key64)
+{
+	const char *p, *p64;
+	size_t n, n64;
+	int r = get_string(pl->obj, key, &p, &n);
+	int r64 = get_string(pl->obj, key64, &p64, &n64);
+
+	if (r < 0)
+		problem(&pl->problems);
+	if (r64 < 0)
+		problem(&pl->problems);
+	if (r64 > 0 && n64 > 0) {
+		if (!b64_decode(p64, n64, NULL, &f->len)) {
+			problem(&pl->problems);
+			return;
+		}
+		f->kind = SRC_BASE64;
+		f->p = p64;
+		f->n = n64;
+	} else if (r > 0) {
+		f->kind = SRC_BYTES;
+		f->p = p;
+		f->n = n;
+		f->len = n;
+	} else if (r64 > 0) {
+		f->kind = SRC_BYTES;
+		f->p = p64;
+		f->n = 0;
+		f->len = 0;
+	}
+}
+
+static int hkey_cmp(const void *a, const void *b)
+{
+	const struct hkey *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->k, y->k, n);
+
+	if (c)
+		return c;
+	return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* Copies @n bytes with CR and LF as spaces, so one value is one line. */
+static char *put_line_bytes(char *w, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		w[i] = (p[i] == '\r' || p[i] == '\n') ? ' ' : p[i];
+	return w + n;
+}
+
+/* Writes one line at @w (or only measures when @w is NULL). */
+static size_t header_line(char *w, const struct hkey *k, json_t *v)
+{
+	size_t vlen = json_string_length(v);
+
+	if (w) {
+		w = put_line_bytes(w, k->k, k->klen);
+		*w++ = ':';
+		*w++ = ' ';
+		w = put_line_bytes(w, json_string_value(v), vlen);
+		*w = '\n';
+	}
+	return k->klen + 2 + vlen + 1;
+}
+
+/* Renders the sorted keys of @f into @w, or measures when @w is NULL
+ * (counting malformed values in @problems then). Returns the length. */
+static size_t header_render(const struct src *f, char *w, uint32_t *problems)
+{
+	size_t len = 0, lines = 0;
+
+	for (size_t i = 0; i < f->nkeys; i++) {
+		const struct hkey *k = &f->keys[i];
+		size_t nv = json_is_array(k->v) ? json_array_size(k->v) : 1;
+
+		for (size_t j = 0; j < nv; j++) {
+			json_t *v = json_is_array(k->v)
+					    ? json_array_get(k->v, j)
+					    : k->v;
+
+			if (!json_is_string(v)) {
+				if (problems)
+					problem(problems);
+				continue;
+			}
+			if (lines == MESSAGE_MAX_HEADER_VALUES) {
+				if (problems)
+					problem(problems);
+				return len;
+			}
+			len = add_sat(len,
+				      header_line(w ? w + len : NULL, k, v));
+			lines++;
+		}
+	}
+	return len;
+}
+
+static int plan_header(struct plan *pl, struct src *f, const char *key)
+{
+	json_t *h = json_object_get(pl->obj, key);
+	size_t n = 0;
+
+	if (!h || json_is_null(h))
+		return 0;
+	if (!json_is_object(h)) {
+		problem(&pl->problems);
+		return 0;
+	}
+	if (json_object_size(h) > 0) {
+		f->keys = calloc(json_object_size(h), sizeof(*f->keys));
+		if (!f->keys)
+			return -ENOMEM;
+		for (void *it = json_object_iter(h);
+		     it && n < json_object_size(h);
+		     it = json_object_iter_next(h, it)) {
+			f->keys[n].k = json_object_iter_key(it);
+			f->keys[n].klen = json_object_iter_key_len(it);
+			f->keys[n].v = json_object_iter_value(it);
+			n++;
+		}
+		qsort(f->keys, n, sizeof(*f->keys), hkey_cmp);
+	}
+	f->nkeys = n;
+	f->kind = SRC_HEADER;
+	f->len = header_render(f, NULL, &pl->problems);
+	return 0;
+}
+
+/* Measures the re-indented text of the entry, giving up beyond @budget
+ * bytes (the file is then absent). The fields come from jansson's tree,
+ * where a repeated key holds its last value; message.json shows every
+ * occurrence, as received. Returns 0 or -EPROTO (the text is not the
+ * entry's: cannot happen). */
+static int plan_json(struct plan *pl, size_t budget)
+{
+	/* The text, its final newline and the NUL after it. */
+	struct out o = {.limit = budget > 2 ? budget - 2 : 0};
+
+	if (!reindent(pl->text, pl->textlen, &o))
+		return -EPROTO;
+	if (o.over) {
+		problem(&pl->problems);
+		return 0;
+	}
+	pl->file[MESSAGE_JSON].kind = SRC_JSON;
+	pl->file[MESSAGE_JSON].p = pl->text;
+	pl->file[MESSAGE_JSON].n = pl->textlen;
+	pl->file[MESSAGE_JSON].len = o.len + 1;
+	return 0;
+}
+
+/* Keeps the files that fit in @budget bytes, message.json and the bodies
+ * first. Returns the bytes they take. */
+static size_t plan_fit(struct plan *pl, size_t budget)
+{
+	static const enum message_file order[] = {
+		MESSAGE_JSON,
+		MESSAGE_BODY,
+		MESSAGE_RESPONSE_BODY,
+		MESSAGE_HEADER,
+		MESSAGE_RESPONSE_HEADER,
+		MESSAGE_RESPONSE_STATUS,
+	};
+	size_t used = 0;
+
+	_Static_assert(sizeof(order) / sizeof(order[0]) == MESSAGE_NFILES,
+		       "every file has a rank");
+	for (size_t i = 0; i < MESSAGE_NFILES; i++) {
+		struct src *f = &pl->file[order[i]];
+
+		if (f->kind == SRC_NONE)
+			continue;
+		if (f->len >= budget - used) {
+			f->kind = SRC_NONE;
+			problem(&pl->problems);
+			continue;
+		}
+		used += f->len + 1;
+	}
+	return used;
+}
+
+/* Fills @pl from the entry @obj and its text @text (@textlen bytes; both
+ * borrowed, they must outlive the plan), its files taking at most @budget
+ * bytes. Returns 0, -EINVAL (not an object, no usable dlqId), -EPROTO or
+ * -ENOMEM; release the plan in every case. */
+static int plan_message(struct plan *pl, json_t *obj, const char *text,
+			size_t textlen, size_t budget)
+{
+	const char *id;
+	size_t idlen;
+	int r;
+
+	memset(pl, 0, sizeof(*pl));
+	pl->obj = obj;
+	pl->text = text;
+	pl->textlen = textlen;
+	if (!json_is_object(obj))
+		return -EINVAL;
+	if (get_string(obj, "dlqId", &id, &idlen) <= 0 || idlen == 0 ||
+	    idlen > MESSAGE_MAX_ID || memchr(id, '\0', idlen))
+		return -EINVAL;
+	pl->id.data = id;
+	pl->id.len = idlen;
+
+	plan_created(pl);
+	/* Views in enum order: plan_value() fills one view at a time. */
+	plan_labels(pl);
+	plan_string_view(pl, VIEW_URL, "workflowUrl");
+	plan_string_view(pl, VIEW_RUN, "workflowRunId");
+	plan_string_view(pl, VIEW_STATE, "failureFunctionState");
+	plan_status(pl);
+	plan_date(pl);
+	plan_string_view(pl, VIEW_FLOW_CONTROL_KEY, "flowControlKey");
+	plan_string_view(pl, VIEW_CALLER_IP, "callerIP");
+
+	plan_body(pl, &pl->file[MESSAGE_BODY], "body", "bodyBase64");
+	plan_body(pl, &pl->file[MESSAGE_RESPONSE_BODY], "responseBody",
+		  "responseBodyBase64");
+	r = plan_header(pl, &pl->file[MESSAGE_HEADER], "header");
+	if (r < 0)
+		return r;
+	r = plan_header(pl, &pl->file[MESSAGE_RESPONSE_HEADER],
+			"responseHeader");
+	if (r < 0)
+		return r;
+	return plan_json(pl, budget);
+}
+
+/* ---- layout ----------------------------------------------------------- */
+
+_Static_assert(sizeof(struct message) % _Alignof(struct message_bytes) == 0,
+	       "view arrays follow the struct");
+
+static bool add_size(size_t *total, size_t n)
+{
+	/* + 1: every byte string is followed by a NUL. */
+	return !__builtin_add_overflow(*total, n, total) &&
+	       !__builtin_add_overflow(*total, 1, total);
+}
+
+static char *put(char *w, const char *p, size_t n, struct message_bytes *ret)
+{
+	if (n)
+		memcpy(w, p, n);
+	w[n] = '\0';
+	ret->data = w;
+	ret->len = n;
+	return w + n + 1;
+}
+
+/* Writes file @f at @w (room for f->len + 1 bytes). Returns the end of what
+ * was written (after its NUL), or NULL if it did not come out as measured
+ * (cannot happen). */
+static char *render_file(const struct src *f, char *w,
+			 struct message_bytes *ret)
+{
+	struct out o;
+	size_t n;
+
+	switch (f->kind) {
+	case SRC_NONE:
+		break;
+	case SRC_BYTES:
+		return put(w, f->p, f->n, ret);
+	case SRC_LINE:
+		if (f->n)
+			memcpy(w, f->p, f->n);
+		if (f->len > f->n)
+			w[f->n] = '\n';
+		break;
+	case SRC_BASE64:
+		if (!b64_decode(f->p, f->n, w, &n) || n != f->len)
+			return NULL; /* cannot happen: measured already */
+		break;
+	case SRC_HEADER:
+		header_render(f, w, NULL);
+		break;
+	case SRC_JSON:
+		o = (struct out){.w = w, .limit = f->len - 1};
+		if (!reindent(f->p, f->n, &o) || o.over || o.len != f->len - 1)
+			return NULL;
+		w[o.len] = '\n';
+		break;
+	}
+	w[f->len] = '\0';
+	ret->data = w;
+	ret->len = f->len;
+	return w + f->len + 1;
+}
+
+/* Lays @pl out in one allocation. Returns 0 or -ENOMEM (or -EPROTO if a
+ * file did not come out as measured: a bug). */
+static int render(const struct plan *pl, struct message **ret_msg)
+{
+	size_t total = sizeof(struct message) +
+		       pl->nvals * sizeof(struct message_bytes);
+	struct message_bytes *arr;
+	struct message *m;
+	size_t k = 0;
+	char *w;
+
+	if (!add_size(&total, pl->id.len))
+		return -ENOMEM;
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		if (pl->file[f].kind != SRC_NONE &&
+		    !add_size(&total, pl->file[f].len))
+			return -ENOMEM;
+	for (size_t i = 0; i < pl->nvals; i++)
+		if (!add_size(&total, pl->val[i].len))
+			return -ENOMEM;
+
+	m = malloc(total);
+	if (!m)
+		return -ENOMEM;
+	memset(m, 0, sizeof(*m));
+	arr = (struct message_bytes *)(m + 1);
+	w = (char *)(arr + pl->nvals);
+
+	w = put(w, pl->id.data, pl->id.len, &m->id);
+	m->created_ms = pl->created_ms;
+	m->has_created = pl->has_created;
+	m->problems = pl->problems;
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		if (pl->file[f].kind == SRC_NONE)
+			continue;
+		w = render_file(&pl->file[f], w, &m->file[f]);
+		if (!w) {
+			free(m);
+			return -EPROTO; /* cannot happen: measured already */
+		}
+	}
+	for (int v = 0; v < VIEW_COUNT; v++) {
+		m->view[v].n = pl->nval[v];
+		m->view[v].v = pl->nval[v] ? arr + k : NULL;
+		for (uint32_t i = 0; i < pl->nval[v]; i++, k++)
+			w = put(w, pl->val[k].data, pl->val[k].len, &arr[k]);
+	}
+	*ret_msg = m;
+	return 0;
+}
+
+/* The render budget of text of @len bytes, before each message's slack. */
+static size_t budget_of(size_t len)
+{
+	return len > SIZE_MAX / MESSAGE_RENDER_FACTOR
+		       ? SIZE_MAX
+		       : len * MESSAGE_RENDER_FACTOR;
+}
+
+/* Renders the entry @obj (borrowed), whose text is the next value of
+ * @w->t, its files taking at most MESSAGE_RENDER_SLACK more than *@budget
+ * bytes (what they take is deducted). With @w->restore, the tree was loaded
+ * with every number as a real (see load()): its numbers are put back from
+ * the text first. Returns 0, -EINVAL (not a usable entry), -EPROTO (the
+ * text is not that of @obj) or -ENOMEM. */
+static int message_render(struct walk *w, json_t *obj, size_t *budget,
+			  struct message **ret_msg)
+{
+	size_t avail = add_sat(*budget, MESSAGE_RENDER_SLACK), used;
+	size_t start, textlen;
+	struct plan pl;
+	int r;
+
+	w->lost = 0;
+	r = walk_span(w, obj, &start, &textlen);
+	if (r < 0)
+		return r;
+	r = plan_message(&pl, obj, w->t.s + start, textlen, avail);
+	if (r == 0) {
+		pl.problems = pl.problems > UINT32_MAX - w->lost
+				      ? UINT32_MAX
+				      : pl.problems + w->lost;
+		used = plan_fit(&pl, avail);
+		r = render(&pl, ret_msg);
+		if (r == 0)
+			*budget = avail - used;
+	}
+	plan_release(&pl);
+	return r;
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+int message_parse(const char *json, size_t len, struct message **ret_msg)
+{
+	size_t budget = budget_of(len);
+	struct walk w;
+	json_error_t e;
+	json_t *root;
+	bool lossy;
+	int r;
+
+	r = load(json, len, &e, &root, &lossy);
+	if (r < 0)
+		return r == -ENOMEM ? -ENOMEM : -EINVAL;
+	w = (struct walk){.t = {.s = json, .n = len}, .restore = lossy};
+	r = message_render(&w, root, &budget, ret_msg);
+	json_decref(root);
+	return r == -EPROTO ? -EINVAL : r;
+}
+
+void message_free(struct message *m)
+{
+	free(m);
+}
+
+/* Writes a reason into @err, as printable ASCII (jansson quotes the input
+ * near an error, and the input is hostile). */
+__attribute__((format(printf, 3, 4))) static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+}
+
+/* Moves t->pos into the array of the last "messages" member of the object
+ * that is the whole text @t: jansson keeps the last value of a repeated
+ * key, and the key is compared as jansson decodes it. Returns 0, or
+ * -EPROTO when there is no such array. */
+static int page_entries(struct text *t)
+{
+	struct walk skip = {.t = *t};
+	struct slot top = {0};
+	size_t start, found = SIZE_MAX;
+	int tok = tok_next(&skip.t, &start), r;
+	bool is;
+
+	if (tok != '{')
+		return -EPROTO;
+	tok = tok_next(&skip.t, &start);
+	while (tok != '}') {
+		if (tok != TOK_STRING)
+			return -EPROTO;
+		is = string_is(skip.t.s + start, skip.t.pos - start,
+			       "messages");
+		if (tok_next(&skip.t, &start) != ':')
+			return -EPROTO;
+		text_skip_ws(&skip.t);
+		if (is)
+			found = skip.t.pos;
+		r = walk_value(&skip, NULL, &top, 1);
+		if (r < 0)
+			return r;
+		tok = tok_next(&skip.t, &start);
+		if (tok == ',')
+			tok = tok_next(&skip.t, &start);
+		else if (tok != '}')
+			return -EPROTO;
+	}
+	if (tok_next(&skip.t, &start) != TOK_END || found == SIZE_MAX)
+		return -EPROTO;
+	t->pos = found;
+	return tok_next(t, &start) == '[' ? 0 : -EPROTO;
+}
+
+int message_page_parse(const char *buf, size_t len,
+		       struct message_page *ret_page, char *err, size_t errlen)
+{
+	struct message_page pg = {.bytes = len};
+	size_t budget = budget_of(len), count = 0, start;
+	json_t *root, *cursor, *msgs;
+	json_error_t e;
+	struct walk w;
+	bool lossy;
+	int r;
+
+	r = load(buf, len, &e, &root, &lossy);
+	if (r == -ENOMEM) {
+		set_err(err, errlen, "out of memory");
+		return r;
+	}
+	if (r < 0) {
+		set_err(err, errlen, "not JSON: %s (line %d, column %d)",
+			e.text, e.line, e.column);
+		return r;
+	}
+	if (!json_is_object(root)) {
+		set_err(err, errlen, "not a JSON object");
+		goto fail;
+	}
+
+	cursor = json_object_get(root, "cursor");
+	if (cursor && !json_is_null(cursor)) {
+		size_t n;
+
+		if (!json_is_string(cursor)) {
+			set_err(err, errlen, "\"cursor\" is not a string");
+			goto fail;
+		}
+		n = json_string_length(cursor);
+		if (n > MESSAGE_MAX_CURSOR) {
+			set_err(err, errlen,
+				"\"cursor\" is longer than %d bytes",
+				MESSAGE_MAX_CURSOR);
+			goto fail;
+		}
+		if (memchr(json_string_value(cursor), '\0', n)) {
+			set_err(err, errlen, "\"cursor\" holds a NUL byte");
+			goto fail;
+		}
+		if (n > 0) {
+			pg.cursor = strdup(json_string_value(cursor));
+			if (!pg.cursor)
+				goto fail_nomem;
+		}
+	}
+
+	msgs = json_object_get(root, "messages");
+	if (!msgs) {
+		set_err(err, errlen, "no \"messages\"");
+		goto fail;
+	}
+	if (!json_is_null(msgs)) {
+		if (!json_is_array(msgs)) {
+			set_err(err, errlen, "\"messages\" is not an array");
+			goto fail;
+		}
+		count = json_array_size(msgs);
+	}
+	if (count > MESSAGE_MAX_PAGE_MESSAGES) {
+		set_err(err, errlen, "%zu messages in one page (at most %d)",
+			count, MESSAGE_MAX_PAGE_MESSAGES);
+		goto fail;
+	}
+	if (count) {
+		pg.msgs = calloc(count, sizeof(*pg.msgs));
+		if (!pg.msgs)
+			goto fail_nomem;
+	}
+	/* Each entry is rendered from its tree (the fields) and its text
+	 * (message.json): both must be the same entries, in the same order. */
+	w = (struct walk){.t = {.s = buf, .n = len}, .restore = lossy};
+	if (count && page_entries(&w.t) < 0)
+		goto fail_text;
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0 && tok_next(&w.t, &start) != ',')
+			goto fail_text;
+		r = message_render(&w, json_array_get(msgs, i), &budget,
+				   &pg.msgs[pg.n]);
+		if (r == -ENOMEM)
+			goto fail_nomem;
+		if (r == -EPROTO)
+			goto fail_text;
+		if (r < 0)
+			pg.malformed++;
+		else
+			pg.n++;
+	}
+	if (count && tok_next(&w.t, &start) != ']')
+		goto fail_text;
+	json_decref(root);
+	*ret_page = pg;
+	return 0;
+
+fail_nomem:
+	set_err(err, errlen, "out of memory");
+	r = -ENOMEM;
+	goto fail_release;
+fail_text:
+	/* jansson accepted text the scanner does not read the same way. */
+	set_err(err, errlen, "\"messages\" not found in the text as sent");
+fail:
+	r = -EPROTO;
+fail_release:
+	message_page_release(&pg);
+	json_decref(root);
+	return r;
+}
+
+void message_page_release(struct message_page *page)
+{
+	if (!page)
+		return;
+	for (size_t i = 0; i < page->n; i++)
+		message_free(page->msgs ? page->msgs[i] : NULL);
+	free(page->msgs);
+	free(page->cursor);
+	memset(page, 0, sizeof(*page));
+}
+
+int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
+{
+	json_error_t e;
+	json_t *root, *v;
+	const char *s;
+	bool lossy;
+	size_t n;
+	int r;
+
+	if (!ret || retlen == 0)
+		return -EINVAL;
+	r = load(buf, len, &e, &root, &lossy);
+	if (r < 0)
+		return r == -ENOMEM ? -ENOMEM : -EINVAL;
+	v = json_object_get(root, "error"); /* NULL when root is not one */
+	if (!json_is_string(v)) {
+		json_decref(root);
+		return -EINVAL;
+	}
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (n > retlen - 1) {
+		n = retlen - 1;
+		/* jansson checked the UTF-8: back off to a sequence start. */
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		ret[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+	}
+	ret[n] = '\0';
+	json_decref(root);
+	return 0;
+}

@@ -1,0 +1,229 @@
+/* status: the state of the mount as JSON, for .dlqfs/status.
+ *
+ * Owns: the fields of struct status and their rendering. Leaves to others:
+ * deciding what happened (walker), serving the file (fs).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "status.h"
+
+void status_touch(struct status *st)
+{
+	st->version++;
+	clock_gettime(CLOCK_REALTIME, &st->changed);
+}
+
+void status_time(struct timespec t, char *buf, size_t size)
+{
+	struct tm tm;
+	time_t sec = t.tv_sec;
+
+	if (!gmtime_r(&sec, &tm)) {
+		snprintf(buf, size, "1970-01-01T00:00:00.000Z");
+		return;
+	}
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, t.tv_nsec / 1000000L);
+}
+
+struct out {
+	char *buf;
+	size_t len, cap;
+	int err;
+};
+
+__attribute__((format(printf, 2, 3))) static void
+out_printf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->err)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->err = -EINVAL;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len)
+			break;
+		{
+			size_t cap = (o->cap + (size_t)n + 1) * 2;
+			char *p = realloc(o->buf, cap);
+
+			if (!p) {
+				o->err = -ENOMEM;
+				return;
+			}
+			o->buf = p;
+			o->cap = cap;
+		}
+	}
+	o->len += (size_t)n;
+}
+
+/* A JSON string literal; bytes >= 0x80 are passed through (the sources
+ * are our own texts and URLs given on the command line). */
+static void out_string(struct out *o, const char *s)
+{
+	out_printf(o, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			out_printf(o, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			out_printf(o, "\\u%04x", c);
+		else
+			out_printf(o, "%c", c);
+	}
+	out_printf(o, "\"");
+}
+
+static char *render_scope(const struct api_filter *f, size_t n)
+{
+	struct out o = {0};
+	int first = 1;
+
+	out_printf(&o, "{");
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+
+		for (j = 0; j < i && strcmp(f[j].param, f[i].param); j++)
+			;
+		if (j < i)
+			continue; /* listed with its first occurrence */
+		out_printf(&o, first ? "" : ", ");
+		first = 0;
+		out_string(&o, f[i].param);
+		out_printf(&o, ": [");
+		for (j = i; j < n; j++) {
+			if (strcmp(f[j].param, f[i].param))
+				continue;
+			out_printf(&o, j == i ? "" : ", ");
+			out_string(&o, f[j].value);
+		}
+		out_printf(&o, "]");
+	}
+	out_printf(&o, "}");
+	if (o.err) {
+		free(o.buf);
+		return NULL;
+	}
+	return o.buf;
+}
+
+int status_init(struct status *st, const char *api_url,
+		const struct api_filter *filters, size_t nfilters,
+		double refresh_s)
+{
+	memset(st, 0, sizeof(*st));
+	st->api_url = strdup(api_url);
+	st->scope = render_scope(filters, nfilters);
+	if (!st->api_url || !st->scope) {
+		free(st->api_url);
+		free(st->scope);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	st->state = STATUS_WALKING;
+	st->refresh_s = refresh_s;
+	clock_gettime(CLOCK_REALTIME, &st->changed);
+	return 0;
+}
+
+void status_release(struct status *st)
+{
+	free(st->api_url);
+	free(st->scope);
+	pthread_mutex_destroy(&st->lock);
+}
+
+static void out_time(struct out *o, struct timespec t)
+{
+	char buf[40];
+
+	if (!t.tv_sec && !t.tv_nsec) {
+		out_printf(o, "null");
+		return;
+	}
+	status_time(t, buf, sizeof(buf));
+	out_string(o, buf);
+}
+
+static const char *const state_names[] = {
+	[STATUS_WALKING] = "walking",
+	[STATUS_READY] = "ready",
+	[STATUS_STALE] = "stale",
+	[STATUS_ERROR] = "error",
+};
+
+int status_render(struct status *st, char **ret, size_t *ret_len,
+		  struct timespec *ret_changed)
+{
+	struct out o = {0};
+
+	pthread_mutex_lock(&st->lock);
+	out_printf(&o, "{\n  \"state\": \"%s\",\n", state_names[st->state]);
+	out_printf(&o, "  \"runs\": %llu,\n", (unsigned long long)st->runs);
+	out_printf(&o, "  \"pages\": %llu,\n",
+		   (unsigned long long)st->walk_pages);
+	out_printf(&o, "  \"walking\": %s,\n", st->walking ? "true" : "false");
+	out_printf(&o, "  \"walk_runs\": %llu,\n",
+		   (unsigned long long)st->walk_runs);
+	out_printf(&o, "  \"walk_started\": ");
+	out_time(&o, st->walk_started);
+	out_printf(&o, ",\n  \"last_refresh\": ");
+	out_time(&o, st->last_refresh);
+	out_printf(&o, ",\n  \"last_success\": ");
+	out_time(&o, st->last_success);
+	out_printf(&o, ",\n  \"stale_since\": ");
+	out_time(&o, st->state == STATUS_STALE || st->state == STATUS_ERROR
+			     ? st->stale_since
+			     : (struct timespec){0, 0});
+	out_printf(&o, ",\n  \"last_error\": ");
+	if (st->has_error)
+		out_string(&o, st->last_error);
+	else
+		out_printf(&o, "null");
+	out_printf(&o, ",\n  \"api_url\": ");
+	out_string(&o, st->api_url);
+	out_printf(&o, ",\n  \"scope\": %s,\n", st->scope);
+	out_printf(&o, "  \"refresh_seconds\": %g,\n", st->refresh_s);
+	out_printf(&o, "  \"generation\": %llu,\n",
+		   (unsigned long long)st->generation);
+	out_printf(&o, "  \"walks_ok\": %llu,\n",
+		   (unsigned long long)st->walks_ok);
+	out_printf(&o, "  \"walks_failed\": %llu,\n",
+		   (unsigned long long)st->walks_failed);
+	out_printf(&o, "  \"refresh_requested\": %llu,\n",
+		   (unsigned long long)atomic_load(&st->refresh_requested));
+	out_printf(&o, "  \"refresh_served\": %llu,\n",
+		   (unsigned long long)st->refresh_served);
+	out_printf(&o, "  \"payload_bytes\": %llu,\n",
+		   (unsigned long long)st->payload_bytes);
+	out_printf(&o, "  \"malformed_entries\": %llu,\n",
+		   (unsigned long long)st->malformed);
+	out_printf(&o, "  \"duplicate_entries\": %llu,\n",
+		   (unsigned long long)st->duplicates);
+	out_printf(&o, "  \"malformed_fields\": %llu\n}\n",
+		   (unsigned long long)st->problems);
+	if (ret_changed)
+		*ret_changed = st->changed;
+	pthread_mutex_unlock(&st->lock);
+	if (o.err) {
+		free(o.buf);
+		return o.err;
+	}
+	*ret = o.buf;
+	*ret_len = o.len;
+	return 0;
+}

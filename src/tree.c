@@ -1,0 +1,495 @@
+/* tree: the directory tree of DESIGN.md section 1 over a snapshot.
+ *
+ * Owns: the mapping between (inode number | parent + name) and nodes,
+ * listings, attributes, symlink targets and snapshot-to-snapshot diffs.
+ * Leaves to others: FUSE replies and kernel notifications (fs), building
+ * the snapshot (snapshot), the status text (status).
+ * Everything here is a pure function of a snapshot: no locks, no I/O.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "tree.h"
+
+#define KEY_MASK (~((1ULL << SNAPSHOT_KEY_SHIFT) - 1))
+#define LINK_SLOT 7
+#define DIR_SIZE 4096
+
+static const char *const ctl_names[] = {"status", "refresh"};
+
+int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret)
+{
+	struct snapshot_ref ref;
+	unsigned low = (unsigned)(ino & ~KEY_MASK);
+	struct tree_node n = {0};
+
+	if (ino < TREE_INO_FIXED_END) {
+		if (ino == TREE_INO_ROOT)
+			n.kind = TREE_ROOT;
+		else if (ino == TREE_INO_RUNS)
+			n.kind = TREE_RUNS;
+		else if (ino >= TREE_INO_VIEW0 &&
+			 ino < TREE_INO_VIEW0 + VIEW_COUNT) {
+			n.kind = TREE_VIEW;
+			n.view = (int)(ino - TREE_INO_VIEW0);
+		} else if (ino == TREE_INO_CTL)
+			n.kind = TREE_CTL;
+		else if (ino == TREE_INO_STATUS)
+			n.kind = TREE_STATUS;
+		else if (ino == TREE_INO_REFRESH)
+			n.kind = TREE_REFRESH;
+		else
+			return -ENOENT;
+		*ret = n;
+		return 0;
+	}
+	if (snapshot_find_key(s, ino, &ref) < 0)
+		return -ENOENT;
+	n.index = ref.index;
+	if (ref.view >= 0) {
+		if (low)
+			return -ENOENT;
+		n.kind = TREE_VALUE;
+		n.view = ref.view;
+	} else if (low == 0) {
+		n.kind = TREE_RUN;
+	} else if (low <= MESSAGE_NFILES) {
+		n.kind = TREE_FILE;
+		n.file = (int)low - 1;
+		if (!s->runs[n.index].msg->file[n.file].data)
+			return -ENOENT;
+	} else if (low == LINK_SLOT && s->runs[n.index].nlinks) {
+		n.kind = TREE_LINK;
+	} else {
+		return -ENOENT;
+	}
+	*ret = n;
+	return 0;
+}
+
+uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n)
+{
+	switch (n->kind) {
+	case TREE_ROOT:
+		return TREE_INO_ROOT;
+	case TREE_RUNS:
+		return TREE_INO_RUNS;
+	case TREE_VIEW:
+		return TREE_INO_VIEW0 + (uint64_t)n->view;
+	case TREE_CTL:
+		return TREE_INO_CTL;
+	case TREE_STATUS:
+		return TREE_INO_STATUS;
+	case TREE_REFRESH:
+		return TREE_INO_REFRESH;
+	case TREE_RUN:
+		return s->runs[n->index].key;
+	case TREE_FILE:
+		return s->runs[n->index].key | (uint64_t)(n->file + 1);
+	case TREE_LINK:
+		return s->runs[n->index].key | LINK_SLOT;
+	case TREE_VALUE:
+		return s->view[n->view].values[n->index].key;
+	}
+	return 0;
+}
+
+int tree_needs_runs(const struct tree_node *n)
+{
+	return n->kind == TREE_RUNS || n->kind == TREE_VIEW;
+}
+
+int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
+		const char *name, struct tree_node *ret)
+{
+	struct tree_node n = {0};
+	int64_t i;
+
+	switch (dir->kind) {
+	case TREE_ROOT:
+		if (!strcmp(name, TREE_RUNS_NAME)) {
+			n.kind = TREE_RUNS;
+		} else if (!strcmp(name, TREE_CTL_NAME)) {
+			n.kind = TREE_CTL;
+		} else {
+			for (n.view = 0; n.view < VIEW_COUNT; n.view++)
+				if (!strcmp(name, message_view_names[n.view]))
+					break;
+			if (n.view == VIEW_COUNT)
+				return -ENOENT;
+			n.kind = TREE_VIEW;
+		}
+		break;
+	case TREE_CTL:
+		if (!strcmp(name, ctl_names[0]))
+			n.kind = TREE_STATUS;
+		else if (!strcmp(name, ctl_names[1]))
+			n.kind = TREE_REFRESH;
+		else
+			return -ENOENT;
+		break;
+	case TREE_RUNS:
+		i = snapshot_find_run(s, name);
+		if (i < 0)
+			return -ENOENT;
+		n.kind = TREE_RUN;
+		n.index = (uint32_t)i;
+		break;
+	case TREE_VIEW:
+		i = snapshot_find_value(s, dir->view, name);
+		if (i < 0)
+			return -ENOENT;
+		n.kind = TREE_VALUE;
+		n.view = dir->view;
+		n.index = (uint32_t)i;
+		break;
+	case TREE_RUN:
+		for (n.file = 0; n.file < MESSAGE_NFILES; n.file++)
+			if (!strcmp(name, message_file_names[n.file]))
+				break;
+		if (n.file == MESSAGE_NFILES ||
+		    !s->runs[dir->index].msg->file[n.file].data)
+			return -ENOENT;
+		n.kind = TREE_FILE;
+		n.index = dir->index;
+		break;
+	case TREE_VALUE:
+		i = snapshot_find_run(s, name);
+		if (i < 0 || snapshot_value_find_run(
+				     s, &s->view[dir->view].values[dir->index],
+				     (uint32_t)i) < 0)
+			return -ENOENT;
+		n.kind = TREE_LINK;
+		n.index = (uint32_t)i;
+		break;
+	default:
+		return -ENOTDIR;
+	}
+	*ret = n;
+	return 0;
+}
+
+static int run_nfiles(const struct snapshot *s, uint32_t run)
+{
+	int n = 0;
+
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		n += s->runs[run].msg->file[f].data != NULL;
+	return n;
+}
+
+size_t tree_dir_size(const struct snapshot *s, const struct tree_node *dir)
+{
+	switch (dir->kind) {
+	case TREE_ROOT:
+		return 2 + VIEW_COUNT;
+	case TREE_CTL:
+		return 2;
+	case TREE_RUNS:
+		return s->nruns;
+	case TREE_VIEW:
+		return s->view[dir->view].nvalues;
+	case TREE_RUN:
+		return (size_t)run_nfiles(s, dir->index);
+	case TREE_VALUE:
+		return s->view[dir->view].values[dir->index].nruns;
+	default:
+		return 0;
+	}
+}
+
+void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
+		    size_t i, const char **ret_name, struct tree_node *ret)
+{
+	struct tree_node n = {0};
+	const struct snapshot_value *v;
+
+	switch (dir->kind) {
+	case TREE_ROOT:
+		if (i == 0) {
+			n.kind = TREE_RUNS;
+			*ret_name = TREE_RUNS_NAME;
+		} else if (i <= VIEW_COUNT) {
+			n.kind = TREE_VIEW;
+			n.view = (int)i - 1;
+			*ret_name = message_view_names[n.view];
+		} else {
+			n.kind = TREE_CTL;
+			*ret_name = TREE_CTL_NAME;
+		}
+		break;
+	case TREE_CTL:
+		n.kind = i == 0 ? TREE_STATUS : TREE_REFRESH;
+		*ret_name = ctl_names[i != 0];
+		break;
+	case TREE_RUNS:
+		n.kind = TREE_RUN;
+		n.index = (uint32_t)i;
+		*ret_name = s->runs[i].name;
+		break;
+	case TREE_VIEW:
+		n.kind = TREE_VALUE;
+		n.view = dir->view;
+		n.index = (uint32_t)i;
+		*ret_name = s->view[dir->view].values[i].name;
+		break;
+	case TREE_RUN:
+		n.kind = TREE_FILE;
+		n.index = dir->index;
+		for (n.file = 0; n.file < MESSAGE_NFILES; n.file++) {
+			if (!s->runs[dir->index].msg->file[n.file].data)
+				continue;
+			if (i-- == 0)
+				break;
+		}
+		*ret_name = message_file_names[n.file];
+		break;
+	case TREE_VALUE:
+		v = &s->view[dir->view].values[dir->index];
+		n.kind = TREE_LINK;
+		n.index = v->runs[i];
+		*ret_name = s->runs[n.index].name;
+		break;
+	default:
+		break;
+	}
+	*ret = n;
+}
+
+static struct timespec ms_time(int64_t ms, struct timespec fallback)
+{
+	struct timespec ts;
+
+	if (ms < 0)
+		return fallback;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	return ts;
+}
+
+static struct timespec created(const struct snapshot *s, uint32_t run)
+{
+	const struct message *m = s->runs[run].msg;
+
+	return m->has_created && m->created_ms >= 0
+		       ? ms_time(m->created_ms, (struct timespec){0, 0})
+		       : (struct timespec){0, 0};
+}
+
+void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
+	       const struct tree_node *n, struct stat *ret)
+{
+	struct stat st;
+	struct timespec t = ctx->mounted;
+
+	memset(&st, 0, sizeof(st));
+	st.st_ino = tree_ino(s, n);
+	st.st_uid = ctx->uid;
+	st.st_gid = ctx->gid;
+	st.st_blksize = 4096;
+	st.st_mode = S_IFDIR | 0555;
+	st.st_nlink = 2;
+	st.st_size = DIR_SIZE;
+
+	switch (n->kind) {
+	case TREE_ROOT:
+		st.st_nlink = 2 + 2 + VIEW_COUNT;
+		t = ms_time(s->newest_ms, ctx->mounted);
+		break;
+	case TREE_RUNS:
+		st.st_nlink = 2 + s->nruns;
+		t = ms_time(s->newest_ms, ctx->mounted);
+		break;
+	case TREE_VIEW:
+		st.st_nlink = 2 + s->view[n->view].nvalues;
+		t = ms_time(s->newest_ms, ctx->mounted);
+		break;
+	case TREE_CTL:
+		break;
+	case TREE_STATUS:
+		st.st_mode = S_IFREG | 0444;
+		st.st_nlink = 1;
+		st.st_size = ctx->status_size;
+		break;
+	case TREE_REFRESH:
+		st.st_mode = S_IFREG | 0644;
+		st.st_nlink = 1;
+		st.st_size = 0;
+		break;
+	case TREE_RUN:
+		t = created(s, n->index);
+		break;
+	case TREE_FILE:
+		st.st_mode = S_IFREG | 0444;
+		st.st_nlink = 1;
+		st.st_size = (off_t)s->runs[n->index].msg->file[n->file].len;
+		t = n->file == MESSAGE_JSON ? s->runs[n->index].json_mtime
+					    : created(s, n->index);
+		break;
+	case TREE_VALUE:
+		t = ms_time(s->view[n->view].values[n->index].newest_ms,
+			    ctx->mounted);
+		break;
+	case TREE_LINK:
+		st.st_mode = S_IFLNK | 0777;
+		st.st_nlink = s->runs[n->index].nlinks;
+		st.st_size = (off_t)(strlen(TREE_LINK_PREFIX) +
+				     strlen(s->runs[n->index].name));
+		t = created(s, n->index);
+		break;
+	}
+	st.st_blocks = (st.st_size + 511) / 512;
+	st.st_mtim = st.st_ctim = st.st_atim = t;
+	*ret = st;
+}
+
+struct message_bytes tree_file(const struct snapshot *s,
+			       const struct tree_node *n)
+{
+	return s->runs[n->index].msg->file[n->file];
+}
+
+size_t tree_readlink(const struct snapshot *s, const struct tree_node *n,
+		     char *buf)
+{
+	const char *name = s->runs[n->index].name;
+	size_t p = strlen(TREE_LINK_PREFIX), l = strlen(name);
+
+	memcpy(buf, TREE_LINK_PREFIX, p);
+	memcpy(buf + p, name, l + 1);
+	return p + l;
+}
+
+/* --- diff ------------------------------------------------------------- */
+
+struct differ {
+	const struct tree_diff_ops *ops;
+	void *ctx;
+	size_t calls;
+};
+
+static void d_entry(struct differ *d, uint64_t parent, const char *name)
+{
+	d->ops->entry(d->ctx, parent, name);
+	d->calls++;
+}
+
+static void d_inode(struct differ *d, uint64_t ino)
+{
+	d->ops->inode(d->ctx, ino);
+	d->calls++;
+}
+
+static int same_bytes(const struct message_bytes *a,
+		      const struct message_bytes *b)
+{
+	if (!a->data || !b->data)
+		return !a->data && !b->data;
+	return a->len == b->len && !memcmp(a->data, b->data, a->len);
+}
+
+static void diff_run(struct differ *d, const struct snapshot_run *o,
+		     const struct snapshot_run *n)
+{
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		const struct message_bytes *a = &o->msg->file[f];
+		const struct message_bytes *b = &n->msg->file[f];
+
+		if (same_bytes(a, b))
+			continue;
+		if (!a->data != !b->data) {
+			d_entry(d, n->key, message_file_names[f]);
+			d_inode(d, n->key);
+		} else
+			d_inode(d, n->key | (uint64_t)(f + 1));
+	}
+	if (o->nlinks != n->nlinks)
+		d_inode(d, n->key | LINK_SLOT);
+}
+
+/* Merges two sorted run lists (as run indexes into their snapshots) and
+ * reports names only in one of them. Returns non-zero when they differ. */
+static int diff_run_lists(struct differ *d, uint64_t parent,
+			  const struct snapshot *os, const uint32_t *ol,
+			  size_t on, const struct snapshot *ns,
+			  const uint32_t *nl, size_t nn, int deep)
+{
+	size_t i = 0, j = 0;
+	int changed = 0;
+
+	while (i < on || j < nn) {
+		const struct snapshot_run *o =
+			i < on ? &os->runs[ol ? ol[i] : i] : NULL;
+		const struct snapshot_run *n =
+			j < nn ? &ns->runs[nl ? nl[j] : j] : NULL;
+		int c = !o ? 1 : !n ? -1 : strcmp(o->name, n->name);
+
+		if (c < 0) {
+			d_entry(d, parent, o->name);
+			changed = 1;
+			i++;
+		} else if (c > 0) {
+			d_entry(d, parent, n->name);
+			changed = 1;
+			j++;
+		} else {
+			if (deep)
+				diff_run(d, o, n);
+			i++;
+			j++;
+		}
+	}
+	return changed;
+}
+
+static void diff_view(struct differ *d, int view, const struct snapshot *os,
+		      const struct snapshot *ns)
+{
+	const struct snapshot_view *ov = &os->view[view], *nv = &ns->view[view];
+	uint64_t dir = TREE_INO_VIEW0 + (uint64_t)view;
+	size_t i = 0, j = 0;
+	int changed = 0;
+
+	while (i < ov->nvalues || j < nv->nvalues) {
+		const struct snapshot_value *o =
+			i < ov->nvalues ? &ov->values[i] : NULL;
+		const struct snapshot_value *n =
+			j < nv->nvalues ? &nv->values[j] : NULL;
+		int c = !o ? 1 : !n ? -1 : strcmp(o->name, n->name);
+
+		if (c < 0) {
+			d_entry(d, dir, o->name);
+			changed = 1;
+			i++;
+		} else if (c > 0) {
+			d_entry(d, dir, n->name);
+			changed = 1;
+			j++;
+		} else {
+			if (diff_run_lists(d, n->key, os, o->runs, o->nruns, ns,
+					   n->runs, n->nruns, 0) ||
+			    o->newest_ms != n->newest_ms)
+				d_inode(d, n->key);
+			i++;
+			j++;
+		}
+	}
+	if (changed || os->newest_ms != ns->newest_ms)
+		d_inode(d, dir);
+}
+
+size_t tree_diff(const struct snapshot *old, const struct snapshot *new,
+		 const struct tree_diff_ops *ops, void *ctx)
+{
+	struct differ d = {ops, ctx, 0};
+
+	if (diff_run_lists(&d, TREE_INO_RUNS, old, NULL, old->nruns, new, NULL,
+			   new->nruns, 1) ||
+	    old->newest_ms != new->newest_ms)
+		d_inode(&d, TREE_INO_RUNS);
+	for (int v = 0; v < VIEW_COUNT; v++)
+		diff_view(&d, v, old, new);
+	if (old->newest_ms != new->newest_ms)
+		d_inode(&d, TREE_INO_ROOT);
+	return d.calls;
+}

@@ -1,0 +1,171 @@
+/* fuzz_message: message_parse() on any bytes. Beyond not crashing or
+ * leaking, a rendered message must be well formed (one NUL after every
+ * string, no empty or duplicate view values, bounded counts), message.json
+ * must be the input re-indented (the same tokens, byte for byte, and the
+ * same value to jansson), and rendering must be idempotent: parsing
+ * message.json again gives the same message.json, files and views.
+ * (jansson is used here as the oracle.) */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "message.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+static bool same(const struct message_bytes *a, const struct message_bytes *b)
+{
+	if (!a->data || !b->data)
+		return !a->data && !b->data;
+	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* @s without the whitespace between tokens, in a new buffer. */
+static char *squeeze(const char *s, size_t n, size_t *ret_len)
+{
+	char *out = malloc(n + 1);
+	bool in = false;
+	size_t o = 0;
+
+	CHECK(out);
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+			continue;
+		out[o++] = c;
+		if (in && c == '\\' && i + 1 < n)
+			out[o++] = s[++i];
+		else if (c == '"')
+			in = !in;
+	}
+	*ret_len = o;
+	return out;
+}
+
+/* message.json is the text @data re-indented: same tokens, same value. */
+static void check_verbatim(const uint8_t *data, size_t size,
+			   const struct message_bytes *j)
+{
+	const size_t flags = JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL;
+	size_t na, nb;
+	char *a = squeeze((const char *)data, size, &na);
+	char *b = squeeze(j->data, j->len, &nb);
+	json_t *x, *y;
+
+	CHECK(na == nb && memcmp(a, b, na) == 0);
+	free(a);
+	free(b);
+	x = json_loadb((const char *)data, size, flags, NULL);
+	y = json_loadb(j->data, j->len, flags, NULL);
+	CHECK(x && y && json_equal(x, y));
+	json_decref(x);
+	json_decref(y);
+}
+
+static void check_message(const struct message *m)
+{
+	const struct message_bytes *j = &m->file[MESSAGE_JSON];
+
+	CHECK(m->id.data && m->id.len > 0 && m->id.len <= MESSAGE_MAX_ID);
+	CHECK(m->id.data[m->id.len] == '\0');
+	CHECK(strlen(m->id.data) == m->id.len);
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		CHECK(!m->file[f].data ||
+		      m->file[f].data[m->file[f].len] == '\0');
+	if (j->data) {
+		CHECK(j->len >= 3 && j->data[0] == '{');
+		CHECK(j->data[j->len - 2] == '}' &&
+		      j->data[j->len - 1] == '\n');
+	}
+	if (m->file[MESSAGE_RESPONSE_STATUS].data &&
+	    m->file[MESSAGE_RESPONSE_STATUS].len)
+		CHECK(m->file[MESSAGE_RESPONSE_STATUS]
+			      .data[m->file[MESSAGE_RESPONSE_STATUS].len - 1] ==
+		      '\n');
+	for (int f = MESSAGE_HEADER; f <= MESSAGE_RESPONSE_HEADER;
+	     f += MESSAGE_RESPONSE_HEADER - MESSAGE_HEADER) {
+		const struct message_bytes *h = &m->file[f];
+		size_t lines = 0;
+
+		if (!h->data)
+			continue;
+		for (size_t i = 0; i < h->len; i++) {
+			CHECK(h->data[i] != '\r');
+			lines += h->data[i] == '\n';
+		}
+		CHECK(h->len == 0 || h->data[h->len - 1] == '\n');
+		CHECK(lines <= MESSAGE_MAX_HEADER_VALUES);
+	}
+	for (int v = 0; v < VIEW_COUNT; v++) {
+		CHECK(m->view[v].n <=
+		      (v == VIEW_LABEL ? MESSAGE_MAX_LABELS : 1));
+		CHECK((m->view[v].n == 0) == (m->view[v].v == NULL));
+		for (uint32_t i = 0; i < m->view[v].n; i++) {
+			const struct message_bytes *b = &m->view[v].v[i];
+
+			CHECK(b->data && b->len > 0 && b->data[b->len] == '\0');
+			for (uint32_t k = 0; k < i; k++)
+				CHECK(!same(&m->view[v].v[k], b));
+		}
+	}
+	CHECK((m->view[VIEW_DATE].n == 1) <= m->has_created);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct message *m = NULL, *m2 = NULL;
+	const struct message_bytes *j;
+	int r;
+
+	r = message_parse((const char *)data, size, &m);
+	if (r < 0) {
+		CHECK(r == -EINVAL || r == -ENOMEM);
+		CHECK(m == NULL);
+		return 0;
+	}
+	CHECK(r == 0 && m);
+	check_message(m);
+
+	j = &m->file[MESSAGE_JSON];
+	if (j->data) {
+		check_verbatim(data, size, j);
+		r = message_parse(j->data, j->len, &m2);
+		CHECK(r == 0);
+		check_message(m2);
+		/* Re-indenting is idempotent (and fits its budget again). */
+		CHECK(m2->file[MESSAGE_JSON].data &&
+		      same(&m->file[MESSAGE_JSON], &m2->file[MESSAGE_JSON]));
+		CHECK(same(&m->id, &m2->id));
+		CHECK(m->has_created == m2->has_created);
+		CHECK(!m->has_created || m->created_ms == m2->created_ms);
+		/* Files may only differ by the render budget (message.json
+		 * can be shorter than the text it came from). */
+		for (int f = 0; f < MESSAGE_NFILES; f++)
+			if (m->file[f].data && m2->file[f].data)
+				CHECK(same(&m->file[f], &m2->file[f]));
+		for (int v = 0; v < VIEW_COUNT; v++) {
+			CHECK(m->view[v].n == m2->view[v].n);
+			for (uint32_t i = 0; i < m->view[v].n; i++)
+				CHECK(same(&m->view[v].v[i],
+					   &m2->view[v].v[i]));
+		}
+		message_free(m2);
+	}
+	message_free(m);
+	return 0;
+}

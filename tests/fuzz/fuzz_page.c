@@ -1,0 +1,127 @@
+/* fuzz_page: message_page_parse() and message_error_text() on any bytes.
+ * Beyond not crashing or leaking: a page respects its limits, its messages
+ * are its entries in order (message.json of each loads, with jansson as
+ * the oracle, to a value equal to its entry, and re-indents to itself), a
+ * failure leaves the output untouched with a printable reason, and error
+ * texts are printable and fit their buffer. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "message.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+/* Each message is the next entry equal to its message.json (malformed
+ * entries are skipped), and message.json re-indents to itself. */
+static void check_entries(const struct message_page *pg, const uint8_t *data,
+			  size_t size)
+{
+	const size_t flags = JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL;
+	json_t *root = json_loadb((const char *)data, size, flags, NULL);
+	json_t *msgs = json_object_get(root, "messages");
+	size_t e = 0;
+
+	CHECK(root && (pg->n == 0 || json_is_array(msgs)));
+	for (size_t i = 0; i < pg->n; i++) {
+		const struct message_bytes *j =
+			&pg->msgs[i]->file[MESSAGE_JSON];
+		struct message *m2 = NULL;
+		json_t *v;
+
+		if (!j->data)
+			continue; /* over its render budget */
+		v = json_loadb(j->data, j->len, flags, NULL);
+		CHECK(v);
+		while (e < json_array_size(msgs) &&
+		       !json_equal(json_array_get(msgs, e), v))
+			e++;
+		CHECK(e < json_array_size(msgs));
+		e++;
+		json_decref(v);
+		CHECK(message_parse(j->data, j->len, &m2) == 0);
+		CHECK(m2->file[MESSAGE_JSON].data &&
+		      m2->file[MESSAGE_JSON].len == j->len &&
+		      memcmp(m2->file[MESSAGE_JSON].data, j->data, j->len) ==
+			      0);
+		message_free(m2);
+	}
+	json_decref(root);
+}
+
+static void check_page(const struct message_page *pg, size_t size)
+{
+	CHECK(pg->bytes == size);
+	CHECK(pg->n + pg->malformed <= MESSAGE_MAX_PAGE_MESSAGES);
+	CHECK(pg->n == 0 || pg->msgs);
+	if (pg->cursor) {
+		size_t n = strlen(pg->cursor);
+
+		CHECK(n > 0 && n <= MESSAGE_MAX_CURSOR);
+	}
+	for (size_t i = 0; i < pg->n; i++) {
+		const struct message *m = pg->msgs[i];
+
+		CHECK(m && m->id.len > 0 && m->id.data[m->id.len] == '\0');
+		CHECK(strlen(m->id.data) == m->id.len);
+		for (int f = 0; f < MESSAGE_NFILES; f++)
+			CHECK(!m->file[f].data ||
+			      m->file[f].data[m->file[f].len] == '\0');
+		for (int v = 0; v < VIEW_COUNT; v++)
+			for (uint32_t k = 0; k < m->view[v].n; k++)
+				CHECK(m->view[v].v[k].len > 0);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const size_t retlens[] = {1, 2, 7, 100};
+	struct message_page pg;
+	char err[96], text[100];
+	int r;
+
+	memset(&pg, 0x5a, sizeof(pg));
+	memset(err, 0, sizeof(err));
+	r = message_page_parse((const char *)data, size, &pg, err, sizeof(err));
+	if (r == 0) {
+		check_page(&pg, size);
+		check_entries(&pg, data, size);
+		message_page_release(&pg);
+		CHECK(pg.cursor == NULL && pg.msgs == NULL && pg.n == 0);
+	} else {
+		CHECK(r == -EPROTO || r == -ENOMEM);
+		CHECK(((unsigned char *)&pg)[0] == 0x5a);
+		CHECK(err[0] != '\0' && strlen(err) < sizeof(err));
+		for (const char *p = err; *p; p++)
+			CHECK(*p >= 0x20 && *p < 0x7f);
+	}
+
+	for (size_t i = 0; i < sizeof(retlens) / sizeof(retlens[0]); i++) {
+		memset(text, 'Z', sizeof(text));
+		r = message_error_text((const char *)data, size, text,
+				       retlens[i]);
+		if (r < 0) {
+			CHECK(r == -EINVAL || r == -ENOMEM);
+			CHECK(text[0] == 'Z');
+			continue;
+		}
+		CHECK(strlen(text) < retlens[i]);
+		for (const char *p = text; *p; p++)
+			CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+	}
+	return 0;
+}

@@ -1,0 +1,890 @@
+/* test_api: URL building and escaping, the loopback check, and http_get /
+ * api_list against a tiny scripted HTTP server forked on 127.0.0.1 (no
+ * network beyond loopback, no python). Each scenario starts a server that
+ * answers the requests it receives with canned responses in order, and
+ * counts connections and requests in shared memory.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "api.h"
+#include "http.h"
+#include "tap.h"
+
+#define TOKEN "tok-SECRET-123"
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Escaping and URLs. */
+
+static void test_escape(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *want;
+	} t[] = {
+		{"AZaz09-._~", 10, "AZaz09-._~"},
+		{"", 0, ""},
+		{"a b", 3, "a%20b"},
+		{"+/=", 3, "%2B%2F%3D"},
+		{"100%", 4, "100%25"},
+		{"\xc3\xa9", 2, "%C3%A9"},
+		{"a\0b", 3, "a%00b"},
+		{"a&b?c#d", 7, "a%26b%3Fc%23d"},
+		{"abc", 1, "a"},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *got = api_query_escape(t[i].in, t[i].len);
+
+		is_str(got, t[i].want, "escape %zu -> %s", i, t[i].want);
+		free(got);
+	}
+}
+
+static struct api *api_for(const char *base, const struct api_filter *f,
+			   size_t nf, const struct http_config *hc)
+{
+	struct api_config c = {
+		.base_url = base, .token = TOKEN, .filters = f, .nfilters = nf};
+
+	if (hc)
+		c.http = *hc;
+	else
+		http_config_defaults(&c.http);
+	return api_new(&c);
+}
+
+static void test_list_url(void)
+{
+	static const struct api_filter labels[] = {
+		{"label", "a"},
+		{"label", "b c"},
+		{"workflowUrl", "https://x.io/p?q=1"},
+	};
+	struct api *a;
+	char *u;
+
+	a = api_for("https://qstash.upstash.io", NULL, 0, NULL);
+	ok(a != NULL, "api_new without filters");
+	u = api_list_url(a, NULL);
+	is_str(u, "https://qstash.upstash.io/v2/workflows/dlq?count=100",
+	       "list url, no filters, no cursor");
+	free(u);
+	u = api_list_url(a, "AAA+/b==");
+	is_str(u,
+	       "https://qstash.upstash.io/v2/workflows/dlq?count=100&cursor=AAA%2B%2Fb%3D%3D",
+	       "list url, cursor escaped");
+	free(u);
+	api_free(a);
+
+	a = api_for("http://127.0.0.1:8080//", labels, 3, NULL);
+	u = api_list_url(a, "c1");
+	is_str(u,
+	       "http://127.0.0.1:8080/v2/workflows/dlq?count=100&label=a&label=b%20c&workflowUrl=https%3A%2F%2Fx.io%2Fp%3Fq%3D1&cursor=c1",
+	       "list url, trailing slashes, repeated filters in order");
+	free(u);
+	api_free(a);
+
+	api_free(NULL);
+	http_free(NULL);
+	ok(1, "x_free(NULL) is a no-op");
+}
+
+static void test_loopback(void)
+{
+	static const struct {
+		const char *url;
+		bool want;
+	} t[] = {
+		{"http://127.0.0.1:8080/x", true},
+		{"http://127.1.2.3", true},
+		{"http://[::1]:80", true},
+		{"http://[::1]/v2", true},
+		{"http://localhost", true},
+		{"http://LOCALHOST:9/", true},
+		{"http://localhost.evil.com", false},
+		{"http://user@127.0.0.1", true},
+		{"http://user:pw@localhost:80/x", true},
+		{"http://127.0.0.1@evil.com/", false},
+		{"http://127.0.0.1.evil.com/", false},
+		{"http://10.0.0.1", false},
+		{"http://128.0.0.1", false},
+		{"http://[::2]", false},
+		{"http://[::ffff:127.0.0.1]/", true},
+		{"https://127.0.0.1", false},
+		{"https://localhost/", false},
+		{"ftp://127.0.0.1/", false},
+		{"garbage", false},
+		{"http://", false},
+		{"", false},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		ok(http_url_is_loopback(t[i].url) == t[i].want,
+		   "loopback(%s) is %s", t[i].url,
+		   t[i].want ? "true" : "false");
+	ok(!http_url_is_loopback(NULL), "loopback(NULL) is false");
+}
+
+/* The scripted server. */
+
+enum act_kind {
+	SEND_KEEP,  /* send, keep the connection for the next request */
+	SEND_CLOSE, /* send, then close */
+	STALL,	    /* never answer; keep the socket open; accept the next */
+	TRICKLE,    /* send, then one byte every 300 ms, forever */
+};
+
+struct action {
+	enum act_kind kind;
+	const char *data;
+};
+
+struct shared {
+	int connections;
+	int requests;
+	char first_request[4096];
+};
+
+struct server {
+	pid_t pid;
+	int port;
+	struct shared *sh;
+	char base[64];
+};
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return;
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static void serve(int lfd, const struct action *acts, size_t n,
+		  struct shared *sh)
+{
+	static const char over[] =
+		"HTTP/1.1 418 script over\r\nContent-Length: 0\r\n"
+		"Connection: close\r\n\r\n";
+	char req[4096];
+	size_t i = 0;
+	int fd = -1;
+
+	for (;;) {
+		size_t got = 0;
+		const struct action *a;
+
+		if (fd < 0) {
+			fd = accept(lfd, NULL, NULL);
+			if (fd < 0)
+				_exit(1);
+			sh->connections++;
+		}
+		req[0] = '\0';
+		while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+			ssize_t k =
+				recv(fd, req + got, sizeof(req) - 1 - got, 0);
+
+			if (k <= 0)
+				break;
+			got += (size_t)k;
+			req[got] = '\0';
+		}
+		if (!strstr(req, "\r\n\r\n")) {
+			close(fd); /* the client closed a kept-alive socket */
+			fd = -1;
+			continue;
+		}
+		if (++sh->requests == 1)
+			snprintf(sh->first_request, sizeof(sh->first_request),
+				 "%s", req);
+		if (i == n) {
+			send_all(fd, over, strlen(over));
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		a = &acts[i++];
+		switch (a->kind) {
+		case SEND_KEEP:
+			send_all(fd, a->data, strlen(a->data));
+			break;
+		case SEND_CLOSE:
+			send_all(fd, a->data, strlen(a->data));
+			close(fd);
+			fd = -1;
+			break;
+		case STALL:
+			fd = -1; /* left open until the server is killed */
+			break;
+		case TRICKLE:
+			send_all(fd, a->data, strlen(a->data));
+			for (;;) {
+				usleep(300 * 1000);
+				if (send(fd, "x", 1, MSG_NOSIGNAL) < 0)
+					break;
+			}
+			close(fd);
+			fd = -1;
+			break;
+		}
+	}
+}
+
+static int listen_any(int *ret_port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 16) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	*ret_port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static bool server_start(struct server *s, const struct action *acts, size_t n)
+{
+	int lfd = listen_any(&s->port);
+
+	s->sh = mmap(NULL, sizeof(*s->sh), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lfd < 0 || s->sh == MAP_FAILED) {
+		printf("Bail out! cannot start the test server\n");
+		exit(1);
+	}
+	memset(s->sh, 0, sizeof(*s->sh));
+	snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+	fflush(stdout);
+	s->pid = fork();
+	if (s->pid < 0) {
+		printf("Bail out! fork failed\n");
+		exit(1);
+	}
+	if (s->pid == 0) {
+		serve(lfd, acts, n, s->sh);
+		_exit(0);
+	}
+	close(lfd);
+	return true;
+}
+
+static void server_stop(struct server *s)
+{
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+}
+
+static void server_free(struct server *s)
+{
+	munmap(s->sh, sizeof(*s->sh));
+}
+
+/* Canned responses. */
+
+#define PAGE                                                                   \
+	"{\"cursor\":\"c2\",\"messages\":[{\"dlqId\":\"1752829295505-0\","     \
+	"\"createdAt\":1752829295505,\"url\":\"https://example.com/wf\"}]}"
+#define R200_PAGE                                                              \
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"                \
+	"Content-Length: 113\r\n\r\n" PAGE
+#define R503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+#define R503_JSON                                                              \
+	"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 35\r\n\r\n"       \
+	"{\"error\":\"temporarily unavailable\"}"
+
+static int page_len_ok(void)
+{
+	return strlen(PAGE) == 113;
+}
+
+static struct http_config test_http(void)
+{
+	struct http_config c;
+
+	http_config_defaults(&c);
+	c.connect_timeout_ms = 2000;
+	c.total_timeout_ms = 5000;
+	c.stall_timeout_s = 2;
+	c.max_response_bytes = 1 << 20;
+	c.max_tries = 3;
+	c.backoff_ms = 10;
+	c.max_backoff_ms = 50;
+	return c;
+}
+
+static void no_token(const char *text, const char *what)
+{
+	ok(!strstr(text, TOKEN) && !strstr(text, "SECRET"),
+	   "%s: no token in \"%s\"", what, text);
+}
+
+static bool has(const char *text, const char *part)
+{
+	return strstr(text, part) != NULL;
+}
+
+/* is_str() on char arrays trips -Waddress; compare through pointers. */
+static void text_is(const char *got, const char *want, const char *what)
+{
+	is_str(got, want, "%s", what);
+}
+
+/* Scenarios. */
+
+static void test_retry_then_page(void)
+{
+	static const struct action acts[] = {
+		{SEND_KEEP, R503},
+		{SEND_KEEP, R200_PAGE},
+	};
+	static const struct api_filter f[] = {{"label", "a"}, {"label", "b"}};
+	static const char line[] = "GET /v2/workflows/dlq?count=100&label=a"
+				   "&label=b&cursor=a%2Bb%2Fc%3D HTTP/1.1\r\n";
+	struct http_config hc = test_http();
+	struct message_page page = {0};
+	struct api_error err;
+	struct server s;
+	struct api *a;
+	int r;
+
+	ok(page_len_ok(), "canned page length matches its Content-Length");
+	server_start(&s, acts, 2);
+	a = api_for(s.base, f, 2, &hc);
+	r = api_list(a, "a+b/c=", &page, &err);
+	server_stop(&s);
+	is_int(r, 0, "503 then 200: api_list succeeds");
+	is_int(err.http_status, 200, "503 then 200: status 200");
+	is_int(s.sh->requests, 2, "503 then 200: two requests");
+	is_int(s.sh->connections, 1, "503 then 200: one kept-alive connection");
+	is_int(page.n, 1, "page has one message");
+	if (page.n == 1)
+		is_mem(page.msgs[0]->id.data, page.msgs[0]->id.len,
+		       "1752829295505-0", 15, "message dlqId");
+	is_str(page.cursor, "c2", "page cursor");
+	ok(!strncmp(s.sh->first_request, line, strlen(line)),
+	   "request line has filters and escaped cursor");
+	ok(has(s.sh->first_request, "\r\nAuthorization: Bearer " TOKEN "\r\n"),
+	   "request carries the bearer token");
+	ok(has(s.sh->first_request, "\r\nUser-Agent: dlqfs/"),
+	   "request carries the User-Agent");
+	message_page_release(&page);
+	api_free(a);
+	server_free(&s);
+}
+
+/* One api_list call against one script; returns the errno. */
+static int list_once(const struct action *acts, size_t n,
+		     const struct http_config *hc, struct api_error *err,
+		     struct server *s)
+{
+	struct message_page page = {0};
+	struct api *a;
+	int r;
+
+	server_start(s, acts, n);
+	a = api_for(s->base, NULL, 0, hc);
+	memset(err, 0, sizeof(*err));
+	r = api_list(a, NULL, &page, err);
+	server_stop(s);
+	if (r == 0)
+		message_page_release(&page);
+	api_free(a);
+	return r;
+}
+
+static void test_status_table(void)
+{
+	static const struct {
+		const char *resp;
+		int err;
+		long status;
+		const char *text; /* after "HTTP nnn from http://127...:port" */
+	} t[] = {
+		{"HTTP/1.1 401 Unauthorized\r\nContent-Length: 25\r\n\r\n"
+		 "{\"error\":\"invalid token\"}",
+		 -EACCES, 401, ": invalid token"},
+		{"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", -EACCES,
+		 403, ""},
+		{"HTTP/1.1 400 Bad Request\r\nContent-Length: 36\r\n\r\n"
+		 "{\"error\":\"unknown parameter: color\"}",
+		 -EINVAL, 400, ": unknown parameter: color"},
+		{"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+		 -ENOENT, 404, ": not found"},
+		{"HTTP/1.1 301 Moved\r\nLocation: http://evil.example/\r\n"
+		 "Content-Length: 0\r\n\r\n",
+		 -EIO, 301, ""},
+		{"HTTP/1.1 500 Oops\r\nContent-Length: 27\r\n\r\n"
+		 "Internal\r\n\tServer\x01 Error \xc3\xa9",
+		 -EIO, 500, ": Internal Server Error"},
+		{"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 91\r\n\r\n"
+		 "\n<!DOCTYPE html><html><head><title>502 Bad Gateway</title>"
+		 "</head><body>nginx</body></html>\n",
+		 -EIO, 502, " (HTML error page: 502 Bad Gateway)"},
+		{"HTTP/1.1 401 Unauthorized\r\nContent-Length: 36\r\n\r\n"
+		 "{\"error\":\"bad token " TOKEN "\"}",
+		 -EACCES, 401, ": bad token [token]"},
+	};
+	struct http_config hc = test_http();
+
+	hc.max_tries = 1; /* the 5xx here are not about retries */
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct action act = {SEND_KEEP, t[i].resp};
+		struct api_error err;
+		struct server s;
+		char want[512];
+		int r = list_once(&act, 1, &hc, &err, &s);
+
+		snprintf(want, sizeof(want), "HTTP %ld from %s%s", t[i].status,
+			 s.base, t[i].text);
+		is_int(r, t[i].err, "HTTP %ld -> errno %d", t[i].status,
+		       -t[i].err);
+		is_int(err.http_status, t[i].status, "HTTP %ld: http_status",
+		       t[i].status);
+		text_is(err.text, want, "text of a status");
+		is_int(s.sh->requests, 1, "HTTP %ld: one request", t[i].status);
+		no_token(err.text, "status table");
+		server_free(&s);
+	}
+}
+
+static void test_retries_exhausted(void)
+{
+	static const struct action a503[] = {
+		{SEND_KEEP, R503_JSON},
+		{SEND_KEEP, R503_JSON},
+		{SEND_KEEP, R503_JSON},
+		{SEND_KEEP, R200_PAGE},
+	};
+	static const char r429[] =
+		"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n";
+	static const struct action a429[] = {
+		{SEND_KEEP, r429},
+		{SEND_KEEP, r429},
+		{SEND_KEEP, r429},
+	};
+	static const struct action bad[] = {
+		{SEND_KEEP, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"
+			    "not json"},
+	};
+	struct http_config hc = test_http();
+	struct api_error err;
+	struct server s;
+	char want[512];
+	int r;
+
+	r = list_once(a503, 4, &hc, &err, &s);
+	snprintf(want, sizeof(want),
+		 "HTTP 503 from %s: temporarily unavailable (after 3 tries)",
+		 s.base);
+	is_int(r, -EIO, "503 x3: -EIO");
+	is_int(err.http_status, 503, "503 x3: http_status");
+	is_int(s.sh->requests, 3, "503 x3: three requests, no fourth");
+	text_is(err.text, want, "503 x3: text");
+	server_free(&s);
+
+	r = list_once(a429, 3, &hc, &err, &s);
+	is_int(r, -EAGAIN, "429 x3: -EAGAIN");
+	is_int(err.http_status, 429, "429 x3: http_status");
+	is_int(s.sh->requests, 3, "429 x3: three requests");
+	server_free(&s);
+
+	r = list_once(bad, 1, &hc, &err, &s);
+	is_int(r, -EPROTO, "200 with a bad page: -EPROTO");
+	ok(!strncmp(err.text, "the API sent a page that is not valid: ", 39),
+	   "bad page text: %s", err.text);
+	is_int(s.sh->requests, 1, "bad page: not retried");
+	server_free(&s);
+}
+
+static void test_429_waits(void)
+{
+	static const struct action retry_after[] = {
+		{SEND_KEEP, "HTTP/1.1 429 Too Many Requests\r\n"
+			    "Retry-After: 1\r\nContent-Length: 0\r\n\r\n"},
+		{SEND_KEEP, R200_PAGE},
+	};
+	static const struct action capped[] = {
+		{SEND_KEEP, "HTTP/1.1 429 Too Many Requests\r\n"
+			    "retry-after: 100\r\nContent-Length: 0\r\n\r\n"},
+		{SEND_KEEP, R200_PAGE},
+	};
+	char reset_resp[256];
+	struct action reset[] = {
+		{SEND_KEEP, reset_resp},
+		{SEND_KEEP, R200_PAGE},
+	};
+	struct http_config hc = test_http();
+	struct api_error err;
+	struct server s;
+	long long t0, dt;
+	int r;
+
+	hc.max_backoff_ms = 3000;
+	t0 = now_ms();
+	r = list_once(retry_after, 2, &hc, &err, &s);
+	dt = now_ms() - t0;
+	is_int(r, 0, "429 Retry-After: 1 then 200: success");
+	is_int(s.sh->requests, 2, "429 Retry-After: two requests");
+	ok(dt >= 950 && dt < 2000, "429 Retry-After: 1 waited ~1 s (%lld ms)",
+	   dt);
+	server_free(&s);
+
+	hc.max_backoff_ms = 200;
+	t0 = now_ms();
+	r = list_once(capped, 2, &hc, &err, &s);
+	dt = now_ms() - t0;
+	is_int(r, 0, "429 Retry-After: 100 capped: success");
+	ok(dt >= 190 && dt < 1000,
+	   "429 Retry-After: 100 capped by max_backoff_ms (%lld ms)", dt);
+	server_free(&s);
+
+	hc.max_backoff_ms = 3000;
+	snprintf(
+		reset_resp, sizeof(reset_resp),
+		"HTTP/1.1 429 Too Many Requests\r\nBurst-RateLimit-Limit: 100\r\n"
+		"Burst-RateLimit-Remaining: 0\r\nBurst-RateLimit-Reset: %lld\r\n"
+		"Content-Length: 0\r\n\r\n",
+		(long long)time(NULL) + 2);
+	t0 = now_ms();
+	r = list_once(reset, 2, &hc, &err, &s);
+	dt = now_ms() - t0;
+	is_int(r, 0, "429 Burst-RateLimit-Reset then 200: success");
+	ok(dt >= 900 && dt < 2900,
+	   "429 waited until Burst-RateLimit-Reset (%lld ms)", dt);
+	server_free(&s);
+}
+
+/* One http_get against one script. */
+static int get_once(const struct action *acts, size_t n,
+		    const struct http_config *hc, const char *token,
+		    struct http_response *resp, char *err, size_t errlen,
+		    struct server *s)
+{
+	struct http *h = http_new(hc);
+	char url[128];
+	int r;
+
+	server_start(s, acts, n);
+	snprintf(url, sizeof(url), "%s/v2/workflows/dlq?count=100", s->base);
+	r = http_get(h, url, token, resp, err, errlen);
+	server_stop(s);
+	http_free(h);
+	return r;
+}
+
+static void test_transport_errors(void)
+{
+	static const char cut[] = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n"
+				  "\r\n{\"cursor\":";
+	static const struct action cuts[] = {
+		{SEND_CLOSE, cut},
+		{SEND_CLOSE, cut},
+	};
+	char big_cl[2100], big_chunked[2200], exact[1100];
+	struct action big1 = {SEND_KEEP, big_cl};
+	struct action big2 = {SEND_KEEP, big_chunked};
+	struct action fits = {SEND_KEEP, exact};
+	/* The first stall is on a kept-alive connection, the second on a
+	 * new one. */
+	static const struct action stalls[] = {
+		{SEND_KEEP, R503}, {STALL, NULL}, {STALL, NULL}};
+	static const struct action trickle[] = {
+		{TRICKLE, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"},
+	};
+	struct http_config hc = test_http();
+	struct http_response resp = {0};
+	char err[256], want[256], body[1000];
+	struct server s;
+	long long t0, dt;
+	int r;
+
+	hc.max_tries = 2;
+	r = get_once(cuts, 2, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	is_int(r, -ECONNRESET, "response cut mid-body: -ECONNRESET");
+	is_int(s.sh->requests, 2, "cut mid-body: retried once");
+	snprintf(want, sizeof(want),
+		 "the response from %s was cut short (after 2 tries)", s.base);
+	text_is(err, want, "cut mid-body: text");
+	ok(resp.body == NULL, "cut mid-body: response untouched");
+	server_free(&s);
+
+	memset(body, 'a', sizeof(body));
+	hc.max_response_bytes = 1000;
+	snprintf(
+		big_cl, sizeof(big_cl),
+		"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n%.1000s%.1000s",
+		body, body);
+	r = get_once(&big1, 1, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	is_int(r, -EFBIG, "body over the limit (Content-Length): -EFBIG");
+	is_int(s.sh->requests, 1, "over the limit: not retried");
+	ok(has(err, "larger than the limit of 1000 bytes"), "-EFBIG text: %s",
+	   err);
+	server_free(&s);
+
+	snprintf(big_chunked, sizeof(big_chunked),
+		 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "3e8\r\n%.1000s\r\n3e8\r\n%.1000s\r\n0\r\n\r\n",
+		 body, body);
+	r = get_once(&big2, 1, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	is_int(r, -EFBIG, "body over the limit (chunked): -EFBIG");
+	is_int(s.sh->requests, 1, "over the limit (chunked): not retried");
+	server_free(&s);
+
+	snprintf(exact, sizeof(exact),
+		 "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n%.1000s",
+		 body);
+	r = get_once(&fits, 1, &hc, NULL, &resp, err, sizeof(err), &s);
+	is_int(r, 0, "body exactly at the limit: accepted");
+	is_int(resp.status, 200, "at the limit: status");
+	is_int(resp.len, 1000, "at the limit: length");
+	is_int(resp.tries, 1, "at the limit: one try");
+	ok(resp.body && resp.body[1000] == '\0', "body is NUL-terminated");
+	ok(!has(s.sh->first_request, "Authorization"),
+	   "no Authorization header without a token");
+	http_response_release(&resp);
+	server_free(&s);
+
+	hc = test_http();
+	hc.stall_timeout_s = 1;
+	t0 = now_ms();
+	r = get_once(stalls, 3, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	dt = now_ms() - t0;
+	is_int(r, -ETIMEDOUT, "stalled server: -ETIMEDOUT");
+	is_int(s.sh->requests, 3, "stalled server: retried");
+	is_int(s.sh->connections, 2, "stalled server: reconnected");
+	ok(dt >= 1900 && dt < 4000, "stalled twice for 1 s (%lld ms)", dt);
+	snprintf(want, sizeof(want), "no data from %s for 1 s (after 3 tries)",
+		 s.base);
+	text_is(err, want, "stall text");
+	server_free(&s);
+
+	hc.max_tries = 2; /* ends on the kept-alive connection's stall */
+	r = get_once(stalls, 2, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	is_int(r, -ETIMEDOUT, "stall on a reused connection: -ETIMEDOUT");
+	is_int(s.sh->connections, 1, "stall on a reused connection: reused");
+	snprintf(want, sizeof(want), "no data from %s for 1 s (after 2 tries)",
+		 s.base);
+	text_is(err, want, "stall on a reused connection: text");
+	server_free(&s);
+
+	hc = test_http();
+	hc.total_timeout_ms = 1500;
+	hc.max_tries = 1;
+	t0 = now_ms();
+	r = get_once(trickle, 1, &hc, TOKEN, &resp, err, sizeof(err), &s);
+	dt = now_ms() - t0;
+	is_int(r, -ETIMEDOUT, "trickling server: -ETIMEDOUT");
+	ok(dt >= 1400 && dt < 2500, "total timeout after 1.5 s (%lld ms)", dt);
+	snprintf(want, sizeof(want), "timed out after 1500 ms waiting for %s",
+		 s.base);
+	text_is(err, want, "total timeout text");
+	server_free(&s);
+}
+
+static void test_refused_and_token(void)
+{
+	struct http_config hc = test_http();
+	struct http_response resp = {0};
+	struct http *h = http_new(&hc);
+	struct api_error aerr;
+	struct message_page page = {0};
+	struct api *a;
+	char err[256], url[64], want[128];
+	int port, fd, r;
+
+	fd = listen_any(&port);
+	close(fd); /* nobody listens there now */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
+	r = http_get(h, url, TOKEN, &resp, err, sizeof(err));
+	is_int(r, -ECONNREFUSED, "refused: -ECONNREFUSED");
+	snprintf(want, sizeof(want),
+		 "connection refused by 127.0.0.1:%d (after 3 tries)", port);
+	text_is(err, want, "refused: text");
+	no_token(err, "refused");
+
+	r = http_get(h, url, "tok\r\nX-Evil: 1", &resp, err, sizeof(err));
+	is_int(r, -EINVAL, "token with CR LF refused before sending");
+	r = http_get(h, url, "", &resp, err, sizeof(err));
+	is_int(r, -EINVAL, "empty token refused");
+	r = http_get(h, "http://127.0.0.1:1/", NULL, &resp, NULL, 0);
+	is_int(r, -ECONNREFUSED, "NULL err buffer is accepted");
+	http_free(h);
+
+	/* Through api_list: the text is http's, with the host. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	a = api_for(url, NULL, 0, &hc);
+	r = api_list(a, NULL, &page, &aerr);
+	is_int(r, -ECONNREFUSED, "api_list passes transport errors through");
+	is_int(aerr.http_status, 0, "no response: http_status 0");
+	ok(has(aerr.text, "connection refused by 127.0.0.1:"),
+	   "api_list text: %s", aerr.text);
+	no_token(aerr.text, "api_list refused");
+
+	{
+		size_t n = 20000;
+		char *huge = malloc(n + 1);
+
+		memset(huge, '/', n);
+		huge[n] = '\0';
+		r = api_list(a, huge, &page, &aerr);
+		is_int(r, -EINVAL, "a URL over the limit is not sent");
+		ok(has(aerr.text, "over the limit"), "long URL text: %s",
+		   aerr.text);
+		free(huge);
+	}
+	api_free(a);
+}
+
+struct canceller {
+	atomic_int *flag;
+	long delay_ms;
+	long long at; /* when the flag was set */
+};
+
+static void *cancel_later(void *arg)
+{
+	struct canceller *c = arg;
+
+	usleep((useconds_t)c->delay_ms * 1000);
+	c->at = now_ms();
+	atomic_store(c->flag, 1);
+	return NULL;
+}
+
+static void test_cancel(void)
+{
+	static const struct action a503[] = {
+		{SEND_KEEP, R503},
+		{SEND_KEEP, R503},
+	};
+	static const struct action stall[] = {{STALL, NULL}};
+	atomic_int flag = 0;
+	struct canceller c = {&flag, 200, 0};
+	struct http_config hc = test_http();
+	struct http_response resp = {0};
+	struct http *h;
+	struct server s;
+	pthread_t th;
+	char err[256], url[128];
+	long long t0, done;
+	int r;
+
+	hc.cancel = &flag;
+	hc.backoff_ms = 10000;
+	hc.max_backoff_ms = 10000;
+	h = http_new(&hc);
+	server_start(&s, a503, 2);
+	snprintf(url, sizeof(url), "%s/", s.base);
+	pthread_create(&th, NULL, cancel_later, &c);
+	r = http_get(h, url, TOKEN, &resp, err, sizeof(err));
+	done = now_ms();
+	pthread_join(th, NULL);
+	server_stop(&s);
+	is_int(r, -ECANCELED, "cancel during a 5-10 s backoff: -ECANCELED");
+	ok(done - c.at < 100, "backoff abandoned %lld ms after the cancel",
+	   done - c.at);
+	is_int(s.sh->requests, 1, "cancelled before the second try");
+	ok(has(err, "cancelled"), "cancel text: %s", err);
+	server_free(&s);
+	http_free(h);
+
+	/* A cancel during a transfer (server silent). */
+	atomic_store(&flag, 0);
+	hc = test_http();
+	hc.cancel = &flag;
+	hc.stall_timeout_s = 10;
+	hc.total_timeout_ms = 10000;
+	h = http_new(&hc);
+	server_start(&s, stall, 1);
+	snprintf(url, sizeof(url), "%s/", s.base);
+	pthread_create(&th, NULL, cancel_later, &c);
+	r = http_get(h, url, TOKEN, &resp, err, sizeof(err));
+	done = now_ms();
+	pthread_join(th, NULL);
+	server_stop(&s);
+	is_int(r, -ECANCELED, "cancel during a transfer: -ECANCELED");
+	ok(done - c.at < 1100, "transfer abandoned %lld ms after the cancel",
+	   done - c.at);
+	server_free(&s);
+
+	/* Already cancelled: nothing is sent. */
+	server_start(&s, stall, 1);
+	snprintf(url, sizeof(url), "%s/", s.base);
+	r = http_get(h, url, TOKEN, &resp, err, sizeof(err));
+	server_stop(&s);
+	is_int(r, -ECANCELED, "cancelled before the request: -ECANCELED");
+	is_int(s.sh->requests, 0, "cancelled before the request: not sent");
+	server_free(&s);
+	http_free(h);
+
+	t0 = now_ms();
+	r = http_sleep(&hc, 5000);
+	is_int(r, -ECANCELED, "http_sleep with the flag set: -ECANCELED");
+	ok(now_ms() - t0 < 50, "http_sleep returns at once when cancelled");
+	hc.cancel = NULL;
+	t0 = now_ms();
+	r = http_sleep(&hc, 60);
+	is_int(r, 0, "http_sleep without cancel: 0");
+	ok(now_ms() - t0 >= 60, "http_sleep slept its time");
+}
+
+int main(void)
+{
+	static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
+					      "https_proxy", "HTTPS_PROXY",
+					      "all_proxy",   "ALL_PROXY"};
+
+	for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++)
+		unsetenv(proxies[i]);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (http_global_init() < 0) {
+		printf("Bail out! curl_global_init failed\n");
+		return 1;
+	}
+	test_escape();
+	test_list_url();
+	test_loopback();
+	test_retry_then_page();
+	test_status_table();
+	test_retries_exhausted();
+	test_429_waits();
+	test_transport_errors();
+	test_refused_and_token();
+	test_cancel();
+	http_global_cleanup();
+	return tap_done();
+}

@@ -1,0 +1,246 @@
+/* Unit tests for snapshot: dedupe, order, names, views, keys, times. */
+#include <errno.h>
+
+#include "msgs.h"
+#include "snapshot.h"
+#include "tap.h"
+
+static struct snapshot *build(const struct snapshot *prev, struct timespec now,
+			      struct message **msgs, size_t n)
+{
+	struct snapshot_builder *b = snapshot_builder_new();
+	struct snapshot *s = NULL;
+
+	for (size_t i = 0; i < n; i++)
+		snapshot_builder_add(b, msgs[i]);
+	if (snapshot_builder_finish(b, prev, now,
+				    prev ? prev->generation + 1 : 1, &s) < 0) {
+		printf("Bail out! finish failed\n");
+		exit(1);
+	}
+	return s;
+}
+
+static void test_dedupe_and_order(void)
+{
+	struct snapshot_builder *b = snapshot_builder_new();
+	struct snapshot *s;
+
+	is_int(snapshot_builder_add(b, msg_make("3-0", 3000, NULL, NULL)), 1,
+	       "first add");
+	is_int(snapshot_builder_add(b, msg_make("1-0", 1000, NULL, NULL)), 1,
+	       "second id");
+	is_int(snapshot_builder_add(b, msg_make("3-0", 9000, NULL, NULL)), 0,
+	       "duplicate dlqId is dropped");
+	is_int(snapshot_builder_add(b, msg_make("a/b", 2000, NULL, NULL)), 1,
+	       "id with a slash");
+	is_int(snapshot_builder_count(b), 3, "three runs counted");
+	snapshot_builder_account(b, 1234);
+	is_int(snapshot_builder_finish(b, NULL, (struct timespec){5, 0}, 1, &s),
+	       0, "finish");
+	is_int(s->nruns, 3, "three runs");
+	is_str(s->runs[0].name, "1-0", "sorted: 1-0 first");
+	is_str(s->runs[1].name, "3-0", "sorted: 3-0");
+	is_str(s->runs[2].name, "a%2Fb", "slash escaped in a run name");
+	is_int(s->runs[1].msg->created_ms, 3000, "first copy of a dup kept");
+	is_int(s->bytes, 1234, "payload bytes accounted");
+	is_int(s->newest_ms, 3000, "newest createdAt");
+	is_int(snapshot_find_run(s, "a%2Fb"), 2, "find by escaped name");
+	is_int(snapshot_find_run(s, "a/b"), -ENOENT, "raw name not found");
+	is_int(snapshot_find_run(s, "2-0"), -ENOENT, "unknown run");
+	snapshot_unref(s);
+}
+
+static void test_views(void)
+{
+	struct message *m[] = {
+		msg_make("1-0", 86400000LL * 3, "CALLBACK_FAIL",
+			 "[\"payments\", \"team/payments\"]"),
+		msg_make("2-0", 86400000LL * 3 + 5, "CALLBACK_SUCCESS",
+			 "[\"payments\"]"),
+		msg_make("3-0", 86400000LL * 4, NULL, "[]"),
+		msg_json("{\"dlqId\": \"4-0\", \"label\": \"billing\"}"),
+	};
+	struct snapshot *s = build(NULL, (struct timespec){1, 0}, m, 4);
+	const struct snapshot_view *lv = &s->view[VIEW_LABEL];
+	int64_t i;
+
+	is_int(lv->nvalues, 3, "three labels");
+	is_str(lv->values[0].name, "billing", "label-only entry listed");
+	is_str(lv->values[1].name, "payments", "labels sorted");
+	is_str(lv->values[2].name, "team%2Fpayments", "label escaped");
+	is_int(lv->values[1].nruns, 2, "payments has two runs");
+	is_int(lv->values[1].runs[0], 0, "run list sorted (1-0)");
+	is_int(lv->values[1].runs[1], 1, "run list sorted (2-0)");
+	is_int(lv->values[1].newest_ms, 86400000LL * 3 + 5,
+	       "value's newest createdAt");
+	i = snapshot_find_value(s, VIEW_STATE, "CALLBACK_FAIL");
+	ok(i >= 0 && s->view[VIEW_STATE].values[i].nruns == 1,
+	   "by-state value");
+	is_int(s->view[VIEW_STATE].nvalues, 2, "absent state: no directory");
+	is_int(s->view[VIEW_DATE].nvalues, 2, "two dates");
+	is_str(s->view[VIEW_DATE].values[0].name, "1970-01-04", "date name");
+	is_int(s->view[VIEW_STATUS].nvalues, 1, "one status");
+	is_str(s->view[VIEW_STATUS].values[0].name, "500", "status name");
+	is_str(s->view[VIEW_URL].values[0].name, "https:%2F%2Fa.example%2Fwf",
+	       "url escaped");
+	is_int(s->view[VIEW_RUN].nvalues, 3, "runs of entries that have one");
+	/* 1-0: 2 labels + url + run + state + status + date = 7 */
+	is_int(s->runs[0].nlinks, 7, "links of 1-0");
+	is_int(s->runs[3].nlinks, 1, "links of 4-0 (label only)");
+	is_int(snapshot_value_find_run(s, &lv->values[1], 1), 1,
+	       "run in value");
+	is_int(snapshot_value_find_run(s, &lv->values[1], 2), -ENOENT,
+	       "run not in value");
+	snapshot_unref(s);
+}
+
+static void test_keys_and_times(void)
+{
+	struct message *a[] = {
+		msg_make("1-0", 1000, "CALLBACK_INPROGRESS", "[\"x\"]"),
+		msg_make("2-0", 2000, "CALLBACK_INPROGRESS", "[\"x\"]"),
+	};
+	struct message *b[] = {
+		msg_make("2-0", 2000, "CALLBACK_SUCCESS", "[\"x\"]"),
+		msg_make("1-0", 1000, "CALLBACK_INPROGRESS", "[\"x\"]"),
+		msg_make("0-0", 500, NULL, NULL),
+	};
+	struct snapshot *s1 = build(NULL, (struct timespec){100, 0}, a, 2);
+	struct snapshot *s2 = build(s1, (struct timespec){200, 0}, b, 3);
+	struct snapshot_ref ref;
+	int64_t i1 = snapshot_find_run(s2, "1-0"),
+		i2 = snapshot_find_run(s2, "2-0");
+	int keys_ok = 1;
+
+	for (uint32_t i = 0; i < s2->nruns; i++)
+		keys_ok &= s2->runs[i].key >= SNAPSHOT_KEY_MIN &&
+			   (s2->runs[i].key & 15) == 0;
+	ok(keys_ok, "keys are >= KEY_MIN with the low bits clear");
+	ok(s1->runs[0].key == s2->runs[i1].key, "key of 1-0 is stable");
+	ok(s1->runs[1].key == s2->runs[i2].key, "key of 2-0 is stable");
+	ok(s1->view[VIEW_LABEL].values[0].key ==
+		   s2->view[VIEW_LABEL].values[0].key,
+	   "key of a label is stable");
+	ok(s1->runs[0].key != s1->view[VIEW_LABEL].values[0].key,
+	   "run and value keys differ");
+	is_int(snapshot_find_key(s2, s2->runs[i1].key | 3, &ref), 0,
+	       "find key ignores low bits");
+	ok(ref.view == -1 && ref.index == (uint32_t)i1, "key maps to its run");
+	is_int(snapshot_find_key(s2, s2->view[VIEW_LABEL].values[0].key, &ref),
+	       0, "value key found");
+	ok(ref.view == VIEW_LABEL && ref.index == 0, "key maps to its value");
+	is_int(snapshot_find_key(s2, 12345, &ref), -ENOENT, "small key");
+	is_int(snapshot_find_key(s2, SNAPSHOT_KEY_MIN + 16, &ref), -ENOENT,
+	       "unknown key");
+	is_int(s1->runs[0].json_mtime.tv_sec, 1, "new run: json at createdAt");
+	is_int(s2->runs[i1].json_mtime.tv_sec, 1, "unchanged: time kept");
+	is_int(s2->runs[i2].json_mtime.tv_sec, 200,
+	       "changed state: time of the change");
+	is_int(s2->runs[0].json_mtime.tv_sec, 0, "0-0 new: createdAt 0.5 s");
+	is_int(s2->runs[0].json_mtime.tv_nsec, 500000000, "ms kept");
+	is_int(s2->generation, 2, "generation");
+	snapshot_unref(s1);
+	snapshot_unref(s2);
+}
+
+static void test_refs(void)
+{
+	struct snapshot *e = snapshot_new_empty();
+
+	ok(e && e->nruns == 0 && e->generation == 0, "empty snapshot");
+	snapshot_ref(e);
+	snapshot_unref(e);
+	is_int(atomic_load(&e->refs), 1, "ref and unref balance");
+	snapshot_unref(e);
+	snapshot_unref(NULL);
+	ok(1, "unref(NULL) is a no-op");
+}
+
+static void test_many(void)
+{
+	enum { N = 5000 };
+	struct snapshot_builder *b = snapshot_builder_new();
+	struct snapshot *s;
+	int sorted = 1, found = 1;
+
+	for (int i = 0; i < N; i++) {
+		char id[32], lab[32];
+
+		snprintf(id, sizeof(id), "%d-%d", 1000 + (i * 7919) % N, i);
+		snprintf(lab, sizeof(lab), "[\"l%d\", \"all\"]", i % 37);
+		snapshot_builder_add(b, msg_make(id, i, NULL, lab));
+	}
+	snapshot_builder_finish(b, NULL, (struct timespec){0, 0}, 1, &s);
+	is_int(s->nruns, N, "5000 runs");
+	for (uint32_t i = 1; i < s->nruns; i++)
+		sorted &= strcmp(s->runs[i - 1].name, s->runs[i].name) < 0;
+	ok(sorted, "runs strictly sorted");
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		struct snapshot_ref ref;
+
+		found &= snapshot_find_run(s, s->runs[i].name) == i;
+		found &= snapshot_find_key(s, s->runs[i].key, &ref) == 0 &&
+			 ref.index == i;
+	}
+	ok(found, "every run found by name and key");
+	is_int(s->view[VIEW_LABEL].nvalues, 38, "37 labels + all");
+	is_int(s->view[VIEW_LABEL].values[0].nruns, N, "'all' has every run");
+	snapshot_unref(s);
+}
+
+/* A value crafted to look like the shortened name of another one must
+ * neither hide nor merge with it. */
+static void test_collisions(void)
+{
+	char longv[301], crafted[NAMES_MAX + 1], json[2048];
+	struct snapshot *s[2];
+
+	memset(longv, 'x', 300);
+	longv[300] = '\0';
+	names_escape(longv, 300, crafted); /* "xxx...~<16 hex>" */
+	for (int round = 0; round < 2; round++) {
+		struct snapshot_builder *b = snapshot_builder_new();
+		const char *ids[2] = {longv, crafted};
+
+		for (int k = 0; k < 2; k++) {
+			const char *id = ids[round ? 1 - k : k];
+
+			snprintf(json, sizeof(json),
+				 "{\"dlqId\": \"%s\", \"label\": \"%s\"}", id,
+				 id);
+			snapshot_builder_add(b, msg_json(json));
+		}
+		snapshot_builder_finish(b, NULL, (struct timespec){0, 0}, 1,
+					&s[round]);
+	}
+	is_int(s[0]->nruns, 2, "both colliding runs are kept");
+	ok(strcmp(s[0]->runs[0].name, s[0]->runs[1].name) != 0,
+	   "with different names");
+	is_int(s[0]->view[VIEW_LABEL].nvalues, 2,
+	       "colliding labels are two directories");
+	ok(s[0]->view[VIEW_LABEL].values[0].nruns == 1 &&
+		   s[0]->view[VIEW_LABEL].values[1].nruns == 1,
+	   "each with its own run");
+	ok(!strcmp(s[0]->runs[0].name, s[1]->runs[0].name) &&
+		   !strcmp(s[0]->runs[1].name, s[1]->runs[1].name),
+	   "names do not depend on the order entries came in");
+	ok(snapshot_find_run(s[0], crafted) >= 0,
+	   "one of them keeps the contract name");
+	ok(strlen(s[0]->runs[0].name) <= NAMES_MAX &&
+		   strlen(s[0]->runs[1].name) <= NAMES_MAX,
+	   "names stay within NAME_MAX");
+	snapshot_unref(s[0]);
+	snapshot_unref(s[1]);
+}
+
+int main(void)
+{
+	test_dedupe_and_order();
+	test_views();
+	test_keys_and_times();
+	test_refs();
+	test_many();
+	test_collisions();
+	return tap_done();
+}
