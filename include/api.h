@@ -8,6 +8,7 @@
 #define DLQFS_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http.h"
 #include "message.h"
@@ -54,9 +55,18 @@ void api_free(struct api *a);
 int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
 	     struct api_error *err);
 
+/* Like api_list(), for entries with createdAt in [@from, @to] (ms,
+ * inclusive; -1: unbounded on that side), within the scope: a range is
+ * intersected with the scope's own fromDate/toDate. An empty intersection
+ * returns an empty last page without a request. */
+int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
+		   struct message_page *ret_page, struct api_error *err);
+
 /* The list URL for @cursor (new string, or NULL when out of memory).
  * Exposed for tests. */
 char *api_list_url(const struct api *a, const char *cursor);
+char *api_list_range_url(const struct api *a, int64_t from, int64_t to,
+			 const char *cursor);
 
 /* Percent-encodes @len bytes of @s for a query string (RFC 3986
  * unreserved characters stay). Returns a new string or NULL. */

@@ -34,6 +34,7 @@ struct status {
 	bool walking;	     /* a walk is in progress */
 	uint64_t walk_pages; /* pages fetched by the current or last walk */
 	uint64_t walk_runs;  /* entries seen by the current or last walk */
+	double walk_rate;    /* of that walk: runs per second */
 	struct timespec walk_started;
 
 	uint64_t runs;		/* runs in the served snapshot */

@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "api.h"
 #include "snapshot.h"
@@ -18,20 +19,42 @@
 
 #define WALKER_MAX_PAGES 100000 /* default bound of one walk: 10M entries */
 
-/* Where pages come from: api_list() in the daemon, canned pages in tests. */
+/* Where pages come from: api_list_range() in the daemon, canned pages in
+ * tests. */
 struct walker_source {
-	int (*list)(void *ctx, const char *cursor,
+	/* One page of the entries with createdAt in [@from, @to] (ms; -1:
+	 * unbounded on that side) after @cursor (NULL: the first page). */
+	int (*list)(void *conn, int64_t from, int64_t to, const char *cursor,
 		    struct message_page *ret_page, struct api_error *err);
+	/* A connection for one worker thread (NULL when out of memory), and
+	 * its release. Without @open, every worker uses @ctx. */
+	void *(*open)(void *ctx);
+	void (*close)(void *conn);
 	void *ctx;
 };
 
-/* One walk. Returns 0 and a new snapshot (generation @generation) in @ret,
- * or a negative errno with @err filled; a partial walk never returns a
- * snapshot. @prev (may be NULL) is the served snapshot, for message.json
- * change times. @st (may be NULL) receives progress. */
-int walker_walk(const struct walker_source *src, size_t max_pages,
-		const struct snapshot *prev, uint64_t generation,
-		struct status *st, struct snapshot **ret,
+#define WALKER_WORKERS 8    /* default parallel requests of a walk */
+#define WALKER_MAX_RPS 90.0 /* default cap, below the API's burst limit */
+
+/* How far and how fast one walk may go. */
+struct walker_limits {
+	size_t max_pages;   /* 0: WALKER_MAX_PAGES */
+	unsigned workers;   /* parallel requests; 0 or 1: one cursor */
+	double max_rps;	    /* requests per second, all workers; 0: none */
+	atomic_int *cancel; /* set by another thread to stop; may be NULL */
+	int progress_fd;    /* >= 0: a progress line is written there */
+};
+
+/* One walk. The scope is cut into createdAt ranges walked side by side
+ * when workers are idle; every range is walked to the end of its own
+ * cursor chain, so no entry depends on the API's order. Returns 0 and a
+ * new snapshot (generation @generation) in @ret, or a negative errno with
+ * @err filled; a partial walk never returns a snapshot. @prev (may be
+ * NULL) is the served snapshot, for message.json change times. @st (may
+ * be NULL) receives progress. */
+int walker_walk(const struct walker_source *src,
+		const struct walker_limits *lim, const struct snapshot *prev,
+		uint64_t generation, struct status *st, struct snapshot **ret,
 		struct api_error *err);
 
 /* Called on the walker thread after every walk: @snap is the new snapshot
@@ -43,14 +66,14 @@ typedef void (*walker_done_fn)(void *ctx, struct snapshot *snap,
 
 struct walker_config {
 	unsigned refresh_ms; /* between walks, >= 10 */
-	size_t max_pages;
-	atomic_int *cancel; /* set by walker_stop(); shared with http */
+	struct walker_limits limits;
 };
 
 struct walker;
 
 /* A new walker (not started), or NULL when out of memory. @src, @st and
- * @cfg->cancel are borrowed and must outlive it. */
+ * @cfg->limits.cancel are borrowed and must outlive it. The progress line
+ * (limits.progress_fd) is written for the first walk only. */
 struct walker *walker_new(const struct walker_config *cfg,
 			  const struct walker_source *src, struct status *st,
 			  walker_done_fn done, void *ctx);

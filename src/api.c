@@ -27,8 +27,9 @@ struct api_owned_filter {
 };
 
 struct api {
-	char *base_url; /* no trailing '/' */
-	char *token;	/* NULL: no Authorization header; wiped on free */
+	int64_t scope_from, scope_to; /* fromDate/toDate filters, or -1 */
+	char *base_url;		      /* no trailing '/' */
+	char *token; /* NULL: no Authorization header; wiped on free */
 	struct api_owned_filter *filters;
 	size_t nfilters;
 	struct http *http;
@@ -47,6 +48,7 @@ struct api *api_new(const struct api_config *cfg)
 
 	if (!a)
 		return NULL;
+	a->scope_from = a->scope_to = -1;
 	while (n > 0 && base[n - 1] == '/')
 		n--;
 	a->base_url = strndup(base, n);
@@ -69,6 +71,12 @@ struct api *api_new(const struct api_config *cfg)
 				strdup_or_empty(cfg->filters[i].value);
 			if (!a->filters[i].param || !a->filters[i].value)
 				goto fail;
+			if (!strcmp(a->filters[i].param, "fromDate"))
+				a->scope_from =
+					strtoll(a->filters[i].value, NULL, 10);
+			if (!strcmp(a->filters[i].param, "toDate"))
+				a->scope_to =
+					strtoll(a->filters[i].value, NULL, 10);
 		}
 	}
 	a->http = http_new(&cfg->http);
@@ -150,15 +158,30 @@ char *api_query_escape(const char *s, size_t len)
 	return out;
 }
 
-char *api_list_url(const struct api *a, const char *cursor)
+static int is_date_param(const char *p)
+{
+	return !strcmp(p, "fromDate") || !strcmp(p, "toDate");
+}
+
+/* The list URL; with a range (@from or @to >= 0), the scope's own
+ * fromDate/toDate are replaced by @from/@to (already intersected). */
+static char *list_url(const struct api *a, int64_t from, int64_t to,
+		      const char *cursor)
 {
 	static const char head[] = API_LIST_PATH "?count=";
-	char count[24];
+	int ranged = from >= 0 || to >= 0;
+	char count[24], range[64] = "";
 	size_t n, j;
 	char *url;
 
 	snprintf(count, sizeof(count), "%d", API_PAGE_COUNT);
-	n = strlen(a->base_url) + strlen(head) + strlen(count);
+	if (from >= 0)
+		snprintf(range, sizeof(range), "&fromDate=%lld",
+			 (long long)from);
+	if (to >= 0)
+		snprintf(range + strlen(range), sizeof(range) - strlen(range),
+			 "&toDate=%lld", (long long)to);
+	n = strlen(a->base_url) + strlen(head) + strlen(count) + strlen(range);
 	for (size_t i = 0; i < a->nfilters; i++) {
 		const struct api_owned_filter *f = &a->filters[i];
 
@@ -175,11 +198,14 @@ char *api_list_url(const struct api *a, const char *cursor)
 	for (size_t i = 0; i < a->nfilters; i++) {
 		const struct api_owned_filter *f = &a->filters[i];
 
+		if (ranged && is_date_param(f->param))
+			continue;
 		url[j++] = '&';
 		j += escape_into(url + j, f->param, strlen(f->param));
 		url[j++] = '=';
 		j += escape_into(url + j, f->value, strlen(f->value));
 	}
+	j += (size_t)sprintf(url + j, "%s", range);
 	if (cursor) {
 		memcpy(url + j, "&cursor=", strlen("&cursor="));
 		j += strlen("&cursor=");
@@ -189,9 +215,17 @@ char *api_list_url(const struct api *a, const char *cursor)
 	return url;
 }
 
-/* Error texts. */
+char *api_list_url(const struct api *a, const char *cursor)
+{
+	return list_url(a, -1, -1, cursor);
+}
 
-/* The one HTTP status -> errno table, searched in order. */
+char *api_list_range_url(const struct api *a, int64_t from, int64_t to,
+			 const char *cursor)
+{
+	return list_url(a, from, to, cursor);
+}
+
 static const struct {
 	long lo, hi;
 	int err;
@@ -350,6 +384,12 @@ static void scrub_token(char *s, const char *token)
 int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
 	     struct api_error *err)
 {
+	return api_list_range(a, -1, -1, cursor, ret_page, err);
+}
+
+int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
+		   struct message_page *ret_page, struct api_error *err)
+{
 	struct api_error dummy;
 	struct http_response resp = {0};
 	struct message_page page = {0};
@@ -364,7 +404,18 @@ int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
 	err->text[0] = '\0';
 	base_origin(a->base_url, origin, sizeof(origin));
 
-	url = api_list_url(a, cursor);
+	if (from >= 0 || to >= 0) {
+		/* a range within the scope's own dates */
+		if (a->scope_from >= 0 && (from < 0 || from < a->scope_from))
+			from = a->scope_from;
+		if (a->scope_to >= 0 && (to < 0 || to > a->scope_to))
+			to = a->scope_to;
+		if (from >= 0 && to >= 0 && from > to) {
+			memset(ret_page, 0, sizeof(*ret_page));
+			return 0; /* empty: nothing to ask */
+		}
+	}
+	url = list_url(a, from, to, cursor);
 	if (!url) {
 		err_set(err, "out of memory building the request");
 		return -ENOMEM;

@@ -66,6 +66,8 @@ struct options {
 	unsigned retries;      /* attempts after the first */
 	int retries_set;
 	unsigned max_pages;
+	unsigned walkers;
+	char *max_rps;
 	int allow_insecure_http;
 	int show_help;
 	int show_version;
@@ -79,7 +81,6 @@ struct options {
 struct mount {
 	struct options opts;
 	char *token;
-	struct api *api; /* the walker thread's client */
 	struct walker_source source;
 	struct status status;
 	struct fs *fs;
@@ -109,6 +110,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("retries=%u", retries),
 	OPT("retries=", retries_set),
 	OPT("max_pages=%u", max_pages),
+	OPT("walkers=%u", walkers),
+	OPT("max_rps=%s", max_rps),
 	OPT("allow_insecure_http", allow_insecure_http),
 	FUSE_OPT_KEY("label=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_url=", KEY_FILTER),
@@ -242,6 +245,10 @@ static void usage(const char *prog)
 	       "(default %g)\n"
 	       "    -o max_pages=N         give up a walk after N pages "
 	       "(default %d)\n"
+	       "    -o walkers=N           parallel requests of a walk "
+	       "(default %d)\n"
+	       "    -o max_rps=N           requests per second at most "
+	       "(default %g)\n"
 	       "    -o timeout=SECONDS     bound of one request attempt "
 	       "(default 120)\n"
 	       "    -o connect_timeout=S   bound of connecting (default 10)\n"
@@ -260,7 +267,8 @@ static void usage(const char *prog)
 	       "    -o failure_function_state=S  -o caller_ip=IP  "
 	       "-o flow_control_key=K\n"
 	       "    -o workflow_created_at=MS\n\n",
-	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT, WALKER_MAX_PAGES);
+	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT, WALKER_MAX_PAGES,
+	       WALKER_WORKERS, WALKER_MAX_RPS);
 	fuse_cmdline_help();
 	printf("    -o allow_other         let other users read the mount "
 	       "(bodies may hold\n"
@@ -388,10 +396,21 @@ static void check_mountpoint(const char *mp)
 		die("mount point %s is not a directory", mp);
 }
 
-static int source_list(void *ctx, const char *cursor, struct message_page *ret,
-		       struct api_error *err)
+static int source_list(void *conn, int64_t from, int64_t to, const char *cursor,
+		       struct message_page *ret, struct api_error *err)
 {
-	return api_list(ctx, cursor, ret, err);
+	return api_list_range(conn, from, to, cursor, ret, err);
+}
+
+/* Each walk worker has its own client (curl handles are never shared). */
+static void *source_open(void *cfg)
+{
+	return api_new(cfg);
+}
+
+static void source_close(void *conn)
+{
+	api_free(conn);
 }
 
 /* One page, before mounting: a wrong token or URL fails here. */
@@ -438,9 +457,9 @@ static void on_refresh(void *ctx)
 	walker_refresh(m->walker);
 }
 
-/* "1.5" -> 1.5 seconds; dies on anything else or outside [min, max]. */
-static double parse_seconds(const char *opt, const char *v, double min,
-			    double max)
+/* "1.5" -> 1.5; dies on anything else or outside [min, max]. */
+static double parse_number(const char *opt, const char *v, double min,
+			   double max, const char *unit)
 {
 	char *end;
 	double d;
@@ -448,9 +467,15 @@ static double parse_seconds(const char *opt, const char *v, double min,
 	errno = 0;
 	d = strtod(v, &end);
 	if (errno || end == v || *end || !(d >= min && d <= max))
-		die("-o %s=%s: expected seconds between %g and %g", opt, v, min,
-		    max);
+		die("-o %s=%s: expected %s between %g and %g", opt, v, unit,
+		    min, max);
 	return d;
+}
+
+static double parse_seconds(const char *opt, const char *v, double min,
+			    double max)
+{
+	return parse_number(opt, v, min, max, "seconds");
 }
 
 /* "512K", "8M", "1G" or bytes; dies on anything else. */
@@ -523,6 +548,7 @@ static void options_release(struct options *o)
 	free(o->connect_timeout);
 	free(o->stall_timeout);
 	free(o->max_response);
+	free(o->max_rps);
 	free(o->nonopt[0]);
 	free(o->nonopt[1]);
 	free(o->error);
@@ -536,6 +562,7 @@ int main(int argc, char *argv[])
 	struct fuse_loop_config *loop;
 	struct api_config acfg = {0};
 	struct walker_config wcfg = {0};
+	struct walker_limits limits = {0};
 	struct fs_config fcfg = {0};
 	struct sigaction sa;
 	struct mount m;
@@ -604,6 +631,15 @@ int main(int argc, char *argv[])
 	acfg.nfilters = m.opts.nfilters;
 	http_config_defaults(&acfg.http);
 	http_options(&m.opts, &acfg.http);
+	limits.max_pages = m.opts.max_pages;
+	limits.workers = m.opts.walkers ? m.opts.walkers : WALKER_WORKERS;
+	if (limits.workers > 64)
+		die("-o walkers=%u: at most 64", limits.workers);
+	limits.max_rps = m.opts.max_rps
+				 ? parse_number("max_rps", m.opts.max_rps, 0.1,
+						10000, "requests per second")
+				 : WALKER_MAX_RPS;
+	limits.cancel = &m.cancel;
 	acfg.http.cancel = &m.cancel;
 	check_api(&acfg, url);
 
@@ -622,14 +658,13 @@ int main(int argc, char *argv[])
 	fuse_daemonize(cmd.foreground);
 
 	/* threads start after the fork of fuse_daemonize() */
-	m.api = api_new(&acfg);
-	if (!m.api)
-		die("out of memory");
 	m.source.list = source_list;
-	m.source.ctx = m.api;
+	m.source.open = source_open;
+	m.source.close = source_close;
+	m.source.ctx = &acfg;
 	wcfg.refresh_ms = (unsigned)(refresh * 1000);
-	wcfg.max_pages = m.opts.max_pages;
-	wcfg.cancel = &m.cancel;
+	wcfg.limits = limits;
+	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
 	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);
 	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0)
 		die("cannot start threads");
@@ -662,7 +697,6 @@ out_session:
 	fuse_session_destroy(se);
 out_fs:
 	fs_free(m.fs);
-	api_free(m.api);
 	status_release(&m.status);
 	if (m.token) {
 		explicit_bzero(m.token, strlen(m.token));

@@ -179,6 +179,7 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 	out_printf(&o, "  \"walking\": %s,\n", st->walking ? "true" : "false");
 	out_printf(&o, "  \"walk_runs\": %llu,\n",
 		   (unsigned long long)st->walk_runs);
+	out_printf(&o, "  \"walk_rate\": %.0f,\n", st->walk_rate);
 	out_printf(&o, "  \"walk_started\": ");
 	out_time(&o, st->walk_started);
 	out_printf(&o, ",\n  \"last_refresh\": ");

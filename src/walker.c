@@ -71,127 +71,418 @@ static int cursor_set_add(struct cursor_set *cs, const char *cursor)
 	return 1;
 }
 
-static void progress(struct status *st, const struct message_page *page)
+#define SPLIT_PAGES                                                            \
+	4 /* a range cut off a dense one aims at this many pages               \
+	   */
+#define PROGRESS_EVERY_MS 200
+
+/* A createdAt range of the scope and where its cursor chain stands. */
+struct range {
+	struct range *next;
+	int64_t from, to;	/* ms, inclusive; -1: unbounded */
+	char *cursor;		/* NULL: the first page */
+	int leaf;		/* a piece cut to size: never cut again */
+	struct cursor_set seen; /* this chain's cursors */
+};
+
+/* One walk in progress, shared by its workers. */
+struct walk {
+	const struct walker_source *src;
+	const struct walker_limits *lim;
+	struct status *st;
+	pthread_mutex_t lock; /* protects everything below */
+	pthread_cond_t cond;
+	struct range *queue;
+	unsigned active; /* workers waiting for a page */
+	unsigned idle;	 /* workers waiting for a range */
+	int error;	 /* the first failure */
+	struct api_error err;
+	struct snapshot_builder *b;
+	size_t pages, malformed, dups, problems;
+	struct timespec next_slot; /* rate cap: the next request's turn */
+	struct timespec started, shown;
+};
+
+static void range_free(struct range *r)
 {
-	if (!st)
+	if (!r)
 		return;
-	pthread_mutex_lock(&st->lock);
-	st->walk_pages++;
-	st->walk_runs += page->n;
-	status_touch(st);
-	pthread_mutex_unlock(&st->lock);
+	free(r->cursor);
+	free(r->seen.slots);
+	free(r);
 }
 
-int walker_walk(const struct walker_source *src, size_t max_pages,
-		const struct snapshot *prev, uint64_t generation,
-		struct status *st, struct snapshot **ret, struct api_error *err)
+static struct range *range_new(int64_t from, int64_t to)
 {
-	struct snapshot_builder *b = snapshot_builder_new();
-	struct cursor_set seen = {0};
-	char *cursor = NULL;
-	size_t pages = 0, malformed = 0, dups = 0, problems = 0;
+	struct range *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->from = from;
+		r->to = to;
+	}
+	return r;
+}
+
+static int walk_cancelled(const struct walk *wk)
+{
+	return wk->lim->cancel && atomic_load(wk->lim->cancel);
+}
+
+static double ms_between(struct timespec a, struct timespec b)
+{
+	return (double)(b.tv_sec - a.tv_sec) * 1e3 +
+	       (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+/* Records the first failure; call with ->lock held. */
+static void walk_fail(struct walk *wk, int r, const struct api_error *err,
+		      const char *text)
+{
+	if (wk->error)
+		return;
+	wk->error = r;
+	if (err)
+		wk->err = *err;
+	if (text)
+		snprintf(wk->err.text, sizeof(wk->err.text), "%s", text);
+	pthread_cond_broadcast(&wk->cond);
+}
+
+/* Progress in status and on the terminal; call with ->lock held. */
+static void walk_progress(struct walk *wk, int last)
+{
+	struct timespec now;
+	size_t runs = snapshot_builder_count(wk->b);
+	double ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = ms_between(wk->started, now);
+	if (wk->st) {
+		pthread_mutex_lock(&wk->st->lock);
+		wk->st->walk_pages = wk->pages;
+		wk->st->walk_runs = runs;
+		wk->st->walk_rate = ms > 0 ? (double)runs * 1000.0 / ms : 0;
+		status_touch(wk->st);
+		pthread_mutex_unlock(&wk->st->lock);
+	}
+	if (wk->lim->progress_fd >= 0 &&
+	    (last || ms_between(wk->shown, now) >= PROGRESS_EVERY_MS)) {
+		dprintf(wk->lim->progress_fd,
+			"\rdlqfs: walking the DLQ: %zu pages, %zu runs, %.0f "
+			"runs/s%s",
+			wk->pages, runs, ms > 0 ? runs * 1000.0 / ms : 0.0,
+			last ? "\n" : "");
+		wk->shown = now;
+	}
+}
+
+/* Waits for this request's turn under the rate cap. Returns 0, or
+ * -ECANCELED. Call with ->lock held; it is released while waiting. */
+static int walk_pace(struct walk *wk)
+{
+	struct timespec now, slot;
+	double gap;
+
+	if (wk->lim->max_rps <= 0)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	slot = ms_between(now, wk->next_slot) > 0 ? wk->next_slot : now;
+	gap = 1e9 / wk->lim->max_rps;
+	wk->next_slot = slot;
+	wk->next_slot.tv_nsec += (long)gap;
+	while (wk->next_slot.tv_nsec >= 1000000000L) {
+		wk->next_slot.tv_sec++;
+		wk->next_slot.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_unlock(&wk->lock);
+	for (;;) {
+		double left;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = ms_between(now, slot);
+		if (left <= 0 || walk_cancelled(wk))
+			break;
+		if (left > 50)
+			left = 50; /* stay responsive to cancel */
+		nanosleep(&(struct timespec){0, (long)(left * 1e6)}, NULL);
+	}
+	pthread_mutex_lock(&wk->lock);
+	return walk_cancelled(wk) ? -ECANCELED : 0;
+}
+
+/* Cuts @r, whose first page @page showed more to come, into disjoint
+ * ranges covering it, each walked from its own first page: so no entry is
+ * missed whatever order the API lists in. The page's createdAt spread only
+ * guides where to cut: going down from the newest entry, up to @parts - 1
+ * "leaf" ranges of about SPLIT_PAGES pages each (walked by their cursor,
+ * never cut again), then the rest of @r (cut again when its first page
+ * shows it is still dense). Returns the number of ranges queued (0: @r
+ * cannot be cut: an API listing in another order, or one millisecond).
+ * Call with ->lock held. */
+static int walk_split(struct walk *wk, const struct range *r,
+		      const struct message_page *page, unsigned parts)
+{
+	int64_t newest = -1, oldest = -1, cut[16], hi, width;
+	struct range *made[17];
+	unsigned n = 0;
+
+	for (size_t i = 0; i < page->n; i++) {
+		const struct message *m = page->msgs[i];
+
+		if (!m->has_created || m->created_ms < 0)
+			continue;
+		if (newest < 0 || m->created_ms > newest)
+			newest = m->created_ms;
+		if (oldest < 0 || m->created_ms < oldest)
+			oldest = m->created_ms;
+	}
+	if (newest < 0)
+		return 0;
+	if (parts > 16)
+		parts = 16;
+	hi = r->to >= 0 && r->to < newest ? r->to : newest;
+	width = (newest - oldest + 1) *
+		(int64_t)(SPLIT_PAGES * API_PAGE_COUNT) /
+		(int64_t)(page->n ? page->n : 1);
+	if (width < 1 || oldest == newest)
+		return 0;
+	for (unsigned i = 0; i + 1 < parts; i++) {
+		int64_t c = hi - width * (int64_t)(i + 1);
+
+		if (c < 0 || (r->from >= 0 && c < r->from))
+			break;
+		cut[n++] = c;
+	}
+	if (!n)
+		return 0;
+	/* (cut[0], to], (cut[1], cut[0]], ..., [from, cut[n - 1]] */
+	for (unsigned i = 0; i <= n; i++) {
+		made[i] = range_new(i == n ? r->from : cut[i] + 1,
+				    i == 0 ? r->to : cut[i - 1]);
+		if (!made[i]) {
+			while (i--)
+				range_free(made[i]);
+			walk_fail(wk, -ENOMEM, NULL, "out of memory");
+			return -ENOMEM;
+		}
+		made[i]->leaf = i < n;
+	}
+	/* the rest goes last: leaves keep the idle workers busy */
+	for (unsigned i = n + 1; i-- > 0;) {
+		made[i]->next = wk->queue;
+		wk->queue = made[i];
+	}
+	return (int)n + 1;
+}
+
+/* Takes a page's messages into the builder; call with ->lock held. */
+static int walk_take(struct walk *wk, struct message_page *page)
+{
+	wk->pages++;
+	wk->malformed += page->malformed;
+	snapshot_builder_account(wk->b, page->bytes);
+	for (size_t i = 0; i < page->n; i++) {
+		int r;
+
+		wk->problems += page->msgs[i]->problems;
+		r = snapshot_builder_add(wk->b, page->msgs[i]);
+		page->msgs[i] = NULL; /* stolen, even on failure */
+		if (r < 0)
+			return r;
+		wk->dups += r == 0;
+	}
+	return 0;
+}
+
+static void *walk_worker(void *arg)
+{
+	struct walk *wk = arg;
+	const struct walker_source *src = wk->src;
+	void *conn = src->open ? src->open(src->ctx) : src->ctx;
+	unsigned workers = wk->lim->workers ? wk->lim->workers : 1;
+	size_t max_pages =
+		wk->lim->max_pages ? wk->lim->max_pages : WALKER_MAX_PAGES;
+
+	pthread_mutex_lock(&wk->lock);
+	if (!conn)
+		walk_fail(wk, -ENOMEM, NULL, "out of memory");
+	for (;;) {
+		struct message_page page = {0};
+		struct api_error err;
+		struct range *r;
+		int rc;
+
+		while (!wk->queue && wk->active && !wk->error &&
+		       !walk_cancelled(wk)) {
+			wk->idle++;
+			pthread_cond_wait(&wk->cond, &wk->lock);
+			wk->idle--;
+		}
+		if (walk_cancelled(wk))
+			walk_fail(wk, -ECANCELED, NULL, "walk cancelled");
+		if (wk->error || !wk->queue)
+			break; /* failed, or nothing left and nobody busy */
+		r = wk->queue;
+		wk->queue = r->next;
+		if (wk->pages >= max_pages) {
+			char text[200];
+
+			snprintf(text, sizeof(text),
+				 "walk stopped after %zu pages (max_pages): "
+				 "narrow the scope with -o from=/to=/label=",
+				 wk->pages);
+			walk_fail(wk, -EFBIG, NULL, text);
+			range_free(r);
+			break;
+		}
+		wk->active++;
+		rc = walk_pace(wk);
+		if (rc == 0) {
+			pthread_mutex_unlock(&wk->lock);
+			memset(&err, 0, sizeof(err));
+			rc = src->list(conn, r->from, r->to, r->cursor, &page,
+				       &err);
+			pthread_mutex_lock(&wk->lock);
+		}
+		wk->active--;
+		if (rc < 0) {
+			walk_fail(wk, rc, &err, NULL);
+			range_free(r);
+			break;
+		}
+		if (page.cursor) {
+			rc = cursor_set_add(&r->seen, page.cursor);
+			if (rc <= 0) {
+				char text[200];
+
+				snprintf(
+					text, sizeof(text),
+					rc == 0 ? "the API sent the same cursor "
+						  "twice (page %zu): walk "
+						  "abandoned"
+						: "out of memory (page %zu)",
+					wk->pages + 1);
+				walk_fail(wk, rc == 0 ? -ELOOP : rc, NULL,
+					  text);
+				message_page_release(&page);
+				range_free(r);
+				break;
+			}
+		}
+		/* a dense range is cut only on its first page (later, its
+		 * cursor is cheaper), and a leaf never */
+		rc = page.cursor && !r->cursor && !r->leaf && workers > 1
+			     ? walk_split(wk, r, &page, workers + 1)
+			     : 0;
+		if (walk_take(wk, &page) < 0) {
+			walk_fail(wk, -ENOMEM, NULL, "out of memory");
+			message_page_release(&page);
+			range_free(r);
+			break;
+		}
+		if (rc > 0 || !page.cursor) {
+			range_free(r); /* cut, or walked to its end */
+		} else {
+			free(r->cursor);
+			r->cursor = page.cursor;
+			page.cursor = NULL;
+			r->next = wk->queue;
+			wk->queue = r;
+		}
+		message_page_release(&page);
+		walk_progress(wk, 0);
+		pthread_cond_broadcast(&wk->cond);
+	}
+	pthread_cond_broadcast(&wk->cond);
+	pthread_mutex_unlock(&wk->lock);
+	if (conn && src->open && src->close)
+		src->close(conn);
+	return NULL;
+}
+
+int walker_walk(const struct walker_source *src,
+		const struct walker_limits *lim, const struct snapshot *prev,
+		uint64_t generation, struct status *st, struct snapshot **ret,
+		struct api_error *err)
+{
+	struct walk wk = {.src = src, .lim = lim, .st = st};
+	unsigned workers = lim->workers ? lim->workers : 1;
+	pthread_t threads[64];
+	unsigned started = 0;
 	struct snapshot *s;
 	struct timespec now;
 	int r;
 
 	memset(err, 0, sizeof(*err));
-	if (!b)
+	if (workers > 64)
+		workers = 64;
+	wk.b = snapshot_builder_new();
+	wk.queue = range_new(-1, -1);
+	if (!wk.b || !wk.queue) {
+		snapshot_builder_free(wk.b);
+		range_free(wk.queue);
 		return -ENOMEM;
+	}
+	pthread_mutex_init(&wk.lock, NULL);
+	pthread_cond_init(&wk.cond, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &wk.started);
+	wk.next_slot = wk.shown = wk.started;
 	if (st) {
 		pthread_mutex_lock(&st->lock);
 		st->walking = true;
 		st->walk_pages = 0;
 		st->walk_runs = 0;
+		st->walk_rate = 0;
 		clock_gettime(CLOCK_REALTIME, &st->walk_started);
 		status_touch(st);
 		pthread_mutex_unlock(&st->lock);
 	}
-	for (;;) {
-		struct message_page page = {0};
-
-		if (pages == max_pages) {
-			snprintf(err->text, sizeof(err->text),
-				 "walk stopped after %zu pages (max_pages): "
-				 "narrow the scope with -o from=/to=/label=",
-				 pages);
-			r = -EFBIG;
-			goto fail;
-		}
-		r = src->list(src->ctx, cursor, &page, err);
-		if (r < 0)
-			goto fail;
-		pages++;
-		malformed += page.malformed;
-		snapshot_builder_account(b, page.bytes);
-		for (size_t i = 0; i < page.n; i++) {
-			problems += page.msgs[i]->problems;
-			r = snapshot_builder_add(b, page.msgs[i]);
-			page.msgs[i] = NULL; /* stolen, even on failure */
-			if (r < 0) {
-				message_page_release(&page);
-				snprintf(err->text, sizeof(err->text),
-					 "out of memory after %zu entries",
-					 snapshot_builder_count(b));
-				goto fail;
-			}
-			dups += r == 0;
-		}
-		progress(st, &page);
-		if (page.cursor) {
-			r = cursor_set_add(&seen, page.cursor);
-			if (r <= 0) {
-				snprintf(
-					err->text, sizeof(err->text),
-					r == 0 ? "the API sent the same cursor "
-						 "twice (page %zu): walk "
-						 "abandoned"
-					       : "out of memory (page %zu)",
-					pages);
-				message_page_release(&page);
-				r = r == 0 ? -ELOOP : r;
-				goto fail;
-			}
-		}
-		free(cursor);
-		cursor = page.cursor;
-		page.cursor = NULL;
-		message_page_release(&page);
-		if (!cursor)
+	/* the calling thread is worker 0 */
+	for (unsigned i = 1; i < workers; i++) {
+		if (pthread_create(&threads[started], NULL, walk_worker, &wk))
 			break;
+		started++;
 	}
+	walk_worker(&wk);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
 
-	free(seen.slots);
+	while (wk.queue) {
+		struct range *next = wk.queue->next;
+
+		range_free(wk.queue);
+		wk.queue = next;
+	}
+	pthread_mutex_lock(&wk.lock);
+	walk_progress(&wk, 1);
+	pthread_mutex_unlock(&wk.lock);
+	pthread_mutex_destroy(&wk.lock);
+	pthread_cond_destroy(&wk.cond);
+	if (st) {
+		pthread_mutex_lock(&st->lock);
+		st->walking = false;
+		if (!wk.error) {
+			st->malformed = wk.malformed;
+			st->duplicates = wk.dups;
+			st->problems = wk.problems;
+		}
+		status_touch(st);
+		pthread_mutex_unlock(&st->lock);
+	}
+	if (wk.error) {
+		*err = wk.err;
+		snapshot_builder_free(wk.b);
+		return wk.error;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
-	r = snapshot_builder_finish(b, prev, now, generation, &s);
-	b = NULL;
+	r = snapshot_builder_finish(wk.b, prev, now, generation, &s);
 	if (r < 0) {
 		snprintf(err->text, sizeof(err->text),
 			 "out of memory building the snapshot");
-		goto fail;
-	}
-	if (st) {
-		pthread_mutex_lock(&st->lock);
-		st->walking = false;
-		st->malformed = malformed;
-		st->duplicates = dups;
-		st->problems = problems;
-		status_touch(st);
-		pthread_mutex_unlock(&st->lock);
+		return r;
 	}
 	*ret = s;
 	return 0;
-
-fail:
-	free(seen.slots);
-	free(cursor);
-	snapshot_builder_free(b);
-	if (st) {
-		pthread_mutex_lock(&st->lock);
-		st->walking = false;
-		status_touch(st);
-		pthread_mutex_unlock(&st->lock);
-	}
-	return r;
 }
 
 struct walker *walker_new(const struct walker_config *cfg,
@@ -209,8 +500,6 @@ struct walker *walker_new(const struct walker_config *cfg,
 	w->cfg = *cfg;
 	if (w->cfg.refresh_ms < 10)
 		w->cfg.refresh_ms = 10;
-	if (!w->cfg.max_pages)
-		w->cfg.max_pages = WALKER_MAX_PAGES;
 	w->src = src;
 	w->st = st;
 	w->done = done;
@@ -220,7 +509,7 @@ struct walker *walker_new(const struct walker_config *cfg,
 
 static int cancelled(const struct walker *w)
 {
-	return w->cfg.cancel && atomic_load(w->cfg.cancel);
+	return w->cfg.limits.cancel && atomic_load(w->cfg.limits.cancel);
 }
 
 static void record(struct walker *w, int r, const struct snapshot *s,
@@ -266,8 +555,9 @@ static void *walker_main(void *arg)
 		char drain[64];
 		int r;
 
-		r = walker_walk(w->src, w->cfg.max_pages, w->served,
+		r = walker_walk(w->src, &w->cfg.limits, w->served,
 				w->generation + 1, w->st, &s, &err);
+		w->cfg.limits.progress_fd = -1; /* the first walk only */
 		if (cancelled(w)) {
 			snapshot_unref(s);
 			break;
@@ -317,8 +607,8 @@ void walker_stop(struct walker *w)
 
 	if (!w->running)
 		return;
-	if (w->cfg.cancel)
-		atomic_store(w->cfg.cancel, 1);
+	if (w->cfg.limits.cancel)
+		atomic_store(w->cfg.limits.cancel, 1);
 	n = write(w->pipe[1], "q", 1);
 	(void)n;
 	pthread_join(w->thread, NULL);

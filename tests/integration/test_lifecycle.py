@@ -393,7 +393,8 @@ def test_token_not_in_environ_when_from_token_file(tmp_path, fake,
 def test_every_list_request_has_count_100_and_cursor_round_trips(
         fake_factory, mount_factory):
     fake = fake_factory(runs=250, end_cursor="empty")
-    m = mount_factory(fake)
+    # the cursor protocol, one chain: the parallel walk is tested below
+    m = mount_factory(fake, options=["walkers=1"])
     ids = fake.dlq_ids()
     assert sorted(os.listdir(m.path("runs"))) == sorted(ids)
     st = m.status()
@@ -430,7 +431,7 @@ def test_every_list_request_has_count_100_and_cursor_round_trips(
 def test_every_end_cursor_form_ends_the_walk(fake_factory, mount_factory,
                                              mode, exact_end):
     fake = fake_factory(runs=200, end_cursor=mode, exact_end=exact_end)
-    m = mount_factory(fake)
+    m = mount_factory(fake, options=["walkers=1"])
     assert sorted(os.listdir(m.path("runs"))) == sorted(fake.dlq_ids())
     st = m.status()
     assert st["state"] == "ready" and st["runs"] == 200
@@ -461,7 +462,7 @@ def test_cursor_with_unicode_dlq_id_round_trips(fake_factory, mount_factory):
         if i % 3 == 0:
             msg["dlqId"] = "%s-é&x=%d+/" % (msg["dlqId"], i)
     fake = fake_factory(messages=msgs)
-    m = mount_factory(fake)
+    m = mount_factory(fake, options=["walkers=1"])
     st = m.status()
     assert st["state"] == "ready" and st["runs"] == 230
     assert st["pages"] == 3
@@ -537,7 +538,7 @@ def test_scope_option(fake_factory, mount_factory, case):
         assert ordered[40]["dlqId"] in expected
         assert ordered[120]["dlqId"] in expected
 
-    m = mount_factory(fake, options=options)
+    m = mount_factory(fake, options=options + ["walkers=1"])
     assert set(os.listdir(m.path("runs"))) == expected
     st = m.status()
     assert st["runs"] == len(expected) and st["state"] == "ready"
@@ -562,13 +563,43 @@ def test_scope_spanning_several_pages_keeps_filters_on_every_page(
     expected = {m["dlqId"] for m in msgs
                 if run_labels(m) & {"billing", "payments"}}
     assert len(expected) > 200
-    m = mount_factory(fake, options=["label=billing", "label=payments"])
+    m = mount_factory(fake, options=["label=billing", "label=payments",
+                                     "walkers=1"])
     assert set(os.listdir(m.path("runs"))) == expected
     walk = list_requests(fake)[1:]
     assert len(walk) >= 3
     for e in walk:
         assert filter_pairs(e) == [("label", "billing"),
                                    ("label", "payments")]
+
+
+def test_parallel_walk_keeps_the_scope(fake_factory, mount_factory):
+    """The default walk cuts the scope into createdAt ranges walked side by
+    side: it must still return exactly the scoped runs, every request must
+    keep the user's filters, and no range may leave the user's dates."""
+    fake = fake_factory(runs=1500, seed=8)
+    msgs = fake.messages()
+    created = sorted(m["createdAt"] for m in msgs)
+    lo = created[100]
+    expected = {m["dlqId"] for m in msgs if m["createdAt"] >= lo
+                and run_labels(m) & {"billing", "payments"}}
+    assert len(expected) > 300
+    m = mount_factory(fake, options=["label=billing", "label=payments",
+                                     "from=%d" % lo])
+    assert set(os.listdir(m.path("runs"))) == expected
+    st = m.status()
+    assert st["runs"] == len(expected) and st["duplicate_entries"] >= 0
+    walk = list_requests(fake)[1:]
+    ranged = 0
+    for e in walk:
+        q = e["query"]
+        assert [v for k, v in q if k == "label"] == ["billing", "payments"]
+        froms = [int(v) for k, v in q if k == "fromDate"]
+        assert len(froms) == 1 and froms[0] >= lo, e["raw_query"]
+        tos = [int(v) for k, v in q if k == "toDate"]
+        assert len(tos) <= 1
+        ranged += bool(tos) or froms[0] > lo
+    assert ranged > 0, "the walk was not cut into ranges"
 
 
 # --------------------------------------------------------------------------
@@ -812,7 +843,8 @@ def test_failed_refresh_with_401_keeps_snapshot(fake_factory, mount_factory):
 
 def test_first_walk_gates_runs_but_not_status(fake_factory, mount_factory):
     fake = fake_factory(runs=600, latency_ms=200)
-    m = mount_factory(fake, wait_ready=False)
+    # one cursor chain, so that the walk takes a while (6 x 200 ms)
+    m = mount_factory(fake, wait_ready=False, options=["walkers=1"])
     st, dt = timed(m.status)
     assert dt < 1.0
     assert st["state"] == "walking", st

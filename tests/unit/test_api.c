@@ -111,6 +111,43 @@ static void test_list_url(void)
 	ok(1, "x_free(NULL) is a no-op");
 }
 
+static void test_range_url(void)
+{
+	static const struct api_filter scope[] = {
+		{"label", "a"},
+		{"fromDate", "1000"},
+		{"toDate", "9000"},
+	};
+	struct message_page page;
+	struct api_error err;
+	struct api *a = api_for("https://q.example", scope, 3, NULL);
+	char *u;
+
+	u = api_list_url(a, NULL);
+	is_str(u,
+	       "https://q.example/v2/workflows/dlq?count=100&label=a&fromDate=1000&toDate=9000",
+	       "the scope's own dates without a range");
+	free(u);
+	u = api_list_range_url(a, 2000, 3000, "c");
+	is_str(u,
+	       "https://q.example/v2/workflows/dlq?count=100&label=a&fromDate=2000&toDate=3000&cursor=c",
+	       "a range replaces the dates, other filters stay");
+	free(u);
+	u = api_list_range_url(a, -1, 3000, NULL);
+	is_str(u,
+	       "https://q.example/v2/workflows/dlq?count=100&label=a&toDate=3000",
+	       "a range open below");
+	free(u);
+	/* api_list_range intersects with the scope: [9500, -1] and the
+	 * scope's [1000, 9000] do not meet, so nothing is sent */
+	memset(&page, 0xa5, sizeof(page));
+	is_int(api_list_range(a, 9500, -1, NULL, &page, &err), 0,
+	       "a range outside the scope is an empty page");
+	ok(page.n == 0 && page.cursor == NULL && page.msgs == NULL,
+	   "with no entries and no cursor, without a request");
+	api_free(a);
+}
+
 static void test_loopback(void)
 {
 	static const struct {
@@ -877,6 +914,7 @@ int main(void)
 	}
 	test_escape();
 	test_list_url();
+	test_range_url();
 	test_loopback();
 	test_retry_then_page();
 	test_status_table();

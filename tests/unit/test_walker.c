@@ -15,13 +15,17 @@ struct canned {
 	const char *cursors_seen[16];
 };
 
-static int canned_list(void *ctx, const char *cursor, struct message_page *ret,
-		       struct api_error *err)
+static int canned_list(void *ctx, int64_t from, int64_t to, const char *cursor,
+		       struct message_page *ret, struct api_error *err)
 {
 	struct canned *c = ctx;
 	size_t i = c->calls++;
 	char why[128];
 
+	if (from != -1 || to != -1) {
+		printf("Bail out! one worker never asks for a range\n");
+		exit(1);
+	}
 	if (i < 16)
 		c->cursors_seen[i] = cursor ? strdup(cursor) : NULL;
 	if (i >= c->n || !c->pages[i]) {
@@ -44,6 +48,9 @@ static void canned_reset(struct canned *c)
 	c->calls = 0;
 }
 
+static const struct walker_limits lim100 = {100, 1, 0, NULL, -1};
+static const struct walker_limits lim2 = {2, 1, 0, NULL, -1};
+
 static const char *const three_pages[] = {
 	"{\"cursor\": \"c1+/=\", \"messages\": [{\"dlqId\": \"3-0\", "
 	"\"createdAt\": 3}, {\"dlqId\": \"2-0\", \"createdAt\": 2}]}",
@@ -56,13 +63,13 @@ static const char *const three_pages[] = {
 static void test_walk(void)
 {
 	struct canned c = {three_pages, 3, 0, {0}};
-	struct walker_source src = {canned_list, &c};
+	struct walker_source src = {canned_list, NULL, NULL, &c};
 	struct status st;
 	struct snapshot *s = NULL;
 	struct api_error err;
 
 	status_init(&st, "http://x", NULL, 0, 60);
-	is_int(walker_walk(&src, 100, NULL, 1, &st, &s, &err), 0,
+	is_int(walker_walk(&src, &lim100, NULL, 1, &st, &s, &err), 0,
 	       "three-page walk");
 	is_int(c.calls, 3, "three requests");
 	ok(c.cursors_seen[0] == NULL, "first page without a cursor");
@@ -70,7 +77,7 @@ static void test_walk(void)
 	is_str(c.cursors_seen[2], "c2", "second cursor");
 	is_int(s->nruns, 3, "three runs (duplicate 2-0 dropped)");
 	is_int(st.walk_pages, 3, "status: pages");
-	is_int(st.walk_runs, 4, "status: entries seen");
+	is_int(st.walk_runs, 3, "status: runs found");
 	is_int(st.duplicates, 1, "status: duplicates");
 	is_int(st.malformed, 2, "status: malformed entries");
 	is_int(st.problems, 1, "status: malformed fields");
@@ -102,31 +109,31 @@ static void test_failures(void)
 		"{\"cursor\": \"c\", \"messages\": []}",
 	};
 	struct canned c = {fail_mid, 2, 0, {0}};
-	struct walker_source src = {canned_list, &c};
+	struct walker_source src = {canned_list, NULL, NULL, &c};
 	struct snapshot *s = NULL;
 	struct api_error err;
 
-	is_int(walker_walk(&src, 100, NULL, 1, NULL, &s, &err), -EIO,
+	is_int(walker_walk(&src, &lim100, NULL, 1, NULL, &s, &err), -EIO,
 	       "failure on page 2 fails the walk");
 	ok(s == NULL, "and gives no snapshot");
 	is_str(err.text, "HTTP 500 from fake", "error text kept");
 	canned_reset(&c);
 	c = (struct canned){loop, 2, 0, {0}};
-	is_int(walker_walk(&src, 100, NULL, 1, NULL, &s, &err), -ELOOP,
+	is_int(walker_walk(&src, &lim100, NULL, 1, NULL, &s, &err), -ELOOP,
 	       "a repeated cursor stops the walk");
 	ok(strstr(err.text, "same cursor") != NULL, "and says so");
 	canned_reset(&c);
 	c = (struct canned){cycle, 3, 0, {0}};
-	is_int(walker_walk(&src, 100, NULL, 1, NULL, &s, &err), -ELOOP,
+	is_int(walker_walk(&src, &lim100, NULL, 1, NULL, &s, &err), -ELOOP,
 	       "a cursor cycle (a, b, a) stops the walk");
 	is_int(c.calls, 3, "at the first cursor seen again");
 	canned_reset(&c);
 	c = (struct canned){bad, 1, 0, {0}};
-	is_int(walker_walk(&src, 100, NULL, 1, NULL, &s, &err), -EPROTO,
+	is_int(walker_walk(&src, &lim100, NULL, 1, NULL, &s, &err), -EPROTO,
 	       "a page that is not JSON fails the walk");
 	canned_reset(&c);
 	c = (struct canned){endless, 3, 0, {0}};
-	is_int(walker_walk(&src, 2, NULL, 1, NULL, &s, &err), -EFBIG,
+	is_int(walker_walk(&src, &lim2, NULL, 1, NULL, &s, &err), -EFBIG,
 	       "max_pages bounds a walk");
 	is_int(c.calls, 2, "no request past the bound");
 	canned_reset(&c);
@@ -180,7 +187,7 @@ static void test_thread(void)
 		"{\"dlqId\": \"2-0\"}]}",
 	};
 	struct canned c = {pages, 3, 0, {0}};
-	struct walker_source src = {canned_list, &c};
+	struct walker_source src = {canned_list, NULL, NULL, &c};
 	struct done_log d = {PTHREAD_MUTEX_INITIALIZER,
 			     PTHREAD_COND_INITIALIZER,
 			     0,
@@ -188,7 +195,7 @@ static void test_thread(void)
 			     0,
 			     NULL};
 	atomic_int cancel = 0;
-	struct walker_config cfg = {3600 * 1000, 100, &cancel};
+	struct walker_config cfg = {3600 * 1000, {100, 1, 0, &cancel, -1}};
 	struct status st;
 	struct walker *w;
 
@@ -221,10 +228,137 @@ static void test_thread(void)
 	status_release(&st);
 }
 
+/* A ranged source like the API: NENTRIES entries, createdAt clustered
+ * (ties included), filtered by [from, to], 100 per page, the cursor an
+ * offset. Newest first, or shuffled within a range (the walk must not
+ * depend on the order). */
+enum { NENTRIES = 2000 };
+
+struct ranged {
+	int shuffled;
+	atomic_int calls;
+	atomic_int ranged_calls;
+};
+
+static int64_t created_of(int i)
+{
+	/* bursts: 20 entries share each millisecond in places */
+	return 1700000000000LL + (i / 20) * 997 + (i % 7 == 0 ? 0 : i % 20);
+}
+
+static int ranged_list(void *ctx, int64_t from, int64_t to, const char *cursor,
+		       struct message_page *ret, struct api_error *err)
+{
+	struct ranged *rs = ctx;
+	static int idx[NENTRIES];
+	int n = 0, off = cursor ? atoi(cursor) : 0, r;
+	size_t cap = 100 * 128 + 256, len = 0;
+	char *buf = malloc(cap), why[128];
+	int sel[NENTRIES];
+
+	(void)err;
+	atomic_fetch_add(&rs->calls, 1);
+	if (from >= 0 || to >= 0)
+		atomic_fetch_add(&rs->ranged_calls, 1);
+	for (int i = NENTRIES - 1; i >= 0; i--) {
+		int64_t c = created_of(i);
+
+		if ((from < 0 || c >= from) && (to < 0 || c <= to))
+			sel[n++] = i;
+	}
+	if (rs->shuffled) /* a fixed permutation of the selection */
+		for (int i = n - 1; i > 0; i--) {
+			int j = (int)(names_hash64(&i, sizeof(i)) %
+				      (uint64_t)(i + 1));
+			int t = sel[i];
+
+			sel[i] = sel[j];
+			sel[j] = t;
+		}
+	(void)idx;
+	len += (size_t)snprintf(buf + len, cap - len, "{\"messages\": [");
+	for (int k = off; k < off + 100 && k < n; k++)
+		len += (size_t)snprintf(
+			buf + len, cap - len,
+			"%s{\"dlqId\": \"e%d\", \"createdAt\": %lld}",
+			k > off ? ", " : "", sel[k],
+			(long long)created_of(sel[k]));
+	if (off + 100 < n)
+		len += (size_t)snprintf(buf + len, cap - len,
+					"], \"cursor\": \"%d\"}", off + 100);
+	else
+		len += (size_t)snprintf(buf + len, cap - len, "]}");
+	r = message_page_parse(buf, len, ret, why, sizeof(why));
+	free(buf);
+	return r;
+}
+
+static void test_parallel(void)
+{
+	for (int shuffled = 0; shuffled < 2; shuffled++) {
+		struct ranged rs = {shuffled, 0, 0};
+		struct walker_source src = {ranged_list, NULL, NULL, &rs};
+		struct walker_limits one = {0, 1, 0, NULL, -1};
+		struct walker_limits eight = {0, 8, 0, NULL, -1};
+		struct snapshot *s1 = NULL, *s8 = NULL;
+		struct api_error err;
+		int same = 1;
+
+		is_int(walker_walk(&src, &one, NULL, 1, NULL, &s1, &err), 0,
+		       "sequential walk (%s)",
+		       shuffled ? "shuffled" : "newest first");
+		is_int(atomic_load(&rs.calls), NENTRIES / 100,
+		       "one request per page");
+		is_int(atomic_load(&rs.ranged_calls), 0, "no ranges");
+		atomic_store(&rs.calls, 0);
+		is_int(walker_walk(&src, &eight, NULL, 1, NULL, &s8, &err), 0,
+		       "parallel walk (%s)",
+		       shuffled ? "shuffled" : "newest first");
+		ok(atomic_load(&rs.ranged_calls) > 0, "ranges were walked");
+		ok(atomic_load(&rs.calls) * 2 < NENTRIES / 100 * 3,
+		   "under 1.5 times the requests (%d)", atomic_load(&rs.calls));
+		is_int(s8->nruns, NENTRIES, "every entry exactly once");
+		for (uint32_t i = 0; same && i < s1->nruns; i++)
+			same = !strcmp(s1->runs[i].name, s8->runs[i].name);
+		ok(same, "the same runs as the sequential walk");
+		snapshot_unref(s1);
+		snapshot_unref(s8);
+	}
+}
+
+static int fail_ranged(void *ctx, int64_t from, int64_t to, const char *cursor,
+		       struct message_page *ret, struct api_error *err)
+{
+	struct ranged *rs = ctx;
+
+	if (atomic_fetch_add(&rs->calls, 1) == 5) {
+		snprintf(err->text, sizeof(err->text), "HTTP 503 from fake");
+		return -EIO;
+	}
+	rs->calls--; /* counted again below */
+	return ranged_list(ctx, from, to, cursor, ret, err);
+}
+
+static void test_parallel_failure(void)
+{
+	struct ranged rs = {0, 0, 0};
+	struct walker_source src = {fail_ranged, NULL, NULL, &rs};
+	struct walker_limits eight = {0, 8, 0, NULL, -1};
+	struct snapshot *s = NULL;
+	struct api_error err;
+
+	is_int(walker_walk(&src, &eight, NULL, 1, NULL, &s, &err), -EIO,
+	       "one failed request fails a parallel walk");
+	ok(s == NULL, "and gives no snapshot");
+	is_str(err.text, "HTTP 503 from fake", "with that request's error");
+}
+
 int main(void)
 {
 	test_walk();
 	test_failures();
 	test_thread();
+	test_parallel();
+	test_parallel_failure();
 	return tap_done();
 }
