@@ -11,6 +11,7 @@
  * (main, through http_url_is_loopback()).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -804,7 +805,14 @@ int http_get(struct http *h, const char *url, const char *token,
 			goto out_headers;
 		}
 	}
+	/* http:// is allowed only to loopback, where the token may travel
+	 * in clear: so never through a proxy (http_proxy in the
+	 * environment), which would carry it in clear over the network.
+	 * https:// may use a proxy: CONNECT keeps TLS end to end. */
 	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_PROXY,
+			     strncmp(url, "http://", 7) ? NULL : "") !=
+		    CURLE_OK ||
 	    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, headers) !=
 		    CURLE_OK) {
 		r = set_error(err, errlen, -EINVAL, "cannot use the URL %s",
@@ -842,9 +850,45 @@ out_headers:
 	return r;
 }
 
+/* libcurl's allocations, wiped when freed: the request text it builds
+ * holds the Authorization header, and a freed block would keep a copy of
+ * the token in the heap. */
+static void wiping_free(void *p)
+{
+	if (p)
+		explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+	size_t old = p ? malloc_usable_size(p) : 0;
+	void *q;
+
+	if (!p)
+		return malloc(n);
+	if (!n) {
+		wiping_free(p);
+		return NULL;
+	}
+	q = malloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	wiping_free(p);
+	return q;
+}
+
+static char *wiping_strdup(const char *s)
+{
+	return strdup(s);
+}
+
 int http_global_init(void)
 {
-	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURLcode rc =
+		curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiping_free,
+				     wiping_realloc, wiping_strdup, calloc);
 
 	if (rc == CURLE_OUT_OF_MEMORY)
 		return -ENOMEM;

@@ -297,7 +297,9 @@ static char *read_token_file(const char *path)
 	ssize_t n;
 	size_t len;
 	char *tok;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO must not hang start-up before the check
+	 * below refuses it */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	if (fd < 0) {
 		fprintf(stderr, "dlqfs: cannot read token file %s: %s\n", path,
