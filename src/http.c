@@ -59,6 +59,8 @@ struct http {
 	bool oom;		   /* body allocation failed */
 	long retry_after_s;	   /* Retry-After delta-seconds, or -1 */
 	long long ratelimit_reset; /* Burst-RateLimit-Reset, or -1 */
+	int64_t last_byte_ms;	   /* when the last byte came (or start) */
+	bool stalled;		   /* aborted: nothing for stall_timeout_s */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -156,6 +158,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	}
 	memcpy(h->buf + h->len, data, n);
 	h->len += n;
+	h->last_byte_ms = now_ms();
 	return n;
 }
 
@@ -197,6 +200,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 	const char *end = line + n, *v;
 	long long x;
 
+	h->last_byte_ms = now_ms();
 	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
 		/* A new response (e.g. after 100 Continue): forget the last. */
 		h->retry_after_s = -1;
@@ -224,6 +228,15 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
+	/* curl's LOW_SPEED check averages over several seconds, so a body
+	 * that stops halfway looked alive for S + ~5 s: measure the silence
+	 * since the last byte ourselves (curl calls this at least once a
+	 * second, also when nothing arrives) */
+	if (h->cfg.stall_timeout_s > 0 &&
+	    now_ms() - h->last_byte_ms > h->cfg.stall_timeout_s * 1000) {
+		h->stalled = true;
+		return 1;
+	}
 	return cancelled(&h->cfg); /* non-zero: CURLE_ABORTED_BY_CALLBACK */
 }
 
@@ -482,6 +495,10 @@ static int curl_errno(const struct http *h, CURLcode rc, bool *ret_retry)
 	long oserr = 0;
 
 	*ret_retry = false;
+	if (rc == CURLE_ABORTED_BY_CALLBACK && h->stalled) {
+		*ret_retry = true; /* a stall: like a timeout */
+		return -ETIMEDOUT;
+	}
 	if (rc == CURLE_WRITE_ERROR && h->over_limit)
 		return -EFBIG;
 	if (rc == CURLE_WRITE_ERROR && h->oom)
@@ -700,6 +717,8 @@ static void reset_attempt(struct http *h)
 	h->retry_after_s = -1;
 	h->ratelimit_reset = -1;
 	h->errbuf[0] = '\0';
+	h->last_byte_ms = now_ms();
+	h->stalled = false;
 }
 
 static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)

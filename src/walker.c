@@ -350,25 +350,6 @@ static void *walk_worker(void *arg)
 			range_free(r);
 			break;
 		}
-		if (page.cursor) {
-			rc = cursor_set_add(&r->seen, page.cursor);
-			if (rc <= 0) {
-				char text[200];
-
-				snprintf(
-					text, sizeof(text),
-					rc == 0 ? "the API sent the same cursor "
-						  "twice (page %zu): walk "
-						  "abandoned"
-						: "out of memory (page %zu)",
-					wk->pages + 1);
-				walk_fail(wk, rc == 0 ? -ELOOP : rc, NULL,
-					  text);
-				message_page_release(&page);
-				range_free(r);
-				break;
-			}
-		}
 		/* a dense range is cut only on its first page (later, its
 		 * cursor is cheaper), and a leaf never */
 		rc = page.cursor && !r->cursor && !r->leaf && workers > 1
@@ -379,6 +360,27 @@ static void *walk_worker(void *arg)
 			message_page_release(&page);
 			range_free(r);
 			break;
+		}
+		if (rc == 0 && page.cursor) {
+			/* a chain that comes back to a cursor is a loop */
+			rc = cursor_set_add(&r->seen, page.cursor);
+			if (rc <= 0) {
+				char text[200];
+
+				snprintf(
+					text, sizeof(text),
+					rc == 0 ? "the API sent the same cursor "
+						  "twice (page %zu): walk "
+						  "abandoned"
+						: "out of memory (page %zu)",
+					wk->pages);
+				walk_fail(wk, rc == 0 ? -ELOOP : rc, NULL,
+					  text);
+				message_page_release(&page);
+				range_free(r);
+				break;
+			}
+			rc = 0;
 		}
 		if (rc > 0 || !page.cursor) {
 			range_free(r); /* cut, or walked to its end */
