@@ -105,7 +105,8 @@ struct message_page {
 				  ("", null or absent in the page) */
 	struct message **msgs; /* new messages, owned by the page */
 	size_t n;
-	size_t malformed; /* entries skipped (not an object, no dlqId) */
+	size_t malformed; /* entries skipped (not an object, no dlqId,
+			     refused by jansson) */
 	size_t bytes;	  /* size of the page as received */
 };
 
@@ -116,10 +117,17 @@ struct message_page {
 /* Parses a page {"cursor": ..., "messages": [...]}. On success returns 0 and
  * fills @ret_page (release it with message_page_release()). Returns -EPROTO
  * when the bytes are not such a page (not JSON, not an object, "messages"
- * missing or not an array, cursor of the wrong type or too long), with a
- * short human-readable reason in @err (at most @errlen bytes); -ENOMEM.
+ * missing or not an array, cursor of the wrong type, too long, holding a
+ * NUL or a lone surrogate), with a short human-readable reason in @err (at
+ * most @errlen bytes); -ENOMEM.
  * Malformed entries inside a valid page are counted in ->malformed and
- * skipped; they never fail the page. */
+ * skipped; they never fail the page. That includes entries that are JSON
+ * text but that jansson refuses (a lone surrogate escape such as
+ * "\udc80", a NUL escaped in a member name, a number beyond a double,
+ * nesting deeper than jansson's 2048 levels): such a page is read entry by
+ * entry, and the other entries come out as they would have without it.
+ * Nesting is not limited in depth for that reading, but the bytes must be
+ * UTF-8 (or the page is not JSON: -EPROTO). */
 int message_page_parse(const char *buf, size_t len,
 		       struct message_page *ret_page, char *err, size_t errlen);
 

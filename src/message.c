@@ -15,6 +15,7 @@
  * (so numbers and escapes read as they were sent).
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -128,10 +129,12 @@ static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
  * message.json is the entry's own bytes, re-indented: its tokens are copied
  * as they are (numbers and string escapes as sent), only the whitespace
  * between them changes. So the parser keeps, for each entry, where its text
- * lies in what was received. The text has been accepted by jansson before
- * it is scanned here, but the scanner still checks all it reads: it is
- * strict (RFC 8259 tokens), bounded (depth, length) and never reads past
- * the end. */
+ * lies in what was received. The text has mostly been accepted by jansson
+ * before it is scanned here, but the scanner still checks all it reads: it
+ * is strict (RFC 8259 tokens), bounded (depth, length) and never reads past
+ * the end. When jansson refuses a page, the scanner alone decides whether
+ * it is one (page_from_text()): then it reads the page with skip_value(),
+ * which has no depth limit, and checks its bytes (utf8_valid()) too. */
 
 /* Deeper than jansson accepts: not text jansson loaded. */
 #define TEXT_MAX_DEPTH JSON_PARSER_MAX_DEPTH
@@ -626,6 +629,145 @@ static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
 	*ret_start = start;
 	*ret_len = w->t.pos - start;
 	return 0;
+}
+
+/* Whether @s (@n bytes) is UTF-8 as jansson checks it (no overlong form,
+ * no surrogate, nothing beyond U+10FFFF). jansson reads every byte of a
+ * text that way; the scanner leaves bytes to it, except in
+ * page_from_text(), where jansson has refused the text already. */
+static bool utf8_valid(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k = c < 0x80		    ? 1
+			   : c >= 0xc2 && c <= 0xdf ? 2
+			   : c >= 0xe0 && c <= 0xef ? 3
+			   : c >= 0xf0 && c <= 0xf4 ? 4
+						    : 0;
+		uint32_t u;
+
+		if (k == 0 || n - i < k)
+			return false;
+		u = k == 1 ? c : c & (0x7fu >> k);
+		for (size_t j = 1; j < k; j++) {
+			unsigned char d = (unsigned char)s[i + j];
+
+			if ((d & 0xc0) != 0x80)
+				return false;
+			u = (u << 6) | (d & 0x3f);
+		}
+		if ((k == 2 && u < 0x80) || (k == 3 && u < 0x800) ||
+		    (k == 4 && u < 0x10000) || u > 0x10ffff ||
+		    (u >= 0xd800 && u <= 0xdfff))
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* A member name then ":" at t->pos. */
+static bool tok_member(struct text *t)
+{
+	size_t start;
+
+	return tok_next(t, &start) == TOK_STRING && tok_next(t, &start) == ':';
+}
+
+static bool bit_get(const unsigned char *bits, size_t i)
+{
+	return bits[i / CHAR_BIT] >> (i % CHAR_BIT) & 1;
+}
+
+static void bit_set(unsigned char *bits, size_t i, bool v)
+{
+	unsigned char m = (unsigned char)(1u << (i % CHAR_BIT));
+
+	bits[i / CHAR_BIT] = (unsigned char)(v ? bits[i / CHAR_BIT] | m
+					       : bits[i / CHAR_BIT] & ~m);
+}
+
+/* Skips one value at t->pos, as strictly as walk_value() reads it but
+ * without recursion and at any depth: jansson refuses nesting beyond
+ * JSON_PARSER_MAX_DEPTH, and such an entry must not take its page with
+ * it (page_from_text()). Each open container takes one bit (object or
+ * array): on the stack up to TEXT_MAX_DEPTH levels, so text jansson
+ * loaded never allocates here; beyond, on the heap, doubling, so at most
+ * a quarter of the text's size (each level is one byte of text). If the
+ * value is an array, its elements are counted in *@ret_elems (when not
+ * NULL). Returns 0, -EPROTO (not one JSON value) or -ENOMEM. */
+static int skip_value(struct text *t, size_t *ret_elems)
+{
+	unsigned char small[TEXT_MAX_DEPTH / CHAR_BIT], *is_obj = small;
+	size_t cap = sizeof(small) * CHAR_BIT, depth = 0, elems = 0, start;
+	bool top_array = false;
+	int tok, r = -EPROTO;
+
+	for (;;) {
+		/* A value is expected. */
+		tok = tok_next(t, &start);
+		if (tok == '{' || tok == '[') {
+			size_t save;
+
+			if (depth == cap) {
+				unsigned char *p =
+					is_obj == small
+						? malloc(cap / CHAR_BIT * 2)
+						: realloc(is_obj,
+							  cap / CHAR_BIT * 2);
+
+				if (!p) {
+					r = -ENOMEM;
+					goto out;
+				}
+				if (is_obj == small)
+					memcpy(p, small, sizeof(small));
+				is_obj = p;
+				cap *= 2;
+			}
+			bit_set(is_obj, depth, tok == '{');
+			top_array |= depth == 0 && tok == '[';
+			depth++;
+			save = t->pos;
+			if (tok_next(t, &start) == (tok == '{' ? '}' : ']')) {
+				depth--;
+			} else {
+				t->pos = save;
+				if (tok == '{' && !tok_member(t))
+					goto out;
+				continue;
+			}
+		} else if (tok != TOK_STRING && tok != TOK_NUMBER &&
+			   tok != TOK_WORD) {
+			goto out;
+		}
+		/* A value is complete: close what it completes. */
+		for (;;) {
+			bool obj;
+
+			if (depth == 0) {
+				r = 0;
+				goto out;
+			}
+			if (depth == 1 && top_array)
+				elems++;
+			obj = bit_get(is_obj, depth - 1);
+			tok = tok_next(t, &start);
+			if (tok == ',') {
+				if (obj && !tok_member(t))
+					goto out;
+				break;
+			}
+			if (tok != (obj ? '}' : ']'))
+				goto out;
+			depth--;
+		}
+	}
+out:
+	if (is_obj != small)
+		free(is_obj);
+	if (r == 0 && ret_elems)
+		*ret_elems = elems;
+	return r;
 }
 
 /* Output of a re-indentation: measured only while @w is NULL; stops
@@ -1402,158 +1544,331 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 			*p = '?';
 }
 
-/* Moves t->pos into the array of the last "messages" member of the object
- * that is the whole text @t: jansson keeps the last value of a repeated
- * key, and the key is compared as jansson decodes it. Returns 0, or
- * -EPROTO when there is no such array. */
-static int page_entries(struct text *t)
+/* Where the members of a page that count lie in its text. */
+struct page_text {
+	size_t cursor;	 /* the last "cursor" value; SIZE_MAX: none */
+	size_t messages; /* the last "messages" value; SIZE_MAX: none */
+	size_t count;	 /* elements of that value, when an array */
+};
+
+/* Reads the text @s (@n bytes) as one object and nothing after it, and
+ * finds its last "cursor" and "messages" members: jansson keeps the last
+ * value of a repeated key, and the key is compared as jansson decodes it.
+ * Values are skipped at any depth (skip_value()). Returns 0, -EPROTO (not
+ * JSON text, or not an object) or -ENOMEM. */
+static int page_scan(const char *s, size_t n, struct page_text *ret)
 {
-	struct walk skip = {.t = *t};
-	struct slot top = {0};
-	size_t start, found = SIZE_MAX;
-	int tok = tok_next(&skip.t, &start), r;
-	bool is;
+	struct text t = {.s = s, .n = n};
+	struct page_text pt = {.cursor = SIZE_MAX, .messages = SIZE_MAX};
+	size_t start, count;
+	int tok = tok_next(&t, &start), r;
+	bool is_msgs, is_cursor;
 
 	if (tok != '{')
 		return -EPROTO;
-	tok = tok_next(&skip.t, &start);
+	tok = tok_next(&t, &start);
 	while (tok != '}') {
 		if (tok != TOK_STRING)
 			return -EPROTO;
-		is = string_is(skip.t.s + start, skip.t.pos - start,
-			       "messages");
-		if (tok_next(&skip.t, &start) != ':')
+		is_msgs = string_is(s + start, t.pos - start, "messages");
+		is_cursor = string_is(s + start, t.pos - start, "cursor");
+		if (tok_next(&t, &start) != ':')
 			return -EPROTO;
-		text_skip_ws(&skip.t);
-		if (is)
-			found = skip.t.pos;
-		r = walk_value(&skip, NULL, &top, 1);
+		text_skip_ws(&t);
+		start = t.pos;
+		count = 0;
+		r = skip_value(&t, &count);
 		if (r < 0)
 			return r;
-		tok = tok_next(&skip.t, &start);
-		if (tok == ',')
-			tok = tok_next(&skip.t, &start);
-		else if (tok != '}')
+		if (is_msgs) {
+			pt.messages = start;
+			pt.count = count;
+		}
+		if (is_cursor)
+			pt.cursor = start;
+		tok = tok_next(&t, &start);
+		if (tok == ',') {
+			tok = tok_next(&t, &start);
+			if (tok != TOK_STRING)
+				return -EPROTO;
+		} else if (tok != '}') {
 			return -EPROTO;
+		}
 	}
-	if (tok_next(&skip.t, &start) != TOK_END || found == SIZE_MAX)
+	if (tok_next(&t, &start) != TOK_END)
 		return -EPROTO;
-	t->pos = found;
-	return tok_next(t, &start) == '[' ? 0 : -EPROTO;
+	*ret = pt;
+	return 0;
 }
 
-int message_page_parse(const char *buf, size_t len,
-		       struct message_page *ret_page, char *err, size_t errlen)
+/* Keeps the cursor @s (@n bytes, decoded; read only when @n is within
+ * MESSAGE_MAX_CURSOR) in @pg, none when it is empty. Returns 0, -EPROTO
+ * (too long, or holding a NUL) or -ENOMEM. */
+static int page_cursor(struct message_page *pg, const char *s, size_t n,
+		       char *err, size_t errlen)
 {
-	struct message_page pg = {.bytes = len};
+	if (n > MESSAGE_MAX_CURSOR) {
+		set_err(err, errlen, "\"cursor\" is longer than %d bytes",
+			MESSAGE_MAX_CURSOR);
+		return -EPROTO;
+	}
+	if (memchr(s, '\0', n)) {
+		set_err(err, errlen, "\"cursor\" holds a NUL byte");
+		return -EPROTO;
+	}
+	if (n == 0)
+		return 0;
+	pg->cursor = malloc(n + 1);
+	if (!pg->cursor) {
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(pg->cursor, s, n);
+	pg->cursor[n] = '\0';
+	return 0;
+}
+
+/* Allocates room for @count messages in @pg. Returns 0, -EPROTO (too many)
+ * or -ENOMEM. */
+static int page_alloc(struct message_page *pg, size_t count, char *err,
+		      size_t errlen)
+{
+	if (count > MESSAGE_MAX_PAGE_MESSAGES) {
+		set_err(err, errlen, "%zu messages in one page (at most %d)",
+			count, MESSAGE_MAX_PAGE_MESSAGES);
+		return -EPROTO;
+	}
+	if (count == 0)
+		return 0;
+	pg->msgs = calloc(count, sizeof(*pg->msgs));
+	if (!pg->msgs) {
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The usual way: @root (borrowed) is the whole page @buf (@len bytes), as
+ * jansson loaded it (@lossy: every number as a real). Fills @pg (release
+ * it on failure too). Returns 0, -EPROTO or -ENOMEM. */
+static int page_from_tree(const char *buf, size_t len, json_t *root, bool lossy,
+			  struct message_page *pg, char *err, size_t errlen)
+{
 	size_t budget = budget_of(len), count = 0, start;
-	json_t *root, *cursor, *msgs;
-	json_error_t e;
+	struct page_text pt;
+	json_t *cursor, *msgs;
 	struct walk w;
-	bool lossy;
 	int r;
 
-	r = load(buf, len, &e, &root, &lossy);
+	if (!json_is_object(root)) {
+		set_err(err, errlen, "not a JSON object");
+		return -EPROTO;
+	}
+
+	cursor = json_object_get(root, "cursor");
+	if (cursor && !json_is_null(cursor)) {
+		if (!json_is_string(cursor)) {
+			set_err(err, errlen, "\"cursor\" is not a string");
+			return -EPROTO;
+		}
+		r = page_cursor(pg, json_string_value(cursor),
+				json_string_length(cursor), err, errlen);
+		if (r < 0)
+			return r;
+	}
+
+	msgs = json_object_get(root, "messages");
+	if (!msgs) {
+		set_err(err, errlen, "no \"messages\"");
+		return -EPROTO;
+	}
+	if (!json_is_null(msgs)) {
+		if (!json_is_array(msgs)) {
+			set_err(err, errlen, "\"messages\" is not an array");
+			return -EPROTO;
+		}
+		count = json_array_size(msgs);
+	}
+	r = page_alloc(pg, count, err, errlen);
+	if (r < 0 || count == 0)
+		return r;
+	/* Each entry is rendered from its tree (the fields) and its text
+	 * (message.json): both must be the same entries, in the same order.
+	 * jansson loaded the text: nothing here allocates. */
+	w = (struct walk){.t = {.s = buf, .n = len}, .restore = lossy};
+	if (page_scan(buf, len, &pt) < 0 || pt.messages == SIZE_MAX ||
+	    pt.count != count)
+		goto fail_text;
+	w.t.pos = pt.messages;
+	if (tok_next(&w.t, &start) != '[')
+		goto fail_text;
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0 && tok_next(&w.t, &start) != ',')
+			goto fail_text;
+		r = message_render(&w, json_array_get(msgs, i), &budget,
+				   &pg->msgs[pg->n]);
+		if (r == -ENOMEM) {
+			set_err(err, errlen, "out of memory");
+			return r;
+		}
+		if (r == -EPROTO)
+			goto fail_text;
+		if (r < 0)
+			pg->malformed++;
+		else
+			pg->n++;
+	}
+	if (tok_next(&w.t, &start) != ']')
+		goto fail_text;
+	return 0;
+
+fail_text:
+	/* jansson accepted text the scanner does not read the same way. */
+	set_err(err, errlen, "\"messages\" not found in the text as sent");
+	return -EPROTO;
+}
+
+/* The way around a page jansson refused (@je says why): some JSON text
+ * jansson refuses all the same (a lone surrogate escape, as JavaScript
+ * writes a broken string; a NUL escaped in a member name; a number beyond
+ * a double; nesting beyond JSON_PARSER_MAX_DEPTH). When the scanner reads
+ * @buf (@len bytes) as a page, each entry is loaded on its own, and one
+ * that jansson refuses is counted in ->malformed like any other unusable
+ * entry. The others come out as they would have from page_from_tree():
+ * each entry's tree is what jansson makes of the page (restored numbers
+ * included), the budget is the page's. Text that is not UTF-8 is not a
+ * page (it is not JSON text: jansson checks all of it, and so do we). Fills
+ * @pg (release it on failure too). Returns 0, -EPROTO or -ENOMEM. */
+static int page_from_text(const char *buf, size_t len, const json_error_t *je,
+			  struct message_page *pg, char *err, size_t errlen)
+{
+	size_t budget = budget_of(len), start, end;
+	struct page_text pt;
+	struct text t = {.s = buf, .n = len};
+	int tok, r;
+
+	r = utf8_valid(buf, len) ? page_scan(buf, len, &pt) : -EPROTO;
 	if (r == -ENOMEM) {
 		set_err(err, errlen, "out of memory");
 		return r;
 	}
 	if (r < 0) {
 		set_err(err, errlen, "not JSON: %s (line %d, column %d)",
-			e.text, e.line, e.column);
+			je->text, je->line, je->column);
 		return r;
 	}
-	if (!json_is_object(root)) {
-		set_err(err, errlen, "not a JSON object");
-		goto fail;
-	}
 
-	cursor = json_object_get(root, "cursor");
-	if (cursor && !json_is_null(cursor)) {
+	if (pt.cursor != SIZE_MAX) {
+		char cur[MESSAGE_MAX_CURSOR];
 		size_t n;
 
-		if (!json_is_string(cursor)) {
+		t.pos = pt.cursor;
+		tok = tok_next(&t, &start);
+		if (tok == TOK_STRING) {
+			if (!string_decode(buf + start + 1, t.pos - start - 2,
+					   NULL, &n)) {
+				set_err(err, errlen,
+					"\"cursor\" holds a lone surrogate");
+				return -EPROTO;
+			}
+			if (n <= sizeof(cur))
+				string_decode(buf + start + 1,
+					      t.pos - start - 2, cur, &n);
+			r = page_cursor(pg, cur, n, err, errlen);
+			if (r < 0)
+				return r;
+		} else if (!(tok == TOK_WORD && buf[start] == 'n')) {
 			set_err(err, errlen, "\"cursor\" is not a string");
-			goto fail;
-		}
-		n = json_string_length(cursor);
-		if (n > MESSAGE_MAX_CURSOR) {
-			set_err(err, errlen,
-				"\"cursor\" is longer than %d bytes",
-				MESSAGE_MAX_CURSOR);
-			goto fail;
-		}
-		if (memchr(json_string_value(cursor), '\0', n)) {
-			set_err(err, errlen, "\"cursor\" holds a NUL byte");
-			goto fail;
-		}
-		if (n > 0) {
-			pg.cursor = strdup(json_string_value(cursor));
-			if (!pg.cursor)
-				goto fail_nomem;
+			return -EPROTO;
 		}
 	}
 
-	msgs = json_object_get(root, "messages");
-	if (!msgs) {
+	if (pt.messages == SIZE_MAX) {
 		set_err(err, errlen, "no \"messages\"");
-		goto fail;
+		return -EPROTO;
 	}
-	if (!json_is_null(msgs)) {
-		if (!json_is_array(msgs)) {
-			set_err(err, errlen, "\"messages\" is not an array");
-			goto fail;
-		}
-		count = json_array_size(msgs);
+	t.pos = pt.messages;
+	tok = tok_next(&t, &start);
+	if (tok != '[') {
+		if (tok == TOK_WORD && buf[start] == 'n')
+			return 0; /* null: no entries */
+		set_err(err, errlen, "\"messages\" is not an array");
+		return -EPROTO;
 	}
-	if (count > MESSAGE_MAX_PAGE_MESSAGES) {
-		set_err(err, errlen, "%zu messages in one page (at most %d)",
-			count, MESSAGE_MAX_PAGE_MESSAGES);
-		goto fail;
-	}
-	if (count) {
-		pg.msgs = calloc(count, sizeof(*pg.msgs));
-		if (!pg.msgs)
-			goto fail_nomem;
-	}
-	/* Each entry is rendered from its tree (the fields) and its text
-	 * (message.json): both must be the same entries, in the same order. */
-	w = (struct walk){.t = {.s = buf, .n = len}, .restore = lossy};
-	if (count && page_entries(&w.t) < 0)
-		goto fail_text;
-	for (size_t i = 0; i < count; i++) {
-		if (i > 0 && tok_next(&w.t, &start) != ',')
-			goto fail_text;
-		r = message_render(&w, json_array_get(msgs, i), &budget,
-				   &pg.msgs[pg.n]);
+	r = page_alloc(pg, pt.count, err, errlen);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < pt.count; i++) {
+		json_error_t e;
+		json_t *obj;
+		struct walk w;
+		bool lossy;
+
+		if (i > 0 && tok_next(&t, &start) != ',')
+			return -EPROTO; /* cannot happen: scanned already */
+		text_skip_ws(&t);
+		start = t.pos;
+		r = skip_value(&t, NULL);
 		if (r == -ENOMEM)
 			goto fail_nomem;
-		if (r == -EPROTO)
-			goto fail_text;
 		if (r < 0)
-			pg.malformed++;
+			return r; /* cannot happen: scanned already */
+		end = t.pos;
+		r = load(buf + start, end - start, &e, &obj, &lossy);
+		if (r == -ENOMEM)
+			goto fail_nomem;
+		if (r < 0) {
+			pg->malformed++;
+			continue;
+		}
+		w = (struct walk){.t = {.s = buf, .n = end, .pos = start},
+				  .restore = lossy};
+		r = message_render(&w, obj, &budget, &pg->msgs[pg->n]);
+		json_decref(obj);
+		if (r == -ENOMEM)
+			goto fail_nomem;
+		if (r < 0)
+			pg->malformed++;
 		else
-			pg.n++;
+			pg->n++;
 	}
-	if (count && tok_next(&w.t, &start) != ']')
-		goto fail_text;
-	json_decref(root);
-	*ret_page = pg;
 	return 0;
 
 fail_nomem:
 	set_err(err, errlen, "out of memory");
-	r = -ENOMEM;
-	goto fail_release;
-fail_text:
-	/* jansson accepted text the scanner does not read the same way. */
-	set_err(err, errlen, "\"messages\" not found in the text as sent");
-fail:
-	r = -EPROTO;
-fail_release:
-	message_page_release(&pg);
-	json_decref(root);
-	return r;
+	return -ENOMEM;
+}
+
+int message_page_parse(const char *buf, size_t len,
+		       struct message_page *ret_page, char *err, size_t errlen)
+{
+	struct message_page pg = {.bytes = len};
+	json_error_t e;
+	json_t *root;
+	bool lossy;
+	int r;
+
+	if (!buf) {
+		buf = "";
+		len = 0;
+	}
+	r = load(buf, len, &e, &root, &lossy);
+	if (r == -ENOMEM) {
+		set_err(err, errlen, "out of memory");
+		return r;
+	}
+	if (r < 0) {
+		r = page_from_text(buf, len, &e, &pg, err, errlen);
+	} else {
+		r = page_from_tree(buf, len, root, lossy, &pg, err, errlen);
+		json_decref(root);
+	}
+	if (r < 0) {
+		message_page_release(&pg);
+		return r;
+	}
+	*ret_page = pg;
+	return 0;
 }
 
 void message_page_release(struct message_page *page)

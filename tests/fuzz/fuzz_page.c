@@ -1,9 +1,10 @@
 /* fuzz_page: message_page_parse() and message_error_text() on any bytes.
  * Beyond not crashing or leaking: a page respects its limits, its messages
- * are its entries in order (message.json of each loads, with jansson as
- * the oracle, to a value equal to its entry, and re-indents to itself), a
- * failure leaves the output untouched with a printable reason, and error
- * texts are printable and fit their buffer. */
+ * are its entries in order (message.json of each loads, and re-indents to
+ * itself; its tokens are in the page, in order; when jansson loads the
+ * page, as the oracle, each is equal to its entry), a failure leaves the
+ * output untouched with a printable reason, and error texts are printable
+ * and fit their buffer. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,33 +27,73 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                              \
 	} while (0)
 
-/* Each message is the next entry equal to its message.json (malformed
- * entries are skipped), and message.json re-indents to itself. */
+/* @s (@n bytes) without the whitespace between tokens, in a new buffer;
+ * its length in *@ret_n. */
+static char *squeeze(const char *s, size_t n, size_t *ret_n)
+{
+	char *o = malloc(n ? n : 1);
+	bool in_string = false, escaped = false;
+	size_t k = 0;
+
+	CHECK(o);
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (escaped)
+			escaped = false;
+		else if (in_string && c == '\\')
+			escaped = true;
+		else if (c == '"')
+			in_string = !in_string;
+		else if (!in_string &&
+			 (c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+			continue;
+		o[k++] = c;
+	}
+	*ret_n = k;
+	return o;
+}
+
+/* Each message.json loads and re-indents to itself, and its tokens are
+ * in the page, after those of the message before. When jansson loads the
+ * page, each message is also the next entry equal to its message.json
+ * (malformed entries are skipped); when it does not, the page was read
+ * entry by entry. */
 static void check_entries(const struct message_page *pg, const uint8_t *data,
 			  size_t size)
 {
 	const size_t flags = JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL;
 	json_t *root = json_loadb((const char *)data, size, flags, NULL);
 	json_t *msgs = json_object_get(root, "messages");
-	size_t e = 0;
+	size_t e = 0, sn, at = 0;
+	char *sq = squeeze((const char *)data, size, &sn);
 
-	CHECK(root && (pg->n == 0 || json_is_array(msgs)));
+	CHECK(!root || pg->n == 0 || json_is_array(msgs));
 	for (size_t i = 0; i < pg->n; i++) {
 		const struct message_bytes *j =
 			&pg->msgs[i]->file[MESSAGE_JSON];
 		struct message *m2 = NULL;
+		size_t mn;
+		char *mq, *found;
 		json_t *v;
 
 		if (!j->data)
 			continue; /* over its render budget */
 		v = json_loadb(j->data, j->len, flags, NULL);
 		CHECK(v);
-		while (e < json_array_size(msgs) &&
-		       !json_equal(json_array_get(msgs, e), v))
+		if (root) {
+			while (e < json_array_size(msgs) &&
+			       !json_equal(json_array_get(msgs, e), v))
+				e++;
+			CHECK(e < json_array_size(msgs));
 			e++;
-		CHECK(e < json_array_size(msgs));
-		e++;
+		}
 		json_decref(v);
+		mq = squeeze(j->data, j->len, &mn);
+		found = memmem(sq + at, sn - at, mq, mn);
+		CHECK(found);
+		at = (size_t)(found - sq) + mn;
+		free(mq);
 		CHECK(message_parse(j->data, j->len, &m2) == 0);
 		CHECK(m2->file[MESSAGE_JSON].data &&
 		      m2->file[MESSAGE_JSON].len == j->len &&
@@ -60,6 +101,7 @@ static void check_entries(const struct message_page *pg, const uint8_t *data,
 			      0);
 		message_free(m2);
 	}
+	free(sq);
 	json_decref(root);
 }
 

@@ -1,11 +1,14 @@
 /* test_message: rendering of WorkflowDLQMessage entries into files and view
  * values, list pages, and API error bodies. JSON in the tables is written
  * with ' for " (see J()) to stay readable. */
+#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE comes from meson.build */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h> /* only to stand in front of json_loadb() */
 
 #include "message.h"
 #include "tap.h"
@@ -999,12 +1002,18 @@ static void test_page_more(void)
 		message_page_release(&pg);
 	}
 
-	/* A huge integer in one entry costs that entry a problem only. */
+	/* A number beyond a double is valid JSON text jansson refuses: its
+	 * entry is lost (see test_page_refused()), not the page. */
 	n = (size_t)snprintf(json, cap, "%s",
 			     J("{'cursor':'c','messages':[{'dlqId':'1',"
 			       "'maxRetries':1e999999999999},{'dlqId':'2'}]}"));
 	r = message_page_parse(json, n, &pg, err, sizeof(err));
-	is_int(r, -EPROTO, "real overflow: not a page");
+	if (ok(r == 0 && pg.n == 1 && pg.malformed == 1,
+	       "real overflow: its entry only")) {
+		is_str(pg.msgs[0]->id.data, "2", "real overflow: the other");
+		message_page_release(&pg);
+	}
+	/* A huge integer in one entry costs that entry a problem only. */
 	n = (size_t)snprintf(json, cap, "%s",
 			     J("{'cursor':'c','messages':[{'dlqId':'1',"
 			       "'maxRetries':99999999999999999999},"
@@ -1029,6 +1038,369 @@ static void test_page_more(void)
 	   "reason is printable: \"%s\"", err);
 	r = message_page_parse(json, n, &pg, err, 8);
 	ok(r == -EPROTO && strlen(err) == 7, "reason truncated to its buffer");
+	free(json);
+}
+
+/* Whether two messages came out alike, byte for byte. */
+static int same_message(const struct message *a, const struct message *b)
+{
+	if (a->id.len != b->id.len ||
+	    memcmp(a->id.data, b->id.data, a->id.len) ||
+	    a->created_ms != b->created_ms ||
+	    a->has_created != b->has_created || a->problems != b->problems)
+		return 0;
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		if (!a->file[f].data != !b->file[f].data ||
+		    a->file[f].len != b->file[f].len ||
+		    (a->file[f].len &&
+		     memcmp(a->file[f].data, b->file[f].data, a->file[f].len)))
+			return 0;
+	for (int v = 0; v < VIEW_COUNT; v++) {
+		if (a->view[v].n != b->view[v].n)
+			return 0;
+		for (uint32_t i = 0; i < a->view[v].n; i++)
+			if (a->view[v].v[i].len != b->view[v].v[i].len ||
+			    memcmp(a->view[v].v[i].data, b->view[v].v[i].data,
+				   a->view[v].v[i].len))
+				return 0;
+	}
+	return 1;
+}
+
+/* Appends @s to @b (@cap bytes, *@n used) with every ' turned into ". */
+static void put_j(char *b, size_t cap, size_t *n, const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len >= cap - *n)
+		abort();
+	for (size_t i = 0; i <= len; i++)
+		b[*n + i] = s[i] == '\'' ? '"' : s[i];
+	*n += len;
+}
+
+/* {'dlqId':'odd','x':[[...]]}, @deep arrays deep, at the end of @b. */
+static void put_deep(char *b, size_t cap, size_t *n, unsigned deep)
+{
+	put_j(b, cap, n, "{'dlqId':'odd','x':");
+	if (2 * (size_t)deep >= cap - *n)
+		abort();
+	memset(b + *n, '[', deep);
+	memset(b + *n + deep, ']', deep);
+	*n += 2 * (size_t)deep;
+	put_j(b, cap, n, "}");
+}
+
+/* Entries jansson loads, around the odd one: integers beyond 64 bits and
+ * repeated keys (numbers are restored per entry), a non-object, escapes. */
+static const char *const normal_entries[] = {
+	"{'dlqId':'1','createdAt':1752829295505,'labels':['a','b'],"
+	"'n':99999999999999999999,'r':0.1,'e':-0.0}",
+	"{'dlqId':'2','bodyBase64':'aGk=','header':{'A':['1'],'B':'2'},"
+	"'responseStatus':500,'createdAt':9007199254740993}",
+	"7",
+	"{'dlqId':'3','createdAt':5,'createdAt':7,'x':2.0,'o':{'a':1},"
+	"'o':{'a':'s'},'responseStatus':1,'responseStatus':2.5}",
+	"{'dlqId':'4','body':'\\ud83d\\ude42 caf\\u00e9','label':'l'}",
+};
+
+/* One entry is valid JSON text that jansson refuses. jansson then refuses
+ * the page, which is read entry by entry: that entry is lost (or shown
+ * when jansson loads it on its own), the others come out exactly as from
+ * the same page without it, where jansson loads the page at once. */
+static const struct {
+	const char *what;
+	const char *odd; /* with ' for "; NULL: put_deep(deep) */
+	unsigned deep;
+	int shown; /* jansson loads it on its own */
+} refused_cases[] = {
+	{"lone low surrogate in a label",
+	 "{'dlqId':'odd','labels':['bad\\udc80label','good']}", 0, 0},
+	{"lone surrogate in the body", "{'dlqId':'odd','body':'bad \\udc80'}",
+	 0, 0},
+	{"lone high surrogate in an unknown field",
+	 "{'dlqId':'odd','x-unknown':{'k':'\\ud800'}}", 0, 0},
+	{"high surrogate, then no low one",
+	 "{'dlqId':'odd','body':'\\ud800\\u0041'}", 0, 0},
+	{"two high surrogates", "{'dlqId':'odd','body':'\\uD800\\uDBFF'}", 0,
+	 0},
+	{"lone surrogate in a member name", "{'dlqId':'odd','\\udfff':1}", 0,
+	 0},
+	{"lone surrogate in dlqId", "{'dlqId':'odd\\udc80'}", 0, 0},
+	{"NUL in a nested member name",
+	 "{'dlqId':'odd','x-unknown':{'a\\u0000b':1}}", 0, 0},
+	{"NUL as a member name", "{'dlqId':'odd','\\u0000':1}", 0, 0},
+	{"number beyond a double", "{'dlqId':'odd','n':-1e400}", 0, 0},
+	{"lone surrogate in a non-object", "['\\udc80']", 0, 0},
+	{"3000 deep", NULL, 3000, 0},
+	{"100000 deep", NULL, 100000, 0},
+	{"2047 deep: too deep in the page, not alone", NULL, 2047, 1},
+};
+
+static void test_page_refused(void)
+{
+	size_t cap = 2 * 100000 + 4096, n, rn;
+	char *json = malloc(cap), *ref = malloc(cap), err[128];
+	const size_t nnormal = N(normal_entries);
+
+	if (!json || !ref)
+		abort();
+	for (size_t c = 0; c < N(refused_cases); c++) {
+		/* The odd entry first, in the middle, last. */
+		for (size_t at = 0; at <= nnormal; at += nnormal / 2 + 1) {
+			struct message_page pg, rp;
+			size_t k = 0, odd_seen = 0;
+			int r;
+
+			n = rn = 0;
+			put_j(json, cap, &n, "{'cursor':'next','messages':[");
+			put_j(ref, cap, &rn, "{'cursor':'next','messages':[");
+			for (size_t i = 0; i <= nnormal; i++) {
+				if (i == at) {
+					if (i > 0)
+						put_j(json, cap, &n, ",");
+					if (refused_cases[c].odd)
+						put_j(json, cap, &n,
+						      refused_cases[c].odd);
+					else
+						put_deep(json, cap, &n,
+							 refused_cases[c].deep);
+				}
+				if (i == nnormal)
+					break;
+				if (i > 0 || at == 0)
+					put_j(json, cap, &n, ",");
+				if (i > 0)
+					put_j(ref, cap, &rn, ",");
+				put_j(json, cap, &n, normal_entries[i]);
+				put_j(ref, cap, &rn, normal_entries[i]);
+			}
+			put_j(json, cap, &n, "]}");
+			put_j(ref, cap, &rn, "]}");
+
+			r = message_page_parse(ref, rn, &rp, err, sizeof(err));
+			if (!ok(r == 0, "refused %s @%zu: reference page (%s)",
+				refused_cases[c].what, at, r ? err : "ok"))
+				continue;
+			memset(&pg, 0xa5, sizeof(pg));
+			r = message_page_parse(json, n, &pg, err, sizeof(err));
+			if (!ok(r == 0, "refused %s @%zu: page kept (%s)",
+				refused_cases[c].what, at, r ? err : "ok")) {
+				message_page_release(&rp);
+				continue;
+			}
+			is_str(pg.cursor, "next", "refused %s @%zu: cursor",
+			       refused_cases[c].what, at);
+			is_int(pg.n, rp.n + (size_t)refused_cases[c].shown,
+			       "refused %s @%zu: every other entry",
+			       refused_cases[c].what, at);
+			is_int(pg.malformed,
+			       rp.malformed + (size_t)!refused_cases[c].shown,
+			       "refused %s @%zu: malformed",
+			       refused_cases[c].what, at);
+			is_int(pg.bytes, n, "refused %s @%zu: bytes",
+			       refused_cases[c].what, at);
+			for (size_t i = 0; i < pg.n; i++) {
+				const struct message *m = pg.msgs[i];
+
+				if (m->id.len == 3 &&
+				    !memcmp(m->id.data, "odd", 3)) {
+					odd_seen++;
+					continue;
+				}
+				if (k >= rp.n || !same_message(m, rp.msgs[k]) ||
+				    !well_formed(m))
+					break;
+				k++;
+			}
+			ok(k == rp.n &&
+				   odd_seen == (size_t)refused_cases[c].shown,
+			   "refused %s @%zu: the others as without it, in order",
+			   refused_cases[c].what, at);
+			message_page_release(&pg);
+			message_page_release(&rp);
+		}
+	}
+	free(json);
+	free(ref);
+}
+
+/* Pages jansson refuses, read by the scanner. */
+static void test_page_scanned(void)
+{
+	static const struct {
+		const char *json;   /* with ' for " */
+		const char *cursor; /* NULL: end of walk */
+		size_t n, malformed;
+	} good[] = {
+		{"{'x':'\\udc80','cursor':'c','messages':[{'dlqId':'1'}]}", "c",
+		 1, 0},
+		{"{'messages':null,'x':'\\udc80'}", NULL, 0, 0},
+		{"{'cursor':null,'messages':[],'x':{'\\u0000':1}}", NULL, 0, 0},
+		{"{'cursor':'','messages':[{'dlqId':'\\udc80'}]}", NULL, 0, 1},
+		{"{'cursor':'caf\\u00e9\\/\\ud83d\\ude42\\n',"
+		 "'messages':[{'x':'\\udc80'}]}",
+		 "caf\xc3\xa9/\xf0\x9f\x99\x82\n", 0, 1},
+		{"{'cursor':'a','cursor':'b','messages':[{'dlqId':'x'}],"
+		 "'\\u006dessages':[{'dlqId':'y'},{'z':'\\udc80'}]}",
+		 "b", 1, 1},
+		{"{'messages':[{'dlqId':'y'},{'z':'\\udc80'}],'messages':[]}",
+		 NULL, 0, 0},
+		{"{'messages':[1,null,'x',[],{},{'dlqId':''},{'dlqId':5},"
+		 "{'dlqId':'ok'},{'dlqId':'a\\u0000'},{'dlqId':'\\udc80'}]}",
+		 NULL, 1, 9},
+		{" \t{ 'messages' :\t[ { 'dlqId' : 'a' , 'v' : [ ] } ,"
+		 " { 'b' : '\\udc80' } ] } \t",
+		 NULL, 1, 1},
+		{"{'messages':[{'dlqId':'a','n':1e400},{'dlqId':'b'}]}", NULL,
+		 1, 1},
+	};
+	static const struct {
+		const char *json; /* with ' for " */
+		const char *what;
+	} bad[] = {
+		{"{'messages':[{'dlqId':'a','x':'\\udc80'},]}",
+		 "trailing comma"},
+		{"{'messages':[{'dlqId':'a','x':'\\udc80'}", "truncated"},
+		{"{'messages':[{'dlqId':'a','x':'\\udc80'}]} x",
+		 "trailing garbage"},
+		{"{'messages':[{'x':'\\udc80'}]}{}", "two values"},
+		{"[{'dlqId':'a','x':'\\udc80'}]", "an array"},
+		{"'\\udc80'", "a string"},
+		{"", "nothing"},
+		{"{'messages':{'a':'\\udc80'}}", "messages an object"},
+		{"{'messages':'\\udc80'}", "messages a string"},
+		{"{'messages':true,'x':'\\udc80'}", "messages true"},
+		{"{'x':'\\udc80'}", "no messages"},
+		{"{'messages\\u0000':[],'x':'\\udc80'}",
+		 "messages key with NUL"},
+		{"{'messages\\udc80':[]}", "messages key with a surrogate"},
+		{"{'cursor':'\\udc80','messages':[]}", "cursor lone surrogate"},
+		{"{'cursor':'a\\u0000','messages':[{'x':'\\udc80'}]}",
+		 "cursor NUL"},
+		{"{'cursor':5,'messages':[{'x':'\\udc80'}]}", "cursor number"},
+		{"{'cursor':['c'],'messages':[{'x':'\\udc80'}]}",
+		 "cursor array"},
+		{"{'cursor':false,'messages':[{'x':'\\udc80'}]}",
+		 "cursor false"},
+		{"{'messages':[{'dlqId':'\xc3\x28'},{'x':'\\udc80'}]}",
+		 "invalid UTF-8"},
+		{"{'messages':[{'dlqId':'\xc0\xaf'},{'x':'\\udc80'}]}",
+		 "overlong UTF-8"},
+		{"{'messages':[{'dlqId':'\xed\xa0\x80'}]}", "UTF-8 surrogate"},
+		{"{'messages':[{'dlqId':'\xf4\x90\x80\x80'}]}",
+		 "UTF-8 beyond U+10FFFF"},
+		{"{'messages':[{'dlqId':'\xe2\x82'}]}", "UTF-8 cut short"},
+		{"{'messages':[{'x':'\\udc80','y':'\\x'}]}", "bad escape"},
+		{"{'messages':[{'x':'\\udc80','y':'\\u12'}]}", "short \\u"},
+		{"{'messages':[{'x':'\\udc80','y':'a\tb'}]}", "raw tab"},
+		{"{'messages':[{'x':'\\udc80','y':01}]}", "leading zero"},
+		{"{'messages':[{'x':'\\udc80','y':1.}]}", "bad number"},
+		{"{'messages':[{'x':'\\udc80','y':tru}]}", "bad word"},
+		{"{'messages':[{'x':'\\udc80' 'y':1}]}", "missing comma"},
+		{"{'messages':[{'x':'\\udc80','y'}]}", "missing colon"},
+		{"{'messages':[{'x':'\\udc80',1:2}]}", "number as a key"},
+		{"{'messages':[{'x':'\\udc80']]}", "mismatched brackets"},
+		{"{'messages':[{'x':'\\udc80'}],}", "trailing comma in page"},
+		{"{,'messages':[{'x':'\\udc80'}]}", "leading comma in page"},
+	};
+	size_t cap = 2 * 100000 + 1001 * 32, n;
+	char *json = malloc(cap), err[128];
+	struct message_page pg;
+	int r;
+
+	if (!json)
+		abort();
+	for (size_t i = 0; i < N(good); i++) {
+		const char *j = J(good[i].json);
+
+		r = message_page_parse(j, strlen(j), &pg, err, sizeof(err));
+		if (!ok(r == 0, "scanned %s: a page (%s)", good[i].json,
+			r ? err : "ok"))
+			continue;
+		if (good[i].cursor)
+			is_str(pg.cursor, good[i].cursor, "scanned %s: cursor",
+			       good[i].json);
+		else
+			ok(pg.cursor == NULL, "scanned %s: end of walk",
+			   good[i].json);
+		is_int(pg.n, good[i].n, "scanned %s: messages", good[i].json);
+		is_int(pg.malformed, good[i].malformed, "scanned %s: malformed",
+		       good[i].json);
+		for (size_t k = 0; k < pg.n; k++)
+			ok(well_formed(pg.msgs[k]), "scanned %s: layout",
+			   good[i].json);
+		message_page_release(&pg);
+	}
+	for (size_t i = 0; i < N(bad); i++) {
+		const char *j = J(bad[i].json);
+
+		memset(&pg, 0xa5, sizeof(pg));
+		err[0] = '\0';
+		r = message_page_parse(j, strlen(j), &pg, err, sizeof(err));
+		is_int(r, -EPROTO, "not a page (%s): %s", bad[i].what, err);
+		ok(err[0] && ((unsigned char *)&pg)[0] == 0xa5 &&
+			   ((unsigned char *)&pg)[sizeof(pg) - 1] == 0xa5,
+		   "not a page (%s): reason, output untouched", bad[i].what);
+	}
+
+	/* Deep nesting outside the entries costs nothing; mismatched, it is
+	 * not JSON however deep. */
+	n = 0;
+	put_j(json, cap, &n, "{'x':");
+	memset(json + n, '[', 100000);
+	memset(json + n + 100000, ']', 100000);
+	n += 200000;
+	put_j(json, cap, &n, ",'messages':[{'dlqId':'a'}]}");
+	r = message_page_parse(json, n, &pg, err, sizeof(err));
+	if (ok(r == 0 && pg.n == 1, "100000 deep outside the entries: a page"))
+		message_page_release(&pg);
+	json[5 + 100000] = '}';
+	r = message_page_parse(json, n, &pg, err, sizeof(err));
+	is_int(r, -EPROTO, "100000 deep, mismatched: not a page");
+	n = 0;
+	put_j(json, cap, &n, "{'messages':[{'x':");
+	memset(json + n, '[', 3000);
+	n += 3000;
+	memset(json + n, ']', 2999);
+	n += 2999;
+	put_j(json, cap, &n, "}]}");
+	r = message_page_parse(json, n, &pg, err, sizeof(err));
+	is_int(r, -EPROTO, "3000 deep, one bracket short: not a page");
+
+	/* The limits hold here too. */
+	for (int count = MESSAGE_MAX_PAGE_MESSAGES;
+	     count <= MESSAGE_MAX_PAGE_MESSAGES + 1; count++) {
+		n = 0;
+		put_j(json, cap, &n, "{'messages':[{'x':'\\udc80'}");
+		for (int i = 1; i < count; i++)
+			n += (size_t)snprintf(json + n, cap - n,
+					      ",{\"dlqId\":\"%d\"}", i);
+		put_j(json, cap, &n, "]}");
+		r = message_page_parse(json, n, &pg, err, sizeof(err));
+		is_int(r, count <= MESSAGE_MAX_PAGE_MESSAGES ? 0 : -EPROTO,
+		       "scanned page of %d entries", count);
+		if (r == 0)
+			ok(pg.n == (size_t)count - 1 && pg.malformed == 1,
+			   "scanned page of %d entries: all but one", count);
+		message_page_release(&pg);
+	}
+	for (int len = MESSAGE_MAX_CURSOR - 1; len <= MESSAGE_MAX_CURSOR + 1;
+	     len++) {
+		n = 0;
+		put_j(json, cap, &n, "{'cursor':'");
+		memset(json + n, 'c', (size_t)len);
+		n += (size_t)len;
+		put_j(json, cap, &n, "\\u00e9','messages':[{'x':'\\udc80'}]}");
+		memset(&pg, 0, sizeof(pg));
+		r = message_page_parse(json, n, &pg, err, sizeof(err));
+		is_int(r, len + 2 <= MESSAGE_MAX_CURSOR ? 0 : -EPROTO,
+		       "scanned cursor of %d bytes", len + 2);
+		if (r == 0)
+			is_int(strlen(pg.cursor), len + 2,
+			       "scanned cursor of %d bytes: kept", len + 2);
+		message_page_release(&pg);
+	}
 	free(json);
 }
 
@@ -1086,9 +1458,10 @@ static void test_error_text(void)
  * jansson 2.14's lexer ignores a failure to grow its token buffer
  * (lex_save() drops the byte, then lex_scan_string() runs past the end of
  * the buffer): failures inside json_loadb() can corrupt the heap whatever
- * the caller does. So beyond its first allocation (which it checks), the
- * allocations of loading the text are left alone: their number is that of
- * message_error_text() on the same text, which only loads it. */
+ * the caller does. So of the allocations inside each json_loadb() (the
+ * test puts itself in front of jansson's, see below), only the first one
+ * (which jansson checks) is failed: the others are left alone and not
+ * counted. */
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
 #elif defined(__has_feature)
@@ -1105,13 +1478,18 @@ extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
 
 static int fail_at; /* fail the fail_at-th allocation; 0: never */
-static int nallocs; /* allocations since counting began */
+static int nallocs; /* allocations since counting began, but see above */
 static long live;   /* allocations not yet freed */
 static int counting;
+static int loads;	/* json_loadb() calls since counting began */
+static int in_load;	/* inside json_loadb() */
+static int load_allocs; /* allocations inside this json_loadb() */
 
 static int fail_now(void)
 {
 	if (!counting)
+		return 0;
+	if (in_load && load_allocs++ > 0)
 		return 0;
 	nallocs++;
 	return fail_at && nallocs == fail_at;
@@ -1154,6 +1532,33 @@ void free(void *p)
 	__libc_free(p);
 }
 
+/* message.c's calls to json_loadb() come here (the executable's symbol
+ * comes first), then go on to jansson's. */
+json_t *json_loadb(const char *buf, size_t len, size_t flags, json_error_t *e)
+{
+	static json_t *(*next)(const char *, size_t, size_t, json_error_t *);
+	json_t *j;
+
+	if (!next) {
+		int was = counting;
+		void *p;
+
+		counting = 0; /* dlsym() may allocate */
+		p = dlsym(RTLD_NEXT, "json_loadb");
+		counting = was;
+		if (!p)
+			abort();
+		memcpy(&next, &p, sizeof(next));
+	}
+	if (counting)
+		loads++;
+	in_load = 1;
+	load_allocs = 0;
+	j = next(buf, len, flags, e);
+	in_load = 0;
+	return j;
+}
+
 static int op_parse(const char *json)
 {
 	struct message *m = NULL;
@@ -1186,6 +1591,7 @@ static int count_allocs(int (*op)(const char *), const char *json)
 {
 	fail_at = 0;
 	nallocs = 0;
+	loads = 0;
 	live = 0;
 	counting = 1;
 	op(json);
@@ -1193,19 +1599,19 @@ static int count_allocs(int (*op)(const char *), const char *json)
 	return nallocs;
 }
 
+/* @op on @json: @want_loads json_loadb() calls; then every allocation
+ * fails in turn. */
 static void alloc_fail(const char *what, int (*op)(const char *),
-		       const char *json)
+		       const char *json, int want_loads)
 {
-	int load = count_allocs(op_error, json);
+	int total = count_allocs(op, json);
 	int bad = 0, leaks = 0, n;
 
-	ok(load > 0 && count_allocs(op, json) > load,
-	   "%s: %d allocations to load, then more", what, load);
+	is_int(loads, want_loads, "%s: %d loads", what, want_loads);
+	ok(total > want_loads, "%s: %d allocations", what, total);
 	for (n = 1; n < 100000; n++) {
 		int r;
 
-		if (n == 2)
-			n = load + 1;
 		fail_at = n;
 		nallocs = 0;
 		live = 0;
@@ -1220,8 +1626,8 @@ static void alloc_fail(const char *what, int (*op)(const char *),
 			bad++;
 	}
 	fail_at = 0;
-	ok(n > load + 1 && n < 100000,
-	   "%s: succeeds after %d failing allocations", what, n - load);
+	is_int(n, total + 1, "%s: each of %d allocations fails in turn", what,
+	       total);
 	is_int(bad, 0, "%s: every failure is -ENOMEM", what);
 	is_int(leaks, 0, "%s: nothing leaked", what);
 }
@@ -1237,12 +1643,37 @@ static void test_alloc_failures(void)
 		"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
 		"kkkkkkkkkkkkkkkkk':[1.5,0.00000000000000000000000000000000000000000"
 		"000000000000000000000000000000000000000000001]}");
-	char page[2048];
+	const char *plain = J("{'cursor':'c','messages':[{'dlqId':'a'},"
+			      "{'dlqId':'b','createdAt':1}]}");
+	size_t cap = 2 * 5000 + 4096, n = 0;
+	char *page = malloc(cap);
 
-	snprintf(page, sizeof(page),
-		 "{\"cursor\":\"c\",\"messages\":[%s,1,%s]}", msg, msg);
-	alloc_fail("message_parse", op_parse, msg);
-	alloc_fail("message_page_parse", op_page, page);
+	if (!page)
+		abort();
+	/* One load for a page jansson takes, two with a huge integer (all
+	 * as reals): the fast path. */
+	count_allocs(op_page, plain);
+	is_int(loads, 1, "a page jansson takes: loaded once");
+	snprintf(page, cap, "{\"cursor\":\"c\",\"messages\":[%s,1,%s]}", msg,
+		 msg);
+	alloc_fail("message_parse", op_parse, msg, 2);
+	alloc_fail("message_page_parse", op_page, page, 2);
+
+	/* A page jansson refuses (a lone surrogate, 5000 deep): the page
+	 * twice (the huge integer first), then each entry on its own: msg
+	 * twice, the others once. The deep entry makes the scanner
+	 * allocate. */
+	put_j(page, cap, &n, "{'cursor':'c','messages':[");
+	put_j(page, cap, &n, msg);
+	put_j(page, cap, &n, ",{'dlqId':'odd','x':'\\udc80'},1,");
+	put_deep(page, cap, &n, 5000);
+	put_j(page, cap, &n, ",");
+	put_j(page, cap, &n, msg);
+	put_j(page, cap, &n, "]}");
+	alloc_fail("message_page_parse, entry by entry", op_page, page,
+		   2 + 2 + 1 + 1 + 1 + 2);
+	free(page);
+
 	fail_at = 1;
 	nallocs = 0;
 	live = 0;
@@ -1276,6 +1707,8 @@ int main(void)
 	test_budget();
 	test_page();
 	test_page_more();
+	test_page_refused();
+	test_page_scanned();
 	test_error_text();
 	test_alloc_failures();
 	return tap_done();
