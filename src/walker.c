@@ -216,9 +216,12 @@ static int walk_pace(struct walk *wk)
  * guides where to cut: going down from the newest entry, up to @parts - 1
  * "leaf" ranges of about SPLIT_PAGES pages each (walked by their cursor,
  * never cut again), then the rest of @r (cut again when its first page
- * shows it is still dense). Returns the number of ranges queued (0: @r
- * cannot be cut: an API listing in another order, or one millisecond).
- * Call with ->lock held. */
+ * shows it is still dense). The walk cuts one leaf at a time: cutting
+ * many at once wastes a request on each empty range below the data of a
+ * small DLQ, while one leaf per cut stays ahead of the workers (a cut
+ * costs one request, a leaf takes about SPLIT_PAGES). Returns the number of
+ * ranges queued (0: @r cannot be cut: an API listing in another order, or one
+ * millisecond). Call with ->lock held. */
 static int walk_split(struct walk *wk, const struct range *r,
 		      const struct message_page *page, unsigned parts)
 {
@@ -353,7 +356,7 @@ static void *walk_worker(void *arg)
 		/* a dense range is cut only on its first page (later, its
 		 * cursor is cheaper), and a leaf never */
 		rc = page.cursor && !r->cursor && !r->leaf && workers > 1
-			     ? walk_split(wk, r, &page, workers + 1)
+			     ? walk_split(wk, r, &page, 2)
 			     : 0;
 		if (walk_take(wk, &page) < 0) {
 			walk_fail(wk, -ENOMEM, NULL, "out of memory");
