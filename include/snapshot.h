@@ -28,9 +28,10 @@
 #define SNAPSHOT_KEY_MIN (1ULL << 32)
 
 struct snapshot_run {
-	struct message *msg;	    /* owned */
-	char *name;		    /* escaped dlqId, owned by the snapshot */
-	uint64_t key;		    /* stable for this dlqId */
+	struct message *msg; /* owned */
+	char *name;	     /* escaped dlqId, owned by the snapshot */
+	uint64_t key;	     /* stable for this dlqId */
+	uint64_t json_key;   /* of message.json: changes with its content */
 	struct timespec json_mtime; /* when message.json was first seen so */
 	uint32_t nlinks;	    /* entries in all views pointing here */
 };
@@ -67,8 +68,11 @@ struct snapshot {
 };
 
 /* What a key stands for. */
+#define SNAPSHOT_REF_JSON (-2) /* snapshot_ref.view of a message.json key */
+
 struct snapshot_ref {
-	int view;	/* -1 for a run, else the view of a value */
+	int view;	/* -1 for a run, SNAPSHOT_REF_JSON for its message.json,
+			   else the view of a value */
 	uint32_t index; /* run index, or value index within the view */
 };
 

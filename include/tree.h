@@ -8,7 +8,10 @@
  * runs and views themselves (snapshot).
  *
  * Inode numbers: fixed ones below TREE_INO_FIXED_END; a run directory is
- * its snapshot key, its files key|1..key|6 (enum message_file + 1), and
+ * its snapshot key, its files key|2..key|6 (enum message_file + 1) but
+ * message.json, which is json_key|1 (a key from its name and content: the
+ * one file whose content can change gets a new inode when it does, so an
+ * open copy keeps its bytes and size), and
  * the symlink that every view entry of the run shares (a hard-linked
  * symlink, nlink = number of view entries) key|7; a view value directory
  * is its snapshot key. Keys derive from names, so an inode number stays

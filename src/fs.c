@@ -24,6 +24,8 @@
 
 enum op { OP_LOOKUP, OP_OPENDIR };
 
+#define FS_RECENT 4 /* snapshots kept after their swap (see struct fs) */
+
 /* A request that came before the first walk finished. */
 struct deferred {
 	struct deferred *next;
@@ -46,7 +48,11 @@ struct fs {
 	int first_done;		   /* the first walk has finished */
 	int ready;		   /* a walked snapshot is served */
 	struct deferred *deferred; /* waiting for the first walk */
-	uint64_t served;	   /* refresh requests answered by walks */
+	struct handle *handles;	   /* open files and directories */
+	/* the snapshots served before, newest first: the kernel may still
+	 * use their inodes and readdir cookies until it has been told */
+	struct snapshot *recent[FS_RECENT];
+	uint64_t served; /* refresh requests answered by walks */
 	int stop;
 
 	pthread_t notifier;
@@ -55,7 +61,8 @@ struct fs {
 
 /* An open file or directory. */
 struct handle {
-	struct snapshot *s; /* the snapshot it was opened on */
+	struct handle *prev, *next; /* fs->handles, under fs->lock */
+	struct snapshot *s;	    /* the snapshot it was opened on */
 	struct tree_node n;
 	char *text; /* .dlqfs/status: the text at open */
 	size_t len;
@@ -70,6 +77,45 @@ static struct fs *fs_of(fuse_req_t req)
 static struct handle *handle_of(const struct fuse_file_info *fi)
 {
 	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* Registers a new handle on @s (taking that reference). NULL when out of
+ * memory (the reference is dropped then). */
+static struct handle *handle_new(struct fs *fs, struct snapshot *s,
+				 const struct tree_node *n)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		snapshot_unref(s);
+		return NULL;
+	}
+	h->s = s;
+	h->n = *n;
+	pthread_mutex_lock(&fs->lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->lock);
+	return h;
+}
+
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->lock);
+	snapshot_unref(h->s);
+	free(h->text);
+	free(h);
 }
 
 /* Takes the served snapshot and resolves @ino in it. Returns 0 with a
@@ -224,23 +270,55 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	do_lookup(fs_of(req), req, parent, name);
 }
 
+/* Resolves @ino in the served snapshot, else in one that an open handle
+ * still pins (an open file whose run is gone, or an older message.json):
+ * fstat() on an open file must keep working. Returns a reference. */
+static struct snapshot *resolve_any(struct fs *fs, fuse_ino_t ino,
+				    struct tree_node *ret)
+{
+	struct snapshot *s = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	if (tree_resolve(fs->current, ino, ret) == 0) {
+		s = snapshot_ref(fs->current);
+	} else {
+		for (int i = 0; i < FS_RECENT && !s; i++)
+			if (fs->recent[i] &&
+			    tree_resolve(fs->recent[i], ino, ret) == 0)
+				s = snapshot_ref(fs->recent[i]);
+		for (struct handle *h = fs->handles; h && !s; h = h->next) {
+			if (h->s != fs->current &&
+			    tree_resolve(h->s, ino, ret) == 0) {
+				s = snapshot_ref(h->s);
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return s;
+}
+
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? handle_of(fi) : NULL;
-	struct snapshot *s = h ? snapshot_ref(h->s) : acquire(fs);
 	struct tree_node n;
+	struct snapshot *s;
 	struct stat st;
 
-	if (h)
+	if (h) {
+		s = snapshot_ref(h->s);
 		n = h->n;
-	if (!h && tree_resolve(s, ino, &n) < 0) {
-		fuse_reply_err(req, ENOENT);
 	} else {
-		stat_node(fs, s, &n, &st);
-		fuse_reply_attr(req, &st, attr_timeout(fs, &n));
+		s = resolve_any(fs, ino, &n);
 	}
+	if (!s) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	stat_node(fs, s, &n, &st);
+	fuse_reply_attr(req, &st, attr_timeout(fs, &n));
 	snapshot_unref(s);
 }
 
@@ -272,11 +350,11 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct snapshot *s = acquire(fs_of(req));
 	struct tree_node n;
+	struct snapshot *s = resolve_any(fs_of(req), ino, &n);
 	char buf[TREE_LINK_MAX];
 
-	if (tree_resolve(s, ino, &n) < 0)
+	if (!s)
 		fuse_reply_err(req, ENOENT);
 	else if (n.kind != TREE_LINK)
 		fuse_reply_err(req, EINVAL);
@@ -308,22 +386,17 @@ static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
+	h = handle_new(fs, s, &n);
 	if (!h) {
-		snapshot_unref(s);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->s = s;
-	h->n = n;
 	fi->fh = (uintptr_t)h;
 	/* listings change only with a swap, which invalidates them */
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted */
-		snapshot_unref(s);
-		free(h);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted */
+		handle_free(fs, h);
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -346,21 +419,68 @@ static fuse_ino_t parent_ino(const struct snapshot *s,
 	}
 }
 
+/* Readdir cookies: the snapshot's generation above the entry's position,
+ * so that the kernel's readdir cache (one per directory, shared by every
+ * handle) never finds an old listing's cookie in a newer listing and
+ * resumes there: it asks us, and the handle goes on with its own. */
+#define COOKIE_SHIFT 32
+#define COOKIE_TAG_MASK 0x3fffffffULL
+
+static uint64_t cookie_tag_of(const struct snapshot *s)
+{
+	return s->generation & COOKIE_TAG_MASK;
+}
+
+static uint64_t cookie_tag(off_t off)
+{
+	return ((uint64_t)off >> COOKIE_SHIFT) & COOKIE_TAG_MASK;
+}
+
+static size_t cookie_index(off_t off)
+{
+	return off <= 0 ? 0 : (size_t)((uint64_t)off & 0xffffffffULL);
+}
+
+static off_t cookie(const struct snapshot *s, size_t next)
+{
+	return (off_t)((cookie_tag_of(s) << COOKIE_SHIFT) | next);
+}
+
 /* Reading a directory from offset 0 (opendir, rewinddir) lists the served
  * snapshot: the handle moves to it (an empty listing if the directory is
  * gone). Returns whether the handle's snapshot is the served one; when it
  * is not (a listing that began before a swap), its entries must not create
  * kernel dentries, which would bring back removed names. */
+/* The snapshot whose listings carry cookie tag @tag: the served one, a
+ * recent one, or one an open handle pins. NULL if none. Call with
+ * fs->lock held. */
+static struct snapshot *snapshot_of_tag(struct fs *fs, uint64_t tag)
+{
+	if (cookie_tag_of(fs->current) == tag)
+		return fs->current;
+	for (int i = 0; i < FS_RECENT; i++)
+		if (fs->recent[i] && cookie_tag_of(fs->recent[i]) == tag)
+			return fs->recent[i];
+	for (struct handle *h = fs->handles; h; h = h->next)
+		if (cookie_tag_of(h->s) == tag)
+			return h->s;
+	return NULL;
+}
+
 static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 {
-	struct snapshot *old = NULL;
+	struct snapshot *old = NULL, *to;
 	struct tree_node n;
 	int current;
 
 	pthread_mutex_lock(&fs->lock);
-	if (off == 0 && h->s != fs->current) {
+	/* offset 0: the served snapshot; else the one the cookie came from
+	 * (the kernel's readdir cache, shared by every handle of the
+	 * directory, may hand a handle another listing's cookies) */
+	to = off == 0 ? fs->current : snapshot_of_tag(fs, cookie_tag(off));
+	if (to && to != h->s) {
 		old = h->s;
-		h->s = snapshot_ref(fs->current);
+		h->s = snapshot_ref(to);
 		h->gone = tree_resolve(h->s, ino, &n) < 0 || !is_dir(&n);
 		if (!h->gone)
 			h->n = n;
@@ -387,7 +507,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
+	for (size_t i = cookie_index(off); i < total; i++) {
 		struct fuse_entry_param e;
 		struct tree_node n;
 		const char *name;
@@ -419,10 +539,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (plus)
 			need = fuse_add_direntry_plus(req, buf + pos,
 						      size - pos, name, &e,
-						      (off_t)i + 1);
+						      cookie(h->s, i + 1));
 		else
 			need = fuse_add_direntry(req, buf + pos, size - pos,
-						 name, &e.attr, (off_t)i + 1);
+						 name, &e.attr,
+						 cookie(h->s, i + 1));
 		if (need > size - pos)
 			break;
 		pos += need;
@@ -443,20 +564,11 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 	do_readdir(req, ino, size, off, fi, 1);
 }
 
-static void handle_free(struct handle *h)
-{
-	if (!h)
-		return;
-	snapshot_unref(h->s);
-	free(h->text);
-	free(h);
-}
-
 static void fs_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	handle_free(handle_of(fi));
+	handle_free(fs_of(req), handle_of(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -465,41 +577,49 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino,
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct snapshot *s = acquire(fs);
 	struct tree_node n;
-	struct handle *h = NULL;
+	/* an inode the kernel still has from a recent snapshot opens there */
+	struct snapshot *s = resolve_any(fs, ino, &n);
+	struct handle *h;
+	char *text = NULL;
+	size_t len = 0;
 	int wr = (fi->flags & O_ACCMODE) != O_RDONLY;
 	int r = 0;
 
-	if (tree_resolve(s, ino, &n) < 0)
-		r = -ENOENT;
-	else if (is_dir(&n))
+	if (!s) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (is_dir(&n))
 		r = -EISDIR;
 	else if (wr && n.kind != TREE_REFRESH)
 		r = -EACCES;
 	else if (wr && fuse_req_ctx(req)->uid != fs->cfg.uid &&
 		 fuse_req_ctx(req)->uid != 0)
 		r = -EACCES; /* allow_other: only the owner refreshes */
-	else if (!(h = calloc(1, sizeof(*h))))
-		r = -ENOMEM;
-	if (r == 0 && n.kind == TREE_STATUS)
-		r = status_render(fs->st, &h->text, &h->len, NULL);
+	else if (n.kind == TREE_STATUS)
+		r = status_render(fs->st, &text, &len, NULL);
 	if (r < 0) {
-		free(h);
 		snapshot_unref(s);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	h->s = s;
-	h->n = n;
+	h = handle_new(fs, s, &n);
+	if (!h) {
+		free(text);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->text = text;
+	h->len = len;
 	fi->fh = (uintptr_t)h;
 	if (n.kind == TREE_FILE)
-		fi->keep_cache = 1; /* a run file never changes for its inode;
-				       message.json is invalidated if it does */
+		fi->keep_cache = 1; /* a run file's inode never changes content
+				       (message.json gets a new one) */
 	else
 		fi->direct_io = 1; /* generated at open */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_free(h);
+		handle_free(fs, h);
 }
 
 /* The bytes of a read: @len bytes at @data from @b, from @off. */
@@ -736,7 +856,10 @@ void fs_publish(void *arg, struct snapshot *snap, uint64_t served)
 	if (served > fs->served)
 		fs->served = served;
 	if (snap) {
-		old = fs->current;
+		old = fs->recent[FS_RECENT - 1];
+		memmove(fs->recent + 1, fs->recent,
+			(FS_RECENT - 1) * sizeof(fs->recent[0]));
+		fs->recent[0] = fs->current;
 		fs->current = snap;
 		fs->ready = 1;
 	}
@@ -868,6 +991,10 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_stop(fs);
+	while (fs->handles) /* never released by the kernel (unmounted) */
+		handle_free(fs, fs->handles);
+	for (int i = 0; i < FS_RECENT; i++)
+		snapshot_unref(fs->recent[i]);
 	snapshot_unref(fs->current);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->wake);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,6 +87,9 @@ struct mount {
 	struct fs *fs;
 	struct walker *walker;
 	atomic_int cancel;
+	struct fuse_session *se;
+	pthread_t main_thread, stopper;
+	atomic_int loop_done; /* the main thread left the FUSE loop */
 };
 
 enum {
@@ -452,6 +456,46 @@ static void on_sighup(int sig)
 		walker_refresh(sighup_walker);
 }
 
+/* SIGTERM/SIGINT: the stopper thread is woken through this pipe (a write
+ * is all a signal handler may do). */
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop(int sig)
+{
+	ssize_t n = write(stop_pipe[1], "s", 1);
+
+	(void)sig;
+	(void)n; /* a full pipe already holds a stop */
+}
+
+static void on_wake(int sig)
+{
+	(void)sig; /* only interrupts the loop's wait */
+}
+
+/* Stops the walker and the notifier while the FUSE loop still answers
+ * requests, then ends the loop. In the other order, the notifier could
+ * wait forever in the kernel: an invalidation needs the directory's lock,
+ * which a lookup holds until a loop thread, gone by then, answers it. */
+static void *stopper_main(void *arg)
+{
+	struct mount *m = arg;
+	char c;
+
+	while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	walker_stop(m->walker);
+	fs_stop(m->fs);
+	fuse_session_exit(m->se);
+	/* the loop checks the exit flag, then waits: a wake-up between the
+	 * two is lost, so knock until the main thread is out */
+	while (!atomic_load(&m->loop_done)) {
+		pthread_kill(m->main_thread, SIGUSR1);
+		nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+	}
+	return NULL;
+}
+
 static void on_refresh(void *ctx)
 {
 	struct mount *m = ctx;
@@ -567,6 +611,7 @@ int main(int argc, char *argv[])
 	struct walker_limits limits = {0};
 	struct fs_config fcfg = {0};
 	struct sigaction sa;
+	sigset_t block, oldmask;
 	struct mount m;
 	const char *mp;
 	double refresh;
@@ -655,6 +700,16 @@ int main(int argc, char *argv[])
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
+	/* SIGTERM/SIGINT: through the stopper (see stopper_main) */
+	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		die("cannot create a pipe: %s", strerror(errno));
+	fcntl(stop_pipe[0], F_SETFL, 0); /* the stopper blocks on it */
+	sa.sa_handler = on_stop;
+	sa.sa_flags = 0;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_wake;
+	sigaction(SIGUSR1, &sa, NULL);
 	if (fuse_session_mount(se, mp) < 0)
 		goto out_signals;
 	fuse_daemonize(cmd.foreground);
@@ -668,8 +723,23 @@ int main(int argc, char *argv[])
 	wcfg.limits = limits;
 	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
 	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);
-	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0)
+	/* Our threads (and the walk workers they start) block the signals
+	 * libfuse and we handle, as libfuse's own workers do: so only the
+	 * main thread takes them. Else a SIGTERM taken by another thread
+	 * would leave the main thread asleep in the loop, still mounted, and
+	 * a SIGHUP could run on_sighup() beside walker_free(). */
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
+	m.se = se;
+	m.main_thread = pthread_self();
+	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0 ||
+	    pthread_create(&m.stopper, NULL, stopper_main, &m))
 		die("cannot start threads");
+	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	sighup_walker = m.walker;
 
 	if (cmd.singlethread) {
@@ -690,8 +760,12 @@ int main(int argc, char *argv[])
 
 	signal(SIGHUP, SIG_IGN);
 	sighup_walker = NULL;
+	/* ended by an unmount, or by a signal through the stopper: either
+	 * way the stopper runs to its end before anything is freed */
+	atomic_store(&m.loop_done, 1);
+	on_stop(0);
+	pthread_join(m.stopper, NULL);
 	walker_free(m.walker);
-	fs_stop(m.fs);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

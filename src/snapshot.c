@@ -201,12 +201,32 @@ int snapshot_find_key(const struct snapshot *s, uint64_t key,
 }
 
 /* Inserts a key, salting it until it is unique. Returns the key used. */
+/* Key of a run's message.json: from the run's name and the file's
+ * content, so it changes exactly when the content does. */
+static uint64_t json_key(const char *name, const struct message_bytes *json,
+			 unsigned salt)
+{
+	uint64_t h = names_hash64("json", 5);
+
+	h = names_hash64_more(h, name, strlen(name) + 1);
+	h = names_hash64_more(h, json->data, json->len);
+	if (salt)
+		h = names_hash64_more(h, &salt, sizeof(salt));
+	return make_key(h);
+}
+
 static uint64_t insert_key(struct snapshot *s, int view, uint32_t index,
 			   const char *name)
 {
 	for (unsigned salt = 0;; salt++) {
-		uint64_t key = view < 0 ? run_key(name, salt)
-					: value_key(view, name, salt);
+		uint64_t key =
+			view == SNAPSHOT_REF_JSON
+				? json_key(name,
+					   &s->runs[index]
+						    .msg->file[MESSAGE_JSON],
+					   salt)
+			: view < 0 ? run_key(name, salt)
+				   : value_key(view, name, salt);
 		struct snapshot_slot *slot = slot_for(s, key);
 
 		if (!slot->key) {
@@ -624,6 +644,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 	nkeys = s->nruns;
 	for (int v = 0; v < VIEW_COUNT; v++)
 		nkeys += s->view[v].nvalues;
+	nkeys += s->nruns; /* message.json keys */
 	s->nslots = pow2_at_least(nkeys * 2 + 1);
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	if (!s->slots) {
@@ -634,6 +655,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 		struct snapshot_run *run = &s->runs[i];
 
 		run->key = insert_key(s, -1, i, run->name);
+		run->json_key = insert_key(s, SNAPSHOT_REF_JSON, i, run->name);
 		run->json_mtime = json_mtime(prev, run, now);
 	}
 	for (int v = 0; v < VIEW_COUNT; v++)

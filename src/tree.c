@@ -46,14 +46,19 @@ int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret)
 	if (snapshot_find_key(s, ino, &ref) < 0)
 		return -ENOENT;
 	n.index = ref.index;
-	if (ref.view >= 0) {
+	if (ref.view == SNAPSHOT_REF_JSON) {
+		if (low != MESSAGE_JSON + 1)
+			return -ENOENT;
+		n.kind = TREE_FILE;
+		n.file = MESSAGE_JSON;
+	} else if (ref.view >= 0) {
 		if (low)
 			return -ENOENT;
 		n.kind = TREE_VALUE;
 		n.view = ref.view;
 	} else if (low == 0) {
 		n.kind = TREE_RUN;
-	} else if (low <= MESSAGE_NFILES) {
+	} else if (low <= MESSAGE_NFILES && low != MESSAGE_JSON + 1) {
 		n.kind = TREE_FILE;
 		n.file = (int)low - 1;
 		if (!s->runs[n.index].msg->file[n.file].data)
@@ -85,7 +90,9 @@ uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n)
 	case TREE_RUN:
 		return s->runs[n->index].key;
 	case TREE_FILE:
-		return s->runs[n->index].key | (uint64_t)(n->file + 1);
+		return (n->file == MESSAGE_JSON ? s->runs[n->index].json_key
+						: s->runs[n->index].key) |
+		       (uint64_t)(n->file + 1);
 	case TREE_LINK:
 		return s->runs[n->index].key | LINK_SLOT;
 	case TREE_VALUE:
@@ -400,6 +407,9 @@ static void diff_run(struct differ *d, const struct snapshot_run *o,
 		if (!a->data != !b->data) {
 			d_entry(d, n->key, message_file_names[f]);
 			d_inode(d, n->key);
+		} else if (f == MESSAGE_JSON) {
+			/* a new content is a new inode: move the name */
+			d_entry(d, n->key, message_file_names[f]);
 		} else
 			d_inode(d, n->key | (uint64_t)(f + 1));
 	}

@@ -229,6 +229,26 @@ static void test_diff(void)
 	   "links removed/added inside value directories");
 	ok(has(&r, "I 99"), "changed message.json / value dirs invalidated");
 	ok(has(&r, "I 1"), "root (newest time changed)");
+	ok(has(&r, "E 99 message.json"),
+	   "a changed message.json moves its name to a new inode");
+	{
+		struct tree_node j1 = {TREE_FILE, 0, 0, MESSAGE_JSON};
+		struct tree_node j2 = {TREE_FILE, 0, 0, MESSAGE_JSON};
+		struct tree_node j3 = {TREE_FILE, 0, 0, MESSAGE_JSON};
+		struct tree_node n;
+
+		/* 1-0 is run 0 everywhere; its state changed from s1 to s2 */
+		ok(tree_ino(s1, &j1) != tree_ino(s2, &j2),
+		   "message.json: a new inode for a new content");
+		ok(tree_ino(s2, &j2) == tree_ino(s3, &j3),
+		   "and the same inode while it stays the same");
+		is_int(tree_resolve(s2, tree_ino(s1, &j1), &n), -ENOENT,
+		       "the old message.json inode is gone from the new tree");
+		is_int(tree_resolve(s1, tree_ino(s1, &j1), &n), 0,
+		       "but resolves in the snapshot an open file pins");
+		is_int(tree_resolve(s2, s2->runs[0].key | 1, &n), -ENOENT,
+		       "key|1 is no file");
+	}
 	memset(&r, 0, sizeof(r));
 	is_int(tree_diff(s2, s3, &ops, &r), 0, "no change, no call");
 	snapshot_unref(s1);
