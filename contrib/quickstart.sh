@@ -4,8 +4,8 @@
 #   contrib/quickstart.sh mount [MOUNTPOINT]   install what is missing, build,
 #                                              mount (default ~/dlq)
 #   contrib/quickstart.sh umount [MOUNTPOINT]  unmount, stop the demo API
-#   contrib/quickstart.sh test                 install, build (plain,
-#                                              ASan+UBSan, TSan), run every test
+#   contrib/quickstart.sh test                 install, build (plain and
+#                                              ASan+UBSan), run every test
 #
 # mount uses the real DLQ when QSTASH_TOKEN is set (QSTASH_URL optional),
 # else a demo DLQ served by the bundled fake API on 127.0.0.1.
@@ -105,15 +105,6 @@ cmd_test() {
 		tee -a "$log" || rc=$?
 	build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 	meson test -C build-asan --print-errorlogs 2>&1 | tee -a "$log" || rc=$?
-	# ThreadSanitizer (clang): the concurrency and signal stress tests.
-	# clang 14's TSan needs at most 28 bits of mmap randomization.
-	if [ "$(sysctl -n vm.mmap_rnd_bits 2>/dev/null || echo 28)" -gt 28 ]; then
-		sysctl -qw vm.mmap_rnd_bits=28 ||
-			sudo sysctl -qw vm.mmap_rnd_bits=28 || true
-	fi
-	CC=clang build build-tsan -Db_sanitize=thread -Db_lundef=false
-	meson test -C build-tsan --suite stress --print-errorlogs 2>&1 |
-		tee -a "$log" || rc=$?
 	for n in $(sed -n 's/^Ok: *\([0-9]*\)/\1/p' "$log"); do ok=$((ok + n)); done
 	for n in $(sed -n 's/^Fail: *\([0-9]*\)/\1/p' "$log"); do fail=$((fail + n)); done
 	rm -f "$log"
