@@ -47,16 +47,55 @@ struct http;
 struct http *http_new(const struct http_config *cfg);
 void http_free(struct http *h);
 
-/* GET @url with "Authorization: Bearer @token" (no header when @token is
- * NULL). Retries network failures, 5xx and 429 up to max_tries. Returns 0
- * when a response arrived, whatever its status (the last attempt's is in
- * @ret); on failure a negative errno: -ECONNREFUSED, -ETIMEDOUT,
- * -EHOSTUNREACH (name or host unreachable), -ECONNRESET (connection cut or
- * response truncated), -EFBIG (response over the limit), -ECANCELED
- * (cancelled), -EPROTO (TLS or protocol failure), -EINVAL (a URL curl
- * cannot use, or a token that cannot go in a header), -ENOMEM, and in @err
- * (at most @errlen bytes) one line saying what happened in words. @ret is
- * untouched on failure. */
+enum http_method {
+	HTTP_GET,
+	HTTP_POST, /* with an empty body */
+	HTTP_DELETE,
+};
+
+#define HTTP_MAX_HEADERS 8	  /* extra header lines per request */
+#define HTTP_MAX_HEADER_LINE 1024 /* bytes of one "Name: value" line */
+
+/* One request. @headers are extra lines "Name: value" (a token name, a
+ * colon, one space, printable ASCII: no CR, LF or other control byte), at
+ * most HTTP_MAX_HEADERS of at most HTTP_MAX_HEADER_LINE bytes; they may
+ * not set Authorization (the token goes in @token). */
+struct http_request {
+	enum http_method method;
+	const char *url;
+	const char *token; /* NULL: no Authorization header */
+	const char *const *headers;
+	size_t nheaders;
+};
+
+/* Sends @req with "Authorization: Bearer <token>". Returns 0 when a
+ * response arrived, whatever its status (the last attempt's is in @ret);
+ * on failure a negative errno: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH
+ * (name or host unreachable), -ECONNRESET (connection cut or response
+ * truncated), -EFBIG (response over the limit), -ECANCELED (cancelled),
+ * -EPROTO (TLS or protocol failure), -EINVAL (a URL curl cannot use, a
+ * token or header that cannot go in a header), -ENOMEM, and in @err (at
+ * most @errlen bytes) one line saying what happened in words. @ret is
+ * untouched on failure.
+ *
+ * Retries, up to max_tries attempts, depend on whether sending again can
+ * do something twice:
+ * - GET and DELETE are idempotent: network failures (refused, reset,
+ *   timed out, cut mid-response), 5xx and 429 are retried. A DELETE whose
+ *   first response was lost may then come back 404; the caller reports it.
+ * - POST (resume, restart, callback: each creates a run) is retried only
+ *   when the request certainly was not processed: the connection could not
+ *   be made (refused, host not resolved or unreachable, connect timed out
+ *   before the request was sent), or the answer was 429 (rate limited,
+ *   refused before any work). Never after a 5xx, a reset, a timeout or a
+ *   response cut once the request was sent. A POST also never goes out on
+ *   a kept-alive connection: libcurl silently resends a request whose
+ *   reused connection dies before the first response byte, and the server
+ *   may have acted on it. */
+int http_request(struct http *h, const struct http_request *req,
+		 struct http_response *ret, char *err, size_t errlen);
+
+/* http_request() of a GET with no extra headers. */
 int http_get(struct http *h, const char *url, const char *token,
 	     struct http_response *ret, char *err, size_t errlen);
 

@@ -2,13 +2,13 @@
  *
  * Owns: the curl handle and its options (timeouts, TLS verification, no
  * redirects, allowed protocols), the response buffer and its size limit,
- * the retry policy (what is retried, exponential backoff with jitter, 429
- * waits), cancellation, the CURLcode -> errno table, and the one-line
- * error texts for transport failures. It is the only includer of
- * <curl/curl.h>.
- * Leaves to others: building URLs and mapping HTTP statuses (api), reading
- * bodies (message), deciding whether a clear-text URL may carry a token
- * (main, through http_url_is_loopback()).
+ * the request methods (GET, DELETE, POST with an empty body) and extra
+ * headers, the retry policy (what is retried per method, exponential
+ * backoff with jitter, 429 waits), cancellation, the CURLcode -> errno table,
+ * and the one-line error texts for transport failures. It is the only includer
+ * of <curl/curl.h>. Leaves to others: building URLs and mapping HTTP statuses
+ * (api), reading bodies (message), deciding whether a clear-text URL may carry
+ * a token (main, through http_url_is_loopback()).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -736,11 +736,30 @@ static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
 	return r;
 }
 
+/* True when the failed attempt certainly never reached the server: no
+ * connection, or a connection that timed out before the request went out
+ * (pre-transfer time stays 0 until then). */
+static bool never_sent(const struct http *h, int r)
+{
+	curl_off_t sent_us = 0;
+
+	if (r == -ECONNREFUSED || r == -EHOSTUNREACH)
+		return true;
+	if (r != -ETIMEDOUT)
+		return false;
+	if (curl_easy_getinfo(h->curl, CURLINFO_PRETRANSFER_TIME_T, &sent_us) !=
+	    CURLE_OK)
+		return false;
+	return sent_us == 0;
+}
+
 /* Runs attempts until a response worth returning arrives (0, its status
  * in @ret_status) or a failure that ends the request (negative errno,
- * @err filled). */
-static int attempts(struct http *h, const struct origin *o, long *ret_status,
-		    unsigned *ret_tries, char *err, size_t errlen)
+ * @err filled). With @once_only (POST), only what certainly was not
+ * processed is tried again (see http_request() in http.h). */
+static int attempts(struct http *h, const struct origin *o, bool once_only,
+		    long *ret_status, unsigned *ret_tries, char *err,
+		    size_t errlen)
 {
 	unsigned tries = 0;
 
@@ -766,12 +785,16 @@ static int attempts(struct http *h, const struct origin *o, long *ret_status,
 			*ret_status = status;
 			if ((status < 500 || status > 599) && status != 429)
 				return 0;
+			if (once_only && status != 429)
+				return 0; /* a 5xx: it may have been done */
 			if (tries >= h->cfg.max_tries)
 				return 0; /* the caller maps the status */
 			wait = status == 429 ? backoff_429(h, tries)
 					     : backoff(h, tries);
 		} else {
 			r = curl_errno(h, rc, &retry);
+			if (once_only && retry)
+				retry = never_sent(h, r);
 			if (!retry || tries >= h->cfg.max_tries) {
 				describe(h, rc, r, o, now_ms() - start, err,
 					 errlen);
@@ -789,11 +812,78 @@ static int attempts(struct http *h, const struct origin *o, long *ret_status,
 	}
 }
 
+/* An extra header line: a token name, ": ", then printable ASCII. No
+ * CR/LF can split it into two, and the token travels only in @token. */
+static bool header_ok(const char *line)
+{
+	size_t n = strnlen(line, HTTP_MAX_HEADER_LINE + 1), i = 0;
+
+	if (n > HTTP_MAX_HEADER_LINE)
+		return false;
+	while (i < n && (line[i] == '-' || (line[i] >= '0' && line[i] <= '9') ||
+			 (line[i] >= 'A' && line[i] <= 'Z') ||
+			 (line[i] >= 'a' && line[i] <= 'z')))
+		i++;
+	if (i == 0 || i + 1 >= n || line[i] != ':' || line[i + 1] != ' ')
+		return false;
+	if (i == strlen("Authorization") &&
+	    strncasecmp(line, "Authorization", i) == 0)
+		return false;
+	for (i += 2; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 ||
+		    (unsigned char)line[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* The method's options; every request sets all of them, since the handle
+ * keeps options from one request to the next. */
+static bool set_method(struct http *h, enum http_method m)
+{
+	CURL *e = h->curl;
+	bool okay = true;
+
+	switch (m) {
+	case HTTP_GET:
+	case HTTP_DELETE:
+		okay = curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+		       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+					m == HTTP_DELETE ? "DELETE" : NULL) ==
+			       CURLE_OK &&
+		       curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L) ==
+			       CURLE_OK;
+		break;
+	case HTTP_POST:
+		okay = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL) ==
+			       CURLE_OK &&
+		       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L) ==
+			       CURLE_OK &&
+		       curl_easy_setopt(e, CURLOPT_POSTFIELDS, "") ==
+			       CURLE_OK &&
+		       curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) ==
+			       CURLE_OK;
+		break;
+	default:
+		okay = false;
+	}
+	return okay;
+}
+
 int http_get(struct http *h, const char *url, const char *token,
 	     struct http_response *ret, char *err, size_t errlen)
 {
+	const struct http_request req = {
+		.method = HTTP_GET, .url = url, .token = token};
+
+	return http_request(h, &req, ret, err, errlen);
+}
+
+int http_request(struct http *h, const struct http_request *req,
+		 struct http_response *ret, char *err, size_t errlen)
+{
 	char auth[sizeof("Authorization: Bearer ") + HTTP_MAX_TOKEN];
 	char dummy[1];
+	const char *url = req->url, *token = req->token;
 	struct curl_slist *headers = NULL, *l;
 	struct origin o;
 	unsigned tries = 0;
@@ -810,11 +900,35 @@ int http_get(struct http *h, const char *url, const char *token,
 		return set_error(
 			err, errlen, -EINVAL,
 			"the token is empty, too long or holds characters that cannot be sent in a header");
+	if (req->nheaders > HTTP_MAX_HEADERS)
+		return set_error(err, errlen, -EINVAL,
+				 "too many request headers (%zu, limit %d)",
+				 req->nheaders, HTTP_MAX_HEADERS);
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (!req->headers[i] || !header_ok(req->headers[i]))
+			return set_error(
+				err, errlen, -EINVAL,
+				"a request header is too long or holds characters that cannot be sent in a header");
 
 	l = curl_slist_append(NULL, "Accept: application/json");
 	if (!l)
 		return set_error(err, errlen, -ENOMEM, "out of memory");
 	headers = l;
+	if (req->method == HTTP_POST) {
+		/* an empty body: no form content type */
+		l = curl_slist_append(headers, "Content-Type:");
+		if (!l) {
+			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			goto out_headers;
+		}
+	}
+	for (size_t i = 0; i < req->nheaders; i++) {
+		l = curl_slist_append(headers, req->headers[i]);
+		if (!l) {
+			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			goto out_headers;
+		}
+	}
 	if (token) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 		l = curl_slist_append(headers, auth);
@@ -823,6 +937,11 @@ int http_get(struct http *h, const char *url, const char *token,
 			r = set_error(err, errlen, -ENOMEM, "out of memory");
 			goto out_headers;
 		}
+	}
+	if (!set_method(h, req->method)) {
+		r = set_error(err, errlen, -EINVAL,
+			      "cannot set the request method");
+		goto out_headers;
 	}
 	/* http:// is allowed only to loopback, where the token may travel
 	 * in clear: so never through a proxy (http_proxy in the
@@ -839,7 +958,8 @@ int http_get(struct http *h, const char *url, const char *token,
 		goto out_headers;
 	}
 
-	r = attempts(h, &o, &status, &tries, err, errlen);
+	r = attempts(h, &o, req->method == HTTP_POST, &status, &tries, err,
+		     errlen);
 	if (r == 0 && !h->buf) {
 		h->buf = malloc(1); /* an empty body is still a string */
 		if (!h->buf)
