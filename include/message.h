@@ -141,4 +141,71 @@ void message_page_release(struct message_page *page);
  * @retlen is 0), or -ENOMEM. */
 int message_error_text(const char *buf, size_t len, char *ret, size_t retlen);
 
+/* ---- answers to actions (issue 5) ------------------------------------ */
+
+/* A workflow run created by resume, restart or callback. */
+#define MESSAGE_MAX_RUN_ID 256 /* longer workflowRunId: read as absent */
+#define MESSAGE_MAX_RUNS 1000  /* more runs in one answer: -EPROTO */
+
+struct message_run {
+	char run_id[MESSAGE_MAX_RUN_ID + 1]; /* workflowRunId, "" if absent */
+	int64_t created_at; /* workflowCreatedAt (ms), -1 if absent */
+};
+
+/* Reads {"workflowRunId": "...", "workflowCreatedAt": n}. A missing,
+ * mistyped or unusable field (not a string, empty, longer than
+ * MESSAGE_MAX_RUN_ID, holding a control byte) reads as absent. Returns 0
+ * and fills @ret_run; -EPROTO when the body is not a JSON object; -ENOMEM.
+ * @ret_run is untouched on failure. */
+int message_run_parse(const char *buf, size_t len, struct message_run *ret_run);
+
+/* The runs of a bulk answer {"workflowRuns": [...], "cursor": ...}. */
+struct message_runs {
+	struct message_run *v; /* new; one per element, in order: an element
+				  that is not an object is an absent run */
+	size_t n;
+};
+
+/* Reads a bulk answer. Returns 0 and fills @ret_runs (release with
+ * message_runs_release()); -EPROTO when the body is not a JSON object,
+ * "workflowRuns" is missing or not an array, or holds more than
+ * MESSAGE_MAX_RUNS elements; -ENOMEM. The cursor is not read: dlqfs never
+ * follows one (a follow-up call is the kind that can go unscoped). */
+int message_runs_parse(const char *buf, size_t len,
+		       struct message_runs *ret_runs);
+
+/* Frees ->v; safe on a zeroed struct. */
+void message_runs_release(struct message_runs *runs);
+
+/* Reads {"deleted": n} (n an integer >= 0). Returns 0 and sets
+ * @ret_deleted; -EPROTO otherwise; -ENOMEM. */
+int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted);
+
+/* One line of .dlqfs/actions.log. Strings may hold any bytes (ids come
+ * from users and from the API): the line is valid JSON and UTF-8 whatever
+ * they hold (invalid UTF-8 becomes U+FFFD, control bytes \u00XX). */
+struct message_log_entry {
+	int64_t time_ms;  /* wall clock, ms since the epoch */
+	const char *verb; /* "delete", "resume", ... */
+	const char *id;	  /* dlqId (@id_len bytes) */
+	size_t id_len;
+	const char *outcome; /* "ok", "error", "unknown" */
+	long http_status;    /* 0: no response (written as null) */
+	const char *run_id;  /* new workflowRunId, or NULL/"": omitted */
+	const char *error;   /* errno name ("ENOENT"), or NULL: omitted */
+	const char *text;    /* what went wrong in words, or NULL */
+};
+
+/* Longest line message_log_line() writes (ids and texts are cut to fit,
+ * at a character boundary). */
+#define MESSAGE_LOG_LINE_MAX 8192
+
+/* Renders @e as one JSON object and a newline:
+ * {"time":"2026-11-20T00:00:00.000Z","verb":"resume","dlqId":"...",
+ *  "outcome":"ok","status":200,"workflowRunId":"wfr_..."}
+ * Returns the length (without the NUL), at most MESSAGE_LOG_LINE_MAX - 1,
+ * written into @buf (MESSAGE_LOG_LINE_MAX bytes). */
+size_t message_log_line(const struct message_log_entry *e,
+			char buf[MESSAGE_LOG_LINE_MAX]);
+
 #endif

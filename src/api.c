@@ -1,14 +1,17 @@
-/* api: the DLQ list endpoint over http.
+/* api: the DLQ endpoints over http: the list, and the actions.
  *
  * Owns: the client's copies of the base URL, token and filters; building
  * list URLs (filters in the given order, percent-encoded values and
- * cursor); the one table mapping HTTP statuses to errno; the one-line
- * error texts for statuses (with the API's own {"error": ...} words, or a
- * sanitized excerpt of a body that is not JSON), never showing the token.
- * Leaves to others: transport, retries and 429 waits (http), the JSON of
- * pages and error bodies (message), walking pages (walker).
+ * cursor) and action URLs (ids percent-encoded, in the path or as
+ * repeated dlqIds); the guard that no bulk action goes out unscoped; the
+ * option headers of resume and restart; the one table mapping HTTP statuses to
+ * errno; the one-line error texts for statuses (with the API's own {"error":
+ * ...} words, or a sanitized excerpt of a body that is not JSON), never showing
+ * the token. Leaves to others: transport, retries and 429 waits (http), the
+ * JSON of pages and error bodies (message), walking pages (walker).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +384,42 @@ static void scrub_token(char *s, const char *token)
 	}
 }
 
+/* Sends one request; on a response (any status) returns 0 with its
+ * status in err->http_status, else the transport error with err->text. */
+static int api_send(struct api *a, enum http_method m, const char *url,
+		    const char *const *headers, size_t nheaders,
+		    struct http_response *resp, struct api_error *err)
+{
+	const struct http_request req = {
+		.method = m,
+		.url = url,
+		.token = a->token,
+		.headers = headers,
+		.nheaders = nheaders,
+	};
+	int r = http_request(a->http, &req, resp, err->text, sizeof(err->text));
+
+	if (r == 0)
+		err->http_status = resp->status;
+	return r;
+}
+
+/* The errno of a response that is not a success, and its text. */
+static int status_error(const struct http_response *resp, const char *origin,
+			struct api_error *err)
+{
+	char words[300], tries[32];
+
+	body_words(resp->body, resp->len, words, sizeof(words));
+	tries[0] = '\0';
+	if (resp->tries > 1)
+		snprintf(tries, sizeof(tries), " (after %u tries)",
+			 resp->tries);
+	err_set(err, "HTTP %ld from %s%s%s", resp->status, origin, words,
+		tries);
+	return status_errno(resp->status);
+}
+
 int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
 	     struct api_error *err)
 {
@@ -393,7 +432,7 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 	struct api_error dummy;
 	struct http_response resp = {0};
 	struct message_page page = {0};
-	char origin[320], words[300], tries[32], reason[256];
+	char origin[320], words[300], reason[256];
 	char *url;
 	size_t len;
 	int r;
@@ -428,13 +467,11 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 			len, API_MAX_URL);
 		return -EINVAL;
 	}
-	r = http_get(a->http, url, a->token, &resp, err->text,
-		     sizeof(err->text));
+	r = api_send(a, HTTP_GET, url, NULL, 0, &resp, err);
 	free(url);
 	if (r < 0)
 		goto out;
 
-	err->http_status = resp.status;
 	if (resp.status == 200) {
 		reason[0] = '\0';
 		r = message_page_parse(resp.body, resp.len, &page, reason,
@@ -456,14 +493,291 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 		goto out;
 	}
 
-	r = status_errno(resp.status);
-	body_words(resp.body, resp.len, words, sizeof(words));
-	tries[0] = '\0';
-	if (resp.tries > 1)
-		snprintf(tries, sizeof(tries), " (after %u tries)", resp.tries);
-	err_set(err, "HTTP %ld from %s%s%s", resp.status, origin, words, tries);
+	r = status_error(&resp, origin, err);
 out:
 	http_response_release(&resp);
 	scrub_token(err->text, a->token);
 	return r;
+}
+
+/* ---- actions ---------------------------------------------------------- */
+
+/* Why @ids break the guard (see api.h), or NULL when they don't. */
+static const char *guard(bool bulk, const char *const *ids, size_t n)
+{
+	if (n == 0 || !ids)
+		return "no id given: a bulk call without ids would act on the whole DLQ";
+	if (!bulk && n != 1)
+		return "a single call takes exactly one id";
+	if (n > API_BULK_MAX)
+		return "more ids than the API takes in one request";
+	for (size_t i = 0; i < n; i++)
+		if (!ids[i] || !ids[i][0] ||
+		    strnlen(ids[i], API_MAX_ID + 1) > API_MAX_ID)
+			return "an id is empty or too long";
+	return NULL;
+}
+
+char *api_action_url(const struct api *a, const char *path, bool bulk,
+		     const char *const *ids, size_t n)
+{
+	static const char param[] = "dlqIds=";
+	size_t len, j;
+	char *url;
+
+	if (guard(bulk, ids, n))
+		return NULL;
+	len = strlen(a->base_url) + strlen(API_LIST_PATH) + strlen(path) + 1;
+	for (size_t i = 0; i < n; i++)
+		len += 1 + strlen(param) + escaped_len(ids[i], strlen(ids[i]));
+	url = malloc(len + 1);
+	if (!url)
+		return NULL;
+	j = (size_t)sprintf(url, "%s%s%s", a->base_url, API_LIST_PATH, path);
+	if (!bulk) {
+		url[j++] = '/';
+		j += escape_into(url + j, ids[0], strlen(ids[0]));
+	}
+	for (size_t i = 0; bulk && i < n; i++) {
+		url[j++] = i ? '&' : '?';
+		memcpy(url + j, param, strlen(param));
+		j += strlen(param);
+		j += escape_into(url + j, ids[i], strlen(ids[i]));
+	}
+	url[j] = '\0';
+	return url;
+}
+
+/* One action request: the guard, the URL, the call, the status. Returns 0
+ * with the (2xx) response in @ret_resp, or a negative errno with @err
+ * filled. */
+static int act(struct api *a, enum http_method m, const char *path, bool bulk,
+	       const char *const *ids, size_t n, const char *const *headers,
+	       size_t nheaders, struct http_response *ret_resp,
+	       struct api_error *err)
+{
+	struct http_response resp = {0};
+	const char *why = guard(bulk, ids, n);
+	char origin[320];
+	char *url;
+	size_t len;
+	int r;
+
+	err->http_status = 0;
+	err->text[0] = '\0';
+	if (why) {
+		err_set(err, "not sent: %s", why);
+		return -EINVAL;
+	}
+	url = api_action_url(a, path, bulk, ids, n);
+	if (!url) {
+		err_set(err, "out of memory building the request");
+		return -ENOMEM;
+	}
+	len = strlen(url);
+	if (len > API_MAX_URL) {
+		free(url);
+		err_set(err,
+			"not sent: the request URL would be %zu bytes, over the limit of %d",
+			len, API_MAX_URL);
+		return -E2BIG;
+	}
+	base_origin(a->base_url, origin, sizeof(origin));
+	r = api_send(a, m, url, headers, nheaders, &resp, err);
+	free(url);
+	if (r == 0 && resp.status >= 200 && resp.status <= 299) {
+		*ret_resp = resp;
+		return 0;
+	}
+	if (r == 0)
+		r = status_error(&resp, origin, err);
+	http_response_release(&resp);
+	scrub_token(err->text, a->token);
+	return r;
+}
+
+/* The option headers of resume and restart, in @lines (4 lines). */
+static int option_headers(const struct api_action_options *opt,
+			  char lines[4][HTTP_MAX_HEADER_LINE + 1],
+			  const char *ret_ptrs[4], size_t *ret_n,
+			  struct api_error *err)
+{
+	const struct {
+		const char *name, *value;
+	} h[] = {
+		{"Upstash-Delay", opt ? opt->delay : NULL},
+		{"Upstash-Flow-Control-Key",
+		 opt ? opt->flow_control_key : NULL},
+		{"Upstash-Flow-Control-Value",
+		 opt ? opt->flow_control_value : NULL},
+	};
+	size_t n = 0;
+
+	if (opt && opt->retries >= 0) {
+		snprintf(lines[n], sizeof(lines[n]), "Upstash-Retries: %d",
+			 opt->retries);
+		ret_ptrs[n] = lines[n];
+		n++;
+	}
+	for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
+		if (!h[i].value)
+			continue;
+		if ((size_t)snprintf(lines[n], sizeof(lines[n]), "%s: %s",
+				     h[i].name,
+				     h[i].value) >= sizeof(lines[n])) {
+			err->http_status = 0;
+			err_set(err, "not sent: the %s option is too long",
+				h[i].name);
+			return -EINVAL;
+		}
+		ret_ptrs[n] = lines[n];
+		n++;
+	}
+	*ret_n = n;
+	return 0;
+}
+
+static const char *redeliver_path(enum api_redeliver how)
+{
+	return how == API_RESTART ? "/restart" : "/resume";
+}
+
+int api_delete(struct api *a, const char *id, struct api_error *err)
+{
+	struct api_error dummy;
+	struct http_response resp;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	r = act(a, HTTP_DELETE, "", false, &id, 1, NULL, 0, &resp, err);
+	if (r == 0)
+		http_response_release(&resp);
+	return r;
+}
+
+int api_delete_bulk(struct api *a, const char *const *ids, size_t n,
+		    long long *ret_deleted, struct api_error *err)
+{
+	struct api_error dummy;
+	struct http_response resp;
+	uint64_t deleted;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	r = act(a, HTTP_DELETE, "", true, ids, n, NULL, 0, &resp, err);
+	if (r < 0)
+		return r;
+	if (message_deleted_parse(resp.body, resp.len, &deleted) == 0 &&
+	    deleted <= (uint64_t)LLONG_MAX)
+		*ret_deleted = (long long)deleted;
+	else
+		*ret_deleted = -1;
+	http_response_release(&resp);
+	return 0;
+}
+
+/* A POST whose answer is one run. */
+static int post_one(struct api *a, const char *path, const char *id,
+		    const struct api_action_options *opt,
+		    struct message_run *ret_run, struct api_error *err)
+{
+	char lines[4][HTTP_MAX_HEADER_LINE + 1];
+	const char *hdrs[4];
+	struct api_error dummy;
+	struct http_response resp;
+	struct message_run run;
+	size_t nh = 0;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	err->http_status = 0;
+	err->text[0] = '\0';
+	r = option_headers(opt, lines, hdrs, &nh, err);
+	if (r < 0)
+		return r;
+	r = act(a, HTTP_POST, path, false, &id, 1, hdrs, nh, &resp, err);
+	if (r < 0)
+		return r;
+	if (message_run_parse(resp.body, resp.len, &run) < 0) {
+		run.run_id[0] = '\0'; /* done, but the answer is unreadable */
+		run.created_at = -1;
+	}
+	http_response_release(&resp);
+	*ret_run = run;
+	return 0;
+}
+
+int api_redeliver(struct api *a, enum api_redeliver how, const char *id,
+		  const struct api_action_options *opt,
+		  struct message_run *ret_run, struct api_error *err)
+{
+	return post_one(a, redeliver_path(how), id, opt, ret_run, err);
+}
+
+int api_redeliver_bulk(struct api *a, enum api_redeliver how,
+		       const char *const *ids, size_t n,
+		       const struct api_action_options *opt,
+		       struct message_runs *ret_runs, struct api_error *err)
+{
+	char lines[4][HTTP_MAX_HEADER_LINE + 1];
+	const char *hdrs[4];
+	struct api_error dummy;
+	struct http_response resp;
+	struct message_runs runs = {0};
+	size_t nh = 0;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	err->http_status = 0;
+	err->text[0] = '\0';
+	r = option_headers(opt, lines, hdrs, &nh, err);
+	if (r < 0)
+		return r;
+	r = act(a, HTTP_POST, redeliver_path(how), true, ids, n, hdrs, nh,
+		&resp, err);
+	if (r < 0)
+		return r;
+	if (message_runs_parse(resp.body, resp.len, &runs) < 0)
+		memset(&runs, 0, sizeof(runs)); /* done; runs unknown */
+	http_response_release(&resp);
+	*ret_runs = runs;
+	return 0;
+}
+
+int api_resume(struct api *a, const char *id,
+	       const struct api_action_options *opt,
+	       struct message_run *ret_run, struct api_error *err)
+{
+	return api_redeliver(a, API_RESUME, id, opt, ret_run, err);
+}
+
+int api_restart(struct api *a, const char *id,
+		const struct api_action_options *opt,
+		struct message_run *ret_run, struct api_error *err)
+{
+	return api_redeliver(a, API_RESTART, id, opt, ret_run, err);
+}
+
+int api_resume_bulk(struct api *a, const char *const *ids, size_t n,
+		    const struct api_action_options *opt,
+		    struct message_runs *ret_runs, struct api_error *err)
+{
+	return api_redeliver_bulk(a, API_RESUME, ids, n, opt, ret_runs, err);
+}
+
+int api_restart_bulk(struct api *a, const char *const *ids, size_t n,
+		     const struct api_action_options *opt,
+		     struct message_runs *ret_runs, struct api_error *err)
+{
+	return api_redeliver_bulk(a, API_RESTART, ids, n, opt, ret_runs, err);
+}
+
+int api_callback(struct api *a, const char *id, struct message_run *ret_run,
+		 struct api_error *err)
+{
+	return post_one(a, "/callback", id, NULL, ret_run, err);
 }

@@ -1918,3 +1918,264 @@ int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
 	json_decref(root);
 	return 0;
 }
+
+/* ---- answers to actions ----------------------------------------------- */
+
+/* A usable workflowRunId: a string, non-empty, bounded, printable. */
+static void run_from(json_t *obj, struct message_run *run)
+{
+	json_t *id = json_object_get(obj, "workflowRunId");
+	json_t *at = json_object_get(obj, "workflowCreatedAt");
+
+	run->run_id[0] = '\0';
+	run->created_at = -1;
+	if (json_is_string(id)) {
+		const char *s = json_string_value(id);
+		size_t n = json_string_length(id);
+		bool usable = n > 0 && n <= MESSAGE_MAX_RUN_ID;
+
+		for (size_t i = 0; usable && i < n; i++)
+			if ((unsigned char)s[i] < 0x20 ||
+			    (unsigned char)s[i] == 0x7f)
+				usable = false;
+		if (usable) {
+			memcpy(run->run_id, s, n);
+			run->run_id[n] = '\0';
+		}
+	}
+	if (json_is_integer(at) && json_integer_value(at) >= 0)
+		run->created_at = (int64_t)json_integer_value(at);
+}
+
+/* Loads @buf as a JSON object: 0, -EPROTO or -ENOMEM. */
+static int load_object(const char *buf, size_t len, json_t **ret_root)
+{
+	json_error_t e;
+	json_t *root;
+	bool lossy;
+	int r = load(buf, len, &e, &root, &lossy);
+
+	if (r < 0)
+		return r;
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return -EPROTO;
+	}
+	*ret_root = root;
+	return 0;
+}
+
+int message_run_parse(const char *buf, size_t len, struct message_run *ret_run)
+{
+	json_t *root;
+	int r = load_object(buf, len, &root);
+
+	if (r < 0)
+		return r;
+	run_from(root, ret_run);
+	json_decref(root);
+	return 0;
+}
+
+int message_runs_parse(const char *buf, size_t len,
+		       struct message_runs *ret_runs)
+{
+	json_t *root, *arr;
+	struct message_run *v;
+	size_t n;
+	int r = load_object(buf, len, &root);
+
+	if (r < 0)
+		return r;
+	arr = json_object_get(root, "workflowRuns");
+	n = json_array_size(arr);
+	if (!json_is_array(arr) || n > MESSAGE_MAX_RUNS) {
+		json_decref(root);
+		return -EPROTO;
+	}
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v) {
+		json_decref(root);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		run_from(json_array_get(arr, i), &v[i]); /* NULL: absent */
+	json_decref(root);
+	ret_runs->v = v;
+	ret_runs->n = n;
+	return 0;
+}
+
+void message_runs_release(struct message_runs *runs)
+{
+	if (!runs)
+		return;
+	free(runs->v);
+	runs->v = NULL;
+	runs->n = 0;
+}
+
+int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted)
+{
+	json_t *root, *d;
+	int r = load_object(buf, len, &root);
+
+	if (r < 0)
+		return r;
+	d = json_object_get(root, "deleted");
+	if (!json_is_integer(d) || json_integer_value(d) < 0) {
+		json_decref(root);
+		return -EPROTO;
+	}
+	*ret_deleted = (uint64_t)json_integer_value(d);
+	json_decref(root);
+	return 0;
+}
+
+/* The log line. Each string has its own budget of output bytes, so a huge
+ * id cannot push the other fields out, and the sum stays within
+ * MESSAGE_LOG_LINE_MAX. */
+#define LOG_BUDGET_ID 6000
+#define LOG_BUDGET_TEXT 1200
+#define LOG_BUDGET_SHORT 64 /* verb, outcome, error name */
+#define LOG_BUDGET_RUN 400  /* MESSAGE_MAX_RUN_ID, a few escapes */
+#define LOG_FIXED 160	    /* keys, punctuation, time, status */
+_Static_assert(LOG_BUDGET_ID + LOG_BUDGET_TEXT + 3 * LOG_BUDGET_SHORT +
+			       LOG_BUDGET_RUN + LOG_FIXED <
+		       MESSAGE_LOG_LINE_MAX,
+	       "log line budgets exceed the line");
+
+struct logw {
+	char *buf;
+	size_t len;
+};
+
+static void logw_raw(struct logw *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+/* Length of the well-formed UTF-8 sequence at @p (at most @n bytes), or 0
+ * when the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+	size_t k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		k = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		k = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		k = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	if (n < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k;
+}
+
+/* "s" as a JSON string, at most @budget bytes of output including the
+ * quotes; a cut ends at a character boundary, marked with "...". */
+static void logw_str(struct logw *w, const char *s, size_t n, size_t budget)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t used = 2, i = 0;
+
+	w->buf[w->len++] = '"';
+	while (i < n) {
+		char unit[8];
+		size_t k = utf8_seq(p + i, n - i), u = 0;
+
+		if (k == 0) {
+			memcpy(unit, "\xef\xbf\xbd", 3); /* U+FFFD */
+			u = 3;
+			k = 1;
+		} else if (p[i] == '"' || p[i] == '\\') {
+			unit[u++] = '\\';
+			unit[u++] = (char)p[i];
+		} else if (p[i] < 0x20 || p[i] == 0x7f) {
+			memcpy(unit, "\\u00", 4);
+			unit[4] = hex[p[i] >> 4];
+			unit[5] = hex[p[i] & 15];
+			u = 6;
+		} else {
+			memcpy(unit, p + i, k);
+			u = k;
+		}
+		/* room is kept for "..." until the last unit */
+		if (used + u + 3 > budget && (i + k < n || used + u > budget)) {
+			logw_raw(w, "...");
+			break;
+		}
+		memcpy(w->buf + w->len, unit, u);
+		w->len += u;
+		used += u;
+		i += k;
+	}
+	w->buf[w->len++] = '"';
+}
+
+static void logw_field(struct logw *w, const char *key, const char *s, size_t n,
+		       size_t budget)
+{
+	w->buf[w->len++] = ',';
+	logw_str(w, key, strlen(key), LOG_BUDGET_SHORT);
+	w->buf[w->len++] = ':';
+	logw_str(w, s, n, budget);
+}
+
+size_t message_log_line(const struct message_log_entry *e,
+			char buf[MESSAGE_LOG_LINE_MAX])
+{
+	struct logw w = {buf, 0};
+	char tbuf[64];
+	time_t secs = (time_t)(e->time_ms / 1000);
+	struct tm tm;
+
+	if (e->time_ms < 0 || !gmtime_r(&secs, &tm))
+		memset(&tm, 0, sizeof(tm));
+	snprintf(tbuf, sizeof(tbuf),
+		 "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+		 (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 e->time_ms < 0 ? 0 : (int)(e->time_ms % 1000));
+	logw_raw(&w, tbuf);
+	logw_field(&w, "verb", e->verb ? e->verb : "",
+		   e->verb ? strlen(e->verb) : 0, LOG_BUDGET_SHORT);
+	logw_field(&w, "dlqId", e->id ? e->id : "", e->id ? e->id_len : 0,
+		   LOG_BUDGET_ID);
+	logw_field(&w, "outcome", e->outcome ? e->outcome : "",
+		   e->outcome ? strlen(e->outcome) : 0, LOG_BUDGET_SHORT);
+	if (e->http_status > 0 && e->http_status < 1000)
+		snprintf(tbuf, sizeof(tbuf), ",\"status\":%ld", e->http_status);
+	else
+		snprintf(tbuf, sizeof(tbuf), ",\"status\":null");
+	logw_raw(&w, tbuf);
+	if (e->run_id && e->run_id[0])
+		logw_field(&w, "workflowRunId", e->run_id, strlen(e->run_id),
+			   LOG_BUDGET_RUN);
+	if (e->error)
+		logw_field(&w, "error", e->error, strlen(e->error),
+			   LOG_BUDGET_SHORT);
+	if (e->text)
+		logw_field(&w, "text", e->text, strlen(e->text),
+			   LOG_BUDGET_TEXT);
+	logw_raw(&w, "}\n");
+	buf[w.len] = '\0';
+	return w.len;
+}

@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -223,6 +224,19 @@ static void send_all(int fd, const char *p, size_t n)
 	}
 }
 
+/* True when nothing comes on the kept-alive @fd while a new connection
+ * waits on @lfd (a client that does not reuse the connection, such as a
+ * POST). */
+static bool idle_and_new_client(int fd, int lfd)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+			      {.fd = lfd, .events = POLLIN}};
+
+	if (poll(p, 2, -1) <= 0)
+		return false;
+	return !(p[0].revents & (POLLIN | POLLHUP)) && (p[1].revents & POLLIN);
+}
+
 static void serve(int lfd, const struct action *acts, size_t n,
 		  struct shared *sh)
 {
@@ -242,6 +256,11 @@ static void serve(int lfd, const struct action *acts, size_t n,
 			if (fd < 0)
 				_exit(1);
 			sh->connections++;
+		}
+		if (idle_and_new_client(fd, lfd)) {
+			close(fd); /* the client opened another connection */
+			fd = -1;
+			continue;
 		}
 		req[0] = '\0';
 		while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
@@ -899,6 +918,443 @@ static void test_cancel(void)
 	ok(now_ms() - t0 >= 60, "http_sleep slept its time");
 }
 
+/* Actions. */
+
+static void test_action_urls(void)
+{
+	const char *two[] = {"a", "b c/d"};
+	const char *odd[] = {"odd/id +%"};
+	const char *empty[] = {"a", ""};
+	const char *many[API_BULK_MAX + 1];
+	struct api *a = api_for("https://q.example/", NULL, 0, NULL);
+	char *u;
+
+	for (size_t i = 0; i <= API_BULK_MAX; i++)
+		many[i] = "x";
+	u = api_action_url(a, "", false, odd, 1);
+	is_str(u, "https://q.example/v2/workflows/dlq/odd%2Fid%20%2B%25",
+	       "delete url: the id escaped into one path segment");
+	free(u);
+	u = api_action_url(a, "", true, two, 2);
+	is_str(u,
+	       "https://q.example/v2/workflows/dlq?dlqIds=a&dlqIds=b%20c%2Fd",
+	       "bulk delete url: repeated dlqIds");
+	free(u);
+	u = api_action_url(a, "/resume", true, two, 2);
+	is_str(u,
+	       "https://q.example/v2/workflows/dlq/resume?dlqIds=a&dlqIds=b%20c%2Fd",
+	       "bulk resume url");
+	free(u);
+	u = api_action_url(a, "/callback", false, two, 1);
+	is_str(u, "https://q.example/v2/workflows/dlq/callback/a",
+	       "callback url");
+	free(u);
+	ok(api_action_url(a, "", true, two, 0) == NULL, "url: no ids, no url");
+	ok(api_action_url(a, "", true, NULL, 0) == NULL, "url: NULL ids");
+	ok(api_action_url(a, "", true, many, API_BULK_MAX + 1) == NULL,
+	   "url: 51 ids, no url");
+	u = api_action_url(a, "", true, many, API_BULK_MAX);
+	ok(u != NULL, "url: 50 ids is fine");
+	free(u);
+	ok(api_action_url(a, "", true, empty, 2) == NULL, "url: an empty id");
+	ok(api_action_url(a, "", false, two, 2) == NULL,
+	   "url: a single call with two ids");
+	api_free(a);
+}
+
+#define R200_EMPTY "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+#define R200_JSON(body)                                                        \
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"                \
+	"Connection: close\r\n\r\n" body
+
+/* The guard: nothing reaches the server. */
+static void test_action_guard(void)
+{
+	static const struct action any[] = {{SEND_KEEP, R200_EMPTY}};
+	const char *many[API_BULK_MAX + 1];
+	const char *empty[] = {"a", ""};
+	const char *nul[] = {"a", NULL};
+	const char *none[] = {""};
+	struct http_config hc = test_http();
+	struct message_runs runs = {0};
+	struct message_run run;
+	struct api_error err;
+	long long deleted = 77;
+	struct server s;
+	struct api *a;
+	char *longid = malloc(API_MAX_ID + 2);
+
+	memset(longid, 'x', API_MAX_ID + 1);
+	longid[API_MAX_ID + 1] = '\0';
+	for (size_t i = 0; i <= API_BULK_MAX; i++)
+		many[i] = "x";
+	server_start(&s, any, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete_bulk(a, many, 0, &deleted, &err), -EINVAL,
+	       "bulk delete of 0 ids: -EINVAL");
+	ok(has(err.text, "whole DLQ"), "guard text: %s", err.text);
+	is_int(deleted, 77, "guard: output untouched");
+	is_int(api_delete_bulk(a, NULL, 0, &deleted, &err), -EINVAL,
+	       "bulk delete of NULL ids: -EINVAL");
+	is_int(api_delete_bulk(a, many, API_BULK_MAX + 1, &deleted, &err),
+	       -EINVAL, "bulk delete of 51 ids: -EINVAL");
+	is_int(api_resume_bulk(a, many, 0, NULL, &runs, &err), -EINVAL,
+	       "bulk resume of 0 ids: -EINVAL");
+	is_int(api_restart_bulk(a, many, API_BULK_MAX + 1, NULL, &runs, &err),
+	       -EINVAL, "bulk restart of 51 ids: -EINVAL");
+	is_int(api_resume_bulk(a, empty, 2, NULL, &runs, &err), -EINVAL,
+	       "bulk resume with an empty id: -EINVAL");
+	is_int(api_delete_bulk(a, nul, 2, &deleted, &err), -EINVAL,
+	       "bulk delete with a NULL id: -EINVAL");
+	is_int(api_delete(a, "", &err), -EINVAL, "delete of \"\": -EINVAL");
+	is_int(api_delete(a, NULL, &err), -EINVAL, "delete of NULL: -EINVAL");
+	is_int(api_resume(a, none[0], NULL, &run, &err), -EINVAL,
+	       "resume of \"\": -EINVAL");
+	is_int(api_callback(a, "", &run, &err), -EINVAL,
+	       "callback of \"\": -EINVAL");
+	is_int(api_delete(a, longid, &err), -EINVAL,
+	       "an id over API_MAX_ID: -EINVAL");
+	ok(runs.v == NULL, "guard: runs untouched");
+	server_stop(&s);
+	is_int(s.sh->requests, 0, "the guard sent nothing");
+	server_free(&s);
+	api_free(a);
+	free(longid);
+}
+
+static void test_action_calls(void)
+{
+	static const struct action del[] = {{SEND_KEEP, R200_EMPTY}};
+	static const struct action bulk_del[] = {
+		{SEND_CLOSE, R200_JSON("{\"deleted\":2}")}};
+	static const struct action resume[] = {
+		{SEND_CLOSE,
+		 R200_JSON("{\"workflowRunId\":\"wfr_new1\","
+			   "\"workflowCreatedAt\":1700000000000}")}};
+	static const struct action bulk_restart[] = {
+		{SEND_CLOSE,
+		 R200_JSON(
+			 "{\"workflowRuns\":[{\"workflowRunId\":\"wfr_a\","
+			 "\"workflowCreatedAt\":1},{\"workflowRunId\":\"wfr_b\"}"
+			 "],\"cursor\":\"\"}")}};
+	static const struct action odd_body[] = {
+		{SEND_CLOSE, R200_JSON("<html>done</html>")}};
+	const char *two[] = {"1-0", "2-0 x"};
+	const struct api_action_options opt = {
+		.retries = 3,
+		.delay = "10s",
+		.flow_control_key = "tenant:acme",
+		.flow_control_value = "parallelism=3, rate=10, period=1m",
+	};
+	struct http_config hc = test_http();
+	struct message_runs runs = {0};
+	struct message_run run;
+	struct api_error err;
+	long long deleted = 0;
+	struct server s;
+	struct api *a;
+
+	server_start(&s, del, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete(a, "a/b", &err), 0, "delete: 0");
+	server_stop(&s);
+	ok(!strncmp(s.sh->first_request,
+		    "DELETE /v2/workflows/dlq/a%2Fb HTTP/1.1\r\n", 40),
+	   "delete: method and path");
+	ok(has(s.sh->first_request, "Authorization: Bearer " TOKEN),
+	   "delete: bearer token");
+	is_int(err.http_status, 200, "delete: status 200");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, bulk_del, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete_bulk(a, two, 2, &deleted, &err), 0, "bulk delete: 0");
+	server_stop(&s);
+	is_int(deleted, 2, "bulk delete: the deleted count");
+	ok(!strncmp(s.sh->first_request,
+		    "DELETE /v2/workflows/dlq?dlqIds=1-0&dlqIds=2-0%20x "
+		    "HTTP/1.1\r\n",
+		    60),
+	   "bulk delete: the ids in the query");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, resume, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	memset(&run, 0, sizeof(run));
+	is_int(api_resume(a, "1-0", &opt, &run, &err), 0, "resume: 0");
+	server_stop(&s);
+	text_is(run.run_id, "wfr_new1", "resume: the new workflowRunId");
+	is_int(run.created_at, 1700000000000LL, "resume: workflowCreatedAt");
+	ok(!strncmp(s.sh->first_request,
+		    "POST /v2/workflows/dlq/resume/1-0 HTTP/1.1\r\n", 44),
+	   "resume: method and path");
+	ok(has(s.sh->first_request, "\r\nUpstash-Retries: 3\r\n") &&
+		   has(s.sh->first_request, "\r\nUpstash-Delay: 10s\r\n") &&
+		   has(s.sh->first_request,
+		       "\r\nUpstash-Flow-Control-Key: tenant:acme\r\n") &&
+		   has(s.sh->first_request,
+		       "\r\nUpstash-Flow-Control-Value: parallelism=3, "
+		       "rate=10, period=1m\r\n"),
+	   "resume: the option headers");
+	ok(has(s.sh->first_request, "\r\nContent-Length: 0\r\n") &&
+		   !has(s.sh->first_request, "Content-Type"),
+	   "resume: an empty body, no form content type");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, bulk_restart, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_restart_bulk(a, two, 2, NULL, &runs, &err), 0,
+	       "bulk restart: 0");
+	server_stop(&s);
+	is_int(runs.n, 2, "bulk restart: two runs");
+	if (runs.n == 2) {
+		text_is(runs.v[0].run_id, "wfr_a", "bulk restart: first run");
+		text_is(runs.v[1].run_id, "wfr_b", "bulk restart: second run");
+		is_int(runs.v[1].created_at, -1, "bulk restart: absent time");
+	}
+	ok(!strncmp(s.sh->first_request,
+		    "POST /v2/workflows/dlq/restart?dlqIds=1-0&dlqIds=2-0%20x "
+		    "HTTP/1.1\r\n",
+		    65),
+	   "bulk restart: method, path, ids");
+	ok(!has(s.sh->first_request, "Upstash-"),
+	   "bulk restart: no option headers without options");
+	message_runs_release(&runs);
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, resume, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_callback(a, "1-0", &run, &err), 0, "callback: 0");
+	server_stop(&s);
+	ok(!strncmp(s.sh->first_request,
+		    "POST /v2/workflows/dlq/callback/1-0 HTTP/1.1\r\n", 46),
+	   "callback: method and path");
+	server_free(&s);
+	api_free(a);
+
+	/* done, but the answer is not what was expected */
+	server_start(&s, odd_body, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	memset(&run, 'z', sizeof(run));
+	is_int(api_restart(a, "1-0", NULL, &run, &err), 0,
+	       "restart with an unreadable answer: still done");
+	text_is(run.run_id, "", "unreadable answer: no run id");
+	server_stop(&s);
+	server_free(&s);
+	api_free(a);
+	server_start(&s, odd_body, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete_bulk(a, two, 2, &deleted, &err), 0,
+	       "bulk delete with an unreadable answer: done");
+	is_int(deleted, -1, "unreadable answer: count unknown");
+	server_stop(&s);
+	server_free(&s);
+	api_free(a);
+}
+
+static void test_action_statuses(void)
+{
+	static const struct action r404[] = {
+		{SEND_KEEP,
+		 "HTTP/1.1 404 Not Found\r\nContent-Length: 41\r\n\r\n"
+		 "{\"error\":\"dlq message not found: 1-0\"}   "}};
+	static const struct action r400[] = {
+		{SEND_KEEP,
+		 "HTTP/1.1 400 Bad Request\r\nContent-Length: 47\r\n\r\n"
+		 "{\"error\":\"failure callback is not in FAIL state\"}"}};
+	static const struct action r401[] = {
+		{SEND_KEEP,
+		 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"}};
+	struct http_config hc = test_http();
+	struct message_run run;
+	struct api_error err;
+	struct server s;
+	struct api *a;
+	char want[512];
+
+	server_start(&s, r404, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete(a, "1-0", &err), -ENOENT, "delete 404: -ENOENT");
+	snprintf(want, sizeof(want),
+		 "HTTP 404 from %s: dlq message not found: 1-0", s.base);
+	text_is(err.text, want, "delete 404: text");
+	is_int(err.http_status, 404, "delete 404: http_status");
+	server_stop(&s);
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, r400, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	memset(&run, 'q', sizeof(run));
+	is_int(api_callback(a, "1-0", &run, &err), -EINVAL,
+	       "callback 400: -EINVAL");
+	ok(has(err.text, "not in FAIL state"), "callback 400 text: %s",
+	   err.text);
+	ok(run.run_id[0] == 'q', "callback 400: run untouched");
+	server_stop(&s);
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, r401, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_resume(a, "1-0", NULL, &run, &err), -EACCES,
+	       "resume 401: -EACCES");
+	no_token(err.text, "resume 401");
+	server_stop(&s);
+	server_free(&s);
+	api_free(a);
+}
+
+/* POST is retried only when it certainly was not processed. */
+static void test_action_retries(void)
+{
+	static const struct action five_then_ok[] = {
+		{SEND_KEEP, R503_JSON},
+		{SEND_KEEP, R200_EMPTY},
+	};
+	static const struct action limited_then_ok[] = {
+		{SEND_KEEP, "HTTP/1.1 429 Too Many Requests\r\n"
+			    "Content-Length: 0\r\n\r\n"},
+		{SEND_CLOSE, R200_JSON("{\"workflowRunId\":\"wfr_x\"}")},
+	};
+	static const char cut[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
+				  "\r\n{\"workflowRunId\":";
+	static const struct action cuts[] = {
+		{SEND_CLOSE, cut},
+		{SEND_CLOSE, cut},
+	};
+	static const struct action nothing[] = {
+		{SEND_CLOSE, ""},
+		{SEND_CLOSE, ""},
+	};
+	static const struct action list_then_resume[] = {
+		{SEND_KEEP, R200_PAGE},
+		{SEND_CLOSE, R200_JSON("{\"workflowRunId\":\"wfr_y\"}")},
+	};
+	struct http_config hc = test_http();
+	struct message_page page = {0};
+	struct message_run run;
+	struct api_error err;
+	struct server s;
+	struct api *a;
+	char url[64];
+	int port, fd;
+
+	server_start(&s, five_then_ok, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_resume(a, "1-0", NULL, &run, &err), -EIO,
+	       "POST after a 503: -EIO");
+	server_stop(&s);
+	is_int(s.sh->requests, 1, "POST after a 503: not retried");
+	is_int(err.http_status, 503, "POST after a 503: http_status");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, five_then_ok, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_delete(a, "1-0", &err), 0, "DELETE after a 503: retried");
+	server_stop(&s);
+	is_int(s.sh->requests, 2, "DELETE after a 503: two requests");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, limited_then_ok, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_restart(a, "1-0", NULL, &run, &err), 0,
+	       "POST after a 429: retried");
+	text_is(run.run_id, "wfr_x", "POST after a 429: the run");
+	server_stop(&s);
+	is_int(s.sh->requests, 2, "POST after a 429: two requests");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, cuts, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_resume(a, "1-0", NULL, &run, &err), -ECONNRESET,
+	       "POST with a cut answer: -ECONNRESET");
+	server_stop(&s);
+	is_int(s.sh->requests, 1, "POST with a cut answer: not retried");
+	server_free(&s);
+	api_free(a);
+
+	server_start(&s, nothing, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_callback(a, "1-0", &run, &err), -ECONNRESET,
+	       "POST closed without an answer: -ECONNRESET");
+	server_stop(&s);
+	is_int(s.sh->requests, 1, "POST closed without an answer: not retried");
+	server_free(&s);
+	api_free(a);
+
+	/* Never on a kept-alive connection (libcurl would resend it). */
+	server_start(&s, list_then_resume, 2);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_list(a, NULL, &page, &err), 0, "a list first");
+	message_page_release(&page);
+	is_int(api_resume(a, "1-0", NULL, &run, &err), 0, "then a resume");
+	server_stop(&s);
+	is_int(s.sh->connections, 2, "the POST opened its own connection");
+	server_free(&s);
+	api_free(a);
+
+	/* Refused: certainly not processed, so retried. */
+	fd = listen_any(&port);
+	close(fd);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	a = api_for(url, NULL, 0, &hc);
+	is_int(api_resume(a, "1-0", NULL, &run, &err), -ECONNREFUSED,
+	       "POST refused: -ECONNREFUSED");
+	ok(has(err.text, "(after 3 tries)"), "POST refused: retried (%s)",
+	   err.text);
+	api_free(a);
+}
+
+static void test_action_bad_headers(void)
+{
+	static const struct action any[] = {{SEND_KEEP, R200_EMPTY}};
+	struct api_action_options crlf = {
+		.retries = -1, .flow_control_value = "rate=1\r\nX-Evil: 1"};
+	struct api_action_options huge = {.retries = -1};
+	struct http_config hc = test_http();
+	struct message_runs runs = {0};
+	struct message_run run;
+	struct api_error err;
+	struct server s;
+	struct api *a;
+	char *big = malloc(HTTP_MAX_HEADER_LINE + 10);
+	char **ids = calloc(API_BULK_MAX, sizeof(*ids));
+	char *longid = malloc(API_MAX_ID + 1);
+
+	memset(big, 'v', HTTP_MAX_HEADER_LINE + 9);
+	big[HTTP_MAX_HEADER_LINE + 9] = '\0';
+	huge.delay = big;
+	memset(longid, '/', API_MAX_ID);
+	longid[API_MAX_ID] = '\0';
+	for (size_t i = 0; i < API_BULK_MAX; i++)
+		ids[i] = longid;
+	server_start(&s, any, 1);
+	a = api_for(s.base, NULL, 0, &hc);
+	is_int(api_resume(a, "1-0", &crlf, &run, &err), -EINVAL,
+	       "an option with CR LF: -EINVAL");
+	is_int(api_resume(a, "1-0", &huge, &run, &err), -EINVAL,
+	       "an option over the header limit: -EINVAL");
+	is_int(api_resume_bulk(a, (const char *const *)ids, API_BULK_MAX, NULL,
+			       &runs, &err),
+	       -E2BIG, "50 long ids over the URL limit: -E2BIG");
+	ok(has(err.text, "not sent"), "-E2BIG text: %s", err.text);
+	server_stop(&s);
+	is_int(s.sh->requests, 0, "bad options and long URLs: nothing sent");
+	server_free(&s);
+	api_free(a);
+	free(big);
+	free(ids);
+	free(longid);
+}
+
 int main(void)
 {
 	static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
@@ -923,6 +1379,12 @@ int main(void)
 	test_transport_errors();
 	test_refused_and_token();
 	test_cancel();
+	test_action_urls();
+	test_action_guard();
+	test_action_calls();
+	test_action_statuses();
+	test_action_retries();
+	test_action_bad_headers();
 	http_global_cleanup();
 	return tap_done();
 }
