@@ -1,0 +1,163 @@
+/* action: what users ask of the DLQ through .dlqfs/ control files, and
+ * the log of what was done (issue 5).
+ *
+ * Three parts, none of them FUSE's:
+ * - the parser of what a user writes to .dlqfs/{delete,resume,restart,
+ *   callback}: option lines, then ids or paths ending in one;
+ * - the runner: one id goes to the single endpoint, several go in bulk
+ *   requests of at most API_BULK_MAX ids (callback has no bulk form: one
+ *   request each), with an outcome per id;
+ * - the action log: the JSON lines of .dlqfs/actions.log, in memory.
+ * The FUSE layer owns names, permissions (-o allow_delete/allow_resume),
+ * when a write is complete, and the snapshot after an action.
+ */
+#ifndef DLQFS_ACTION_H
+#define DLQFS_ACTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+enum action_verb {
+	ACTION_DELETE,
+	ACTION_RESUME,
+	ACTION_RESTART,
+	ACTION_CALLBACK,
+	ACTION_NVERBS
+};
+
+/* "delete", "resume", "restart", "callback": the control file names and
+ * the "verb" of log lines. */
+extern const char *const action_verb_names[ACTION_NVERBS];
+
+/* Sets @ret_verb from a control file name. Returns 0, or -EINVAL. */
+int action_verb_parse(const char *name, enum action_verb *ret_verb);
+
+/* Limits on what one write may ask. */
+#define ACTION_MAX_INPUT (1 << 20) /* bytes parsed at once: -EFBIG */
+#define ACTION_MAX_LINE 4096	   /* bytes of one line: -EINVAL */
+#define ACTION_MAX_IDS 10000	   /* ids once deduplicated: -E2BIG */
+#define ACTION_MAX_OPTION 256	   /* bytes of one option value */
+#define ACTION_MAX_RETRIES 100	   /* retries=N, 0..this */
+
+/* Maps a name the user wrote (the last path component, never empty, ".",
+ * "..", "*", holding no '/' or control byte) to the raw dlqId: the FUSE
+ * layer owns escaped names. Returns 0 and a new string in @ret_id, or a
+ * negative errno that fails the whole parse (nothing is sent), e.g.
+ * -ENOENT for a name it does not know. A resolver that wants unknown ids
+ * to reach the API (and come back -ENOENT one by one) returns a copy of
+ * the name instead. */
+typedef int (*action_resolve_fn)(void *ctx, const char *name, char **ret_id);
+
+/* What happened to one id. */
+struct action_outcome {
+	int err;	  /* 0, or a negative errno */
+	bool unknown;	  /* a bulk delete deleted fewer than it was given,
+			     so which of its ids were gone is not known */
+	long http_status; /* 0 when no response came (or nothing was sent) */
+	char *run_id;	  /* new workflowRunId (resume, restart, callback),
+			     or NULL */
+	char *text;	  /* what went wrong in words, or NULL */
+};
+
+/* One parsed request. */
+struct action {
+	enum action_verb verb;
+	/* Options (resume, restart only); the strings point into the
+	 * buffers below. */
+	struct api_action_options opt;
+	char delay[ACTION_MAX_OPTION + 1];
+	char flow_control_key[ACTION_MAX_OPTION + 1];
+	char flow_control_value[ACTION_MAX_OPTION + 1];
+	char **ids; /* new, raw dlqIds, deduplicated, in first-seen order */
+	size_t n;   /* 1 .. ACTION_MAX_IDS */
+	struct action_outcome *out; /* n outcomes, filled by action_run() */
+	bool ran;		    /* action_run() was called */
+};
+
+/* Parses @len bytes written to the control file of @verb.
+ *
+ * The text is lines (LF, an optional CR before it; the last may lack the
+ * LF). Blank lines (spaces and tabs only) are ignored; other lines lose
+ * their leading and trailing blanks. First come any option lines
+ * "key=value" (key: lowercase letters and '_'), each key at most once,
+ * only for resume and restart:
+ *   retries=N             0..ACTION_MAX_RETRIES     (Upstash-Retries)
+ *   delay=D               digits and a unit, repeated: 10s, 1h30m, 500ms
+ *   flow_control_key=K    printable ASCII, no blank (Flow-Control-Key)
+ *   flow_control_value=V  printable ASCII           (Flow-Control-Value)
+ * Then one id per line: a dlqId, or a path whose last component is one
+ * (trailing slashes are dropped), so "ls -d by-label/x/[*] > resume" works.
+ * Each name goes through @resolve (NULL: the name is the id).
+ *
+ * Refused, with nothing to send: no id at all (blank input), an option
+ * after an id, an unknown key, a repeated key, a bad value, options for
+ * delete or callback, a name that is empty, ".", "..", or "*" (an
+ * unexpanded glob), a line holding a control byte (NUL included) or
+ * longer than ACTION_MAX_LINE, an id longer than API_MAX_ID. All give
+ * -EINVAL; more than ACTION_MAX_IDS distinct ids -E2BIG; more than
+ * ACTION_MAX_INPUT bytes -EFBIG; a resolver's error as it is; -ENOMEM.
+ * Then @err (at most @errlen bytes, may be NULL) says which line and why,
+ * in printable ASCII.
+ *
+ * Returns 0 and a new action in @ret_action (free with action_free()),
+ * its outcomes not yet filled. */
+int action_parse(enum action_verb verb, const char *buf, size_t len,
+		 action_resolve_fn resolve, void *ctx,
+		 struct action **ret_action, char *err, size_t errlen);
+
+/* x_free(NULL) is a no-op. */
+void action_free(struct action *act);
+
+struct action_log;
+
+/* Carries out @act through @a (one client, used by this thread only),
+ * filling act->out[i] for every id and appending one line per id to
+ * @log (may be NULL). One id goes to the single endpoint; several go in
+ * bulk requests of at most API_BULK_MAX ids, in order (a bulk request
+ * whose URL would be too long is split in halves; a batch of one uses the
+ * single endpoint); callback sends one request per id.
+ * A failure does not stop the other requests, except -ECANCELED
+ * (shutdown) and -EACCES (token refused): the ids not yet sent then fail
+ * with that errno, and nothing more is sent.
+ * Returns 0 when every id succeeded; else the first error in id order
+ * other than -ENOENT, or -ENOENT when that is the only one (a 404, or a
+ * bulk delete that deleted fewer than given). Runs at most once per
+ * action: -EALREADY the second time. */
+int action_run(struct action *act, struct api *a, struct action_log *log);
+
+/* The action log: the bytes of .dlqfs/actions.log, append-only and in
+ * memory; every call takes its mutex, so any thread may use it.
+ * It holds at most @max_bytes (ACTION_LOG_MAX_BYTES by default). Beyond
+ * that it stops growing: it ends with one line
+ * {"time":...,"log":"full","text":"..."} saying so, and every later line
+ * is dropped and counted (action_log_dropped()). A reader that follows
+ * the end (tail -f) just sees no more lines. Nothing is ever rewritten,
+ * so offsets stay valid. */
+#define ACTION_LOG_MAX_BYTES (4u << 20)
+#define ACTION_LOG_RESERVE 512 /* room kept for the "full" line */
+
+/* Returns a new log, or NULL (out of memory). @max_bytes 0: the default;
+ * at least ACTION_LOG_RESERVE * 2. */
+struct action_log *action_log_new(size_t max_bytes);
+void action_log_free(struct action_log *log);
+
+/* Appends @len bytes (whole lines, each ending in '\n'). Returns 0;
+ * -ENOSPC when the log is full, -ENOMEM: then the line is dropped and
+ * counted; -EINVAL when @line is empty or does not end in '\n'. */
+int action_log_append(struct action_log *log, const char *line, size_t len);
+
+/* Copies up to @len bytes from offset @off into @buf. Returns the number
+ * copied: 0 at or beyond the end. */
+size_t action_log_read(struct action_log *log, uint64_t off, char *buf,
+		       size_t len);
+
+/* Bytes in the log (the file size). */
+uint64_t action_log_size(struct action_log *log);
+
+/* Lines dropped because the log was full (or memory ran out). */
+uint64_t action_log_dropped(struct action_log *log);
+
+#endif

@@ -1,0 +1,833 @@
+/* action: control-file requests, running them, and the action log.
+ *
+ * Owns: reading what a user writes to a control file (option lines, ids,
+ * paths ending in ids; the limits on all of it), deduplicating ids,
+ * cutting them into requests (single, or bulk of at most API_BULK_MAX),
+ * the outcome of each id and the errno of the whole, and the in-memory
+ * actions.log with its size bound.
+ * Leaves to others: what a name means (the resolver, from the FUSE layer),
+ * the endpoints, the guard against unscoped calls and the errno table
+ * (api), the JSON of log lines (message), permissions and the snapshot
+ * after an action (fs).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "action.h"
+#include "message.h"
+
+const char *const action_verb_names[ACTION_NVERBS] = {
+	[ACTION_DELETE] = "delete",
+	[ACTION_RESUME] = "resume",
+	[ACTION_RESTART] = "restart",
+	[ACTION_CALLBACK] = "callback",
+};
+
+int action_verb_parse(const char *name, enum action_verb *ret_verb)
+{
+	for (int v = 0; v < ACTION_NVERBS; v++) {
+		if (name && strcmp(name, action_verb_names[v]) == 0) {
+			*ret_verb = (enum action_verb)v;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+#define ACTION_QUOTE_MAX 40 /* bytes of a line quoted in an error */
+
+__attribute__((format(printf, 4, 5))) static int
+fail(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return r;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* @s (@n bytes) as printable ASCII for an error text, cut to
+ * ACTION_QUOTE_MAX bytes. */
+static void quote(char *dst, size_t dstlen, const char *s, size_t n)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < n && j + 4 < dstlen; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (i == ACTION_QUOTE_MAX) {
+			memcpy(dst + j, "...", 3);
+			j += 3;
+			break;
+		}
+		dst[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	dst[j] = '\0';
+}
+
+static bool blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool option_line(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+		i++;
+	return i > 0 && i < n && s[i] == '=';
+}
+
+/* Digits and a unit, one or more times: 10s, 1h30m, 500ms. */
+static bool delay_ok(const char *v)
+{
+	static const char *const units[] = {"ms", "s", "m", "h", "d"};
+	const char *p = v;
+
+	if (!*p)
+		return false;
+	while (*p) {
+		size_t digits = 0, k = 0;
+
+		while (p[digits] >= '0' && p[digits] <= '9')
+			digits++;
+		if (digits == 0 || digits > 9)
+			return false;
+		p += digits;
+		for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+			size_t len = strlen(units[u]);
+
+			if (strncmp(p, units[u], len) == 0) {
+				k = len;
+				break;
+			}
+		}
+		if (!k)
+			return false;
+		p += k;
+	}
+	return true;
+}
+
+static bool printable(const char *v, bool blanks)
+{
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if (c < 0x20 || c >= 0x7f || (!blanks && c == ' '))
+			return false;
+	}
+	return true;
+}
+
+/* Applies the option line "key=value" (@s, @n bytes, NUL-free). */
+static int parse_option(struct action *act, unsigned *seen, const char *s,
+			size_t n, size_t lineno, char *err, size_t errlen)
+{
+	static const char *const keys[] = {
+		"retries", "delay", "flow_control_key", "flow_control_value"};
+	const char *eq = memchr(s, '=', n);
+	size_t klen = (size_t)(eq - s), vlen = n - klen - 1;
+	char q[ACTION_QUOTE_MAX + 8];
+	char value[ACTION_MAX_OPTION + 1];
+	char *buf = NULL;
+	size_t k;
+
+	quote(q, sizeof(q), s, klen);
+	for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (strlen(keys[k]) == klen && !strncmp(s, keys[k], klen))
+			break;
+	if (k == sizeof(keys) / sizeof(keys[0]))
+		return fail(
+			err, errlen, -EINVAL,
+			"line %zu: unknown option \"%s\" (options: retries, delay, flow_control_key, flow_control_value)",
+			lineno, q);
+	if (act->verb != ACTION_RESUME && act->verb != ACTION_RESTART)
+		return fail(
+			err, errlen, -EINVAL,
+			"line %zu: options apply to resume and restart only, not %s",
+			lineno, action_verb_names[act->verb]);
+	if (*seen & (1u << k))
+		return fail(err, errlen, -EINVAL,
+			    "line %zu: option %s given twice", lineno, q);
+	*seen |= 1u << k;
+	if (vlen == 0 || vlen > ACTION_MAX_OPTION)
+		return fail(
+			err, errlen, -EINVAL,
+			"line %zu: option %s needs a value of 1 to %d bytes",
+			lineno, q, ACTION_MAX_OPTION);
+	memcpy(value, eq + 1, vlen);
+	value[vlen] = '\0';
+	switch (k) {
+	case 0: {
+		long v = 0;
+
+		for (size_t i = 0; i < vlen; i++) {
+			if (value[i] < '0' || value[i] > '9' || v > 1000)
+				return fail(
+					err, errlen, -EINVAL,
+					"line %zu: retries takes a number from 0 to %d",
+					lineno, ACTION_MAX_RETRIES);
+			v = v * 10 + (value[i] - '0');
+		}
+		if (v > ACTION_MAX_RETRIES)
+			return fail(
+				err, errlen, -EINVAL,
+				"line %zu: retries takes a number from 0 to %d",
+				lineno, ACTION_MAX_RETRIES);
+		act->opt.retries = (int)v;
+		return 0;
+	}
+	case 1:
+		if (!delay_ok(value))
+			return fail(
+				err, errlen, -EINVAL,
+				"line %zu: delay takes a duration such as 10s, 5m, 1h30m or 500ms",
+				lineno);
+		buf = act->delay;
+		act->opt.delay = buf;
+		break;
+	case 2:
+		if (!printable(value, false))
+			return fail(
+				err, errlen, -EINVAL,
+				"line %zu: flow_control_key takes printable ASCII without blanks",
+				lineno);
+		buf = act->flow_control_key;
+		act->opt.flow_control_key = buf;
+		break;
+	default:
+		if (!printable(value, true))
+			return fail(
+				err, errlen, -EINVAL,
+				"line %zu: flow_control_value takes printable ASCII",
+				lineno);
+		buf = act->flow_control_value;
+		act->opt.flow_control_value = buf;
+		break;
+	}
+	memcpy(buf, value, vlen + 1);
+	return 0;
+}
+
+/* The id named by the line @s (@n bytes): its last path component. */
+static int parse_name(const char *s, size_t n, size_t lineno,
+		      const char **ret_name, size_t *ret_len, char *err,
+		      size_t errlen)
+{
+	char q[ACTION_QUOTE_MAX + 8];
+	const char *slash;
+
+	quote(q, sizeof(q), s, n);
+	while (n > 0 && s[n - 1] == '/')
+		n--;
+	slash = n ? memrchr(s, '/', n) : NULL;
+	if (slash) {
+		n -= (size_t)(slash + 1 - s);
+		s = slash + 1;
+	}
+	if (n == 0)
+		return fail(err, errlen, -EINVAL, "line %zu: no id in \"%s\"",
+			    lineno, q);
+	if ((n == 1 && (s[0] == '.' || s[0] == '*')) ||
+	    (n == 2 && s[0] == '.' && s[1] == '.'))
+		return fail(
+			err, errlen, -EINVAL,
+			"line %zu: \"%s\" names no run (an unexpanded glob or a directory?)",
+			lineno, q);
+	if (n > API_MAX_ID)
+		return fail(err, errlen, -EINVAL,
+			    "line %zu: the id is longer than %d bytes", lineno,
+			    API_MAX_ID);
+	*ret_name = s;
+	*ret_len = n;
+	return 0;
+}
+
+/* Orders indices of act->ids by id, then position: duplicates become
+ * neighbours, the first of each run the first seen. */
+static int cmp_ids(const void *a, const void *b, void *ctx)
+{
+	const struct action *act = ctx;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = strcmp(act->ids[i], act->ids[j]);
+
+	if (c)
+		return c;
+	return i < j ? -1 : i > j;
+}
+
+/* Drops repeated ids, keeping the first of each. */
+static int dedupe(struct action *act)
+{
+	size_t *idx, keep = 0;
+	bool *dup;
+
+	if (act->n < 2)
+		return 0;
+	idx = malloc(act->n * sizeof(*idx));
+	dup = calloc(act->n, sizeof(*dup));
+	if (!idx || !dup) {
+		free(idx);
+		free(dup);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < act->n; i++)
+		idx[i] = i;
+	qsort_r(idx, act->n, sizeof(*idx), cmp_ids, act);
+	for (size_t i = 1; i < act->n; i++)
+		if (!strcmp(act->ids[idx[i]], act->ids[idx[i - 1]]))
+			dup[idx[i]] = true;
+	for (size_t i = 0; i < act->n; i++) {
+		if (dup[i])
+			free(act->ids[i]);
+		else
+			act->ids[keep++] = act->ids[i];
+	}
+	act->n = keep;
+	free(idx);
+	free(dup);
+	return 0;
+}
+
+/* Adds the id of @name to @act, growing its array. */
+static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
+		  action_resolve_fn resolve, void *ctx, size_t lineno,
+		  char *err, size_t errlen)
+{
+	char q[ACTION_QUOTE_MAX + 8];
+	char *copy, *id = NULL;
+	int r;
+
+	if (act->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		char **p = realloc(act->ids, ncap * sizeof(*p));
+
+		if (!p)
+			return fail(err, errlen, -ENOMEM, "out of memory");
+		act->ids = p;
+		*cap = ncap;
+	}
+	copy = strndup(name, len);
+	if (!copy)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	if (!resolve) {
+		id = copy;
+	} else {
+		r = resolve(ctx, copy, &id);
+		if (r < 0 || !id || !id[0] || strlen(id) > API_MAX_ID) {
+			quote(q, sizeof(q), name, len);
+			free(copy);
+			if (r == 0)
+				free(id);
+			if (r == -ENOMEM)
+				return fail(err, errlen, r, "out of memory");
+			return fail(err, errlen, r < 0 ? r : -EINVAL,
+				    "line %zu: \"%s\" is not a run (%s)",
+				    lineno, q,
+				    r < 0 ? strerror(-r) : "no usable id");
+		}
+		free(copy);
+	}
+	act->ids[act->n++] = id;
+	return 0;
+}
+
+int action_parse(enum action_verb verb, const char *buf, size_t len,
+		 action_resolve_fn resolve, void *ctx,
+		 struct action **ret_action, char *err, size_t errlen)
+{
+	struct action *act;
+	size_t pos = 0, lineno = 0, cap = 0;
+	unsigned seen = 0;
+	int r = 0;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if ((unsigned)verb >= ACTION_NVERBS)
+		return fail(err, errlen, -EINVAL, "unknown action");
+	if (len > ACTION_MAX_INPUT)
+		return fail(err, errlen, -EFBIG,
+			    "more than %d bytes written at once",
+			    ACTION_MAX_INPUT);
+	act = calloc(1, sizeof(*act));
+	if (!act)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	act->verb = verb;
+	act->opt.retries = -1;
+
+	while (pos < len) {
+		const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - s) : len - pos;
+		const char *name = NULL;
+		size_t nlen = 0;
+
+		pos += n + (nl ? 1 : 0);
+		lineno++;
+		if (n > ACTION_MAX_LINE) {
+			r = fail(err, errlen, -EINVAL,
+				 "line %zu is longer than %d bytes", lineno,
+				 ACTION_MAX_LINE);
+			goto fail_free;
+		}
+		if (n > 0 && s[n - 1] == '\r')
+			n--;
+		while (n > 0 && blank(*s))
+			s++, n--;
+		while (n > 0 && blank(s[n - 1]))
+			n--;
+		if (n == 0)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)s[i];
+
+			if (c < 0x20 || c == 0x7f) {
+				r = fail(
+					err, errlen, -EINVAL,
+					"line %zu holds a control byte (0x%02x)",
+					lineno, c);
+				goto fail_free;
+			}
+		}
+		if (option_line(s, n)) {
+			if (act->n) {
+				r = fail(
+					err, errlen, -EINVAL,
+					"line %zu: an option after the ids (options come first)",
+					lineno);
+				goto fail_free;
+			}
+			r = parse_option(act, &seen, s, n, lineno, err, errlen);
+			if (r < 0)
+				goto fail_free;
+			continue;
+		}
+		r = parse_name(s, n, lineno, &name, &nlen, err, errlen);
+		if (r < 0)
+			goto fail_free;
+		r = add_id(act, &cap, name, nlen, resolve, ctx, lineno, err,
+			   errlen);
+		if (r < 0)
+			goto fail_free;
+		/* duplicates are removed when the array reaches twice the
+		 * limit: memory stays bounded, and the sorting amortized */
+		if (act->n >= 2 * ACTION_MAX_IDS) {
+			r = dedupe(act);
+			if (r < 0) {
+				fail(err, errlen, r, "out of memory");
+				goto fail_free;
+			}
+			if (act->n > ACTION_MAX_IDS) {
+				r = fail(err, errlen, -E2BIG,
+					 "more than %d ids at once",
+					 ACTION_MAX_IDS);
+				goto fail_free;
+			}
+		}
+	}
+	if (act->n == 0) {
+		r = fail(
+			err, errlen, -EINVAL,
+			"no id given: write one dlqId (or a path ending in one) per line");
+		goto fail_free;
+	}
+	r = dedupe(act);
+	if (r < 0) {
+		fail(err, errlen, r, "out of memory");
+		goto fail_free;
+	}
+	if (act->n > ACTION_MAX_IDS) {
+		r = fail(err, errlen, -E2BIG, "more than %d ids at once",
+			 ACTION_MAX_IDS);
+		goto fail_free;
+	}
+	act->out = calloc(act->n, sizeof(*act->out));
+	if (!act->out) {
+		r = fail(err, errlen, -ENOMEM, "out of memory");
+		goto fail_free;
+	}
+	*ret_action = act;
+	return 0;
+fail_free:
+	action_free(act);
+	return r;
+}
+
+void action_free(struct action *act)
+{
+	if (!act)
+		return;
+	for (size_t i = 0; i < act->n; i++) {
+		free(act->ids[i]);
+		if (act->out) {
+			free(act->out[i].run_id);
+			free(act->out[i].text);
+		}
+	}
+	free(act->ids);
+	free(act->out);
+	free(act);
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *errno_name(int e)
+{
+	switch (e) {
+	case ENOENT:
+		return "ENOENT";
+	case EINVAL:
+		return "EINVAL";
+	case EACCES:
+		return "EACCES";
+	case EAGAIN:
+		return "EAGAIN";
+	case EIO:
+		return "EIO";
+	case EPROTO:
+		return "EPROTO";
+	case ECONNREFUSED:
+		return "ECONNREFUSED";
+	case ECONNRESET:
+		return "ECONNRESET";
+	case ETIMEDOUT:
+		return "ETIMEDOUT";
+	case EHOSTUNREACH:
+		return "EHOSTUNREACH";
+	case ECANCELED:
+		return "ECANCELED";
+	case EFBIG:
+		return "EFBIG";
+	case E2BIG:
+		return "E2BIG";
+	case ENOMEM:
+		return "ENOMEM";
+	default:
+		return "EIO";
+	}
+}
+
+/* Records the outcome of id @i (strings copied; a copy that fails to
+ * allocate is left out) and logs it. */
+static void settle(struct action *act, size_t i, int err, bool unknown,
+		   long status, const char *run_id, const char *text,
+		   struct action_log *log)
+{
+	struct action_outcome *o = &act->out[i];
+	struct message_log_entry e = {0};
+	char line[MESSAGE_LOG_LINE_MAX];
+	size_t n;
+
+	o->err = err;
+	o->unknown = unknown;
+	o->http_status = status;
+	if (run_id && run_id[0])
+		o->run_id = strdup(run_id);
+	if (err && text && text[0])
+		o->text = strdup(text);
+	if (!log)
+		return;
+	e.time_ms = wall_ms();
+	e.verb = action_verb_names[act->verb];
+	e.id = act->ids[i];
+	e.id_len = strlen(act->ids[i]);
+	e.outcome = unknown ? "unknown" : err ? "error" : "ok";
+	e.http_status = status;
+	e.run_id = run_id;
+	e.error = err ? errno_name(-err) : NULL;
+	e.text = err && text && text[0] ? text : NULL;
+	n = message_log_line(&e, line);
+	action_log_append(log, line, n);
+}
+
+/* Whether nothing more should be sent after @err. */
+static bool stops(int err)
+{
+	return err == -ECANCELED || err == -EACCES;
+}
+
+/* One id through its single endpoint. */
+static int run_one(struct action *act, size_t i, struct api *a,
+		   struct action_log *log)
+{
+	struct api_error err = {0};
+	struct message_run run = {0};
+	const char *id = act->ids[i];
+	int r;
+
+	switch (act->verb) {
+	case ACTION_DELETE:
+		r = api_delete(a, id, &err);
+		break;
+	case ACTION_RESUME:
+	case ACTION_RESTART:
+		r = api_redeliver(a,
+				  act->verb == ACTION_RESUME ? API_RESUME
+							     : API_RESTART,
+				  id, &act->opt, &run, &err);
+		break;
+	default:
+		r = api_callback(a, id, &run, &err);
+		break;
+	}
+	settle(act, i, r, false, err.http_status, r == 0 ? run.run_id : NULL,
+	       err.text, log);
+	return r;
+}
+
+/* Ids [@from, @from + @n) in one bulk request (halved when its URL would
+ * be too long; one id goes to the single endpoint). Returns the first
+ * error. */
+static int run_bulk(struct action *act, size_t from, size_t n, struct api *a,
+		    struct action_log *log)
+{
+	const char *const *ids = (const char *const *)act->ids + from;
+	struct api_error err = {0};
+	int r;
+
+	if (n == 1)
+		return run_one(act, from, a, log);
+	if (act->verb == ACTION_DELETE) {
+		long long deleted = -1;
+
+		r = api_delete_bulk(a, ids, n, &deleted, &err);
+		if (r == 0 && deleted >= 0 && (size_t)deleted < n) {
+			char text[128];
+
+			snprintf(
+				text, sizeof(text),
+				"the API deleted %lld of the %zu ids of this request: the others were not there",
+				deleted, n);
+			for (size_t i = 0; i < n; i++)
+				settle(act, from + i, -ENOENT, true,
+				       err.http_status, NULL, text, log);
+			return -ENOENT;
+		}
+	} else {
+		struct message_runs runs = {0};
+
+		r = api_redeliver_bulk(a,
+				       act->verb == ACTION_RESUME ? API_RESUME
+								  : API_RESTART,
+				       ids, n, &act->opt, &runs, &err);
+		if (r == 0) {
+			/* runs match ids only one for one */
+			for (size_t i = 0; i < n; i++)
+				settle(act, from + i, 0, false, err.http_status,
+				       runs.n == n ? runs.v[i].run_id : NULL,
+				       NULL, log);
+			message_runs_release(&runs);
+			return 0;
+		}
+	}
+	if (r == -E2BIG) {
+		size_t half = n / 2;
+		int r1 = run_bulk(act, from, half, a, log), r2;
+
+		if (stops(r1)) {
+			for (size_t i = half; i < n; i++)
+				settle(act, from + i, r1, false, 0, NULL,
+				       "not sent: an earlier request failed",
+				       log);
+			return r1;
+		}
+		r2 = run_bulk(act, from + half, n - half, a, log);
+		return r1 ? r1 : r2;
+	}
+	for (size_t i = 0; i < n; i++)
+		settle(act, from + i, r, false, err.http_status, NULL, err.text,
+		       log);
+	return r;
+}
+
+int action_run(struct action *act, struct api *a, struct action_log *log)
+{
+	int first = 0, notfound = 0, r = 0;
+	size_t i = 0;
+
+	if (act->ran)
+		return -EALREADY;
+	act->ran = true;
+	while (i < act->n) {
+		size_t n = act->n - i;
+
+		if (act->verb == ACTION_CALLBACK || act->n == 1)
+			n = 1;
+		else if (n > API_BULK_MAX)
+			n = API_BULK_MAX;
+		r = run_bulk(act, i, n, a, log);
+		i += n;
+		if (r == -ENOENT && !notfound)
+			notfound = r;
+		else if (r < 0 && !first)
+			first = r;
+		if (stops(r))
+			break;
+	}
+	for (; i < act->n; i++)
+		settle(act, i, r, false, 0, NULL,
+		       r == -EACCES ? "not sent: the token was refused"
+				    : "not sent: cancelled",
+		       log);
+	return first ? first : notfound;
+}
+
+/* ---- the log ---------------------------------------------------------- */
+
+#define ACTION_LOG_FIRST 65536 /* first allocation */
+
+struct action_log {
+	pthread_mutex_t lock;
+	/* all below under lock */
+	char *buf;
+	size_t len, cap, max;
+	bool full; /* the "full" line is written */
+	uint64_t dropped;
+};
+
+struct action_log *action_log_new(size_t max_bytes)
+{
+	struct action_log *log = calloc(1, sizeof(*log));
+
+	if (!log)
+		return NULL;
+	if (max_bytes == 0)
+		max_bytes = ACTION_LOG_MAX_BYTES;
+	if (max_bytes < 2 * ACTION_LOG_RESERVE)
+		max_bytes = 2 * ACTION_LOG_RESERVE;
+	log->max = max_bytes;
+	pthread_mutex_init(&log->lock, NULL);
+	return log;
+}
+
+void action_log_free(struct action_log *log)
+{
+	if (!log)
+		return;
+	pthread_mutex_destroy(&log->lock);
+	free(log->buf);
+	free(log);
+}
+
+/* Makes room for @n more bytes (within log->max); false when memory ran
+ * out. */
+static bool log_grow(struct action_log *log, size_t n)
+{
+	size_t cap = log->cap;
+	char *p;
+
+	if (log->len + n <= cap)
+		return true;
+	if (!cap)
+		cap = ACTION_LOG_FIRST;
+	while (cap < log->len + n)
+		cap = cap > log->max / 2 ? log->max : cap * 2;
+	if (cap > log->max)
+		cap = log->max;
+	p = realloc(log->buf, cap);
+	if (!p)
+		return false;
+	log->buf = p;
+	log->cap = cap;
+	return true;
+}
+
+static void log_full_line(struct action_log *log)
+{
+	char line[ACTION_LOG_RESERVE];
+	int64_t ms = wall_ms();
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	int n;
+
+	log->full = true;
+	gmtime_r(&secs, &tm);
+	n = snprintf(
+		line, sizeof(line),
+		"{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"log\":\"full\","
+		"\"text\":\"actions.log holds at most %zu bytes: later actions are not logged\"}\n",
+		(tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
+		tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000), log->max);
+	if (n > 0 && (size_t)n < sizeof(line) && log_grow(log, (size_t)n)) {
+		memcpy(log->buf + log->len, line, (size_t)n);
+		log->len += (size_t)n;
+	}
+}
+
+int action_log_append(struct action_log *log, const char *line, size_t len)
+{
+	int r = 0;
+
+	if (!len || line[len - 1] != '\n')
+		return -EINVAL;
+	pthread_mutex_lock(&log->lock);
+	if (log->full || len > log->max - ACTION_LOG_RESERVE - log->len) {
+		if (!log->full)
+			log_full_line(log);
+		log->dropped++;
+		r = -ENOSPC;
+	} else if (!log_grow(log, len)) {
+		log->dropped++;
+		r = -ENOMEM;
+	} else {
+		memcpy(log->buf + log->len, line, len);
+		log->len += len;
+	}
+	pthread_mutex_unlock(&log->lock);
+	return r;
+}
+
+size_t action_log_read(struct action_log *log, uint64_t off, char *buf,
+		       size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&log->lock);
+	if (off < log->len) {
+		n = log->len - (size_t)off;
+		if (n > len)
+			n = len;
+		memcpy(buf, log->buf + off, n);
+	}
+	pthread_mutex_unlock(&log->lock);
+	return n;
+}
+
+uint64_t action_log_size(struct action_log *log)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&log->lock);
+	n = log->len;
+	pthread_mutex_unlock(&log->lock);
+	return n;
+}
+
+uint64_t action_log_dropped(struct action_log *log)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&log->lock);
+	n = log->dropped;
+	pthread_mutex_unlock(&log->lock);
+	return n;
+}

@@ -1,0 +1,788 @@
+/* test_action: the control-file parser (table-driven, garbage included),
+ * running actions against a small HTTP server forked on 127.0.0.1 that
+ * answers like the DLQ API and records every request (batching into 50s,
+ * single endpoints, per-id outcomes, the errno of the whole), log lines,
+ * and the action log's bounds.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "action.h"
+#include "tap.h"
+
+/* ---- the parser ------------------------------------------------------- */
+
+/* Joins act->ids with ','. */
+static void joined(const struct action *act, char *buf, size_t len)
+{
+	size_t j = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < act->n && j < len; i++)
+		j += (size_t)snprintf(buf + j, len - j, "%s%s", i ? "," : "",
+				      act->ids[i]);
+}
+
+static void test_parse_table(void)
+{
+	static const struct {
+		enum action_verb verb;
+		const char *in;
+		int r;
+		const char *ids;  /* joined, when r == 0 */
+		const char *text; /* part of the error, when r < 0 */
+	} t[] = {
+		{ACTION_DELETE, "1-0\n", 0, "1-0", NULL},
+		{ACTION_DELETE, "1-0", 0, "1-0", NULL},
+		{ACTION_DELETE, "1-0\r\n2-0\r\n", 0, "1-0,2-0", NULL},
+		{ACTION_DELETE, "\n\n  1-0  \n\t\n2-0\n\n", 0, "1-0,2-0", NULL},
+		{ACTION_DELETE, "2-0\n1-0\n2-0\n1-0\n", 0, "2-0,1-0", NULL},
+		{ACTION_DELETE,
+		 "by-label/x/1-0\nruns/2-0/\n/mnt/d/by-url/a/3-0\n", 0,
+		 "1-0,2-0,3-0", NULL},
+		{ACTION_DELETE, "runs/1-0//\n", 0, "1-0", NULL},
+		{ACTION_DELETE, "by-label/a=b/1-0\n", 0, "1-0", NULL},
+		{ACTION_DELETE, "id with spaces\n", 0, "id with spaces", NULL},
+		{ACTION_RESUME, "retries=3\ndelay=10s\n1-0\n", 0, "1-0", NULL},
+		{ACTION_RESTART,
+		 "flow_control_key=tenant:acme\n"
+		 "flow_control_value=parallelism=3, rate=10, period=1m\n1-0\n",
+		 0, "1-0", NULL},
+		{ACTION_RESUME, "delay=1h30m\n1-0\n", 0, "1-0", NULL},
+		{ACTION_RESUME, "delay=500ms\n1-0\n", 0, "1-0", NULL},
+		{ACTION_RESUME, "retries=0\n1-0\n", 0, "1-0", NULL},
+		/* garbage */
+		{ACTION_DELETE, "", -EINVAL, NULL, "no id given"},
+		{ACTION_DELETE, "\n\n  \n\t\r\n", -EINVAL, NULL, "no id given"},
+		{ACTION_RESUME, "retries=3\n", -EINVAL, NULL, "no id given"},
+		{ACTION_DELETE, "*\n", -EINVAL, NULL, "names no run"},
+		{ACTION_DELETE, "by-label/x/*\n", -EINVAL, NULL,
+		 "names no run"},
+		{ACTION_DELETE, "1-0\n.\n", -EINVAL, NULL, "line 2"},
+		{ACTION_DELETE, "..\n", -EINVAL, NULL, "names no run"},
+		{ACTION_DELETE, "runs/..\n", -EINVAL, NULL, "names no run"},
+		{ACTION_DELETE, "/\n", -EINVAL, NULL, "no id"},
+		{ACTION_DELETE, "///\n", -EINVAL, NULL, "no id"},
+		{ACTION_DELETE, "1-0\x01\n", -EINVAL, NULL, "control byte"},
+		{ACTION_DELETE, "1-0\r2-0\n", -EINVAL, NULL, "control byte"},
+		{ACTION_DELETE, "\x7f\n", -EINVAL, NULL, "control byte"},
+		{ACTION_RESUME, "1-0\nretries=3\n", -EINVAL, NULL,
+		 "option after the ids"},
+		{ACTION_RESUME, "colour=red\n1-0\n", -EINVAL, NULL,
+		 "unknown option"},
+		{ACTION_RESUME, "retries=3\nretries=4\n1-0\n", -EINVAL, NULL,
+		 "given twice"},
+		{ACTION_RESUME, "retries=x\n1-0\n", -EINVAL, NULL, "retries"},
+		{ACTION_RESUME, "retries=-1\n1-0\n", -EINVAL, NULL, "retries"},
+		{ACTION_RESUME, "retries=101\n1-0\n", -EINVAL, NULL, "retries"},
+		{ACTION_RESUME, "retries=99999999999999999999\n1-0\n", -EINVAL,
+		 NULL, "retries"},
+		{ACTION_RESUME, "retries=\n1-0\n", -EINVAL, NULL,
+		 "needs a value"},
+		{ACTION_RESUME, "delay=10\n1-0\n", -EINVAL, NULL, "duration"},
+		{ACTION_RESUME, "delay=s\n1-0\n", -EINVAL, NULL, "duration"},
+		{ACTION_RESUME, "delay=10 s\n1-0\n", -EINVAL, NULL, "duration"},
+		{ACTION_RESUME, "delay=10y\n1-0\n", -EINVAL, NULL, "duration"},
+		{ACTION_RESUME, "flow_control_key=a b\n1-0\n", -EINVAL, NULL,
+		 "flow_control_key"},
+		{ACTION_RESUME, "flow_control_value=\xc3\xa9\n1-0\n", -EINVAL,
+		 NULL, "flow_control_value"},
+		{ACTION_DELETE, "retries=3\n1-0\n", -EINVAL, NULL,
+		 "resume and restart only"},
+		{ACTION_CALLBACK, "delay=1s\n1-0\n", -EINVAL, NULL,
+		 "resume and restart only"},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct action *act = (struct action *)0x1;
+		char err[256] = "", ids[512];
+		int r = action_parse(t[i].verb, t[i].in, strlen(t[i].in), NULL,
+				     NULL, &act, err, sizeof(err));
+
+		is_int(r, t[i].r, "parse %zu: result", i);
+		if (r == 0 && t[i].r == 0) {
+			joined(act, ids, sizeof(ids));
+			is_str(ids, t[i].ids, "parse %zu: ids", i);
+			action_free(act);
+		} else if (r < 0) {
+			ok(act == (struct action *)0x1,
+			   "parse %zu: output untouched", i);
+			ok(t[i].text && strstr(err, t[i].text),
+			   "parse %zu: error \"%s\"", i, err);
+			for (const char *p = err; *p; p++)
+				if ((unsigned char)*p < 0x20 ||
+				    (unsigned char)*p >= 0x7f) {
+					ok(0, "parse %zu: printable error", i);
+					break;
+				}
+		} else {
+			action_free(act);
+		}
+	}
+}
+
+static void test_parse_options(void)
+{
+	static const char in[] = "  retries=7 \n"
+				 "delay=2m\n"
+				 "flow_control_key=k:1\n"
+				 "flow_control_value=rate=10, period=1m\n"
+				 "1-0\n";
+	struct action *act = NULL;
+	char err[256];
+
+	is_int(action_parse(ACTION_RESTART, in, strlen(in), NULL, NULL, &act,
+			    err, sizeof(err)),
+	       0, "options: parsed");
+	if (!act)
+		return;
+	is_int(act->opt.retries, 7, "options: retries");
+	is_str(act->opt.delay, "2m", "options: delay");
+	is_str(act->opt.flow_control_key, "k:1", "options: key");
+	is_str(act->opt.flow_control_value, "rate=10, period=1m",
+	       "options: value");
+	action_free(act);
+
+	is_int(action_parse(ACTION_RESUME, "1-0\n", 4, NULL, NULL, &act, err,
+			    sizeof(err)),
+	       0, "no options: parsed");
+	ok(act->opt.retries == -1 && !act->opt.delay &&
+		   !act->opt.flow_control_key && !act->opt.flow_control_value,
+	   "no options: none set");
+	action_free(act);
+	action_free(NULL);
+	ok(1, "action_free(NULL) is a no-op");
+}
+
+/* Names "n:X" are the run "id-X"; "unknown" is not a run; "oom" fails. */
+static int resolver(void *ctx, const char *name, char **ret_id)
+{
+	int *calls = ctx;
+	char *id;
+
+	(*calls)++;
+	if (!strcmp(name, "unknown"))
+		return -ENOENT;
+	if (!strcmp(name, "oom"))
+		return -ENOMEM;
+	if (strncmp(name, "n:", 2) != 0) {
+		id = strdup(name);
+	} else if (asprintf(&id, "id-%s", name + 2) < 0) {
+		return -ENOMEM;
+	}
+	if (!id)
+		return -ENOMEM;
+	*ret_id = id;
+	return 0;
+}
+
+static void test_parse_resolver(void)
+{
+	static const char in[] = "by-label/x/n:1\nn:2/\nn:1\nid-2\n";
+	struct action *act = NULL;
+	char err[256], ids[256];
+	int calls = 0, r;
+
+	r = action_parse(ACTION_DELETE, in, strlen(in), resolver, &calls, &act,
+			 err, sizeof(err));
+	is_int(r, 0, "resolver: parsed");
+	is_int(calls, 4, "resolver: called once per line");
+	if (r == 0) {
+		joined(act, ids, sizeof(ids));
+		is_str(ids, "id-1,id-2", "resolver: mapped and deduplicated");
+		action_free(act);
+	}
+	r = action_parse(ACTION_DELETE, "n:1\nruns/unknown\n", 17, resolver,
+			 &calls, &act, err, sizeof(err));
+	is_int(r, -ENOENT, "resolver's -ENOENT fails the parse");
+	ok(strstr(err, "line 2") && strstr(err, "unknown"),
+	   "resolver error text: %s", err);
+	r = action_parse(ACTION_DELETE, "oom\n", 4, resolver, &calls, &act, err,
+			 sizeof(err));
+	is_int(r, -ENOMEM, "resolver's -ENOMEM passes through");
+}
+
+static void test_parse_limits(void)
+{
+	size_t big = ACTION_MAX_INPUT + 1, n;
+	char *buf = malloc(big + 1);
+	struct action *act = NULL;
+	char err[256];
+	int r;
+
+	/* a line of exactly the limit, and one byte over */
+	memset(buf, 'a', ACTION_MAX_LINE + 1);
+	r = action_parse(ACTION_DELETE, buf, ACTION_MAX_LINE, NULL, NULL, &act,
+			 err, sizeof(err));
+	is_int(r, -EINVAL, "a line of ACTION_MAX_LINE: the id is too long");
+	ok(strstr(err, "longer than") != NULL, "id too long: %s", err);
+	r = action_parse(ACTION_DELETE, buf, ACTION_MAX_LINE + 1, NULL, NULL,
+			 &act, err, sizeof(err));
+	is_int(r, -EINVAL, "a line over ACTION_MAX_LINE: -EINVAL");
+	memset(buf, 'a', API_MAX_ID);
+	r = action_parse(ACTION_DELETE, buf, API_MAX_ID, NULL, NULL, &act, err,
+			 sizeof(err));
+	is_int(r, 0, "an id of API_MAX_ID bytes: fine");
+	if (r == 0)
+		action_free(act);
+
+	/* ACTION_MAX_IDS distinct ids, then one more */
+	n = 0;
+	for (int i = 0; i < ACTION_MAX_IDS; i++)
+		n += (size_t)sprintf(buf + n, "%d-0\n", i);
+	r = action_parse(ACTION_DELETE, buf, n, NULL, NULL, &act, err,
+			 sizeof(err));
+	is_int(r, 0, "ACTION_MAX_IDS ids: fine");
+	if (r == 0) {
+		is_int(act->n, ACTION_MAX_IDS, "all of them");
+		action_free(act);
+	}
+	n += (size_t)sprintf(buf + n, "x-1\n");
+	r = action_parse(ACTION_DELETE, buf, n, NULL, NULL, &act, err,
+			 sizeof(err));
+	is_int(r, -E2BIG, "ACTION_MAX_IDS + 1 ids: -E2BIG");
+
+	/* many duplicates of few ids are fine */
+	n = 0;
+	while (n + 8 < ACTION_MAX_INPUT)
+		n += (size_t)sprintf(buf + n, "%zu-0\n", (n / 6) % 7);
+	r = action_parse(ACTION_DELETE, buf, n, NULL, NULL, &act, err,
+			 sizeof(err));
+	is_int(r, 0, "a megabyte of duplicates: fine");
+	if (r == 0) {
+		is_int(act->n, 7, "deduplicated to 7");
+		action_free(act);
+	}
+
+	memset(buf, '\n', big);
+	r = action_parse(ACTION_DELETE, buf, big, NULL, NULL, &act, err,
+			 sizeof(err));
+	is_int(r, -EFBIG, "over ACTION_MAX_INPUT: -EFBIG");
+	is_int(action_parse(ACTION_NVERBS, "1-0", 3, NULL, NULL, &act, err,
+			    sizeof(err)),
+	       -EINVAL, "an unknown verb: -EINVAL");
+	free(buf);
+}
+
+static void test_verbs(void)
+{
+	enum action_verb v = ACTION_NVERBS;
+
+	for (int i = 0; i < ACTION_NVERBS; i++) {
+		is_int(action_verb_parse(action_verb_names[i], &v), 0,
+		       "verb %s", action_verb_names[i]);
+		is_int(v, i, "verb %s: value", action_verb_names[i]);
+	}
+	is_int(action_verb_parse("status", &v), -EINVAL, "not a verb");
+	is_int(action_verb_parse(NULL, &v), -EINVAL, "NULL is not a verb");
+}
+
+/* ---- running, against a fake DLQ -------------------------------------- */
+
+#define MAX_RECORDS 512
+#define RECORD_BYTES 2048
+
+struct shared {
+	int requests;
+	int unscoped; /* bulk requests without dlqIds */
+	char rec[MAX_RECORDS][RECORD_BYTES];
+};
+
+struct server {
+	pid_t pid;
+	struct shared *sh;
+	char base[64];
+};
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return;
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+static int respond(int fd, int status, const char *body)
+{
+	char head[256];
+
+	snprintf(head, sizeof(head),
+		 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		 status, strlen(body));
+	send_all(fd, head, strlen(head));
+	send_all(fd, body, strlen(body));
+	return 0;
+}
+
+/* Ids of the request: the path's last segment, or the dlqIds (raw,
+ * unescaped enough for the test ids: no escapes in them). */
+static size_t request_ids(const char *target, char ids[64][64], bool *bulk)
+{
+	const char *q = strchr(target, '?');
+	size_t n = 0;
+
+	*bulk = q != NULL;
+	if (!q) {
+		const char *s = strrchr(target, '/') + 1;
+
+		snprintf(ids[0], 64, "%s", s);
+		return 1;
+	}
+	for (const char *p = strstr(q, "dlqIds="); p && n < 64;
+	     p = strstr(p + 1, "dlqIds=")) {
+		size_t k = strcspn(p + 7, "&");
+
+		snprintf(ids[n++], 64, "%.*s", (int)k, p + 7);
+	}
+	return n;
+}
+
+/* Answers like the API. Ids starting "gone" are unknown (404; a bulk
+ * delete skips them), "deny" gets 401, "nocb" a 400 on callback. */
+static int answer(int fd, const char *req, struct shared *sh)
+{
+	char method[16], target[RECORD_BYTES], ids[64][64], body[8192];
+	bool bulk, gone = false, deny = false, nocb = false;
+	size_t n, kept = 0, j;
+
+	if (sscanf(req, "%15s %2047s", method, target) != 2)
+		return 0;
+	if (sh->requests < MAX_RECORDS)
+		snprintf(sh->rec[sh->requests], RECORD_BYTES, "%s", req);
+	sh->requests++;
+	n = request_ids(target, ids, &bulk);
+	if (bulk && n == 0) {
+		sh->unscoped++;
+		return respond(fd, 500, "{\"error\":\"unscoped\"}");
+	}
+	for (size_t i = 0; i < n; i++) {
+		gone |= !strncmp(ids[i], "gone", 4);
+		deny |= !strncmp(ids[i], "deny", 4);
+		nocb |= !strncmp(ids[i], "nocb", 4);
+		kept += strncmp(ids[i], "gone", 4) != 0;
+	}
+	if (deny)
+		return respond(fd, 401, "{\"error\":\"invalid token\"}");
+	if (!strcmp(method, "DELETE")) {
+		if (!bulk)
+			return respond(fd, gone ? 404 : 200,
+				       gone ? "{\"error\":\"not found\"}" : "");
+		snprintf(body, sizeof(body), "{\"deleted\":%zu}", kept);
+		return respond(fd, 200, body);
+	}
+	if (gone)
+		return respond(fd, 404,
+			       "{\"error\":\"dlq message not found\"}");
+	if (strstr(target, "/callback/") && nocb)
+		return respond(fd, 400, "{\"error\":\"not in CALLBACK_FAIL\"}");
+	if (!bulk) {
+		snprintf(
+			body, sizeof(body),
+			"{\"workflowRunId\":\"wfr_%s\",\"workflowCreatedAt\":1}",
+			ids[0]);
+		return respond(fd, 200, body);
+	}
+	j = (size_t)snprintf(body, sizeof(body), "{\"workflowRuns\":[");
+	for (size_t i = 0; i < n; i++)
+		j += (size_t)snprintf(body + j, sizeof(body) - j,
+				      "%s{\"workflowRunId\":\"wfr_%s\"}",
+				      i ? "," : "", ids[i]);
+	snprintf(body + j, sizeof(body) - j, "],\"cursor\":\"\"}");
+	return respond(fd, 200, body);
+}
+
+static void serve(int lfd, struct shared *sh)
+{
+	for (;;) {
+		char req[RECORD_BYTES * 2];
+		size_t got = 0;
+		int fd = accept(lfd, NULL, NULL);
+
+		if (fd < 0)
+			_exit(1);
+		req[0] = '\0';
+		while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+			ssize_t k =
+				recv(fd, req + got, sizeof(req) - 1 - got, 0);
+
+			if (k <= 0)
+				break;
+			got += (size_t)k;
+			req[got] = '\0';
+		}
+		if (strstr(req, "\r\n\r\n"))
+			answer(fd, req, sh);
+		close(fd);
+	}
+}
+
+static void server_start(struct server *s)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s->sh = mmap(NULL, sizeof(*s->sh), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lfd < 0 || s->sh == MAP_FAILED ||
+	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(lfd, 64) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
+		printf("Bail out! cannot start the test server\n");
+		exit(1);
+	}
+	memset(s->sh, 0, sizeof(*s->sh));
+	snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d",
+		 ntohs(sa.sin_port));
+	fflush(stdout);
+	s->pid = fork();
+	if (s->pid < 0) {
+		printf("Bail out! fork failed\n");
+		exit(1);
+	}
+	if (s->pid == 0) {
+		serve(lfd, s->sh);
+		_exit(0);
+	}
+	close(lfd);
+}
+
+static void server_stop(struct server *s)
+{
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+}
+
+static struct api *client(const struct server *s)
+{
+	struct api_config c = {.base_url = s->base, .token = "tok"};
+
+	http_config_defaults(&c.http);
+	c.http.max_tries = 2;
+	c.http.backoff_ms = 1;
+	c.http.max_backoff_ms = 5;
+	c.http.total_timeout_ms = 5000;
+	return api_new(&c);
+}
+
+/* Runs @verb on the ids of @text; returns action_run()'s result. */
+static int run_text(struct server *s, enum action_verb verb, const char *text,
+		    struct action_log *log, struct action **ret_act)
+{
+	struct api *a = client(s);
+	char err[256];
+	int r = action_parse(verb, text, strlen(text), NULL, NULL, ret_act, err,
+			     sizeof(err));
+
+	if (r < 0) {
+		printf("# parse failed: %s\n", err);
+		api_free(a);
+		return r;
+	}
+	s->sh->requests = 0;
+	r = action_run(*ret_act, a, log);
+	api_free(a);
+	return r;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* "N-0\n" for i in [from, to), plus @extra. */
+static char *ids_text(int from, int to, const char *extra)
+{
+	size_t cap = (size_t)(to - from) * 16 + strlen(extra) + 1, n = 0;
+	char *t = malloc(cap);
+
+	for (int i = from; i < to; i++)
+		n += (size_t)snprintf(t + n, cap - n, "%d-0\n", i);
+	snprintf(t + n, cap - n, "%s", extra);
+	return t;
+}
+
+static void test_run_batches(struct server *s)
+{
+	struct action_log *log = action_log_new(0);
+	struct action *act = NULL;
+	char *text = ids_text(0, 120, "");
+	char *with_options = malloc(strlen(text) + 32);
+	char buf[256];
+	int r;
+
+	/* options come first */
+	sprintf(with_options, "retries=3\ndelay=10s\n%s", text);
+	free(text);
+	text = with_options;
+	r = run_text(s, ACTION_RESUME, text, log, &act);
+	is_int(r, 0, "resume 120 ids: 0");
+	is_int(s->sh->requests, 3, "resume 120 ids: three requests");
+	is_int(count_of(s->sh->rec[0], "dlqIds="), 50, "first: 50 ids");
+	is_int(count_of(s->sh->rec[1], "dlqIds="), 50, "second: 50 ids");
+	is_int(count_of(s->sh->rec[2], "dlqIds="), 20, "third: 20 ids");
+	ok(!strncmp(s->sh->rec[0], "POST /v2/workflows/dlq/resume?dlqIds=0-0&",
+		    41),
+	   "bulk resume path, in order");
+	ok(strstr(s->sh->rec[2], "\r\nUpstash-Retries: 3\r\n") &&
+		   strstr(s->sh->rec[2], "\r\nUpstash-Delay: 10s\r\n"),
+	   "options on every batch");
+	if (act && act->n == 120) {
+		bool all = true;
+
+		for (size_t i = 0; i < 120; i++) {
+			snprintf(buf, sizeof(buf), "wfr_%zu-0", i);
+			all &= act->out[i].err == 0 && act->out[i].run_id &&
+			       !strcmp(act->out[i].run_id, buf) &&
+			       act->out[i].http_status == 200;
+		}
+		ok(all, "each id has its own new run");
+	}
+	is_int(action_run(act, NULL, log), -EALREADY, "runs only once");
+	action_free(act);
+	free(text);
+	{
+		size_t n = action_log_size(log), lines = 0;
+		char *all = malloc(n + 1);
+
+		is_int(action_log_read(log, 0, all, n + 10), n, "log read all");
+		all[n] = '\0';
+		for (size_t i = 0; i < n; i++)
+			lines += all[i] == '\n';
+		is_int(lines, 120, "one log line per id");
+		ok(strstr(all, "\"verb\":\"resume\",\"dlqId\":\"0-0\","
+			       "\"outcome\":\"ok\",\"status\":200,"
+			       "\"workflowRunId\":\"wfr_0-0\"}\n") != NULL,
+		   "log line of the first id");
+		free(all);
+	}
+
+	/* 51 ids: a bulk of 50, then the single endpoint */
+	text = ids_text(0, 51, "");
+	r = run_text(s, ACTION_DELETE, text, NULL, &act);
+	is_int(r, 0, "delete 51 ids: 0");
+	is_int(s->sh->requests, 2, "delete 51 ids: two requests");
+	ok(!strncmp(s->sh->rec[0], "DELETE /v2/workflows/dlq?dlqIds=0-0&", 36),
+	   "first: bulk delete");
+	ok(!strncmp(s->sh->rec[1], "DELETE /v2/workflows/dlq/50-0 HTTP", 34),
+	   "second: single delete");
+	action_free(act);
+	free(text);
+
+	/* one id: the single endpoint */
+	r = run_text(s, ACTION_RESTART, "by-url/x/7-0\n", NULL, &act);
+	is_int(r, 0, "restart one id: 0");
+	ok(!strncmp(s->sh->rec[0], "POST /v2/workflows/dlq/restart/7-0 HTTP",
+		    39),
+	   "restart one id: single endpoint");
+	is_str(act->out[0].run_id, "wfr_7-0", "restart one id: the run");
+	action_free(act);
+
+	/* callback: one request each, one refused */
+	r = run_text(s, ACTION_CALLBACK, "1-0\nnocb-1\n2-0\n", log, &act);
+	is_int(r, -EINVAL, "callback with one refused: -EINVAL");
+	is_int(s->sh->requests, 3, "callback: three single requests");
+	is_int(act->out[0].err, 0, "callback 1: ok");
+	is_int(act->out[1].err, -EINVAL, "callback 2: -EINVAL");
+	is_int(act->out[1].http_status, 400, "callback 2: status 400");
+	ok(act->out[1].text && strstr(act->out[1].text, "CALLBACK_FAIL"),
+	   "callback 2: the API's words");
+	is_int(act->out[2].err, 0, "callback 3: ok, after the refusal");
+	action_free(act);
+	action_log_free(log);
+}
+
+static void test_run_failures(struct server *s)
+{
+	struct action *act = NULL;
+	char *text;
+	int r;
+
+	/* a bulk delete that deleted fewer */
+	r = run_text(s, ACTION_DELETE, "1-0\ngone-1\n2-0\n", NULL, &act);
+	is_int(r, -ENOENT, "bulk delete short of one: -ENOENT");
+	ok(act->out[0].unknown && act->out[1].unknown && act->out[2].unknown,
+	   "which ones were gone is unknown");
+	action_free(act);
+
+	/* single delete of an unknown id */
+	r = run_text(s, ACTION_DELETE, "gone-1\n", NULL, &act);
+	is_int(r, -ENOENT, "delete of an unknown id: -ENOENT");
+	is_int(act->out[0].http_status, 404, "delete unknown: status 404");
+	ok(!act->out[0].unknown, "delete unknown: known to be gone");
+	action_free(act);
+
+	/* one batch fails, the others still happen */
+	text = ids_text(0, 60, "gone-9\n");
+	r = run_text(s, ACTION_RESUME, text, NULL, &act);
+	is_int(r, -ENOENT, "resume with a gone id in batch 2: -ENOENT");
+	is_int(s->sh->requests, 2, "both batches sent");
+	is_int(act->out[0].err, 0, "batch 1 done");
+	is_int(act->out[55].err, -ENOENT, "batch 2 failed");
+	action_free(act);
+	free(text);
+
+	/* 401: nothing more is sent */
+	r = run_text(s, ACTION_RESTART, "deny-1\n1-0\n2-0\n", NULL, &act);
+	is_int(r, -EACCES, "token refused: -EACCES");
+	is_int(s->sh->requests, 1, "token refused: one request");
+	action_free(act);
+	r = run_text(s, ACTION_CALLBACK, "deny-1\n1-0\n2-0\n", NULL, &act);
+	is_int(r, -EACCES, "callback, token refused: -EACCES");
+	is_int(s->sh->requests, 1, "callback, token refused: stops");
+	ok(act->out[2].err == -EACCES && act->out[2].text &&
+		   strstr(act->out[2].text, "not sent"),
+	   "the rest: not sent");
+	action_free(act);
+
+	/* an error other than ENOENT wins */
+	r = run_text(s, ACTION_CALLBACK, "gone-1\nnocb-1\n", NULL, &act);
+	is_int(r, -EINVAL, "-EINVAL ranks above -ENOENT");
+	action_free(act);
+
+	is_int(s->sh->unscoped, 0, "no unscoped bulk request, ever");
+}
+
+/* ---- log lines and the log ---------------------------------------------- */
+
+static void test_log_line(void)
+{
+	static const char odd[] = "a\"b\\c\x01\xff\xc3\xa9\xed\xa0\x80z";
+	struct message_log_entry e = {
+		.time_ms = 1795132800123LL,
+		.verb = "delete",
+		.id = odd,
+		.id_len = sizeof(odd) - 1,
+		.outcome = "error",
+		.http_status = 404,
+		.error = "ENOENT",
+		.text = "HTTP 404: \"gone\"",
+	};
+	char line[MESSAGE_LOG_LINE_MAX], *big;
+	size_t n = message_log_line(&e, line);
+
+	is_str(line,
+	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
+	       "\"dlqId\":\"a\\\"b\\\\c\\u0001\xef\xbf\xbd\xc3\xa9"
+	       "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz\","
+	       "\"outcome\":\"error\",\"status\":404,\"error\":\"ENOENT\","
+	       "\"text\":\"HTTP 404: \\\"gone\\\"\"}\n",
+	       "a log line: escapes, U+FFFD for invalid UTF-8");
+	is_int(n, strlen(line), "log line length");
+
+	e.http_status = 0;
+	e.error = NULL;
+	e.text = NULL;
+	e.outcome = "ok";
+	e.run_id = "wfr_1";
+	e.id = "1-0";
+	e.id_len = 3;
+	message_log_line(&e, line);
+	is_str(line,
+	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
+	       "\"dlqId\":\"1-0\",\"outcome\":\"ok\",\"status\":null,"
+	       "\"workflowRunId\":\"wfr_1\"}\n",
+	       "a log line without a response");
+
+	big = malloc(100000);
+	memset(big, '\x01', 100000);
+	e.id = big;
+	e.id_len = 100000;
+	n = message_log_line(&e, line);
+	ok(n < MESSAGE_LOG_LINE_MAX && line[n - 1] == '\n' &&
+		   strstr(line, "...\",\"outcome\":\"ok\""),
+	   "a huge id is cut, the line stays whole (%zu bytes)", n);
+	free(big);
+}
+
+static void test_log_bounds(void)
+{
+	struct action_log *log = action_log_new(2048);
+	char line[100], buf[4096];
+	uint64_t size = 0;
+	int r = 0, appended = 0;
+
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	is_int(action_log_append(log, line, 0), -EINVAL, "empty line refused");
+	is_int(action_log_append(log, "x", 1), -EINVAL,
+	       "a line without newline refused");
+	is_int(action_log_size(log), 0, "empty log");
+	is_int(action_log_read(log, 0, buf, sizeof(buf)), 0, "empty read");
+	while ((r = action_log_append(log, line, sizeof(line))) == 0)
+		appended++;
+	is_int(r, -ENOSPC, "a full log refuses with -ENOSPC");
+	is_int(appended, (2048 - ACTION_LOG_RESERVE) / 100,
+	       "lines up to the bound minus the reserve");
+	size = action_log_size(log);
+	ok(size <= 2048, "the log stays within its bound (%llu)",
+	   (unsigned long long)size);
+	is_int(action_log_dropped(log), 1, "one dropped");
+	is_int(action_log_append(log, line, sizeof(line)), -ENOSPC,
+	       "still full");
+	is_int(action_log_dropped(log), 2, "two dropped");
+	is_int(action_log_size(log), size, "no growth once full");
+	is_int(action_log_read(log, size, buf, sizeof(buf)), 0,
+	       "read at the end: 0");
+	is_int(action_log_read(log, size + 100, buf, sizeof(buf)), 0,
+	       "read beyond the end: 0");
+	is_int(action_log_read(log, 0, buf, sizeof(buf)), size, "read it all");
+	buf[size] = '\0';
+	ok(strstr(buf, "\"log\":\"full\"") && buf[size - 1] == '\n',
+	   "ends with the full line");
+	is_int(count_of(buf, "\"log\":\"full\""), 1, "one full line only");
+	is_int(action_log_read(log, 150, buf, 10), 10, "a read in the middle");
+	ok(!memcmp(buf, "xxxxxxxxxx", 10), "bytes at the offset");
+	action_log_free(log);
+	action_log_free(NULL);
+	ok(1, "action_log_free(NULL) is a no-op");
+}
+
+int main(void)
+{
+	struct server s;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	unsetenv("http_proxy");
+	unsetenv("HTTP_PROXY");
+	unsetenv("all_proxy");
+	unsetenv("ALL_PROXY");
+	if (http_global_init() < 0) {
+		printf("Bail out! curl_global_init failed\n");
+		return 1;
+	}
+	test_verbs();
+	test_parse_table();
+	test_parse_options();
+	test_parse_resolver();
+	test_parse_limits();
+	test_log_line();
+	test_log_bounds();
+	server_start(&s);
+	test_run_batches(&s);
+	test_run_failures(&s);
+	server_stop(&s);
+	munmap(s.sh, sizeof(*s.sh));
+	http_global_cleanup();
+	return tap_done();
+}
