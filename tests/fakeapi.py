@@ -28,6 +28,19 @@ Served (see API.md in the shared notes for the real API):
 
     GET /v2/workflows/dlq              list, filters, opaque cursor
     GET /v2/workflows/dlq/{dlqId}      one entry, or 404
+    DELETE /v2/workflows/dlq/{dlqId}   200, empty body; 404 if unknown
+    DELETE /v2/workflows/dlq?dlqIds=a&dlqIds=b
+                                       {"deleted": n} (unknown ids skipped)
+    POST /v2/workflows/dlq/resume/{dlqId}, .../restart/{dlqId}
+                                       {"workflowRunId", "workflowCreatedAt"}
+    POST /v2/workflows/dlq/{resume,restart}?dlqIds=...
+                                       {"workflowRuns": [...], "cursor": ""}
+                                       (one run per distinct id, in order;
+                                       404 and nothing done if one is unknown)
+    POST /v2/workflows/dlq/callback/{dlqId}
+                                       a run; 400 unless failureFunctionState
+                                       is CALLBACK_FAIL (then it becomes
+                                       CALLBACK_INPROGRESS)
 
 Admin endpoints (no auth, never called by the daemon):
 
@@ -37,9 +50,12 @@ Admin endpoints (no auth, never called by the daemon):
     DELETE /_admin/messages/{dlqId}    remove (404 if unknown)
     PATCH  /_admin/messages/{dlqId}    merge a JSON object; a null value removes the field
     POST   /_admin/reset               {"runs": N, "seed": S, "now_ms": T, "large": bool}
-    POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end"}
+    POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
+                                        "resumed_leave"}
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
     GET    /_admin/requests            the request log (last 10000 API requests)
+    GET    /_admin/actions             {"actions": [...], "unscoped": n}: see actions()
+    POST   /_admin/clear-actions       empty the action log, zero the unscoped counter
     POST   /_admin/clear-requests      empty the log and zero the counters
     GET    /_admin/faults              the fault queue (see faults())
     POST   /_admin/faults              {"fault": NAME, "times": N|null, "after": K, ...params}
@@ -58,9 +74,16 @@ Behaviour worth knowing:
   workflowCreatedAt) given twice are a 400.  `qstash_token` is accepted
   and shows as query_token=True in the log.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
+- Actions: bulk calls take at most 50 dlqIds (else 400); resumed and
+  restarted entries leave the DLQ unless resumed_leave=False (the real
+  API does not document it).  Every action call is recorded (actions()),
+  and a bulk call naming no dlqIds is counted (unscoped()) and, as the
+  real API would, acts on the whole DLQ, so that the bug shows.
+  Upstash-Retries must be digits and Upstash-Delay a duration (else 400).
 
-Fault injection (only GET /v2/workflows/dlq; single-entry GETs and admin
-calls are never faulted):
+Fault injection (GET /v2/workflows/dlq and the action calls; single-entry
+GETs and admin calls are never faulted; inject(on="list"|"action") aims a
+fault at one kind only):
 - inject(fault, times=1, after=0, **params) queues `times` copies (None:
   forever, until clear_faults()).  Every GET on the list path takes the first
   queued fault that is due, FIFO; after=K makes a fault due from the
@@ -96,6 +119,11 @@ calls are never faulted):
     huge bytes=8MiB         the page with an extra "x-padding" string field
     malformed_entries       the page with hostile entries around and among
                             the real ones (42, null, no dlqId, wrong types)
+- On an action call the wire faults behave alike, except that the action
+  is carried out first under stall, close, not_json, stall_body, reset and
+  truncate (the answer is what is lost: a reset after an empty body cuts
+  the head instead), and not at all under status, html and rate_limit.
+  Page faults never hit actions.
 - pause() closes the listener and every connection (connect: refused);
   resume() listens again on the same port.  stop()/start() likewise.
 """
@@ -806,6 +834,9 @@ FAULTS = {
 _PAGE_FAULTS = ("repeat_cursor", "empty_page", "duplicate", "huge",
                 "malformed_entries")
 
+# What a fault may be aimed at (inject(on=...)).
+FAULT_TARGETS = (None, "list", "action")
+
 NOT_JSON_BODY = b"this is not json {"
 RATE_LIMIT_ERROR = "burst rate limit exceeded"
 
@@ -1025,6 +1056,32 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _handle
 
 
+BULK_MAX = 50  # dlqIds per bulk action request
+_DELAY_RE = re.compile(r"([0-9]{1,9}(ms|s|m|h|d))+\Z")
+_RETRIES_RE = re.compile(r"[0-9]{1,4}\Z")
+
+
+def _action_route(method, path):
+    """(verb, bulk, dlqId or None) for an action call, else None."""
+    if method == "DELETE":
+        if path == LIST_PATH:
+            return ("delete", True, None)
+        rest = path[len(LIST_PATH) + 1:] if path.startswith(LIST_PATH + "/") else ""
+        if rest and "/" not in rest:
+            return ("delete", False, unquote(rest))
+        return None
+    if method != "POST" or not path.startswith(LIST_PATH + "/"):
+        return None
+    verb, _, rest = path[len(LIST_PATH) + 1:].partition("/")
+    if verb not in ("resume", "restart", "callback"):
+        return None
+    if not _:
+        return (verb, True, None) if verb != "callback" else None
+    if rest and "/" not in rest:
+        return (verb, False, unquote(rest))
+    return None
+
+
 def _is_loopback(host):
     if host == "localhost":
         return True
@@ -1039,7 +1096,7 @@ class FakeAPI(object):
 
     def __init__(self, token="test-token", runs=200, seed=1, latency_ms=0,
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
-                 large=None, exact_end=True, messages=None):
+                 large=None, exact_end=True, messages=None, resumed_leave=True):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1049,7 +1106,9 @@ class FakeAPI(object):
         step per end-of-walk response, starting with "empty").
         exact_end: True: the page holding the last entry ends the walk;
         False: a full page always carries a cursor, so a walk may end with
-        an empty page."""
+        an empty page.
+        resumed_leave: True: an entry resumed or restarted leaves the DLQ
+        (whether the real API does is not documented); False: it stays."""
         if host == "localhost":
             host = "127.0.0.1"
         if not _is_loopback(host):
@@ -1077,6 +1136,12 @@ class FakeAPI(object):
         self._conns_lock = threading.Lock()
         self._faults = []      # dicts: fault, params, start, times (None: forever)
         self._list_seq = 0     # GET LIST_PATH requests so far (never reset)
+        # requests that may take a fault, by target (never reset)
+        self._seq = {None: 0, "list": 0, "action": 0}
+        self.resumed_leave = resumed_leave
+        self._actions = collections.deque(maxlen=LOG_LIMIT)
+        self._n_unscoped = 0
+        self._run_counter = 0
         self._n_faulted = 0
         if messages is not None:
             self._load(messages)
@@ -1193,13 +1258,17 @@ class FakeAPI(object):
             self._end_counter = 0
 
     def configure(self, **opts):
-        """Change token, latency_ms, end_cursor or exact_end at run time."""
+        """Change token, latency_ms, end_cursor, exact_end or resumed_leave
+        at run time."""
         with self._lock:
             for k, v in opts.items():
-                if k not in ("token", "latency_ms", "end_cursor", "exact_end"):
+                if k not in ("token", "latency_ms", "end_cursor", "exact_end",
+                             "resumed_leave"):
                     raise ValueError("unknown option: %s" % k)
                 if k == "end_cursor" and v not in _END_CURSOR_OPTIONS:
                     raise ValueError("end_cursor must be one of %s" % (_END_CURSOR_OPTIONS,))
+                if k == "resumed_leave" and not isinstance(v, bool):
+                    raise ValueError("resumed_leave must be true or false")
                 if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                     raise ValueError("latency_ms must be a number >= 0")
                 setattr(self, k, v)
@@ -1208,21 +1277,29 @@ class FakeAPI(object):
 
     # -- faults --------------------------------------------------------------
 
-    def inject(self, fault, times=1, after=0, **params):
+    def inject(self, fault, times=1, after=0, on=None, **params):
         """Queue `times` copies of `fault` (times=None: every list request
         until clear_faults()).  Each GET LIST_PATH request takes the first
         queued fault that is due, in FIFO order; a fault with after=K is due
         from the (K+1)-th list request counted from its injection, so
         inject("status", after=2) hits page 3 of a walk that starts now.
+        on: None (list GETs and action calls alike; `after` then counts
+        both), "list" (list GETs only) or "action" (action calls only;
+        `after` counts action calls).  Page faults only ever hit list GETs.
         Params and their defaults are in FAULTS.  Returns faults()."""
         if times is not None:
             times = _number("times", times, integer=True)
         after = _number("after", after, integer=True)
+        if on not in FAULT_TARGETS:
+            raise ValueError("on must be one of %s" % (FAULT_TARGETS,))
+        if on == "action" and fault in _PAGE_FAULTS:
+            raise ValueError("fault %s changes list pages: not for actions" % fault)
         p = _check_fault(fault, params)
         with self._lock:
             if times != 0:
                 self._faults.append({"fault": fault, "params": p, "times": times,
-                                     "start": self._list_seq + after})
+                                     "on": on,
+                                     "start": self._seq[on] + after})
             return self._faults_locked()
 
     def clear_faults(self):
@@ -1240,18 +1317,27 @@ class FakeAPI(object):
         out = []
         for f in self._faults:
             d = {"fault": f["fault"], "times": f["times"],
-                 "after": max(0, f["start"] - self._list_seq)}
+                 "after": max(0, f["start"] - self._seq[f["on"]])}
+            if f["on"] is not None:
+                d["on"] = f["on"]
             d.update(f["params"])
             out.append(d)
         return out
 
-    def _take_fault(self):
-        """Called once per GET LIST_PATH: (fault, params, n) or None."""
+    def _take_fault(self, kind="list"):
+        """Called once per GET LIST_PATH (kind "list") and once per action
+        call (kind "action"): (fault, params, n) or None."""
         with self._lock:
-            seq = self._list_seq
-            self._list_seq += 1
+            seqs = dict(self._seq)
+            self._seq[kind] += 1
+            self._seq[None] += 1
+            self._list_seq = self._seq["list"]
             for i, f in enumerate(self._faults):
-                if f["start"] <= seq:
+                if f["on"] not in (None, kind):
+                    continue
+                if kind != "list" and f["fault"] in _PAGE_FAULTS:
+                    continue
+                if f["start"] <= seqs[f["on"]]:
                     if f["times"] is not None:
                         f["times"] -= 1
                         if f["times"] <= 0:
@@ -1536,8 +1622,14 @@ class FakeAPI(object):
         except (ValueError, OSError):
             h.close_connection = True
             return h._send(400, {"error": "bad request body"})
-        is_list = path == LIST_PATH
-        fault = self._take_fault() if is_list and h.command == "GET" else None
+        route = _action_route(h.command, path)
+        is_list = path == LIST_PATH and route is None
+        if route is not None:
+            fault = self._take_fault("action")
+        elif is_list and h.command == "GET":
+            fault = self._take_fault("list")
+        else:
+            fault = None
         lat = self.latency_ms
         if lat:
             time.sleep(lat / 1000.0)
@@ -1569,11 +1661,14 @@ class FakeAPI(object):
                         if k.lower() != "authorization"},
             "time": time.time(),
         }
+        if route is not None:
+            self._action_entry(entry, route, pairs)
         if fault is not None:
             entry["fault"] = fault[0]
             entry["fault_params"] = dict(fault[1])
             return self._faulted(h, fault, entry, path, pairs, auth is not None)
-        status, body = self._api(h, path, pairs, auth is not None)
+        status, body = self._api(h, path, pairs, auth is not None, None,
+                                 entry if route is not None else None)
         self._log_entry(entry, status, is_list)
         h._send(status, body)
 
@@ -1584,24 +1679,136 @@ class FakeAPI(object):
             self._n_requests += 1
             if is_list:
                 self._n_list += 1
+            if "action" in entry:
+                self._actions.append(entry)
+
+    # -- actions -------------------------------------------------------------
+
+    def actions(self):
+        """Every action call (delete, resume, restart, callback; single and
+        bulk), oldest first, the last LOG_LIMIT: the request log's dicts
+        (method, path, raw_query, query, headers without Authorization,
+        auth_ok, status, time, fault when faulted) plus action (the verb),
+        bulk (bool), dlqIds (the ids named: the path's one, or the dlqIds
+        parameters), unscoped (a bulk call naming no id) and response (the
+        JSON answer as sent, None when there was none or it was not JSON)."""
+        with self._lock:
+            out = []
+            for e in self._actions:
+                e = dict(e)
+                e["query"] = list(e["query"])
+                e["headers"] = dict(e["headers"])
+                e["dlqIds"] = list(e["dlqIds"])
+                out.append(e)
+            return out
+
+    def unscoped(self):
+        """The number of bulk action calls that named no dlqIds since the
+        start or clear_actions().  Such a call acts on the whole DLQ (and
+        the fake does so, as the real API would): dlqfs must never send
+        one.  The calls themselves are in actions() with unscoped=True."""
+        with self._lock:
+            return self._n_unscoped
+
+    def clear_actions(self):
+        """Empty the action log and zero the unscoped counter."""
+        with self._lock:
+            self._actions.clear()
+            self._n_unscoped = 0
+
+    def _action_entry(self, entry, route, pairs):
+        verb, bulk, dlq_id = route
+        if bulk:
+            ids = [v for k, v in pairs if k == "dlqIds"]
+        else:
+            ids = [dlq_id]
+        entry["action"] = verb
+        entry["bulk"] = bulk
+        entry["dlqIds"] = ids
+        entry["unscoped"] = bulk and not any(ids)
+        entry["response"] = None
+        if entry["unscoped"]:
+            with self._lock:
+                self._n_unscoped += 1
+
+    def _new_run(self):
+        self._run_counter += 1
+        digest = hashlib.sha256(b"run-%d" % self._run_counter).digest()
+        rid = base64.b64encode(digest).translate(_B64_TO_ALNUM)[:21].decode("ascii")
+        return {"workflowRunId": "wfr_" + rid,
+                "workflowCreatedAt": int(time.time() * 1000)}
+
+    def _act(self, entry, headers):
+        """Carry out an authorised action call: (status, body)."""
+        verb, bulk, ids = entry["action"], entry["bulk"], entry["dlqIds"]
+        if verb in ("resume", "restart"):
+            r = headers.get("Upstash-Retries")
+            if r is not None and not _RETRIES_RE.match(r.strip()):
+                return 400, {"error": "invalid Upstash-Retries header: %s" % r}
+            d = headers.get("Upstash-Delay")
+            if d is not None and not _DELAY_RE.match(d.strip()):
+                return 400, {"error": "invalid Upstash-Delay header: %s" % d}
+        with self._lock:
+            if bulk:
+                if entry["unscoped"]:
+                    targets = self.dlq_ids()   # the whole DLQ, as the API
+                else:
+                    targets = list(dict.fromkeys(ids))
+                    if len(targets) > BULK_MAX:
+                        return 400, {"error": "at most %d dlqIds per request"
+                                     % BULK_MAX}
+                if verb == "delete":
+                    return 200, {"deleted": sum(1 for i in targets if self.remove(i))}
+                for i in targets:
+                    if i not in self._by_id:
+                        return 404, {"error": "dlq message not found: %s" % i}
+                runs = []
+                for i in targets:
+                    runs.append(self._new_run())
+                    if self.resumed_leave:
+                        self.remove(i)
+                return 200, {"workflowRuns": runs, "cursor": ""}
+            dlq_id = ids[0]
+            rec = self._by_id.get(dlq_id)
+            if rec is None:
+                return 404, {"error": "dlq message not found: %s" % dlq_id}
+            if verb == "delete":
+                self.remove(dlq_id)
+                return 200, b""
+            if verb == "callback":
+                if rec.state != "CALLBACK_FAIL":
+                    return 400, {"error": "failure callback can only be retried "
+                                 "in CALLBACK_FAIL state, not %s" % rec.state}
+                self.patch(dlq_id, {"failureFunctionState": "CALLBACK_INPROGRESS"})
+                return 200, self._new_run()
+            run = self._new_run()
+            if self.resumed_leave:
+                self.remove(dlq_id)
+            return 200, run
 
     def _faulted(self, h, fault, entry, path, pairs, auth_ok):
         """Answer a GET LIST_PATH request that suffers `fault`."""
         name, p, n = fault
         stopping = h.server.stopping
+        is_list = "action" not in entry
         if name in ("stall", "close"):
-            # nothing at all is sent; then the connection is closed (FIN)
-            self._log_entry(entry, None, True)
+            # nothing at all is sent; then the connection is closed (FIN).
+            # An action is carried out first: its answer is what is lost.
+            if not is_list:
+                self._api(h, path, pairs, auth_ok, None, entry)
+            self._log_entry(entry, None, is_list)
             h.close_connection = True
             if name == "stall":
                 stopping.wait(p["seconds"])
             return
         if name == "not_json":
-            self._log_entry(entry, 200, True)
+            if not is_list:
+                self._api(h, path, pairs, auth_ok, None, entry)
+            self._log_entry(entry, 200, is_list)
             return h._send(200, NOT_JSON_BODY)
         if name == "html":
             code = p["status"]
-            self._log_entry(entry, code, True)
+            self._log_entry(entry, code, is_list)
             return h._send(code, _nginx_page(code), ctype="text/html",
                            server="nginx")
         if name == "status":
@@ -1609,7 +1816,7 @@ class FakeAPI(object):
             msg = p["message"]
             if msg is None:
                 msg = _reason(code).lower()
-            self._log_entry(entry, code, True)
+            self._log_entry(entry, code, is_list)
             return h._send(code, {"error": msg})
         if name == "rate_limit":
             reset = int(math.ceil(time.time() + p["reset_in"]))
@@ -1618,21 +1825,26 @@ class FakeAPI(object):
                      ("Burst-RateLimit-Reset", str(reset))]
             if p["retry_after"] is not None:
                 extra.append(("Retry-After", str(p["retry_after"])))
-            self._log_entry(entry, 429, True)
+            self._log_entry(entry, 429, is_list)
             return h._send(429, {"error": RATE_LIMIT_ERROR}, extra=extra)
         if name == "latency":
             stopping.wait(p["ms"] / 1000.0)
             fault = None
-        status, body = self._api(h, path, pairs, auth_ok, fault)
-        self._log_entry(entry, status, True)
+        status, body = self._api(h, path, pairs, auth_ok, fault,
+                                 None if is_list else entry)
+        self._log_entry(entry, status, is_list)
         if name not in ("stall_body", "reset", "truncate"):
             return h._send(status, body)
-        # the status line, all headers (full Content-Length), half the body
+        # the status line, all headers (full Content-Length), half the body;
+        # an empty body (a single delete): half the head
         if not isinstance(body, bytes):
             body = json.dumps(body, ensure_ascii=False).encode("utf-8")
         head = h._head(status, len(body))
         h.close_connection = True
-        h.wfile.write(head + body[:len(body) // 2])
+        if body:
+            h.wfile.write(head + body[:len(body) // 2])
+        else:
+            h.wfile.write(head[:len(head) // 2])
         h.wfile.flush()
         if name == "stall_body":
             stopping.wait(p["seconds"])
@@ -1640,12 +1852,16 @@ class FakeAPI(object):
             h.server.abort_later(h.connection)
         # truncate: the handler ends; the connection is closed with a FIN
 
-    def _api(self, h, path, pairs, auth_ok, fault=None):
+    def _api(self, h, path, pairs, auth_ok, fault=None, action=None):
         prefix = LIST_PATH + "/"
         if path != LIST_PATH and not path.startswith(prefix):
             return 404, {"error": "not found"}
         if not auth_ok:
             return 401, {"error": "unauthorized: missing or invalid token"}
+        if action is not None:
+            status, body = self._act(action, h.headers)
+            action["response"] = body if isinstance(body, dict) else None
+            return status, body
         if h.command != "GET":
             return 405, {"error": "method not allowed"}
         if path == LIST_PATH:
@@ -1729,7 +1945,8 @@ class FakeAPI(object):
                     raise _HTTPError(400, str(e))
                 return h._send(200, {"token": self.token, "latency_ms": self.latency_ms,
                                      "end_cursor": self.end_cursor,
-                                     "exact_end": self.exact_end})
+                                     "exact_end": self.exact_end,
+                                     "resumed_leave": self.resumed_leave})
             if path == "/_admin/faults":
                 if m == "GET":
                     return h._send(200, self.faults())
@@ -1763,6 +1980,12 @@ class FakeAPI(object):
                 return h._send(200, self.stats())
             if path == "/_admin/requests" and m == "GET":
                 return h._send(200, self.requests())
+            if path == "/_admin/actions" and m == "GET":
+                return h._send(200, {"actions": self.actions(),
+                                     "unscoped": self.unscoped()})
+            if path == "/_admin/clear-actions" and m == "POST":
+                self.clear_actions()
+                return h._send(200, {"cleared": True})
             if path == "/_admin/clear-requests" and m == "POST":
                 self.clear_requests()
                 return h._send(200, {"cleared": True})

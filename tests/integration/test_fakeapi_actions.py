@@ -1,0 +1,263 @@
+"""Tests of the fake API's action endpoints (tests/fakeapi.py): delete,
+resume, restart (single and bulk), callback, their recording, the
+unscoped-call counter and faults on actions.
+
+Run: /usr/bin/python3 -m pytest -q tests/integration/test_fakeapi_actions.py
+Standard library only.
+"""
+
+import http.client
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
+
+from fakeapi import FakeAPI  # noqa: E402
+
+TOKEN = "test-token"
+LIST = "/v2/workflows/dlq"
+
+
+def call(api, method, path, ids=None, token=TOKEN, headers=None):
+    """(status, decoded JSON or raw bytes).  ids: the dlqIds parameters."""
+    url = api.base_url + path
+    if ids is not None:
+        url += "?" + urllib.parse.urlencode([("dlqIds", i) for i in ids],
+                                            quote_via=urllib.parse.quote)
+    req = urllib.request.Request(url, data=b"" if method == "POST" else None,
+                                 method=method)
+    if token is not None:
+        req.add_header("Authorization", "Bearer " + token)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def one(i):
+    return LIST + "/" + urllib.parse.quote(i, safe="")
+
+
+def admin(api, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(api.base_url + "/_admin" + path, data=data,
+                                 method=method)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read())
+
+
+@pytest.fixture
+def api():
+    with FakeAPI(token=TOKEN, runs=60, seed=3, large=False) as fake:
+        yield fake
+
+
+def test_delete_one(api):
+    victim = api.dlq_ids()[0]
+    assert call(api, "DELETE", one(victim)) == (200, b"")
+    assert api.get(victim) is None and len(api) == 59
+    st, body = call(api, "DELETE", one(victim))
+    assert st == 404 and "not found" in body["error"]
+
+
+def test_delete_odd_id_is_percent_decoded(api):
+    api.add({"dlqId": "odd/id +%", "createdAt": 5})
+    assert call(api, "DELETE", one("odd/id +%"))[0] == 200
+    assert api.get("odd/id +%") is None
+    assert api.actions()[-1]["dlqIds"] == ["odd/id +%"]
+
+
+def test_bulk_delete_counts_and_skips_unknown(api):
+    ids = api.dlq_ids()[:3]
+    st, body = call(api, "DELETE", LIST, ids + ["1-0", ids[0]])
+    assert st == 200 and body == {"deleted": 3}
+    assert len(api) == 57
+    rec = api.actions()[-1]
+    assert rec["action"] == "delete" and rec["bulk"] and not rec["unscoped"]
+    assert rec["dlqIds"] == ids + ["1-0", ids[0]]
+
+
+def test_bulk_over_50_is_400_and_does_nothing(api):
+    ids = api.dlq_ids()[:51]
+    for method, path in (("DELETE", LIST), ("POST", LIST + "/resume"),
+                         ("POST", LIST + "/restart")):
+        st, body = call(api, method, path, ids)
+        assert st == 400 and "50" in body["error"]
+    assert len(api) == 60
+    assert call(api, "DELETE", LIST, ids[:50]) == (200, {"deleted": 50})
+
+
+@pytest.mark.parametrize("verb", ["resume", "restart"])
+def test_resume_restart_one(api, verb):
+    victim = api.dlq_ids()[5]
+    st, body = call(api, "POST", LIST + "/%s/%s" % (verb, victim),
+                    headers={"Upstash-Retries": "3", "Upstash-Delay": "10s",
+                             "Upstash-Flow-Control-Key": "k",
+                             "Upstash-Flow-Control-Value": "rate=1"})
+    assert st == 200 and body["workflowRunId"].startswith("wfr_")
+    assert len(body["workflowRunId"]) == 25
+    assert isinstance(body["workflowCreatedAt"], int)
+    assert api.get(victim) is None          # resumed runs leave by default
+    rec = api.actions()[-1]
+    assert rec["action"] == verb and rec["dlqIds"] == [victim]
+    assert rec["headers"]["Upstash-Retries"] == "3"
+    assert rec["headers"]["Upstash-Flow-Control-Value"] == "rate=1"
+    assert "Authorization" not in rec["headers"]
+    assert rec["response"] == body and rec["status"] == 200
+    st, body = call(api, "POST", LIST + "/%s/%s" % (verb, victim))
+    assert st == 404
+
+
+def test_resumed_runs_can_stay(api):
+    api.configure(resumed_leave=False)
+    ids = api.dlq_ids()[:2]
+    assert call(api, "POST", LIST + "/resume/" + ids[0])[0] == 200
+    assert call(api, "POST", LIST + "/restart", ids)[0] == 200
+    assert len(api) == 60
+    st, cfg = admin(api, "POST", "/config", {"resumed_leave": True})
+    assert st == 200 and cfg["resumed_leave"] is True
+    with pytest.raises(ValueError):
+        api.configure(resumed_leave="yes")
+
+
+def test_bad_option_headers_are_400(api):
+    victim = api.dlq_ids()[0]
+    for h in ({"Upstash-Retries": "x"}, {"Upstash-Delay": "soon"}):
+        assert call(api, "POST", LIST + "/resume/" + victim, headers=h)[0] == 400
+    assert api.get(victim) is not None
+
+
+@pytest.mark.parametrize("verb", ["resume", "restart"])
+def test_bulk_resume_restart(api, verb):
+    ids = api.dlq_ids()[:4]
+    st, body = call(api, "POST", LIST + "/" + verb, ids + [ids[0]])
+    assert st == 200 and body["cursor"] == ""
+    runs = body["workflowRuns"]
+    assert len(runs) == 4 and len({r["workflowRunId"] for r in runs}) == 4
+    assert all(api.get(i) is None for i in ids)
+
+
+def test_bulk_resume_with_an_unknown_id_does_nothing(api):
+    ids = api.dlq_ids()[:3]
+    st, body = call(api, "POST", LIST + "/resume", ids + ["1-0"])
+    assert st == 404 and "1-0" in body["error"]
+    assert all(api.get(i) is not None for i in ids)
+
+
+def test_callback_only_in_callback_fail(api):
+    ids = api.dlq_ids()
+    api.update(ids[0], failureFunctionState="CALLBACK_FAIL")
+    api.update(ids[1], failureFunctionState="CALLBACK_SUCCESS")
+    api.update(ids[2], failureFunctionState=None)
+    st, body = call(api, "POST", LIST + "/callback/" + ids[0])
+    assert st == 200 and body["workflowRunId"].startswith("wfr_")
+    assert api.get(ids[0])["failureFunctionState"] == "CALLBACK_INPROGRESS"
+    assert len(api) == 60                     # a callback does not remove
+    for i in ids[:3]:                         # the first is no longer FAIL
+        st, body = call(api, "POST", LIST + "/callback/" + i)
+        assert st == 400 and "CALLBACK_FAIL" in body["error"]
+    assert call(api, "POST", LIST + "/callback/1-0")[0] == 404
+    # no bulk callback endpoint
+    assert call(api, "POST", LIST + "/callback", ids[:2])[0] == 405
+
+
+def test_actions_need_the_token(api):
+    victim = api.dlq_ids()[0]
+    for method, path, ids in (("DELETE", one(victim), None),
+                              ("DELETE", LIST, [victim]),
+                              ("POST", LIST + "/resume/" + victim, None),
+                              ("POST", LIST + "/restart", [victim]),
+                              ("POST", LIST + "/callback/" + victim, None)):
+        st, body = call(api, method, path, ids, token="wrong")
+        assert st == 401 and "error" in body
+    assert api.get(victim) is not None
+    recs = api.actions()
+    assert len(recs) == 5 and not any(r["auth_ok"] for r in recs)
+    assert all(r["status"] == 401 and r["response"] is None for r in recs)
+
+
+def test_unscoped_calls_are_counted_and_act_on_everything(api):
+    assert api.unscoped() == 0
+    st, body = call(api, "POST", LIST + "/resume")
+    assert st == 200 and len(body["workflowRuns"]) == 60
+    assert len(api) == 0 and api.unscoped() == 1
+    api.reset(runs=10, seed=1)
+    assert call(api, "DELETE", LIST, [""]) == (200, {"deleted": 10})
+    assert api.unscoped() == 2
+    recs = [r for r in api.actions() if r["unscoped"]]
+    assert [r["action"] for r in recs] == ["resume", "delete"]
+    st, d = admin(api, "GET", "/actions")
+    assert st == 200 and d["unscoped"] == 2 and len(d["actions"]) == 2
+    assert admin(api, "POST", "/clear-actions")[0] == 200
+    assert api.unscoped() == 0 and api.actions() == []
+
+
+def test_action_log_via_admin_and_request_log(api):
+    ids = api.dlq_ids()[:2]
+    call(api, "DELETE", LIST, ids)
+    call(api, "GET", LIST)                     # not an action
+    st, d = admin(api, "GET", "/actions")
+    assert [(a["method"], a["path"], a["raw_query"]) for a in d["actions"]] == [
+        ("DELETE", LIST, "dlqIds=%s&dlqIds=%s" % tuple(ids))]
+    assert d["actions"][0]["response"] == {"deleted": 2}
+    # the request log has both; the list counter only the list
+    assert [r["method"] for r in api.requests()] == ["DELETE", "GET"]
+    assert api.stats()["list_requests"] == 1
+
+
+def test_non_actions_are_unchanged(api):
+    assert call(api, "POST", LIST)[0] == 405
+    assert call(api, "PUT", one(api.dlq_ids()[0]))[0] == 405
+    assert call(api, "POST", LIST + "/resume/a/b")[0] == 405
+    assert api.actions() == []
+
+
+def test_faults_hit_actions(api):
+    victim = api.dlq_ids()[0]
+    api.inject("status", code=503, on="action")
+    assert call(api, "GET", LIST)[0] == 200     # the list is not hit
+    st, body = call(api, "DELETE", one(victim))
+    assert st == 503 and api.get(victim) is not None   # not done
+    assert api.actions()[-1]["fault"] == "status"
+    # a reset after the action: done, answer lost
+    api.inject("reset", on="action")
+    with pytest.raises((http.client.HTTPException, ConnectionError, urllib.error.URLError)):
+        call(api, "POST", LIST + "/resume/" + victim)
+    assert api.get(victim) is None
+    # un-targeted faults hit both; page faults only lists
+    api.inject("empty_page")
+    api.inject("status", code=500)
+    assert call(api, "DELETE", one(api.dlq_ids()[0]))[0] == 500
+    st, body = call(api, "GET", LIST)
+    assert st == 200 and body["messages"] == []
+    with pytest.raises(ValueError):
+        api.inject("duplicate", on="action")
+    with pytest.raises(ValueError):
+        api.inject("close", on="nowhere")
+    assert api.faults() == []
+
+
+def test_fault_after_counts_actions(api):
+    ids = api.dlq_ids()
+    api.inject("status", code=500, after=1, on="action")
+    assert api.faults()[0]["after"] == 1 and api.faults()[0]["on"] == "action"
+    call(api, "GET", LIST)                      # lists do not count
+    assert call(api, "DELETE", one(ids[0]))[0] == 200
+    assert call(api, "DELETE", one(ids[1]))[0] == 500
+    assert call(api, "DELETE", one(ids[2]))[0] == 200
