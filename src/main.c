@@ -89,7 +89,13 @@ struct mount {
 	atomic_int cancel;
 	struct fuse_session *se;
 	pthread_t main_thread, stopper;
+	char *knock_path;     /* a file on the mount, opened to wake the loop */
 	atomic_int loop_done; /* the main thread left the FUSE loop */
+	/* the stopper has stopped the walker and the notifier: nothing but
+	 * the main thread touches the session any more (protected by lock) */
+	bool quiet;
+	pthread_mutex_t lock;
+	pthread_cond_t quiet_cond;
 };
 
 enum {
@@ -445,53 +451,72 @@ static void check_api(const struct api_config *cfg, const char *url)
 	}
 }
 
-/* The signal handler's only way in (signal handlers take no context):
- * set once the walker runs, cleared before it is freed. */
-static struct walker *volatile sighup_walker;
-
-static void on_sighup(int sig)
-{
-	(void)sig;
-	if (sighup_walker)
-		walker_refresh(sighup_walker);
-}
-
-/* SIGTERM/SIGINT: the stopper thread is woken through this pipe (a write
- * is all a signal handler may do). */
-static int stop_pipe[2] = {-1, -1};
-
-static void on_stop(int sig)
-{
-	ssize_t n = write(stop_pipe[1], "s", 1);
-
-	(void)sig;
-	(void)n; /* a full pipe already holds a stop */
-}
-
 static void on_wake(int sig)
 {
 	(void)sig; /* only interrupts the loop's wait */
 }
 
-/* Stops the walker and the notifier while the FUSE loop still answers
- * requests, then ends the loop. In the other order, the notifier could
- * wait forever in the kernel: an invalidation needs the directory's lock,
- * which a lookup holds until a loop thread, gone by then, answers it. */
+/* How long the stopper knocks by opening a file before it falls back to
+ * a signal (the mount could be hidden under another one). */
+#define KNOCK_SIGNAL_AFTER_MS 2000
+#define KNOCK_INTERVAL_MS 20
+
+/* The signals the daemon acts on. Every thread blocks them, from before
+ * the mount to the exit, and the stopper takes them with sigwait(): no
+ * handler ever runs in the middle of other code (no async-signal-safety
+ * to get wrong, no signal landing inside malloc), and it does not matter
+ * which thread kill(2) would have picked. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+}
+
+/* Takes SIGHUP (refresh) until SIGTERM or SIGINT arrives, from a user or
+ * from the main thread once the loop has ended by an unmount. Then stops
+ * the walker and the notifier while the FUSE loop still answers requests,
+ * and ends the loop. In the other order, the notifier could wait forever
+ * in the kernel: an invalidation needs the directory's lock, which a
+ * lookup holds until a loop thread, gone by then, answers it. */
 static void *stopper_main(void *arg)
 {
 	struct mount *m = arg;
-	char c;
+	unsigned waited = 0;
+	sigset_t set;
+	int sig = 0;
 
-	while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR)
-		;
+	stop_signals(&set);
+	while (sig != SIGTERM && sig != SIGINT) {
+		if (sigwait(&set, &sig))
+			sig = 0;
+		if (sig == SIGHUP)
+			walker_refresh(m->walker);
+	}
 	walker_stop(m->walker);
 	fs_stop(m->fs);
 	fuse_session_exit(m->se);
-	/* the loop checks the exit flag, then waits: a wake-up between the
-	 * two is lost, so knock until the main thread is out */
+	pthread_mutex_lock(&m->lock);
+	m->quiet = true;
+	pthread_cond_signal(&m->quiet_cond);
+	pthread_mutex_unlock(&m->lock);
+	/* The loop checks the exit flag, then waits for a request: a wake-up
+	 * between the two is lost, so knock until the main thread is out.
+	 * The knock is a request rather than a signal, which could land
+	 * inside the allocator (ThreadSanitizer's runtime deadlocks there).
+	 * Once out of the loop, the main thread unmounts, which fails an
+	 * open() still waiting for an answer. */
 	while (!atomic_load(&m->loop_done)) {
-		pthread_kill(m->main_thread, SIGUSR1);
-		nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+		int fd = open(m->knock_path, O_RDONLY | O_CLOEXEC);
+
+		if (fd >= 0)
+			close(fd);
+		if (waited >= KNOCK_SIGNAL_AFTER_MS)
+			pthread_kill(m->main_thread, SIGUSR1);
+		nanosleep(&(struct timespec){0, KNOCK_INTERVAL_MS * 1000000L},
+			  NULL);
+		waited += KNOCK_INTERVAL_MS;
 	}
 	return NULL;
 }
@@ -619,6 +644,8 @@ int main(int argc, char *argv[])
 	int r = 1;
 
 	memset(&m, 0, sizeof(m));
+	pthread_mutex_init(&m.lock, NULL);
+	pthread_cond_init(&m.quiet_cond, NULL);
 	if (fuse_opt_parse(&args, &m.opts, opt_spec, opt_proc) < 0)
 		goto out_opts;
 	if (m.opts.show_help || m.opts.show_version) {
@@ -691,27 +718,17 @@ int main(int argc, char *argv[])
 	check_api(&acfg, url);
 
 	/* everything a user can get wrong was checked: mount */
-	if (fuse_set_signal_handlers(se) < 0)
-		goto out_session;
-	/* libfuse made SIGHUP unmount; for us it means "refresh" (ignored
-	 * until the walker runs) */
+	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error, not death */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sighup;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGHUP, &sa, NULL);
-	/* SIGTERM/SIGINT: through the stopper (see stopper_main) */
-	if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		die("cannot create a pipe: %s", strerror(errno));
-	fcntl(stop_pipe[0], F_SETFL, 0); /* the stopper blocks on it */
-	sa.sa_handler = on_stop;
-	sa.sa_flags = 0;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = on_wake;
+	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
+	/* from here on SIGHUP/SIGINT/SIGTERM wait for the stopper (see
+	 * stop_signals()); one arriving before it runs is taken then */
+	stop_signals(&block);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	if (fuse_session_mount(se, mp) < 0)
-		goto out_signals;
+		goto out_session;
 	fuse_daemonize(cmd.foreground);
 
 	/* threads start after the fork of fuse_daemonize() */
@@ -723,24 +740,18 @@ int main(int argc, char *argv[])
 	wcfg.limits = limits;
 	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
 	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);
-	/* Our threads (and the walk workers they start) block the signals
-	 * libfuse and we handle, as libfuse's own workers do: so only the
-	 * main thread takes them. Else a SIGTERM taken by another thread
-	 * would leave the main thread asleep in the loop, still mounted, and
-	 * a SIGHUP could run on_sighup() beside walker_free(). */
-	sigemptyset(&block);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
+	/* Our threads (and the walk workers they start) also block SIGQUIT,
+	 * as libfuse's workers do: it stays the main thread's. */
 	sigaddset(&block, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
 	m.se = se;
 	m.main_thread = pthread_self();
+	if (asprintf(&m.knock_path, "%s/.dlqfs/status", cmd.mountpoint) < 0)
+		die("out of memory");
 	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0 ||
 	    pthread_create(&m.stopper, NULL, stopper_main, &m))
 		die("cannot start threads");
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-	sighup_walker = m.walker;
 
 	if (cmd.singlethread) {
 		r = fuse_session_loop(se);
@@ -758,17 +769,19 @@ int main(int argc, char *argv[])
 	}
 	r = r < 0 ? 1 : 0;
 
-	signal(SIGHUP, SIG_IGN);
-	sighup_walker = NULL;
 	/* ended by an unmount, or by a signal through the stopper: either
 	 * way the stopper runs to its end before anything is freed */
 	atomic_store(&m.loop_done, 1);
-	on_stop(0);
+	pthread_kill(m.stopper, SIGTERM);
+	/* unmount once the stopper has quietened the walker and the
+	 * notifier, but before joining it: that fails its last knock */
+	pthread_mutex_lock(&m.lock);
+	while (!m.quiet)
+		pthread_cond_wait(&m.quiet_cond, &m.lock);
+	pthread_mutex_unlock(&m.lock);
+	fuse_session_unmount(se);
 	pthread_join(m.stopper, NULL);
 	walker_free(m.walker);
-	fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out_fs:
@@ -781,7 +794,10 @@ out_fs:
 	}
 	free(url);
 	free(cmd.mountpoint);
+	free(m.knock_path);
 out_opts:
+	pthread_cond_destroy(&m.quiet_cond);
+	pthread_mutex_destroy(&m.lock);
 	options_release(&m.opts);
 	fuse_opt_free_args(&args);
 	return r;
