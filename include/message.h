@@ -9,6 +9,7 @@
 #ifndef DLQFS_MESSAGE_H
 #define DLQFS_MESSAGE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,7 @@ struct message_bytes {
  * numbers, string escapes and repeated keys as received; the other files
  * and the views read a repeated key's last value. */
 struct message {
+	atomic_uint refs;	 /* message_ref(), message_free() */
 	struct message_bytes id; /* dlqId, never empty */
 	int64_t created_ms;	 /* createdAt, ms since the epoch */
 	bool has_created;	 /* createdAt present and a number (a real
@@ -96,7 +98,11 @@ struct message {
  * most MESSAGE_MAX_ID bytes); -ENOMEM. */
 int message_parse(const char *json, size_t len, struct message **ret_msg);
 
-/* x_free(NULL) is a no-op. */
+/* Messages are immutable once parsed and may be shared (a snapshot built
+ * from another shares its unchanged messages). message_ref() returns @m
+ * with one more reference; message_free() drops one and frees the message
+ * on the last. x_free(NULL) is a no-op. */
+struct message *message_ref(struct message *m);
 void message_free(struct message *m);
 
 /* A parsed list page. */

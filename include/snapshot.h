@@ -101,6 +101,17 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 			    const struct snapshot *prev, struct timespec now,
 			    uint64_t generation, struct snapshot **ret);
 
+/* Decides whether snapshot_without() drops the run of @m. */
+typedef bool (*snapshot_drop_fn)(void *ctx, const struct message *m);
+
+/* A snapshot like @s without the runs @drop picks, sharing @s's messages
+ * (names, keys, json_mtime and generation as in @s; payload bytes less
+ * what the dropped runs rendered to). Returns the number of runs dropped
+ * and, in @ret, a new snapshot, or a new reference to @s when none was;
+ * -ENOMEM. */
+int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
+		     struct snapshot **ret);
+
 /* An empty snapshot (no runs), generation 0. NULL when out of memory. */
 struct snapshot *snapshot_new_empty(void);
 

@@ -1436,6 +1436,7 @@ static int render(const struct plan *pl, struct message **ret_msg)
 	if (!m)
 		return -ENOMEM;
 	memset(m, 0, sizeof(*m));
+	atomic_init(&m->refs, 1);
 	arr = (struct message_bytes *)(m + 1);
 	w = (char *)(arr + pl->nvals);
 
@@ -1522,9 +1523,17 @@ int message_parse(const char *json, size_t len, struct message **ret_msg)
 	return r == -EPROTO ? -EINVAL : r;
 }
 
+struct message *message_ref(struct message *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
 void message_free(struct message *m)
 {
-	free(m);
+	if (m &&
+	    atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+		free(m);
 }
 
 /* Writes a reason into @err, as printable ASCII (jansson quotes the input

@@ -715,3 +715,40 @@ void snapshot_unref(struct snapshot *s)
 	free(s->names);
 	free(s);
 }
+
+int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
+		     struct snapshot **ret)
+{
+	struct snapshot_builder *b;
+	uint64_t dropped_bytes = 0;
+	int dropped = 0, r;
+
+	for (uint32_t i = 0; i < s->nruns; i++)
+		dropped += drop(ctx, s->runs[i].msg);
+	if (!dropped) {
+		*ret = snapshot_ref(s);
+		return 0;
+	}
+	b = snapshot_builder_new();
+	if (!b)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		struct message *m = s->runs[i].msg;
+
+		if (drop(ctx, m)) {
+			for (int f = 0; f < MESSAGE_NFILES; f++)
+				dropped_bytes += m->file[f].len;
+			continue;
+		}
+		r = snapshot_builder_add(b, message_ref(m));
+		if (r < 0) {
+			snapshot_builder_free(b);
+			return r;
+		}
+	}
+	snapshot_builder_account(
+		b, s->bytes > dropped_bytes ? s->bytes - dropped_bytes : 0);
+	/* @s as the one replaced keeps every json_mtime */
+	r = snapshot_builder_finish(b, s, s->built, s->generation, ret);
+	return r < 0 ? r : dropped;
+}

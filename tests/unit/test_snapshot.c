@@ -1,5 +1,6 @@
 /* Unit tests for snapshot: dedupe, order, names, views, keys, times. */
 #include <errno.h>
+#include <string.h>
 
 #include "msgs.h"
 #include "snapshot.h"
@@ -234,6 +235,58 @@ static void test_collisions(void)
 	snapshot_unref(s[1]);
 }
 
+static bool drop_named(void *ctx, const struct message *m)
+{
+	const char *id = ctx;
+
+	return m->id.len == strlen(id) && !memcmp(m->id.data, id, m->id.len);
+}
+
+static bool drop_none(void *ctx, const struct message *m)
+{
+	(void)ctx;
+	(void)m;
+	return false;
+}
+
+static void test_without(void)
+{
+	struct message *m[] = {
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"payments\"]"),
+		msg_make("2-0", 2000, "CALLBACK_FAIL", "[\"payments\"]"),
+		msg_make("3-0", 3000, NULL, "[\"other\"]"),
+	};
+	struct snapshot *s = build(NULL, (struct timespec){7, 0}, m, 3), *t;
+	int64_t pay = snapshot_find_value(s, VIEW_LABEL, "payments");
+
+	is_int(snapshot_without(s, drop_none, NULL, &t), 0, "nothing dropped");
+	ok(t == s, "the same snapshot when nothing is dropped");
+	snapshot_unref(t);
+	is_int(snapshot_without(s, drop_named, (char[]){"2-0"}, &t), 1,
+	       "one dropped");
+	is_int(t->nruns, 2, "two runs left");
+	is_str(t->runs[0].name, "1-0", "1-0 kept");
+	is_str(t->runs[1].name, "3-0", "3-0 kept");
+	ok(t->runs[0].msg == s->runs[0].msg, "messages are shared");
+	is_int(t->runs[0].key, s->runs[0].key, "keys kept");
+	is_int(t->runs[1].json_key, s->runs[2].json_key, "json keys kept");
+	ok(pay >= 0, "payments label in the original");
+	is_int(t->view[VIEW_LABEL]
+		       .values[snapshot_find_value(t, VIEW_LABEL, "payments")]
+		       .nruns,
+	       1, "the label lists one run less");
+	is_int(snapshot_find_run(t, "2-0"), -ENOENT, "dropped run is gone");
+	is_int(snapshot_find_run(s, "2-0"), 1, "the original is untouched");
+	snapshot_unref(s); /* t keeps the shared messages alive */
+	is_int(t->runs[1].msg->created_ms, 3000, "shared message still valid");
+	is_int(snapshot_without(t, drop_named, (char[]){"3-0"}, &s), 1,
+	       "again");
+	is_int(snapshot_find_value(s, VIEW_LABEL, "other"), -ENOENT,
+	       "a value with no run left is gone");
+	snapshot_unref(t);
+	snapshot_unref(s);
+}
+
 int main(void)
 {
 	test_dedupe_and_order();
@@ -242,5 +295,6 @@ int main(void)
 	test_refs();
 	test_many();
 	test_collisions();
+	test_without();
 	return tap_done();
 }
