@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "action.h"
 #include "snapshot.h"
 
 enum tree_kind {
@@ -33,6 +34,8 @@ enum tree_kind {
 	TREE_CTL,     /* .dlqfs/ */
 	TREE_STATUS,  /* .dlqfs/status */
 	TREE_REFRESH, /* .dlqfs/refresh */
+	TREE_ACTION,  /* .dlqfs/{delete,resume,...} (.index = action_verb) */
+	TREE_ACTLOG,  /* .dlqfs/actions.log */
 	TREE_RUN,     /* runs/<id>/ (.index = run) */
 	TREE_FILE,    /* runs/<id>/<file> (.index = run, .file) */
 	TREE_VALUE,   /* by-xxx/<value>/ (.view, .index = value) */
@@ -52,11 +55,14 @@ struct tree_node {
 #define TREE_INO_CTL (TREE_INO_VIEW0 + VIEW_COUNT)
 #define TREE_INO_STATUS (TREE_INO_CTL + 1)
 #define TREE_INO_REFRESH (TREE_INO_CTL + 2)
-#define TREE_INO_FIXED_END (TREE_INO_CTL + 3)
+#define TREE_INO_ACTION0 (TREE_INO_CTL + 3) /* + enum action_verb */
+#define TREE_INO_ACTLOG (TREE_INO_ACTION0 + ACTION_NVERBS)
+#define TREE_INO_FIXED_END (TREE_INO_ACTLOG + 1)
 
 #define TREE_CTL_NAME ".dlqfs"
 #define TREE_RUNS_NAME "runs"
 #define TREE_LINK_PREFIX "../../runs/"
+#define TREE_ACTLOG_NAME "actions.log"
 
 /* What the tree needs from the mount. */
 struct tree_ctx {
@@ -64,6 +70,7 @@ struct tree_ctx {
 	gid_t gid;
 	struct timespec mounted; /* time of fixed entries with no better one */
 	off_t status_size;	 /* current size of .dlqfs/status */
+	off_t actlog_size;	 /* current size of .dlqfs/actions.log */
 };
 
 /* The node for @ino in @s. Returns 0, or -ENOENT (not in this snapshot). */

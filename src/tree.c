@@ -15,7 +15,30 @@
 #define LINK_SLOT 7
 #define DIR_SIZE 4096
 
-static const char *const ctl_names[] = {"status", "refresh"};
+/* .dlqfs/: status, refresh, actions.log, then one file per action verb */
+#define CTL_NFIXED 3
+#define CTL_SIZE (CTL_NFIXED + ACTION_NVERBS)
+static const char *const ctl_names[CTL_NFIXED] = {"status", "refresh",
+						  TREE_ACTLOG_NAME};
+
+static void ctl_node(size_t i, struct tree_node *n)
+{
+	static const enum tree_kind kinds[CTL_NFIXED] = {
+		TREE_STATUS, TREE_REFRESH, TREE_ACTLOG};
+
+	if (i < CTL_NFIXED) {
+		n->kind = kinds[i];
+	} else {
+		n->kind = TREE_ACTION;
+		n->index = (uint32_t)(i - CTL_NFIXED);
+	}
+}
+
+static const char *ctl_name(size_t i)
+{
+	return i < CTL_NFIXED ? ctl_names[i]
+			      : action_verb_names[i - CTL_NFIXED];
+}
 
 int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret)
 {
@@ -38,7 +61,13 @@ int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret)
 			n.kind = TREE_STATUS;
 		else if (ino == TREE_INO_REFRESH)
 			n.kind = TREE_REFRESH;
-		else
+		else if (ino == TREE_INO_ACTLOG)
+			n.kind = TREE_ACTLOG;
+		else if (ino >= TREE_INO_ACTION0 &&
+			 ino < TREE_INO_ACTION0 + ACTION_NVERBS) {
+			n.kind = TREE_ACTION;
+			n.index = (uint32_t)(ino - TREE_INO_ACTION0);
+		} else
 			return -ENOENT;
 		*ret = n;
 		return 0;
@@ -87,6 +116,10 @@ uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n)
 		return TREE_INO_STATUS;
 	case TREE_REFRESH:
 		return TREE_INO_REFRESH;
+	case TREE_ACTION:
+		return TREE_INO_ACTION0 + n->index;
+	case TREE_ACTLOG:
+		return TREE_INO_ACTLOG;
 	case TREE_RUN:
 		return s->runs[n->index].key;
 	case TREE_FILE:
@@ -128,12 +161,12 @@ int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
 		}
 		break;
 	case TREE_CTL:
-		if (!strcmp(name, ctl_names[0]))
-			n.kind = TREE_STATUS;
-		else if (!strcmp(name, ctl_names[1]))
-			n.kind = TREE_REFRESH;
-		else
+		for (i = 0; i < CTL_SIZE; i++)
+			if (!strcmp(name, ctl_name((size_t)i)))
+				break;
+		if (i == CTL_SIZE)
 			return -ENOENT;
+		ctl_node((size_t)i, &n);
 		break;
 	case TREE_RUNS:
 		i = snapshot_find_run(s, name);
@@ -191,7 +224,7 @@ size_t tree_dir_size(const struct snapshot *s, const struct tree_node *dir)
 	case TREE_ROOT:
 		return 2 + VIEW_COUNT;
 	case TREE_CTL:
-		return 2;
+		return CTL_SIZE;
 	case TREE_RUNS:
 		return s->nruns;
 	case TREE_VIEW:
@@ -226,8 +259,8 @@ void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 		}
 		break;
 	case TREE_CTL:
-		n.kind = i == 0 ? TREE_STATUS : TREE_REFRESH;
-		*ret_name = ctl_names[i != 0];
+		ctl_node(i, &n);
+		*ret_name = ctl_name(i);
 		break;
 	case TREE_RUNS:
 		n.kind = TREE_RUN;
@@ -322,6 +355,18 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 		st.st_mode = S_IFREG | 0644;
 		st.st_nlink = 1;
 		st.st_size = 0;
+		break;
+	case TREE_ACTION:
+		/* writable by the owner even on a read-only mount, so that a
+		 * write is refused with EROFS, which says why */
+		st.st_mode = S_IFREG | 0200;
+		st.st_nlink = 1;
+		st.st_size = 0;
+		break;
+	case TREE_ACTLOG:
+		st.st_mode = S_IFREG | 0444;
+		st.st_nlink = 1;
+		st.st_size = ctx->actlog_size;
 		break;
 	case TREE_RUN:
 		t = created(s, n->index);

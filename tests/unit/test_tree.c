@@ -76,6 +76,39 @@ static void test_fixed(void)
 	ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0444 &&
 		   st.st_size == 17,
 	   "status: 0444 and the given size");
+	n = node(TREE_CTL);
+	is_int(tree_dir_size(s, &n), 7, ".dlqfs/ has 7 entries");
+	{
+		static const char *const want[] = {
+			"status", "refresh", "actions.log", "delete",
+			"resume", "restart", "callback"};
+		struct tree_node ctl = node(TREE_CTL), a, b;
+
+		for (size_t i = 0; i < 7; i++) {
+			const char *name;
+
+			tree_dir_entry(s, &ctl, i, &name, &a);
+			is_str(name, want[i], ".dlqfs/ entry %zu", i);
+			ok(tree_lookup(s, &ctl, name, &b) == 0 &&
+				   tree_ino(s, &a) == tree_ino(s, &b) &&
+				   tree_resolve(s, tree_ino(s, &a), &b) == 0 &&
+				   b.kind == a.kind && b.index == a.index,
+			   "lookup and resolve agree: %s", name);
+			ok(tree_ino(s, &a) < TREE_INO_FIXED_END,
+			   "%s has a fixed inode", name);
+		}
+		tree_lookup(s, &ctl, "resume", &a);
+		ok(a.kind == TREE_ACTION && a.index == ACTION_RESUME,
+		   "resume is the resume action");
+		tree_stat(&ctx, s, &a, &st);
+		ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0200,
+		   "an action file is 0200");
+		tree_lookup(s, &ctl, "actions.log", &a);
+		tree_stat(&(struct tree_ctx){.actlog_size = 99}, s, &a, &st);
+		ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0444 &&
+			   st.st_size == 99,
+		   "actions.log: 0444 and the log's size");
+	}
 	n = node(TREE_RUNS);
 	ok(tree_needs_runs(&n), "runs/ needs the first walk");
 	n = node(TREE_CTL);
