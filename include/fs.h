@@ -4,14 +4,18 @@
  * every request from memory, defers the requests that need runs until the
  * first walk has finished (replying from another thread, so no FUSE
  * thread waits), and tells the kernel what changed after each swap from
- * its own notifier thread.
+ * its own notifier thread. Actions go the other way: a write to a control
+ * file, rmdir or rm becomes an action for the actor, and the runs it
+ * removed leave the served snapshot at once.
  */
 #ifndef DLQFS_FS_H
 #define DLQFS_FS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "api.h"
 #include "snapshot.h"
 #include "status.h"
 
@@ -27,6 +31,12 @@ struct fs_config {
 	/* called on a write to .dlqfs/refresh */
 	void (*refresh)(void *ctx);
 	void *refresh_ctx;
+	/* actions (.dlqfs/{delete,...}, rmdir, rm): through a client of its
+	 * own for @api (borrowed until fs_start() copies it; NULL: none);
+	 * each verb refused with EROFS unless allowed */
+	const struct api_config *api;
+	bool allow_delete; /* delete, rmdir runs/<id>, rm <view>/<v>/<id> */
+	bool allow_resume; /* resume, restart, callback */
 };
 
 struct fs;
@@ -38,7 +48,8 @@ struct fs *fs_new(const struct fs_config *cfg, struct status *st);
 const struct fuse_lowlevel_ops *fs_ops(void);
 size_t fs_ops_size(void);
 
-/* Starts the notifier thread on @se. Returns 0 or -errno. */
+/* Starts the notifier thread (and the actor's) on @se. Returns 0 or
+ * -errno. */
 int fs_start(struct fs *fs, struct fuse_session *se);
 
 /* Serves @snap (taking its reference); NULL records a failed walk, which
@@ -48,7 +59,9 @@ int fs_start(struct fs *fs, struct fuse_session *se);
  * Called by the walker thread (walker_done_fn). */
 void fs_publish(void *fs, struct snapshot *snap, uint64_t served);
 
-/* Stops the notifier thread. x_free(NULL) is a no-op. */
+/* Stops the actor (actions still queued fail with ECANCELED) and the
+ * notifier thread; call it while the FUSE loop still answers requests.
+ * x_free(NULL) is a no-op. */
 void fs_stop(struct fs *fs);
 void fs_free(struct fs *fs);
 

@@ -6,9 +6,12 @@
  * first walk (kept and answered later from the notifier thread, so no
  * FUSE thread ever blocks), kernel cache parameters, and the notifier
  * thread that invalidates kernel caches after a swap.
+ * Also owns the action log and the actor, and the tombstones: runs an
+ * action removed, kept out of the snapshots a walk publishes until a walk
+ * that started after the action says what is true.
  * Leaves to others: what the tree looks like (tree), the status text
- * (status), fetching (walker). Callbacks decode, call one function and
- * reply exactly once.
+ * (status), fetching (walker), parsing and running actions (action, actor).
+ * Callbacks decode, call one function and reply exactly once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include "action.h"
+#include "actor.h"
 #include "fs.h"
 #include "tree.h"
 
@@ -52,11 +57,32 @@ struct fs {
 	/* the snapshots served before, newest first: the kernel may still
 	 * use their inodes and readdir cookies until it has been told */
 	struct snapshot *recent[FS_RECENT];
-	uint64_t served; /* refresh requests answered by walks */
+	uint64_t served;	  /* refresh requests answered by walks */
+	uint64_t told;		  /* generation the kernel has been told of */
+	pthread_cond_t told_cond; /* told moved, or stop */
 	int stop;
 
 	pthread_t notifier;
 	int notifier_running;
+
+	struct action_log *log; /* .dlqfs/actions.log; NULL without actions */
+	struct actor *actor;	/* NULL without actions */
+	/* Serializes swaps (walker and actor) and protects the fields
+	 * below; taken before fs->lock, never inside it. */
+	pthread_mutex_t publish_lock;
+	uint64_t gen; /* generation of the last snapshot published */
+	struct tombstone *tombs;
+	size_t ntombs;
+};
+
+/* A run an action removed. A walk published after the action may have
+ * listed it before the action (it is kept out); the one after that
+ * started after the action, and is the truth (resumed runs may stay in
+ * the DLQ: the API does not say). */
+struct tombstone {
+	char *id; /* raw dlqId */
+	size_t len;
+	int publishes; /* walks published since the action */
 };
 
 /* An open file or directory. */
@@ -67,6 +93,11 @@ struct handle {
 	char *text; /* .dlqfs/status: the text at open */
 	size_t len;
 	int gone; /* directory: not in the served snapshot any more */
+	/* an action control file: the part of the last line not yet ended
+	 * by a newline, the option lines that came before the first id */
+	char *pending, *prefix;
+	size_t npending, nprefix;
+	bool ids_started;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -115,6 +146,8 @@ static void handle_free(struct fs *fs, struct handle *h)
 	pthread_mutex_unlock(&fs->lock);
 	snapshot_unref(h->s);
 	free(h->text);
+	free(h->pending);
+	free(h->prefix);
 	free(h);
 }
 
@@ -177,7 +210,8 @@ static struct snapshot *acquire(struct fs *fs)
 static int is_dir(const struct tree_node *n)
 {
 	return n->kind != TREE_FILE && n->kind != TREE_LINK &&
-	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH;
+	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH &&
+	       n->kind != TREE_ACTION && n->kind != TREE_ACTLOG;
 }
 
 static void stat_node(struct fs *fs, const struct snapshot *s,
@@ -199,6 +233,8 @@ static void stat_node(struct fs *fs, const struct snapshot *s,
 			free(text);
 		}
 	}
+	if (n->kind == TREE_ACTLOG && fs->log)
+		ctx.actlog_size = (off_t)action_log_size(fs->log);
 	tree_stat(&ctx, s, n, st);
 	if (n->kind == TREE_STATUS)
 		st->st_mtim = st->st_ctim = st->st_atim = changed;
@@ -214,6 +250,8 @@ static double attr_timeout(const struct fs *fs, const struct tree_node *n)
 					       : fs->cfg.file_timeout;
 	case TREE_STATUS:
 		return 1.0;
+	case TREE_ACTLOG:
+		return 0; /* grows: tail -f polls its size */
 	default:
 		return fs->cfg.dir_timeout;
 	}
@@ -332,10 +370,11 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 	(void)attr;
 	(void)fi;
-	/* "echo > .dlqfs/refresh" truncates first: accept and ignore that */
+	/* "echo > .dlqfs/refresh" truncates first: accept and ignore that
+	 * (and so for the action control files) */
 	if (tree_resolve(s, ino, &n) < 0) {
 		fuse_reply_err(req, ENOENT);
-	} else if (n.kind != TREE_REFRESH ||
+	} else if ((n.kind != TREE_REFRESH && n.kind != TREE_ACTION) ||
 		   (to_set &
 		    ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 		      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
@@ -572,6 +611,399 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
+/* --- actions ---------------------------------------------------------- */
+
+static bool allowed(const struct fs *fs, uint32_t verb)
+{
+	if (!fs->actor)
+		return false;
+	return verb == ACTION_DELETE ? fs->cfg.allow_delete
+				     : fs->cfg.allow_resume;
+}
+
+static int tomb_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	return memcmp(a, b, alen);
+}
+
+static int tomb_sort(const void *a, const void *b)
+{
+	const struct tombstone *x = a, *y = b;
+
+	return tomb_cmp(x->id, x->len, y->id, y->len);
+}
+
+/* snapshot_drop_fn: is @m's run a tombstone? (fs->tombs is sorted;
+ * called under publish_lock) */
+static bool tombstoned(void *ctx, const struct message *m)
+{
+	struct fs *fs = ctx;
+	size_t lo = 0, hi = fs->ntombs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = tomb_cmp(m->id.data, m->id.len, fs->tombs[mid].id,
+				 fs->tombs[mid].len);
+
+		if (c == 0)
+			return true;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
+/* Serves @snap (taking its reference; NULL: a failed walk). Called under
+ * publish_lock. */
+static void swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
+{
+	struct snapshot *old = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	if (served > fs->served)
+		fs->served = served;
+	if (snap) {
+		/* walks and actions both publish: one numbering for both,
+		 * which readdir cookies rely on (not yet visible to anyone) */
+		snap->generation = ++fs->gen;
+		old = fs->recent[FS_RECENT - 1];
+		memmove(fs->recent + 1, fs->recent,
+			(FS_RECENT - 1) * sizeof(fs->recent[0]));
+		fs->recent[0] = fs->current;
+		fs->current = snap;
+		fs->ready = 1;
+	}
+	fs->first_done = 1;
+	pthread_cond_broadcast(&fs->wake);
+	pthread_mutex_unlock(&fs->lock);
+	snapshot_unref(old); /* readers holding it finish on it */
+}
+
+/* After @act ran: the runs it removed from the DLQ leave the served
+ * snapshot now, and stay out of the next walk published (it may have
+ * listed them before the action). */
+static uint64_t remove_runs(struct fs *fs, const struct action *act)
+{
+	struct snapshot *base, *next;
+	uint64_t gen = 0;
+	size_t added = 0;
+
+	if (act->verb == ACTION_CALLBACK)
+		return 0; /* the run stays in the DLQ; its state changes */
+	pthread_mutex_lock(&fs->publish_lock);
+	for (size_t i = 0; i < act->n; i++) {
+		const struct action_outcome *o = &act->out[i];
+		struct tombstone *t;
+
+		/* after a delete, a run the API did not know (404, or
+		 * "unknown": a bulk delete that deleted fewer) is not in the
+		 * DLQ either */
+		if (o->err &&
+		    !(o->err == -ENOENT && act->verb == ACTION_DELETE))
+			continue;
+		t = realloc(fs->tombs, (fs->ntombs + 1) * sizeof(*t));
+		if (!t)
+			break;
+		fs->tombs = t;
+		t = &fs->tombs[fs->ntombs];
+		t->len = strlen(act->ids[i]);
+		t->id = strdup(act->ids[i]);
+		t->publishes = 0;
+		if (!t->id)
+			break;
+		fs->ntombs++;
+		added++;
+	}
+	if (added) {
+		qsort(fs->tombs, fs->ntombs, sizeof(*fs->tombs), tomb_sort);
+		base = acquire(fs);
+		if (snapshot_without(base, tombstoned, fs, &next) > 0) {
+			swap_in(fs, next, 0);
+			gen = next->generation;
+		} else {
+			snapshot_unref(next);
+		}
+		snapshot_unref(base);
+	}
+	pthread_mutex_unlock(&fs->publish_lock);
+	return gen;
+}
+
+/* Waits until the notifier has told the kernel of generation @gen. */
+static void wait_told(struct fs *fs, uint64_t gen)
+{
+	pthread_mutex_lock(&fs->lock);
+	while (!fs->stop && fs->notifier_running && fs->told < gen)
+		pthread_cond_wait(&fs->told_cond, &fs->lock);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+enum job_reply { JOB_WRITE, JOB_STATUS };
+
+/* A FUSE request waiting for its action. */
+struct job {
+	struct fs *fs;
+	fuse_req_t req;
+	enum job_reply reply;
+	size_t size; /* JOB_WRITE: the bytes written */
+};
+
+/* actor_done_fn */
+static void job_done(void *ctx, struct action *act, int result)
+{
+	struct job *j = ctx;
+	uint64_t gen = act->ran ? remove_runs(j->fs, act) : 0;
+
+	/* A write's reply waits until no kernel cache shows the removed
+	 * runs (the writer holds no lock an invalidation needs). rmdir and
+	 * unlink hold their directory's, so they cannot wait: the kernel
+	 * drops the entry they name itself, and the other views follow
+	 * within moments. */
+	if (gen && j->reply == JOB_WRITE)
+		wait_told(j->fs, gen);
+	if (result < 0)
+		fuse_reply_err(j->req, -result);
+	else if (j->reply == JOB_WRITE)
+		fuse_reply_write(j->req, j->size);
+	else
+		fuse_reply_err(j->req, 0);
+	action_free(act);
+	free(j);
+}
+
+/* action_resolve_fn over a snapshot: a run's name gives its raw dlqId;
+ * another name goes to the API as it is (a run not walked yet, or gone:
+ * the API answers 404). */
+static int resolve(void *ctx, const char *name, char **ret_id)
+{
+	const struct snapshot *s = ctx;
+	int64_t i = snapshot_find_run(s, name);
+	char *id = i >= 0 ? strndup(s->runs[i].msg->id.data,
+				    s->runs[i].msg->id.len)
+			  : strdup(name);
+
+	if (!id)
+		return -ENOMEM;
+	*ret_id = id;
+	return 0;
+}
+
+/* Parses @len bytes for @verb and hands the action to the actor, which
+ * answers @req. Returns 1 (submitted) or a negative errno. */
+static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
+		  const char *text, size_t len, enum job_reply reply,
+		  size_t size)
+{
+	struct snapshot *s = acquire(fs);
+	struct action *act;
+	struct job *j;
+	char err[256];
+	int r;
+
+	r = action_parse((enum action_verb)verb, text, len, resolve, s, &act,
+			 err, sizeof(err));
+	snapshot_unref(s);
+	if (r < 0)
+		return r;
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		action_free(act);
+		return -ENOMEM;
+	}
+	*j = (struct job){fs, req, reply, size};
+	r = actor_submit(fs->actor, act, job_done, j);
+	if (r < 0) {
+		action_free(act);
+		free(j);
+		return r;
+	}
+	return 1;
+}
+
+enum line_kind { LINE_BLANK, LINE_OPTION, LINE_ID };
+
+/* What a line of a control file is, as action_parse() reads it. */
+static enum line_kind line_kind(const char *l, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (l[i] == ' ' || l[i] == '\t' || l[i] == '\r'))
+		i++;
+	if (i == len)
+		return LINE_BLANK;
+	while (i < len && ((l[i] >= 'a' && l[i] <= 'z') || l[i] == '_'))
+		i++;
+	return i < len && l[i] == '=' && i > 0 ? LINE_OPTION : LINE_ID;
+}
+
+/* The kinds of line in @len bytes of whole lines, as a bit set. */
+static unsigned line_kinds(const char *text, size_t len)
+{
+	unsigned kinds = 0;
+
+	while (len) {
+		const char *nl = memchr(text, '\n', len);
+		size_t l = nl ? (size_t)(nl - text) : len;
+
+		kinds |= 1u << line_kind(text, l);
+		l += nl != NULL;
+		text += l;
+		len -= l;
+	}
+	return kinds;
+}
+
+/* Acts on @len bytes of whole lines written to @h. Option lines before
+ * the first id are kept and apply to every id written after them on this
+ * open file. Returns 0 (nothing to send), 1 (submitted) or -errno. */
+static int act_on(struct fs *fs, fuse_req_t req, struct handle *h,
+		  const char *text, size_t len, enum job_reply reply,
+		  size_t size)
+{
+	unsigned kinds = line_kinds(text, len);
+	char *all;
+	int r;
+
+	if (!(kinds & (1u << LINE_ID))) {
+		if (h->ids_started)
+			return kinds & (1u << LINE_OPTION) ? -EINVAL : 0;
+		if (!(kinds & (1u << LINE_OPTION)))
+			return -EINVAL; /* blank: no id to act on */
+		if (h->nprefix + len > ACTION_MAX_INPUT)
+			return -EFBIG;
+		all = realloc(h->prefix, h->nprefix + len);
+		if (!all)
+			return -ENOMEM;
+		memcpy(all + h->nprefix, text, len);
+		h->prefix = all;
+		h->nprefix += len;
+		return 0;
+	}
+	if (h->ids_started && (kinds & (1u << LINE_OPTION)))
+		return -EINVAL; /* an option after ids */
+	if (h->nprefix + len > ACTION_MAX_INPUT)
+		return -EFBIG;
+	all = malloc(h->nprefix + len + 1);
+	if (!all)
+		return -ENOMEM;
+	if (h->nprefix)
+		memcpy(all, h->prefix, h->nprefix);
+	memcpy(all + h->nprefix, text, len);
+	r = submit(fs, req, h->n.index, all, h->nprefix + len, reply, size);
+	free(all);
+	if (r >= 0)
+		h->ids_started = true;
+	return r;
+}
+
+/* A write to a control file: whole lines are acted on at once, a last
+ * line without its newline waits for the next write or close(2).
+ * Returns 0 (reply now), 1 (the actor replies) or -errno. */
+static int action_write(struct fs *fs, fuse_req_t req, struct handle *h,
+			const char *buf, size_t size)
+{
+	const char *nl;
+	char *p;
+	size_t whole;
+	int r;
+
+	if (h->npending + size > ACTION_MAX_INPUT) {
+		h->npending = 0;
+		return -EFBIG;
+	}
+	p = realloc(h->pending, h->npending + size + 1);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + h->npending, buf, size);
+	h->pending = p;
+	h->npending += size;
+	nl = memrchr(p, '\n', h->npending);
+	if (!nl) {
+		if (h->npending <= ACTION_MAX_LINE)
+			return 0;
+		h->npending = 0;
+		return -EINVAL; /* a line too long: refused whole */
+	}
+	whole = (size_t)(nl - p) + 1;
+	p = malloc(whole);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, h->pending, whole);
+	memmove(h->pending, h->pending + whole, h->npending - whole);
+	h->npending -= whole;
+	r = act_on(fs, req, h, p, whole, JOB_WRITE, size);
+	free(p);
+	return r;
+}
+
+/* close(2) with a last line not ended by a newline. Returns 0, 1 (the
+ * actor replies) or -errno. */
+static int action_flush(struct fs *fs, fuse_req_t req, struct handle *h)
+{
+	char *p = h->pending;
+	size_t n = h->npending;
+	int r;
+
+	h->pending = NULL;
+	h->npending = 0;
+	r = act_on(fs, req, h, p, n, JOB_STATUS, 0);
+	free(p);
+	return r;
+}
+
+/* rmdir runs/<id>, rm <view>/<value>/<id>: delete that one run. */
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 enum tree_kind parent_kind)
+{
+	struct fs *fs = fs_of(req);
+	struct tree_node dir, n;
+	struct snapshot *s;
+	char *text;
+	size_t len = strlen(name);
+	int r;
+
+	if (!allowed(fs, ACTION_DELETE)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	s = resolve_any(fs, parent, &dir);
+	if (!s) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	r = dir.kind != parent_kind ? -EROFS : tree_lookup(s, &dir, name, &n);
+	snapshot_unref(s);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	text = malloc(len + 2);
+	if (!text) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(text, name, len);
+	memcpy(text + len, "\n", 2);
+	r = submit(fs, req, ACTION_DELETE, text, len + 1, JOB_STATUS, 0);
+	free(text);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, TREE_RUNS);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, TREE_VALUE);
+}
+
 /* --- files ------------------------------------------------------------ */
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -592,11 +1024,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (is_dir(&n))
 		r = -EISDIR;
-	else if (wr && n.kind != TREE_REFRESH)
+	else if (wr && n.kind != TREE_REFRESH && n.kind != TREE_ACTION)
 		r = -EACCES;
+	else if (wr && n.kind == TREE_ACTION && !allowed(fs, n.index))
+		r = -EROFS;
 	else if (wr && fuse_req_ctx(req)->uid != fs->cfg.uid &&
 		 fuse_req_ctx(req)->uid != 0)
-		r = -EACCES; /* allow_other: only the owner refreshes */
+		r = -EACCES; /* allow_other: only the owner writes */
 	else if (n.kind == TREE_STATUS)
 		r = status_render(fs->st, &text, &len, NULL);
 	if (r < 0) {
@@ -652,6 +1086,14 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (h->n.kind == TREE_FILE) {
 		s = snapshot_ref(h->s);
 		n = read_span(tree_file(s, &h->n), off, size, &data);
+	} else if (h->n.kind == TREE_ACTLOG && fs_of(req)->log && off >= 0) {
+		copy = malloc(size ? size : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		n = action_log_read(fs_of(req)->log, (uint64_t)off, copy, size);
+		data = copy;
 	} else if (h->n.kind == TREE_STATUS) {
 		n = read_span((struct message_bytes){h->text, h->len}, off,
 			      size, &data);
@@ -674,10 +1116,18 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = handle_of(fi);
+	int r;
 
 	(void)ino;
-	(void)buf;
-	(void)off;
+	(void)off; /* a control file is a stream: writes append */
+	if (h->n.kind == TREE_ACTION) {
+		r = action_write(fs, req, h, buf, size);
+		if (r < 0)
+			fuse_reply_err(req, -r);
+		else if (r == 0)
+			fuse_reply_write(req, size);
+		return; /* r == 1: the actor replies */
+	}
 	if (h->n.kind != TREE_REFRESH) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -685,6 +1135,24 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	if (fs->cfg.refresh)
 		fs->cfg.refresh(fs->cfg.refresh_ctx);
 	fuse_reply_write(req, size);
+}
+
+/* close(2): a last line without its newline is acted on now, and close
+ * returns its outcome (shells ignore it: end ids with a newline). */
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	int r = 0;
+
+	(void)ino;
+	if (h->n.kind == TREE_ACTION && h->npending)
+		r = action_flush(fs_of(req), req, h);
+	else if (h->n.kind == TREE_ACTION && h->nprefix && !h->ids_started)
+		r = -EINVAL; /* options, and no id to apply them to */
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (r == 0)
+		fuse_reply_err(req, 0);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -799,14 +1267,15 @@ static const struct fuse_lowlevel_ops ops = {
 	.readlink = fs_readlink,
 	.mknod = fs_mknod,
 	.mkdir = fs_mkdir,
-	.unlink = fs_erofs_entry,
-	.rmdir = fs_erofs_entry,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
 	.symlink = fs_symlink,
 	.rename = fs_rename,
 	.link = fs_link,
 	.open = fs_open,
 	.read = fs_read,
 	.write = fs_write,
+	.flush = fs_flush,
 	.release = fs_release,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
@@ -841,32 +1310,47 @@ struct fs *fs_new(const struct fs_config *cfg, struct status *st)
 	}
 	fs->cfg = *cfg;
 	fs->st = st;
+	fs->log = action_log_new(0);
+	if (!fs->log) {
+		snapshot_unref(fs->current);
+		free(fs);
+		return NULL;
+	}
 	clock_gettime(CLOCK_REALTIME, &fs->mounted);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->wake, NULL);
+	pthread_cond_init(&fs->told_cond, NULL);
+	pthread_mutex_init(&fs->publish_lock, NULL);
 	return fs;
 }
 
 void fs_publish(void *arg, struct snapshot *snap, uint64_t served)
 {
 	struct fs *fs = arg;
-	struct snapshot *old = NULL;
 
-	pthread_mutex_lock(&fs->lock);
-	if (served > fs->served)
-		fs->served = served;
-	if (snap) {
-		old = fs->recent[FS_RECENT - 1];
-		memmove(fs->recent + 1, fs->recent,
-			(FS_RECENT - 1) * sizeof(fs->recent[0]));
-		fs->recent[0] = fs->current;
-		fs->current = snap;
-		fs->ready = 1;
+	pthread_mutex_lock(&fs->publish_lock);
+	if (snap && fs->ntombs) {
+		struct snapshot *kept;
+		size_t k = 0;
+
+		/* a walk published after the one that followed an action
+		 * started after it: it is the truth */
+		for (size_t i = 0; i < fs->ntombs; i++) {
+			if (fs->tombs[i].publishes >= 1)
+				free(fs->tombs[i].id);
+			else
+				fs->tombs[k++] = fs->tombs[i];
+		}
+		fs->ntombs = k;
+		if (k && snapshot_without(snap, tombstoned, fs, &kept) >= 0) {
+			snapshot_unref(snap);
+			snap = kept;
+		}
+		for (size_t i = 0; i < fs->ntombs; i++)
+			fs->tombs[i].publishes++;
 	}
-	fs->first_done = 1;
-	pthread_cond_broadcast(&fs->wake);
-	pthread_mutex_unlock(&fs->lock);
-	snapshot_unref(old); /* readers holding it finish on it */
+	swap_in(fs, snap, served);
+	pthread_mutex_unlock(&fs->publish_lock);
 }
 
 static void notify_entry(void *ctx, uint64_t parent, const char *name)
@@ -945,6 +1429,10 @@ static void *notifier_main(void *arg)
 		replay(fs, waiting);
 		snapshot_unref(last);
 		last = cur;
+		pthread_mutex_lock(&fs->lock);
+		fs->told = cur->generation;
+		pthread_cond_broadcast(&fs->told_cond);
+		pthread_mutex_unlock(&fs->lock);
 		if (served != told) {
 			told = served;
 			pthread_mutex_lock(&fs->st->lock);
@@ -971,16 +1459,26 @@ int fs_start(struct fs *fs, struct fuse_session *se)
 	if (r)
 		return -r;
 	fs->notifier_running = 1;
-	return 0;
+	if (!fs->cfg.api)
+		return 0;
+	fs->actor = actor_new(fs->cfg.api, fs->log);
+	if (!fs->actor)
+		return -ENOMEM;
+	return actor_start(fs->actor);
 }
 
 void fs_stop(struct fs *fs)
 {
-	if (!fs || !fs->notifier_running)
+	if (!fs)
+		return;
+	/* first: finishing actions publish, which the notifier tells */
+	actor_stop(fs->actor);
+	if (!fs->notifier_running)
 		return;
 	pthread_mutex_lock(&fs->lock);
 	fs->stop = 1;
 	pthread_cond_broadcast(&fs->wake);
+	pthread_cond_broadcast(&fs->told_cond);
 	pthread_mutex_unlock(&fs->lock);
 	pthread_join(fs->notifier, NULL);
 	fs->notifier_running = 0;
@@ -996,6 +1494,13 @@ void fs_free(struct fs *fs)
 	for (int i = 0; i < FS_RECENT; i++)
 		snapshot_unref(fs->recent[i]);
 	snapshot_unref(fs->current);
+	actor_free(fs->actor);
+	action_log_free(fs->log);
+	for (size_t i = 0; i < fs->ntombs; i++)
+		free(fs->tombs[i].id);
+	free(fs->tombs);
+	pthread_mutex_destroy(&fs->publish_lock);
+	pthread_cond_destroy(&fs->told_cond);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->wake);
 	free(fs);

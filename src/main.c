@@ -70,6 +70,7 @@ struct options {
 	unsigned walkers;
 	char *max_rps;
 	int allow_insecure_http;
+	int allow_delete, allow_resume;
 	int show_help;
 	int show_version;
 	char *nonopt[2]; /* [source] mountpoint, as mount.fuse3 passes them */
@@ -123,6 +124,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("walkers=%u", walkers),
 	OPT("max_rps=%s", max_rps),
 	OPT("allow_insecure_http", allow_insecure_http),
+	OPT("allow_delete", allow_delete),
+	OPT("allow_resume", allow_resume),
 	FUSE_OPT_KEY("label=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_url=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_run_id=", KEY_FILTER),
@@ -270,6 +273,11 @@ static void usage(const char *prog)
 	       "suffixes (default 1G)\n"
 	       "    -o allow_insecure_http allow http:// to non-loopback "
 	       "hosts (token in clear)\n"
+	       "  actions (read-only without these):\n"
+	       "    -o allow_delete        rmdir runs/ID, rm VIEW/VALUE/ID, "
+	       ".dlqfs/delete\n"
+	       "    -o allow_resume        .dlqfs/resume, .dlqfs/restart, "
+	       ".dlqfs/callback\n"
 	       "  scope (sent to the API as list filters; repeat for OR):\n"
 	       "    -o label=L  -o workflow_url=U  -o workflow_run_id=ID\n"
 	       "    -o from=MS  -o to=MS  (createdAt, ms since the epoch, "
@@ -683,6 +691,9 @@ int main(int argc, char *argv[])
 	fcfg.neg_timeout = NEG_TIMEOUT;
 	fcfg.refresh = on_refresh;
 	fcfg.refresh_ctx = &m;
+	fcfg.api = &acfg; /* filled in below, before fs_start() */
+	fcfg.allow_delete = m.opts.allow_delete;
+	fcfg.allow_resume = m.opts.allow_resume;
 	m.fs = fs_new(&fcfg, &m.status);
 	if (!m.fs)
 		die("out of memory");

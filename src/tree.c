@@ -358,8 +358,9 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 		break;
 	case TREE_ACTION:
 		/* writable by the owner even on a read-only mount, so that a
-		 * write is refused with EROFS, which says why */
-		st.st_mode = S_IFREG | 0200;
+		 * write is refused with EROFS, which says why; readable (and
+		 * empty), so that rsync -a of the mount needs no exclusions */
+		st.st_mode = S_IFREG | 0644;
 		st.st_nlink = 1;
 		st.st_size = 0;
 		break;

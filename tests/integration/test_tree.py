@@ -1144,8 +1144,9 @@ def test_rsync_backup(gen, tmp_path):
     r = subprocess.run(["rsync", "-a", "--stats", src, dest + "/"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    # every run file, plus .dlqfs/status and .dlqfs/refresh
-    assert _rsync_transferred(r.stdout) == nfiles + 2, r.stdout
+    # every run file, plus .dlqfs/status, refresh, actions.log and the
+    # four (empty) action control files
+    assert _rsync_transferred(r.stdout) == nfiles + 7, r.stdout
     r = subprocess.run(["rsync", "-a", "--stats", src, dest + "/"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

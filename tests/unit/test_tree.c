@@ -101,8 +101,8 @@ static void test_fixed(void)
 		ok(a.kind == TREE_ACTION && a.index == ACTION_RESUME,
 		   "resume is the resume action");
 		tree_stat(&ctx, s, &a, &st);
-		ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0200,
-		   "an action file is 0200");
+		ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0644,
+		   "an action file is 0644, like refresh");
 		tree_lookup(s, &ctl, "actions.log", &a);
 		tree_stat(&(struct tree_ctx){.actlog_size = 99}, s, &a, &st);
 		ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0444 &&
