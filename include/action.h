@@ -118,7 +118,9 @@ struct action_log;
  * @log (may be NULL). One id goes to the single endpoint; several go in
  * bulk requests of at most API_BULK_MAX ids, in order (a bulk request
  * whose URL would be too long is split in halves; a batch of one uses the
- * single endpoint); callback sends one request per id.
+ * single endpoint); callback sends one request per id. A bulk resume or
+ * restart answered 404 (an id the API does not know; it acted on none) is
+ * sent again one id at a time, so that the others still happen.
  * A failure does not stop the other requests, except -ECANCELED
  * (shutdown) and -EACCES (token refused): the ids not yet sent then fail
  * with that errno, and nothing more is sent.

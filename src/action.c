@@ -594,6 +594,32 @@ static int run_one(struct action *act, size_t i, struct api *a,
 	return r;
 }
 
+/* Ids [@from, @from + @n) one request each: after a bulk resume or
+ * restart refused whole with 404 for an id the API does not know (it
+ * acted on none of them, as far as its answer tells), so that the others
+ * still happen. Returns the first error other than -ENOENT, else -ENOENT
+ * or 0. */
+static int run_singly(struct action *act, size_t from, size_t n, struct api *a,
+		      struct action_log *log)
+{
+	int first = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int r = run_one(act, from + i, a, log);
+
+		if (r && (!first || first == -ENOENT))
+			first = r;
+		if (stops(r)) {
+			while (++i < n)
+				settle(act, from + i, r, false, 0, NULL,
+				       "not sent: an earlier request failed",
+				       log);
+			break;
+		}
+	}
+	return first;
+}
+
 /* Ids [@from, @from + @n) in one bulk request (halved when its URL would
  * be too long; one id goes to the single endpoint). Returns the first
  * error. */
@@ -638,6 +664,8 @@ static int run_bulk(struct action *act, size_t from, size_t n, struct api *a,
 			message_runs_release(&runs);
 			return 0;
 		}
+		if (r == -ENOENT)
+			return run_singly(act, from, n, a, log);
 	}
 	if (r == -E2BIG) {
 		size_t half = n / 2;

@@ -183,7 +183,7 @@ def test_rmdir_of_a_run_already_gone_is_enoent_and_it_leaves(fake,
     with pytest.raises(OSError) as e:
         os.rmdir(m.path("runs", victim))
     assert e.value.errno == errno.ENOENT
-    assert victim not in runs(m)
+    eventually(lambda: victim not in runs(m))
     (line,) = log_lines(m)
     assert line["outcome"] == "error" and line["status"] == 404
 
@@ -287,6 +287,30 @@ def test_a_resumed_run_that_stays_in_the_dlq_comes_back_on_the_next_walk(
     m.refresh()  # may have listed it before the action: still hidden
     m.refresh()  # started after the action: the truth
     assert victim in runs(m)
+
+
+def test_restart_single_and_resume_bulk_with_an_unknown_id(fake,
+                                                          mount_factory):
+    """A bulk resume the API refuses whole (404: an id it does not know) is
+    sent again one id at a time: the others still happen, the write says
+    ENOENT."""
+    m = mount_factory(fake, options=RW)
+    r = runs(m)
+    assert write(m.path(".dlqfs/restart"), r[0] + "\n") is None
+    (call,) = fake.actions()
+    assert (call["action"], call["bulk"], call["dlqIds"]) == \
+        ("restart", False, [r[0]])
+    fake.clear_actions()
+    ids = [r[1], "no-such-id", r[2]]
+    assert write(m.path(".dlqfs/resume"), "\n".join(ids) + "\n") == \
+        errno.ENOENT
+    calls = [(c["bulk"], c["dlqIds"], c["status"]) for c in fake.actions()]
+    assert calls[0] == (True, ids, 404)
+    assert calls[1:] == [(False, [r[1]], 200), (False, ["no-such-id"], 404),
+                         (False, [r[2]], 200)]
+    assert r[1] not in runs(m) and r[2] not in runs(m)
+    outcomes = [(x["dlqId"], x["outcome"]) for x in log_lines(m)][1:]
+    assert outcomes == [(r[1], "ok"), ("no-such-id", "error"), (r[2], "ok")]
 
 
 def test_callback_only_in_callback_fail(fake, mount_factory):

@@ -636,9 +636,13 @@ static void test_run_failures(struct server *s)
 	text = ids_text(0, 60, "gone-9\n");
 	r = run_text(s, ACTION_RESUME, text, NULL, &act);
 	is_int(r, -ENOENT, "resume with a gone id in batch 2: -ENOENT");
-	is_int(s->sh->requests, 2, "both batches sent");
+	/* batch 2 (10 ids and the gone one) is refused whole with 404, then
+	 * sent again one id at a time */
+	is_int(s->sh->requests, 2 + 11, "both batches, then batch 2 singly");
 	is_int(act->out[0].err, 0, "batch 1 done");
-	is_int(act->out[55].err, -ENOENT, "batch 2 failed");
+	is_int(act->out[55].err, 0, "batch 2: a known id done singly");
+	is_int(act->out[60].err, -ENOENT, "batch 2: the gone id fails");
+	is_int(act->out[60].http_status, 404, "the gone id: 404");
 	action_free(act);
 	free(text);
 
