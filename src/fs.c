@@ -1392,8 +1392,8 @@ static void replay(struct fs *fs, struct deferred *d)
 static void *notifier_main(void *arg)
 {
 	struct fs *fs = arg;
-	struct snapshot *last;
-
+	struct snapshot *last, *chain[FS_RECENT];
+	size_t nchain;
 	uint64_t told = 0; /* refresh requests whose changes the kernel has */
 
 	pthread_mutex_lock(&fs->lock);
@@ -1412,10 +1412,29 @@ static void *notifier_main(void *arg)
 		}
 		cur = snapshot_ref(fs->current);
 		served = fs->served;
+		/* Every snapshot served since the last one told, oldest first:
+		 * the kernel may have looked names up in each. Told only the
+		 * difference between the ends, a name that changed and changed
+		 * back (A, B, A) would keep B's inode in the kernel, after B's
+		 * snapshot is gone. (Only a notifier more than FS_RECENT swaps
+		 * behind loses some.) */
+		nchain = 0;
+		if (cur != last) {
+			int k = FS_RECENT;
+
+			while (k > 0 && fs->recent[k - 1] != last)
+				k--;
+			while (k-- > 1)
+				chain[nchain++] =
+					snapshot_ref(fs->recent[k - 1]);
+		}
 		pthread_mutex_unlock(&fs->lock);
 
-		if (cur != last) {
-			if (last->generation == 0) {
+		for (size_t i = 0; cur != last && i <= nchain; i++) {
+			struct snapshot *from = i ? chain[i - 1] : last;
+			struct snapshot *to = i < nchain ? chain[i] : cur;
+
+			if (from->generation == 0) {
 				/* nothing below runs/ was ever answered */
 				notify_inode(fs, TREE_INO_ROOT);
 				notify_inode(fs, TREE_INO_RUNS);
@@ -1423,9 +1442,11 @@ static void *notifier_main(void *arg)
 					notify_inode(fs, TREE_INO_VIEW0 +
 								 (uint64_t)v);
 			} else {
-				tree_diff(last, cur, &notify_ops, fs);
+				tree_diff(from, to, &notify_ops, fs);
 			}
 		}
+		for (size_t i = 0; i < nchain; i++)
+			snapshot_unref(chain[i]);
 		replay(fs, waiting);
 		snapshot_unref(last);
 		last = cur;
