@@ -57,9 +57,9 @@ struct fs {
 	/* the snapshots served before, newest first: the kernel may still
 	 * use their inodes and readdir cookies until it has been told */
 	struct snapshot *recent[FS_RECENT];
-	uint64_t served;	  /* refresh requests answered by walks */
-	uint64_t told;		  /* generation the kernel has been told of */
-	pthread_cond_t told_cond; /* told moved, or stop */
+	uint64_t served;   /* refresh requests answered by walks */
+	uint64_t told;	   /* generation the kernel has been told of */
+	struct held *held; /* write replies waiting for told */
 	int stop;
 
 	pthread_t notifier;
@@ -73,6 +73,16 @@ struct fs {
 	uint64_t gen; /* generation of the last snapshot published */
 	struct tombstone *tombs;
 	size_t ntombs;
+};
+
+/* The reply to a write, held until the kernel has been told of the
+ * snapshot without the runs it removed. */
+struct held {
+	struct held *next;
+	fuse_req_t req;
+	size_t size;
+	int result;
+	uint64_t gen;
 };
 
 /* A run an action removed. A walk published after the action may have
@@ -733,13 +743,65 @@ static uint64_t remove_runs(struct fs *fs, const struct action *act)
 	return gen;
 }
 
-/* Waits until the notifier has told the kernel of generation @gen. */
-static void wait_told(struct fs *fs, uint64_t gen)
+static void reply_write(fuse_req_t req, int result, size_t size)
 {
+	if (result < 0)
+		fuse_reply_err(req, -result);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Holds the reply to a write until the kernel has been told of @gen; 0,
+ * or -ENOMEM / -ESHUTDOWN: reply now. */
+static int hold_reply(struct fs *fs, fuse_req_t req, int result, size_t size,
+		      uint64_t gen)
+{
+	struct held *h = malloc(sizeof(*h));
+	int r = 0;
+
+	if (!h)
+		return -ENOMEM;
+	*h = (struct held){NULL, req, size, result, gen};
 	pthread_mutex_lock(&fs->lock);
-	while (!fs->stop && fs->notifier_running && fs->told < gen)
-		pthread_cond_wait(&fs->told_cond, &fs->lock);
+	if (fs->stop || !fs->notifier_running || fs->told >= gen) {
+		r = -ESHUTDOWN;
+	} else {
+		h->next = fs->held;
+		fs->held = h;
+		pthread_cond_broadcast(&fs->wake);
+	}
 	pthread_mutex_unlock(&fs->lock);
+	if (r < 0)
+		free(h);
+	return r;
+}
+
+/* Answers the held writes the kernel now knows about (all of them with
+ * @all). Called by the notifier, without fs->lock. */
+static void release_held(struct fs *fs, bool all)
+{
+	struct held *ready = NULL, **p;
+
+	pthread_mutex_lock(&fs->lock);
+	for (p = &fs->held; *p;) {
+		struct held *h = *p;
+
+		if (all || h->gen <= fs->told) {
+			*p = h->next;
+			h->next = ready;
+			ready = h;
+		} else {
+			p = &h->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	while (ready) {
+		struct held *next = ready->next;
+
+		reply_write(ready->req, ready->result, ready->size);
+		free(ready);
+		ready = next;
+	}
 }
 
 enum job_reply { JOB_WRITE, JOB_STATUS };
@@ -759,18 +821,17 @@ static void job_done(void *ctx, struct action *act, int result)
 	uint64_t gen = act->ran ? remove_runs(j->fs, act) : 0;
 
 	/* A write's reply waits until no kernel cache shows the removed
-	 * runs (the writer holds no lock an invalidation needs). rmdir and
-	 * unlink hold their directory's, so they cannot wait: the kernel
-	 * drops the entry they name itself, and the other views follow
-	 * within moments. */
-	if (gen && j->reply == JOB_WRITE)
-		wait_told(j->fs, gen);
-	if (result < 0)
-		fuse_reply_err(j->req, -result);
-	else if (j->reply == JOB_WRITE)
-		fuse_reply_write(j->req, j->size);
-	else
-		fuse_reply_err(j->req, 0);
+	 * runs: the notifier sends it then (the writer holds no lock an
+	 * invalidation needs; the actor must not wait, an rmdir behind it in
+	 * line holds one). rmdir and unlink hold their directory's, so they
+	 * cannot wait: the kernel drops the entry they name itself, and the
+	 * other views follow within moments. */
+	if (j->reply == JOB_WRITE) {
+		if (!gen || hold_reply(j->fs, j->req, result, j->size, gen) < 0)
+			reply_write(j->req, result, j->size);
+	} else {
+		fuse_reply_err(j->req, result < 0 ? -result : 0);
+	}
 	action_free(act);
 	free(j);
 }
@@ -1322,7 +1383,6 @@ struct fs *fs_new(const struct fs_config *cfg, struct status *st)
 	clock_gettime(CLOCK_REALTIME, &fs->mounted);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->wake, NULL);
-	pthread_cond_init(&fs->told_cond, NULL);
 	pthread_mutex_init(&fs->publish_lock, NULL);
 	return fs;
 }
@@ -1407,7 +1467,7 @@ static void *notifier_main(void *arg)
 		uint64_t served;
 
 		while (!fs->stop && fs->current == last && fs->served == told &&
-		       !(fs->first_done && fs->deferred))
+		       !(fs->first_done && fs->deferred) && !fs->held)
 			pthread_cond_wait(&fs->wake, &fs->lock);
 		if (fs->first_done || fs->stop) {
 			waiting = fs->deferred;
@@ -1455,8 +1515,8 @@ static void *notifier_main(void *arg)
 		last = cur;
 		pthread_mutex_lock(&fs->lock);
 		fs->told = cur->generation;
-		pthread_cond_broadcast(&fs->told_cond);
 		pthread_mutex_unlock(&fs->lock);
+		release_held(fs, false);
 		if (served != told) {
 			told = served;
 			pthread_mutex_lock(&fs->st->lock);
@@ -1470,6 +1530,7 @@ static void *notifier_main(void *arg)
 			break;
 	}
 	pthread_mutex_unlock(&fs->lock);
+	release_held(fs, true); /* the loop still answers: no write waits */
 	snapshot_unref(last);
 	return NULL;
 }
@@ -1502,7 +1563,6 @@ void fs_stop(struct fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	fs->stop = 1;
 	pthread_cond_broadcast(&fs->wake);
-	pthread_cond_broadcast(&fs->told_cond);
 	pthread_mutex_unlock(&fs->lock);
 	pthread_join(fs->notifier, NULL);
 	fs->notifier_running = 0;
@@ -1524,7 +1584,6 @@ void fs_free(struct fs *fs)
 		free(fs->tombs[i].id);
 	free(fs->tombs);
 	pthread_mutex_destroy(&fs->publish_lock);
-	pthread_cond_destroy(&fs->told_cond);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->wake);
 	free(fs);

@@ -1215,6 +1215,73 @@ def test_sighup_storm_while_stopping(fake, tmp_path):
             unmount(mp)
 
 
+ACTION_ROUNDS = 30
+
+
+def test_actions_during_refreshes_and_readers(fake_factory, mount_factory):
+    """Deletes through rmdir and the control file, from several threads,
+    while walks publish every 100 ms and readers list the tree: every
+    delete succeeds exactly once, a deleted run never comes back once its
+    call has returned, listings stay whole, no sanitizer report."""
+    fake = fake_factory(runs=400)
+    m = mount_factory(fake, options=["allow_delete", "refresh=0.1"])
+    ids = sorted(os.listdir(m.path("runs")))
+    assert len(ids) == 400
+    victims = ids[:ACTION_ROUNDS * 4]
+    keep = set(ids) - set(victims)
+    done = set()
+    done_lock = threading.Lock()
+    errors = []
+    halt = threading.Event()
+
+    def deleter(k):
+        try:
+            for r in range(ACTION_ROUNDS):
+                a, b = victims[4 * r + 2 * k], victims[4 * r + 2 * k + 1]
+                os.rmdir(m.path("runs", a))
+                fd = os.open(m.path(".dlqfs/delete"), os.O_WRONLY)
+                try:
+                    os.write(fd, (b + "\n").encode())
+                finally:
+                    os.close(fd)
+                with done_lock:
+                    done.update((a, b))
+        except BaseException as e:  # reported below
+            errors.append(repr(e))
+
+    def reader():
+        try:
+            while not halt.is_set():
+                with done_lock:
+                    gone = set(done)
+                names = set(os.listdir(m.path("runs")))
+                # whole: every kept run, and no run deleted before the
+                # listing began
+                assert keep <= names, sorted(keep - names)[:5]
+                assert not (gone & names), sorted(gone & names)[:5]
+        except BaseException as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=deleter, args=(k,)) for k in (0, 1)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads[:2]:
+        t.join(300)
+    halt.set()
+    for t in threads[2:]:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert done == set(victims)
+    st = m.refresh()
+    assert st["runs"] == len(keep)
+    assert set(os.listdir(m.path("runs"))) == keep
+    deleted = [i for a in fake.actions() for i in a["dlqIds"]]
+    assert sorted(deleted) == sorted(victims)  # each exactly once
+    assert fake.unscoped() == 0
+    assert m.stop(check=True) == 0
+
+
 # --------------------------------------------------------------------------
 # 4. memory over many refreshes
 
