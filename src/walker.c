@@ -219,9 +219,11 @@ static int walk_pace(struct walk *wk)
  * shows it is still dense). The walk cuts one leaf at a time: cutting
  * many at once wastes a request on each empty range below the data of a
  * small DLQ, while one leaf per cut stays ahead of the workers (a cut
- * costs one request, a leaf takes about SPLIT_PAGES). Returns the number of
- * ranges queued (0: @r cannot be cut: an API listing in another order, or one
- * millisecond). Call with ->lock held. */
+ * costs one request, a leaf takes about SPLIT_PAGES). A first page that is
+ * all one millisecond T (a burst, or a generator's clamp) cuts at T - 1:
+ * [T, to] is a leaf, [from, T - 1] the rest. Returns the number of ranges
+ * queued (0: @r cannot be cut: an API listing in another order, or a range
+ * that starts at T). Call with ->lock held. */
 static int walk_split(struct walk *wk, const struct range *r,
 		      const struct message_page *page, unsigned parts)
 {
@@ -247,8 +249,18 @@ static int walk_split(struct walk *wk, const struct range *r,
 	width = (newest - oldest + 1) *
 		(int64_t)(SPLIT_PAGES * API_PAGE_COUNT) /
 		(int64_t)(page->n ? page->n : 1);
-	if (width < 1 || oldest == newest)
+	if (width < 1)
 		return 0;
+	if (oldest == newest) {
+		/* a page of one millisecond says nothing of the density below
+		 * it: that millisecond (and anything above) becomes a leaf
+		 * walked by its cursor, the rest is cut again once its own
+		 * first page shows its spread */
+		if (hi == newest && newest - 1 >= 0 &&
+		    (r->from < 0 || newest - 1 >= r->from))
+			cut[n++] = newest - 1;
+		parts = 0;
+	}
 	for (unsigned i = 0; i + 1 < parts; i++) {
 		int64_t c = hi - width * (int64_t)(i + 1);
 

@@ -239,10 +239,19 @@ struct ranged {
 	atomic_int calls;
 	atomic_int ranged_calls;
 	atomic_int fail_countdown; /* fail_ranged: the request that fails */
+	int tie_head; /* the newest TIE_HEAD entries share one millisecond */
+	pthread_mutex_t lock;	      /* protects the log below */
+	int64_t froms[256], tos[256]; /* ranged requests' first pages */
+	int nlog;
 };
 
-static int64_t created_of(int i)
+enum { TIE_HEAD = 150 };
+#define TIE_MS (1700000000000LL + NENTRIES / 20 * 997 + 5000)
+
+static int64_t created_of(const struct ranged *rs, int i)
 {
+	if (rs->tie_head && i >= NENTRIES - TIE_HEAD)
+		return TIE_MS;
 	/* bursts: 20 entries share each millisecond in places */
 	return 1700000000000LL + (i / 20) * 997 + (i % 7 == 0 ? 0 : i % 20);
 }
@@ -261,8 +270,16 @@ static int ranged_list(void *ctx, int64_t from, int64_t to, const char *cursor,
 	atomic_fetch_add(&rs->calls, 1);
 	if (from >= 0 || to >= 0)
 		atomic_fetch_add(&rs->ranged_calls, 1);
+	if ((from >= 0 || to >= 0) && !cursor) {
+		pthread_mutex_lock(&rs->lock);
+		if (rs->nlog < 256) {
+			rs->froms[rs->nlog] = from;
+			rs->tos[rs->nlog++] = to;
+		}
+		pthread_mutex_unlock(&rs->lock);
+	}
 	for (int i = NENTRIES - 1; i >= 0; i--) {
-		int64_t c = created_of(i);
+		int64_t c = created_of(rs, i);
 
 		if ((from < 0 || c >= from) && (to < 0 || c <= to))
 			sel[n++] = i;
@@ -283,7 +300,7 @@ static int ranged_list(void *ctx, int64_t from, int64_t to, const char *cursor,
 			buf + len, cap - len,
 			"%s{\"dlqId\": \"e%d\", \"createdAt\": %lld}",
 			k > off ? ", " : "", sel[k],
-			(long long)created_of(sel[k]));
+			(long long)created_of(rs, sel[k]));
 	if (off + 100 < n)
 		len += (size_t)snprintf(buf + len, cap - len,
 					"], \"cursor\": \"%d\"}", off + 100);
@@ -297,7 +314,8 @@ static int ranged_list(void *ctx, int64_t from, int64_t to, const char *cursor,
 static void test_parallel(void)
 {
 	for (int shuffled = 0; shuffled < 2; shuffled++) {
-		struct ranged rs = {shuffled, 0, 0, 0};
+		struct ranged rs = {.shuffled = shuffled,
+				    .lock = PTHREAD_MUTEX_INITIALIZER};
 		struct walker_source src = {ranged_list, NULL, NULL, &rs};
 		struct walker_limits one = {0, 1, 0, NULL, -1};
 		struct walker_limits eight = {0, 8, 0, NULL, -1};
@@ -327,6 +345,34 @@ static void test_parallel(void)
 	}
 }
 
+/* The first page is all one millisecond: the walk still goes side by
+ * side, cutting at that millisecond. */
+static void test_split_tied_head(void)
+{
+	struct ranged rs = {.tie_head = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
+	struct walker_source src = {ranged_list, NULL, NULL, &rs};
+	struct walker_limits eight = {0, 8, 0, NULL, -1};
+	struct snapshot *s = NULL;
+	struct api_error err;
+	int leaf = 0, rest = 0;
+
+	is_int(walker_walk(&src, &eight, NULL, 1, NULL, &s, &err), 0,
+	       "walk with a first page of one millisecond");
+	is_int(s->nruns, NENTRIES, "every entry exactly once");
+	ok(atomic_load(&rs.ranged_calls) > 0, "ranges were walked (%d)",
+	   atomic_load(&rs.ranged_calls));
+	for (int i = 0; i < rs.nlog; i++) {
+		leaf += rs.froms[i] == TIE_MS && rs.tos[i] == -1;
+		rest += rs.froms[i] == -1 && rs.tos[i] == TIE_MS - 1;
+	}
+	is_int(leaf, 1, "that millisecond and above: one leaf");
+	is_int(rest, 1, "below it: the rest, cut again");
+	ok(rs.nlog > 2, "the rest was cut again (%d ranges)", rs.nlog);
+	ok(atomic_load(&rs.calls) < NENTRIES / 100 * 2,
+	   "under twice the requests (%d)", atomic_load(&rs.calls));
+	snapshot_unref(s);
+}
+
 static int fail_ranged(void *ctx, int64_t from, int64_t to, const char *cursor,
 		       struct message_page *ret, struct api_error *err)
 {
@@ -341,7 +387,8 @@ static int fail_ranged(void *ctx, int64_t from, int64_t to, const char *cursor,
 
 static void test_parallel_failure(void)
 {
-	struct ranged rs = {0, 0, 0, 6}; /* the 6th request fails */
+	struct ranged rs = {.fail_countdown = 6, /* the 6th request fails */
+			    .lock = PTHREAD_MUTEX_INITIALIZER};
 	struct walker_source src = {fail_ranged, NULL, NULL, &rs};
 	struct walker_limits eight = {0, 8, 0, NULL, -1};
 	struct snapshot *s = NULL;
@@ -359,6 +406,7 @@ int main(void)
 	test_failures();
 	test_thread();
 	test_parallel();
+	test_split_tied_head();
 	test_parallel_failure();
 	return tap_done();
 }
