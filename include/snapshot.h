@@ -87,6 +87,18 @@ void snapshot_builder_free(struct snapshot_builder *b);
  * (the message is freed then too). */
 int snapshot_builder_add(struct snapshot_builder *b, struct message *msg);
 
+/* The merge of an incremental walk: adds (sharing, see message_ref())
+ * every run of @prev that the walk of the window [@since_ms, now] did not
+ * cover: runs with createdAt < @since_ms, and runs without a createdAt.
+ * Call it after the window's messages are added, so that an entry the
+ * window brought replaces its older copy (dedupe by dlqId keeps the first);
+ * a run of @prev inside the window that the walk did not bring is gone
+ * from the server, and is left out. Payload bytes of the runs kept are
+ * estimated from @prev's (its bytes times the share of runs kept).
+ * Returns the number of runs kept, or -ENOMEM. */
+int snapshot_builder_keep(struct snapshot_builder *b,
+			  const struct snapshot *prev, int64_t since_ms);
+
 /* Counts payload bytes (for status and the memory target). */
 void snapshot_builder_account(struct snapshot_builder *b, uint64_t bytes);
 

@@ -133,6 +133,28 @@ fail_free_msg:
 	return -ENOMEM;
 }
 
+int snapshot_builder_keep(struct snapshot_builder *b,
+			  const struct snapshot *prev, int64_t since_ms)
+{
+	size_t kept = 0;
+
+	for (uint32_t i = 0; i < prev->nruns; i++) {
+		struct message *m = prev->runs[i].msg;
+		int r;
+
+		if (m->has_created && m->created_ms >= since_ms)
+			continue; /* inside the window: the walk said */
+		r = snapshot_builder_add(b, message_ref(m));
+		if (r < 0)
+			return r;
+		kept += (size_t)r;
+	}
+	if (prev->nruns)
+		b->bytes += (uint64_t)((double)prev->bytes * (double)kept /
+				       (double)prev->nruns);
+	return (int)kept;
+}
+
 void snapshot_builder_account(struct snapshot_builder *b, uint64_t bytes)
 {
 	b->bytes += bytes;
@@ -563,6 +585,8 @@ static struct timespec json_mtime(const struct snapshot *prev,
 		const struct message_bytes *a = &o->msg->file[MESSAGE_JSON];
 		const struct message_bytes *b = &m->file[MESSAGE_JSON];
 
+		if (o->msg == m) /* kept by an incremental walk */
+			return o->json_mtime;
 		if (a->len == b->len && !memcmp(a->data, b->data, a->len))
 			return o->json_mtime;
 	}

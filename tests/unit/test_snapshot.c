@@ -287,6 +287,73 @@ static void test_without(void)
 	snapshot_unref(s);
 }
 
+/* The merge of an incremental walk: the window replaces, the rest stays. */
+static void test_keep(void)
+{
+	struct message *m[] = {
+		msg_make("a", 1000, NULL, NULL),
+		msg_make("b", 2000, "CALLBACK_INPROGRESS", NULL),
+		msg_make("c", 3000, NULL, NULL),
+		msg_json("{\"dlqId\": \"d\"}"),
+	};
+	struct snapshot *prev = build(NULL, (struct timespec){1, 0}, m, 4);
+	struct snapshot_builder *b = snapshot_builder_new();
+	struct message *a = prev->runs[0].msg;
+	struct snapshot *s = NULL;
+	int64_t i;
+
+	prev->bytes = 4000;
+	/* the window [2000, now]: b changed state, e landed late (older
+	 * than c, the newest seen), b came twice, c was deleted */
+	is_int(snapshot_builder_add(
+		       b, msg_make("b", 2000, "CALLBACK_SUCCESS", NULL)),
+	       1, "window: b again");
+	is_int(snapshot_builder_add(b, msg_make("e", 2500, NULL, NULL)), 1,
+	       "window: e, a late lander");
+	is_int(snapshot_builder_add(b,
+				    msg_make("b", 2000, "CALLBACK_FAIL", NULL)),
+	       0, "window: b twice, deduplicated");
+	snapshot_builder_account(b, 500);
+	is_int(snapshot_builder_keep(b, prev, 2000), 2,
+	       "kept: a (older than the window) and d (no createdAt)");
+	is_int(snapshot_builder_finish(b, prev, (struct timespec){9, 0}, 2, &s),
+	       0, "finish the merge");
+	is_int(s->nruns, 4, "a, b, d, e");
+	is_str(s->runs[0].name, "a", "a kept");
+	ok(s->runs[0].msg == a, "a is shared with the old snapshot");
+	is_int(s->runs[0].json_mtime.tv_sec, 1, "a keeps its change time");
+	is_str(s->runs[1].name, "b", "b");
+	is_int(s->runs[1].json_mtime.tv_sec, 9, "b changed: now");
+	i = snapshot_find_value(s, VIEW_STATE, "CALLBACK_SUCCESS");
+	ok(i >= 0 && s->view[VIEW_STATE].values[i].nruns == 1,
+	   "b's new state is what the window said");
+	ok(snapshot_find_value(s, VIEW_STATE, "CALLBACK_INPROGRESS") < 0,
+	   "its old state is gone");
+	is_int(snapshot_find_run(s, "c"), -ENOENT,
+	       "c, inside the window and not found again, is gone");
+	ok(snapshot_find_run(s, "d") >= 0, "d kept");
+	ok(snapshot_find_run(s, "e") >= 0, "the late lander e is in");
+	is_int(s->newest_ms, 2500, "newest createdAt of the merge");
+	is_int(s->bytes, 500 + 4000 * 2 / 4, "payload: window + share kept");
+	snapshot_unref(prev);
+	is_str(s->runs[0].msg->id.data, "a",
+	       "a shared message outlives the old snapshot");
+	snapshot_unref(s);
+
+	/* a window that reaches past everything keeps only the undated */
+	prev = build(NULL, (struct timespec){1, 0},
+		     (struct message *[]){msg_make("x", 5, NULL, NULL),
+					  msg_json("{\"dlqId\": \"y\"}")},
+		     2);
+	b = snapshot_builder_new();
+	is_int(snapshot_builder_keep(b, prev, 0), 1, "window from 0: y only");
+	is_int(snapshot_builder_finish(b, prev, (struct timespec){2, 0}, 2, &s),
+	       0, "finish");
+	is_int(s->nruns, 1, "x, not found again, is gone");
+	snapshot_unref(prev);
+	snapshot_unref(s);
+}
+
 int main(void)
 {
 	test_dedupe_and_order();
@@ -296,5 +363,6 @@ int main(void)
 	test_many();
 	test_collisions();
 	test_without();
+	test_keep();
 	return tap_done();
 }
