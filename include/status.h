@@ -31,7 +31,10 @@ struct status {
 	char *scope;   /* owned: the filters as JSON object text */
 	double refresh_s;
 
-	bool walking;	     /* a walk is in progress */
+	bool walking;		  /* a walk is in progress */
+	bool walk_incremental;	  /* the current or last walk fetched only the
+				     window since incremental_from */
+	int64_t incremental_from; /* ms: fromDate of that walk, else -1 */
 	uint64_t walk_pages; /* pages fetched by the current or last walk */
 	uint64_t walk_runs;  /* entries seen by the current or last walk */
 	double walk_rate;    /* of that walk: runs per second */
@@ -44,6 +47,10 @@ struct status {
 	uint64_t duplicates;	/* dlqIds seen twice by the last good walk */
 	uint64_t problems;	/* malformed fields in the served snapshot */
 	uint64_t walks_ok, walks_failed;
+	uint64_t walks_full, walks_incremental; /* finished, any outcome */
+	double reconcile_s;   /* a full walk at least this often (0: always) */
+	double late_window_s; /* overlap of incremental walks */
+	struct timespec last_full; /* end of the last good full walk */
 	/* refresh requests received; atomic, not under ->lock, so that a
 	 * signal handler may count one */
 	atomic_ulong refresh_requested;

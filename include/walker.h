@@ -57,6 +57,18 @@ int walker_walk(const struct walker_source *src,
 		uint64_t generation, struct status *st, struct snapshot **ret,
 		struct api_error *err);
 
+/* An incremental walk: like walker_walk(), but only the window of
+ * entries with createdAt >= @since_ms is fetched; the new snapshot is that
+ * window merged into @prev (not NULL), which keeps every run older than
+ * the window (snapshot_builder_keep()). A run of @prev inside the window
+ * that the walk did not find is gone; one found again is replaced by what
+ * the API sent now. */
+int walker_walk_since(const struct walker_source *src,
+		      const struct walker_limits *lim,
+		      const struct snapshot *prev, int64_t since_ms,
+		      uint64_t generation, struct status *st,
+		      struct snapshot **ret, struct api_error *err);
+
 /* Called on the walker thread after every walk: @snap is the new snapshot
  * (the callee takes the reference), or NULL when the walk failed. @served
  * is the number of refresh requests this walk answers: the callee records
@@ -64,8 +76,23 @@ int walker_walk(const struct walker_source *src,
 typedef void (*walker_done_fn)(void *ctx, struct snapshot *snap,
 			       uint64_t served);
 
+/* Incremental walks fetch from the newest createdAt seen minus this
+ * overlap: an entry lands in the DLQ after its retries, with the createdAt
+ * of its message, so it can be older than entries already listed. Those
+ * that land later than this after being created wait for a full walk. */
+#define WALKER_LATE_WINDOW_MS (3600 * 1000LL)
+/* By default a full walk (reconcile) runs every this many refreshes. */
+#define WALKER_RECONCILE_FACTOR 10
+
 struct walker_config {
 	unsigned refresh_ms; /* between walks, >= 10 */
+	/* The walk every refresh_ms is incremental (walker_walk_since(),
+	 * from the newest createdAt seen minus late_window_ms) unless the
+	 * last good full walk started reconcile_ms ago or more; 0: every
+	 * walk is full. The first walk, and each one asked for
+	 * (walker_refresh()), is full. */
+	int64_t reconcile_ms;
+	int64_t late_window_ms;
 	struct walker_limits limits;
 };
 
@@ -81,7 +108,7 @@ struct walker *walker_new(const struct walker_config *cfg,
 /* Starts the thread; the first walk begins at once. Returns 0 or -errno. */
 int walker_start(struct walker *w);
 
-/* Asks for a walk that starts after this call. Async-signal-safe. */
+/* Asks for a full walk that starts after this call. Async-signal-safe. */
 void walker_refresh(struct walker *w);
 
 /* Cancels any walk in progress and joins the thread. */

@@ -60,6 +60,8 @@ struct options {
 	char *token_file;
 	char *url;
 	char *refresh;	       /* seconds, decimals allowed */
+	char *reconcile;       /* seconds between full walks */
+	char *late_window;     /* seconds of overlap of incremental walks */
 	char *timeout;	       /* seconds per request attempt */
 	char *connect_timeout; /* seconds */
 	char *stall_timeout;   /* seconds without a byte */
@@ -114,6 +116,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("token_file=%s", token_file),
 	OPT("url=%s", url),
 	OPT("refresh=%s", refresh),
+	OPT("reconcile=%s", reconcile),
+	OPT("late_window=%s", late_window),
 	OPT("timeout=%s", timeout),
 	OPT("connect_timeout=%s", connect_timeout),
 	OPT("stall_timeout=%s", stall_timeout),
@@ -254,8 +258,16 @@ static void usage(const char *prog)
 	       "                           default: $QSTASH_TOKEN\n"
 	       "    -o url=URL             API base URL (default $QSTASH_URL, "
 	       "else %s)\n"
-	       "    -o refresh=SECONDS     rebuild the snapshot this often "
+	       "    -o refresh=SECONDS     fetch new entries this often "
 	       "(default %g)\n"
+	       "    -o reconcile=SECONDS   list everything again this often, "
+	       "to see deletions\n"
+	       "                           and state changes (default %d x "
+	       "refresh; 0: always)\n"
+	       "    -o late_window=SECONDS a refresh also fetches entries "
+	       "created this long\n"
+	       "                           before the newest seen (default "
+	       "%lld)\n"
 	       "    -o max_pages=N         give up a walk after N pages "
 	       "(default %d)\n"
 	       "    -o walkers=N           parallel requests of a walk "
@@ -285,8 +297,9 @@ static void usage(const char *prog)
 	       "    -o failure_function_state=S  -o caller_ip=IP  "
 	       "-o flow_control_key=K\n"
 	       "    -o workflow_created_at=MS\n\n",
-	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT, WALKER_MAX_PAGES,
-	       WALKER_WORKERS, WALKER_MAX_RPS);
+	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT,
+	       WALKER_RECONCILE_FACTOR, WALKER_LATE_WINDOW_MS / 1000,
+	       WALKER_MAX_PAGES, WALKER_WORKERS, WALKER_MAX_RPS);
 	fuse_cmdline_help();
 	printf("    -o allow_other         let other users read the mount "
 	       "(bodies may hold\n"
@@ -623,6 +636,8 @@ static void options_release(struct options *o)
 	free(o->token_file);
 	free(o->url);
 	free(o->refresh);
+	free(o->reconcile);
+	free(o->late_window);
 	free(o->timeout);
 	free(o->connect_timeout);
 	free(o->stall_timeout);
@@ -647,7 +662,7 @@ int main(int argc, char *argv[])
 	sigset_t block, oldmask;
 	struct mount m;
 	const char *mp;
-	double refresh;
+	double refresh, reconcile, late_window;
 	char *url;
 	int r = 1;
 
@@ -677,11 +692,21 @@ int main(int argc, char *argv[])
 	refresh = m.opts.refresh ? parse_seconds("refresh", m.opts.refresh,
 						 REFRESH_MIN, 86400 * 7)
 				 : REFRESH_DEFAULT;
+	reconcile = m.opts.reconcile
+			    ? parse_seconds("reconcile", m.opts.reconcile, 0,
+					    86400 * 90)
+			    : refresh * WALKER_RECONCILE_FACTOR;
+	late_window = m.opts.late_window
+			      ? parse_seconds("late_window", m.opts.late_window,
+					      0, 86400 * 90)
+			      : WALKER_LATE_WINDOW_MS / 1000.0;
 
 	url = get_url(&m.opts);
 	if (status_init(&m.status, url, m.opts.filters, m.opts.nfilters,
 			refresh) < 0)
 		die("out of memory");
+	m.status.reconcile_s = reconcile;
+	m.status.late_window_s = late_window;
 	fcfg.uid = getuid();
 	fcfg.gid = getgid();
 	/* at least 1 s: a timeout near 0 makes the kernel look up every
@@ -748,6 +773,8 @@ int main(int argc, char *argv[])
 	m.source.close = source_close;
 	m.source.ctx = &acfg;
 	wcfg.refresh_ms = (unsigned)(refresh * 1000);
+	wcfg.reconcile_ms = (int64_t)(reconcile * 1000);
+	wcfg.late_window_ms = (int64_t)(late_window * 1000);
 	wcfg.limits = limits;
 	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
 	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);

@@ -136,6 +136,7 @@ int status_init(struct status *st, const char *api_url,
 	pthread_mutex_init(&st->lock, NULL);
 	st->state = STATUS_WALKING;
 	st->refresh_s = refresh_s;
+	st->incremental_from = -1;
 	clock_gettime(CLOCK_REALTIME, &st->changed);
 	return 0;
 }
@@ -177,6 +178,17 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 	out_printf(&o, "  \"pages\": %llu,\n",
 		   (unsigned long long)st->walk_pages);
 	out_printf(&o, "  \"walking\": %s,\n", st->walking ? "true" : "false");
+	out_printf(&o, "  \"walk_kind\": \"%s\",\n",
+		   st->walk_incremental ? "incremental" : "full");
+	out_printf(&o, "  \"incremental_from\": ");
+	if (st->walk_incremental && st->incremental_from >= 0)
+		out_time(&o, (struct timespec){
+				     (time_t)(st->incremental_from / 1000),
+				     (long)(st->incremental_from % 1000) *
+					     1000000L});
+	else
+		out_printf(&o, "null");
+	out_printf(&o, ",\n");
 	out_printf(&o, "  \"walk_runs\": %llu,\n",
 		   (unsigned long long)st->walk_runs);
 	out_printf(&o, "  \"walk_rate\": %.0f,\n", st->walk_rate);
@@ -186,6 +198,8 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 	out_time(&o, st->last_refresh);
 	out_printf(&o, ",\n  \"last_success\": ");
 	out_time(&o, st->last_success);
+	out_printf(&o, ",\n  \"last_full_walk\": ");
+	out_time(&o, st->last_full);
 	out_printf(&o, ",\n  \"stale_since\": ");
 	out_time(&o, st->state == STATUS_STALE || st->state == STATUS_ERROR
 			     ? st->stale_since
@@ -199,12 +213,18 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 	out_string(&o, st->api_url);
 	out_printf(&o, ",\n  \"scope\": %s,\n", st->scope);
 	out_printf(&o, "  \"refresh_seconds\": %g,\n", st->refresh_s);
+	out_printf(&o, "  \"reconcile_seconds\": %g,\n", st->reconcile_s);
+	out_printf(&o, "  \"late_window_seconds\": %g,\n", st->late_window_s);
 	out_printf(&o, "  \"generation\": %llu,\n",
 		   (unsigned long long)st->generation);
 	out_printf(&o, "  \"walks_ok\": %llu,\n",
 		   (unsigned long long)st->walks_ok);
 	out_printf(&o, "  \"walks_failed\": %llu,\n",
 		   (unsigned long long)st->walks_failed);
+	out_printf(&o, "  \"walks_full\": %llu,\n",
+		   (unsigned long long)st->walks_full);
+	out_printf(&o, "  \"walks_incremental\": %llu,\n",
+		   (unsigned long long)st->walks_incremental);
 	out_printf(&o, "  \"refresh_requested\": %llu,\n",
 		   (unsigned long long)atomic_load(&st->refresh_requested));
 	out_printf(&o, "  \"refresh_served\": %llu,\n",

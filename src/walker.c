@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,11 @@ struct walker {
 	int running;
 	struct snapshot *served; /* walker thread only: the last good one */
 	uint64_t generation;	 /* walker thread only */
+	/* walker thread only: start of the last good full walk (monotonic),
+	 * and the refresh requests that walks have begun to answer */
+	struct timespec full_started;
+	bool has_full;
+	unsigned long answered;
 };
 
 /* The cursors a walk has seen, as hashes: a cursor that comes back means
@@ -422,7 +428,17 @@ int walker_walk(const struct walker_source *src,
 		uint64_t generation, struct status *st, struct snapshot **ret,
 		struct api_error *err)
 {
+	return walker_walk_since(src, lim, prev, -1, generation, st, ret, err);
+}
+
+int walker_walk_since(const struct walker_source *src,
+		      const struct walker_limits *lim,
+		      const struct snapshot *prev, int64_t since_ms,
+		      uint64_t generation, struct status *st,
+		      struct snapshot **ret, struct api_error *err)
+{
 	struct walk wk = {.src = src, .lim = lim, .st = st};
+	bool incremental = since_ms >= 0 && prev;
 	unsigned workers = lim->workers ? lim->workers : 1;
 	pthread_t threads[64];
 	unsigned started = 0;
@@ -434,7 +450,7 @@ int walker_walk(const struct walker_source *src,
 	if (workers > 64)
 		workers = 64;
 	wk.b = snapshot_builder_new();
-	wk.queue = range_new(-1, -1);
+	wk.queue = range_new(incremental ? since_ms : -1, -1);
 	if (!wk.b || !wk.queue) {
 		snapshot_builder_free(wk.b);
 		range_free(wk.queue);
@@ -447,6 +463,8 @@ int walker_walk(const struct walker_source *src,
 	if (st) {
 		pthread_mutex_lock(&st->lock);
 		st->walking = true;
+		st->walk_incremental = incremental;
+		st->incremental_from = incremental ? since_ms : -1;
 		st->walk_pages = 0;
 		st->walk_runs = 0;
 		st->walk_rate = 0;
@@ -478,6 +496,10 @@ int walker_walk(const struct walker_source *src,
 	if (st) {
 		pthread_mutex_lock(&st->lock);
 		st->walking = false;
+		if (incremental)
+			st->walks_incremental++;
+		else
+			st->walks_full++;
 		if (!wk.error) {
 			st->malformed = wk.malformed;
 			st->duplicates = wk.dups;
@@ -490,6 +512,12 @@ int walker_walk(const struct walker_source *src,
 		*err = wk.err;
 		snapshot_builder_free(wk.b);
 		return wk.error;
+	}
+	if (incremental && snapshot_builder_keep(wk.b, prev, since_ms) < 0) {
+		snapshot_builder_free(wk.b);
+		snprintf(err->text, sizeof(err->text),
+			 "out of memory merging the snapshot");
+		return -ENOMEM;
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	r = snapshot_builder_finish(wk.b, prev, now, generation, &s);
@@ -529,7 +557,7 @@ static int cancelled(const struct walker *w)
 	return w->cfg.limits.cancel && atomic_load(w->cfg.limits.cancel);
 }
 
-static void record(struct walker *w, int r, const struct snapshot *s,
+static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 		   const struct api_error *err)
 {
 	struct status *st = w->st;
@@ -538,6 +566,8 @@ static void record(struct walker *w, int r, const struct snapshot *s,
 	clock_gettime(CLOCK_REALTIME, &now);
 	pthread_mutex_lock(&st->lock);
 	st->last_refresh = now;
+	if (r == 0 && full)
+		st->last_full = now;
 	if (r == 0) {
 		st->state = STATUS_READY;
 		st->runs = s->nruns;
@@ -560,30 +590,64 @@ static void record(struct walker *w, int r, const struct snapshot *s,
 	pthread_mutex_unlock(&st->lock);
 }
 
+/* Where the next walk starts: -1 for a full walk (the first one, one
+ * asked for, a reconcile that is due, nothing to start from), else the
+ * fromDate of an incremental one. */
+static int64_t next_since(const struct walker *w, unsigned long asked)
+{
+	struct timespec now, wall;
+	int64_t newest, now_ms;
+
+	if (!w->served || !w->has_full || w->cfg.reconcile_ms <= 0 ||
+	    asked != w->answered)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (ms_between(w->full_started, now) >= (double)w->cfg.reconcile_ms)
+		return -1;
+	newest = w->served->newest_ms;
+	if (newest < 0)
+		return -1;
+	/* an entry dated in the future must not hide the ones after it */
+	clock_gettime(CLOCK_REALTIME, &wall);
+	now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+	if (newest > now_ms)
+		newest = now_ms;
+	newest -= w->cfg.late_window_ms;
+	return newest > 0 ? newest : -1;
+}
+
 static void *walker_main(void *arg)
 {
 	struct walker *w = arg;
 
 	while (!cancelled(w)) {
 		unsigned long serving = atomic_load(&w->st->refresh_requested);
+		int64_t since = next_since(w, serving);
 		struct snapshot *s = NULL;
+		struct timespec started;
 		struct api_error err;
 		struct pollfd pfd = {.fd = w->pipe[0], .events = POLLIN};
 		char drain[64];
 		int r;
 
-		r = walker_walk(w->src, &w->cfg.limits, w->served,
-				w->generation + 1, w->st, &s, &err);
+		clock_gettime(CLOCK_MONOTONIC, &started);
+		w->answered = serving;
+		r = walker_walk_since(w->src, &w->cfg.limits, w->served, since,
+				      w->generation + 1, w->st, &s, &err);
 		w->cfg.limits.progress_fd = -1; /* the first walk only */
 		if (cancelled(w)) {
 			snapshot_unref(s);
 			break;
 		}
-		record(w, r, s, &err);
+		record(w, r, since < 0, s, &err);
 		if (r == 0) {
 			w->generation++;
 			snapshot_unref(w->served);
 			w->served = snapshot_ref(s);
+			if (since < 0) {
+				w->full_started = started;
+				w->has_full = true;
+			}
 		}
 		w->done(w->ctx, s, serving); /* takes s, NULL on failure */
 

@@ -2,6 +2,7 @@
  * Pages come from a canned source: no network. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "msgs.h"
@@ -195,7 +196,8 @@ static void test_thread(void)
 			     0,
 			     NULL};
 	atomic_int cancel = 0;
-	struct walker_config cfg = {3600 * 1000, {100, 1, 0, &cancel, -1}};
+	struct walker_config cfg = {.refresh_ms = 3600 * 1000,
+				    .limits = {100, 1, 0, &cancel, -1}};
 	struct status st;
 	struct walker *w;
 
@@ -400,6 +402,220 @@ static void test_parallel_failure(void)
 	is_str(err.text, "HTTP 503 from fake", "with that request's error");
 }
 
+/* A small DLQ that changes between walks, listed like the API: entries
+ * with createdAt in [from, to], newest first, 100 a page, the cursor an
+ * offset. */
+enum { DB_MAX = 600 };
+
+struct db {
+	pthread_mutex_t lock; /* protects everything below */
+	int n;
+	int64_t created[DB_MAX];
+	char state[DB_MAX][24];
+	bool deleted[DB_MAX];
+	int calls, full_calls; /* requests; those without fromDate */
+	int64_t last_from;
+};
+
+static int db_list(void *ctx, int64_t from, int64_t to, const char *cursor,
+		   struct message_page *ret, struct api_error *err)
+{
+	struct db *db = ctx;
+	int off = cursor ? atoi(cursor) : 0, k = 0, shown = 0, r;
+	size_t cap = 100 * 160 + 256, len = 0;
+	char *buf = malloc(cap), why[128];
+
+	(void)err;
+	pthread_mutex_lock(&db->lock);
+	db->calls++;
+	db->full_calls += from < 0;
+	db->last_from = from;
+	len += (size_t)snprintf(buf + len, cap - len, "{\"messages\": [");
+	for (int i = db->n - 1; i >= 0; i--) {
+		if (db->deleted[i] || (from >= 0 && db->created[i] < from) ||
+		    (to >= 0 && db->created[i] > to))
+			continue;
+		if (k++ < off)
+			continue;
+		if (shown == 100) {
+			len += (size_t)snprintf(buf + len, cap - len,
+						"], \"cursor\": \"%d\"}",
+						off + 100);
+			break;
+		}
+		len += (size_t)snprintf(
+			buf + len, cap - len,
+			"%s{\"dlqId\": \"e%d\", \"createdAt\": %lld%s%s%s}",
+			shown ? ", " : "", i, (long long)db->created[i],
+			db->state[i][0] ? ", \"failureFunctionState\": \"" : "",
+			db->state[i], db->state[i][0] ? "\"" : "");
+		shown++;
+	}
+	if (shown < 100 || k <= off + 100)
+		len += (size_t)snprintf(buf + len, cap - len, "]}");
+	pthread_mutex_unlock(&db->lock);
+	r = message_page_parse(buf, len, ret, why, sizeof(why));
+	free(buf);
+	return r;
+}
+
+static void db_add(struct db *db, int64_t created)
+{
+	pthread_mutex_lock(&db->lock);
+	db->created[db->n++] = created;
+	pthread_mutex_unlock(&db->lock);
+}
+
+#define DB_T0 1700000000000LL
+#define MINUTE_MS 60000LL
+
+static void db_fill(struct db *db, int n)
+{
+	memset(db, 0, sizeof(*db));
+	pthread_mutex_init(&db->lock, NULL);
+	for (int i = 0; i < n; i++)
+		db_add(db, DB_T0 + i * MINUTE_MS); /* one a minute */
+}
+
+static int has_run(const struct snapshot *s, int i)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "e%d", i);
+	return snapshot_find_run(s, name) >= 0;
+}
+
+static void test_walk_since(void)
+{
+	static struct db db;
+	struct walker_source src = {db_list, NULL, NULL, &db};
+	struct walker_limits lim = {0, 4, 0, NULL, -1};
+	struct snapshot *s0 = NULL, *s1 = NULL, *s2 = NULL;
+	int64_t newest, since;
+	struct api_error err;
+	struct status st;
+	int64_t i;
+
+	status_init(&st, "http://x", NULL, 0, 60);
+	db_fill(&db, 500);
+	is_int(walker_walk(&src, &lim, NULL, 1, &st, &s0, &err), 0,
+	       "full walk");
+	is_int(s0->nruns, 500, "500 runs");
+	ok(!st.walk_incremental, "status: a full walk");
+	newest = s0->newest_ms;
+	since = newest - 60 * MINUTE_MS; /* an hour's overlap */
+
+	/* nothing changed: one page, the same runs */
+	db.calls = db.full_calls = 0;
+	is_int(walker_walk_since(&src, &lim, s0, since, 2, &st, &s1, &err), 0,
+	       "incremental walk");
+	is_int(db.calls, 1, "an unchanged DLQ costs one request");
+	is_int(db.full_calls, 0, "and it has a fromDate");
+	is_int(db.last_from, since, "fromDate = newest - the window");
+	ok(st.walk_incremental && st.incremental_from == since,
+	   "status: incremental, and from when");
+	is_int(s1->nruns, 500, "the same 500 runs");
+	ok(s1->runs[0].msg == s0->runs[0].msg, "old runs shared, not copied");
+
+	/* a new entry, a late lander inside the window, one outside it, a
+	 * deletion and a state change on each side of the window */
+	db_add(&db, newest + 1000);	       /* e500: new */
+	db_add(&db, newest - 30 * MINUTE_MS);  /* e501: late, inside */
+	db_add(&db, newest - 300 * MINUTE_MS); /* e502: late, outside */
+	db.deleted[499] = true;		       /* inside the window */
+	db.deleted[10] = true;		       /* older */
+	snprintf(db.state[480], sizeof(db.state[480]), "CALLBACK_SUCCESS");
+	snprintf(db.state[20], sizeof(db.state[20]), "CALLBACK_SUCCESS");
+	is_int(walker_walk_since(&src, &lim, s1, since, 3, &st, &s2, &err), 0,
+	       "incremental walk after changes");
+	ok(has_run(s2, 500), "a new entry appears");
+	ok(has_run(s2, 501), "a late lander inside the window appears");
+	ok(!has_run(s2, 502), "one older than the window waits for a full "
+			      "walk");
+	ok(!has_run(s2, 499), "a deletion inside the window shows");
+	ok(has_run(s2, 10), "a deletion older than the window waits");
+	i = snapshot_find_value(s2, VIEW_STATE, "CALLBACK_SUCCESS");
+	ok(i >= 0 && s2->view[VIEW_STATE].values[i].nruns == 1,
+	   "a state change inside the window shows, the older one waits");
+	snapshot_unref(s1);
+	s1 = s2;
+	s2 = NULL;
+	is_int(walker_walk(&src, &lim, s1, 4, &st, &s2, &err), 0,
+	       "full walk (reconcile)");
+	ok(has_run(s2, 502) && !has_run(s2, 10),
+	   "the full walk catches the rest");
+	i = snapshot_find_value(s2, VIEW_STATE, "CALLBACK_SUCCESS");
+	ok(i >= 0 && s2->view[VIEW_STATE].values[i].nruns == 2,
+	   "and the older state change");
+	snapshot_unref(s0);
+	snapshot_unref(s1);
+	snapshot_unref(s2);
+	status_release(&st);
+}
+
+static void test_schedule(void)
+{
+	static struct db db;
+	struct walker_source src = {db_list, NULL, NULL, &db};
+	struct done_log d = {PTHREAD_MUTEX_INITIALIZER,
+			     PTHREAD_COND_INITIALIZER,
+			     0,
+			     0,
+			     0,
+			     NULL};
+	atomic_int cancel = 0;
+	struct walker_config cfg = {.refresh_ms = 20,
+				    .reconcile_ms = 3600 * 1000,
+				    .late_window_ms = 60 * MINUTE_MS,
+				    .limits = {0, 2, 0, &cancel, -1}};
+	struct status st;
+	struct walker *w;
+	int fulls, incs;
+
+	db_fill(&db, 300);
+	status_init(&st, "http://x", NULL, 0, 0.02);
+	w = walker_new(&cfg, &src, &st, on_done, &d);
+	is_int(walker_start(w), 0, "walker starts");
+	ok(wait_for(&d, 4), "four walks on the timer");
+	pthread_mutex_lock(&st.lock);
+	fulls = (int)st.walks_full;
+	incs = (int)st.walks_incremental;
+	pthread_mutex_unlock(&st.lock);
+	is_int(fulls, 1, "the first walk is full");
+	ok(incs >= 3, "the timer's walks are incremental (%d)", incs);
+	ok(st.last_full.tv_sec > 0, "status: when the last full walk was");
+	pthread_mutex_lock(&d.lock);
+	fulls = d.ok + d.failed;
+	pthread_mutex_unlock(&d.lock);
+	walker_refresh(w);
+	ok(wait_for(&d, fulls + 2), "a walk asked for, and more");
+	pthread_mutex_lock(&st.lock);
+	fulls = (int)st.walks_full;
+	pthread_mutex_unlock(&st.lock);
+	is_int(fulls, 2, "a walk asked for is full");
+	walker_free(w);
+	pthread_mutex_lock(&d.lock);
+	is_int(d.last->nruns, 300, "every run, all along");
+	pthread_mutex_unlock(&d.lock);
+	snapshot_unref(d.last);
+	status_release(&st);
+
+	/* reconcile due: every timer walk is full again */
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.cond, NULL);
+	atomic_store(&cancel, 0);
+	cfg.reconcile_ms = 1;
+	status_init(&st, "http://x", NULL, 0, 0.02);
+	w = walker_new(&cfg, &src, &st, on_done, &d);
+	walker_start(w);
+	ok(wait_for(&d, 3), "three walks");
+	walker_free(w);
+	is_int(st.walks_incremental, 0, "a reconcile that is due is full");
+	snapshot_unref(d.last);
+	status_release(&st);
+}
+
 int main(void)
 {
 	test_walk();
@@ -408,5 +624,7 @@ int main(void)
 	test_parallel();
 	test_split_tied_head();
 	test_parallel_failure();
+	test_walk_since();
+	test_schedule();
 	return tap_done();
 }
