@@ -77,9 +77,17 @@ static int cursor_set_add(struct cursor_set *cs, const char *cursor)
 	return 1;
 }
 
-#define SPLIT_PAGES                                                            \
-	4 /* a range cut off a dense one aims at this many pages               \
-	   */
+/* A leaf (a range cut off a dense one) aims at SPLIT_PAGES_MIN pages for
+ * the first SPLIT_GROW cuts, so that the parallel walk starts soon (and a
+ * small DLQ is still walked side by side), then twice that for as many
+ * cuts, and so on up to SPLIT_PAGES_MAX. Each cut costs about one and a
+ * half requests (the leaf fetches the rest's first page again, and its
+ * last page is partial), so big leaves waste less; but leaves share the
+ * rate cap evenly and end together only if they are about the same size,
+ * and the last ones run alone, slower than the cap allows. */
+#define SPLIT_PAGES_MIN 4
+#define SPLIT_PAGES_MAX 32
+#define SPLIT_GROW 4
 #define PROGRESS_EVERY_MS 200
 
 /* A createdAt range of the scope and where its cursor chain stands. */
@@ -105,6 +113,7 @@ struct walk {
 	struct api_error err;
 	struct snapshot_builder *b;
 	size_t pages, malformed, dups, problems;
+	size_t cuts;		   /* ranges cut so far */
 	struct timespec next_slot; /* rate cap: the next request's turn */
 	struct timespec started, shown;
 };
@@ -220,12 +229,12 @@ static int walk_pace(struct walk *wk)
  * ranges covering it, each walked from its own first page: so no entry is
  * missed whatever order the API lists in. The page's createdAt spread only
  * guides where to cut: going down from the newest entry, up to @parts - 1
- * "leaf" ranges of about SPLIT_PAGES pages each (walked by their cursor,
+ * "leaf" ranges of about @leaf_pages pages each (walked by their cursor,
  * never cut again), then the rest of @r (cut again when its first page
  * shows it is still dense). The walk cuts one leaf at a time: cutting
  * many at once wastes a request on each empty range below the data of a
  * small DLQ, while one leaf per cut stays ahead of the workers (a cut
- * costs one request, a leaf takes about SPLIT_PAGES). A first page that is
+ * costs one request, a leaf takes about @leaf_pages). A first page that is
  * all one millisecond T (a burst, or a generator's clamp) cuts at T - 1:
  * [T, to] is a leaf, [from, T - 1] the rest. Returns the number of ranges
  * queued (0: @r cannot be cut: an API listing in another order, or a range
@@ -233,6 +242,7 @@ static int walk_pace(struct walk *wk)
 static int walk_split(struct walk *wk, const struct range *r,
 		      const struct message_page *page, unsigned parts)
 {
+	size_t leaf_pages = SPLIT_PAGES_MIN;
 	int64_t newest = -1, oldest = -1, cut[16], hi, width;
 	struct range *made[17];
 	unsigned n = 0;
@@ -249,11 +259,13 @@ static int walk_split(struct walk *wk, const struct range *r,
 	}
 	if (newest < 0)
 		return 0;
+	for (size_t c = wk->cuts;
+	     c >= SPLIT_GROW && leaf_pages < SPLIT_PAGES_MAX; c -= SPLIT_GROW)
+		leaf_pages *= 2;
 	if (parts > 16)
 		parts = 16;
 	hi = r->to >= 0 && r->to < newest ? r->to : newest;
-	width = (newest - oldest + 1) *
-		(int64_t)(SPLIT_PAGES * API_PAGE_COUNT) /
+	width = (newest - oldest + 1) * (int64_t)(leaf_pages * API_PAGE_COUNT) /
 		(int64_t)(page->n ? page->n : 1);
 	if (width < 1)
 		return 0;
@@ -288,6 +300,7 @@ static int walk_split(struct walk *wk, const struct range *r,
 		}
 		made[i]->leaf = i < n;
 	}
+	wk->cuts++;
 	/* the rest goes last: leaves keep the idle workers busy */
 	for (unsigned i = n + 1; i-- > 0;) {
 		made[i]->next = wk->queue;
