@@ -89,6 +89,7 @@ static int cursor_set_add(struct cursor_set *cs, const char *cursor)
 #define SPLIT_PAGES_MAX 32
 #define SPLIT_GROW 4
 #define PROGRESS_EVERY_MS 200
+#define RATE_JITTER_MS 20 /* of request arrival times, for the rate cap */
 
 /* A createdAt range of the scope and where its cursor chain stands. */
 struct range {
@@ -202,7 +203,10 @@ static int walk_pace(struct walk *wk)
 		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	slot = ms_between(now, wk->next_slot) > 0 ? wk->next_slot : now;
-	gap = 1e9 / wk->lim->max_rps;
+	/* max_rps requests in (1 s + the jitter): requests spaced exactly
+	 * arrive a few ms closer or further apart, and the API counts them
+	 * per second at its end */
+	gap = (1e9 + RATE_JITTER_MS * 1e6) / wk->lim->max_rps;
 	wk->next_slot = slot;
 	wk->next_slot.tv_nsec += (long)gap;
 	while (wk->next_slot.tv_nsec >= 1000000000L) {
