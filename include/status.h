@@ -47,7 +47,9 @@ struct status {
 	uint64_t duplicates;	/* dlqIds seen twice by the last good walk */
 	uint64_t problems;	/* malformed fields in the served snapshot */
 	uint64_t walks_ok, walks_failed;
-	uint64_t walks_full, walks_incremental; /* finished, any outcome */
+	/* walks of the walker thread, any outcome, counted with walks_ok or
+	 * walks_failed */
+	uint64_t walks_full, walks_incremental;
 	double reconcile_s;   /* a full walk at least this often (0: always) */
 	double late_window_s; /* overlap of incremental walks */
 	struct timespec last_full; /* end of the last good full walk */

@@ -513,10 +513,6 @@ int walker_walk_since(const struct walker_source *src,
 	if (st) {
 		pthread_mutex_lock(&st->lock);
 		st->walking = false;
-		if (incremental)
-			st->walks_incremental++;
-		else
-			st->walks_full++;
 		if (!wk.error) {
 			st->malformed = wk.malformed;
 			st->duplicates = wk.dups;
@@ -585,6 +581,10 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 	st->last_refresh = now;
 	if (r == 0 && full)
 		st->last_full = now;
+	if (full)
+		st->walks_full++;
+	else
+		st->walks_incremental++;
 	if (r == 0) {
 		st->state = STATUS_READY;
 		st->runs = s->nruns;
