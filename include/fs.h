@@ -59,6 +59,11 @@ int fs_start(struct fs *fs, struct fuse_session *se);
  * Called by the walker thread (walker_done_fn). */
 void fs_publish(void *fs, struct snapshot *snap, uint64_t served);
 
+/* The snapshot served now, a new reference (NULL before the first good
+ * walk): the base an incremental walk merges into, so that a run an action
+ * took out stays out. Called by the walker thread. */
+struct snapshot *fs_served(void *fs);
+
 /* Stops the actor (actions still queued fail with ECANCELED) and the
  * notifier thread; call it while the FUSE loop still answers requests.
  * x_free(NULL) is a no-op. */

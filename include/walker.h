@@ -94,6 +94,11 @@ struct walker_config {
 	int64_t reconcile_ms;
 	int64_t late_window_ms;
 	struct walker_limits limits;
+	/* The snapshot being served (a new reference, or NULL), called with
+	 * the ctx of walker_new(): incremental walks merge into it, so that
+	 * what was taken out of it (an action's runs) stays out. NULL: the
+	 * walker's own last good snapshot. */
+	struct snapshot *(*served)(void *ctx);
 };
 
 struct walker;

@@ -1416,6 +1416,18 @@ void fs_publish(void *arg, struct snapshot *snap, uint64_t served)
 	pthread_mutex_unlock(&fs->publish_lock);
 }
 
+struct snapshot *fs_served(void *arg)
+{
+	struct fs *fs = arg;
+	struct snapshot *s = acquire(fs);
+
+	if (!s->generation) { /* the empty one served before any walk */
+		snapshot_unref(s);
+		return NULL;
+	}
+	return s;
+}
+
 static void notify_entry(void *ctx, uint64_t parent, const char *name)
 {
 	struct fs *fs = ctx;

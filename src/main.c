@@ -775,6 +775,7 @@ int main(int argc, char *argv[])
 	wcfg.refresh_ms = (unsigned)(refresh * 1000);
 	wcfg.reconcile_ms = (int64_t)(reconcile * 1000);
 	wcfg.late_window_ms = (int64_t)(late_window * 1000);
+	wcfg.served = fs_served;
 	wcfg.limits = limits;
 	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
 	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);

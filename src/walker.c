@@ -610,18 +610,19 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 /* Where the next walk starts: -1 for a full walk (the first one, one
  * asked for, a reconcile that is due, nothing to start from), else the
  * fromDate of an incremental one. */
-static int64_t next_since(const struct walker *w, unsigned long asked)
+static int64_t next_since(const struct walker *w, const struct snapshot *base,
+			  unsigned long asked)
 {
 	struct timespec now, wall;
 	int64_t newest, now_ms;
 
-	if (!w->served || !w->has_full || w->cfg.reconcile_ms <= 0 ||
+	if (!base || !w->has_full || w->cfg.reconcile_ms <= 0 ||
 	    asked != w->answered)
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (ms_between(w->full_started, now) >= (double)w->cfg.reconcile_ms)
 		return -1;
-	newest = w->served->newest_ms;
+	newest = base->newest_ms;
 	if (newest < 0)
 		return -1;
 	/* an entry dated in the future must not hide the ones after it */
@@ -639,7 +640,9 @@ static void *walker_main(void *arg)
 
 	while (!cancelled(w)) {
 		unsigned long serving = atomic_load(&w->st->refresh_requested);
-		int64_t since = next_since(w, serving);
+		struct snapshot *base =
+			w->cfg.served ? w->cfg.served(w->ctx) : NULL;
+		int64_t since;
 		struct snapshot *s = NULL;
 		struct timespec started;
 		struct api_error err;
@@ -647,10 +650,14 @@ static void *walker_main(void *arg)
 		char drain[64];
 		int r;
 
+		if (!base && w->served)
+			base = snapshot_ref(w->served);
+		since = next_since(w, base, serving);
 		clock_gettime(CLOCK_MONOTONIC, &started);
 		w->answered = serving;
-		r = walker_walk_since(w->src, &w->cfg.limits, w->served, since,
+		r = walker_walk_since(w->src, &w->cfg.limits, base, since,
 				      w->generation + 1, w->st, &s, &err);
+		snapshot_unref(base);
 		w->cfg.limits.progress_fd = -1; /* the first walk only */
 		if (cancelled(w)) {
 			snapshot_unref(s);

@@ -172,3 +172,31 @@ def test_future_entry_does_not_stop_new_ones(fake_factory, mount_factory):
     fake.add(clone(fake, tpl, "%d-9" % now, now))
     timer_walks(m, 2)
     assert "%d-9" % now in runs(m)
+
+
+def test_a_run_an_action_removed_stays_out_of_incremental_walks(
+        fake_factory, mount_factory):
+    """Incremental walks merge into the snapshot served, so an old run
+    deleted through the mount does not come back from the copy the walker
+    kept; a resumed run that stays in the DLQ comes back with the next full
+    walk (or, inside the window, the next refresh)."""
+    fake = fake_factory(runs=100)
+    fake.configure(resumed_leave=False)
+    m = mount_factory(fake, refresh=1,
+                      options=["reconcile=3600", "allow_delete",
+                               "allow_resume"])
+    by_age = sorted(fake.messages(), key=lambda x: x["createdAt"])
+    deleted, resumed = by_age[0]["dlqId"], by_age[1]["dlqId"]
+    os.rmdir(m.path("runs", deleted))
+    with open(m.path(".dlqfs/resume"), "w") as f:
+        f.write(resumed + "\n")
+    assert deleted not in runs(m) and resumed not in runs(m)
+    timer_walks(m, 3)
+    names = runs(m)
+    assert deleted not in names, "a deleted run came back"
+    assert resumed not in names, "older than the window: hidden until " \
+        "a full walk"
+    st = m.refresh()  # a full walk: the truth
+    assert st["walk_kind"] == "full"
+    names = runs(m)
+    assert resumed in names and deleted not in names
