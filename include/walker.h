@@ -1,10 +1,13 @@
-/* walker: walks every page of the scope and produces a new snapshot.
+/* walker: walks the pages of the scope and produces a new snapshot.
  *
- * walker_walk() is one walk: pages in, snapshot out, progress and outcome
- * in struct status. A struct walker runs walks on its own thread: at start,
- * every refresh interval, and when asked (walker_refresh(), which is safe
- * in a signal handler). A failed or partial walk never produces a snapshot:
- * the one already served stays.
+ * walker_walk() is one full walk: pages in, snapshot out, progress and
+ * outcome in struct status; walker_walk_since() an incremental one, which
+ * fetches only the newest entries and merges them into the snapshot
+ * served. A struct walker runs walks on its own thread: a full one at
+ * start, every reconcile interval and when asked (walker_refresh(), which
+ * is safe in a signal handler), an incremental one every refresh interval
+ * in between. A failed or partial walk never produces a snapshot: the one
+ * already served stays.
  */
 #ifndef DLQFS_WALKER_H
 #define DLQFS_WALKER_H

@@ -2,8 +2,10 @@
  * and again.
  *
  * Owns: the page loop (cursor following, bounds, cursor loops, dedupe
- * accounting), the walk thread with its schedule and refresh requests,
- * and the outcome written to struct status.
+ * accounting), the cutting of the scope into createdAt ranges, the rate
+ * cap, the walk thread with its schedule (full or incremental, the late
+ * window, the reconcile) and refresh requests, and the outcome written to
+ * struct status.
  * Leaves to others: HTTP and retries (http, api), parsing (message),
  * building and indexing (snapshot), serving and publishing (fs via the
  * done callback).
