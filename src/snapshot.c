@@ -570,27 +570,57 @@ static struct timespec ms_to_timespec(int64_t ms)
 	return ts;
 }
 
-static struct timespec json_mtime(const struct snapshot *prev,
-				  const struct snapshot_run *run,
-				  struct timespec now)
+/* Inserts @key for (@view, @index) if its slot is free. Returns 1 when
+ * inserted, 0 when the key is taken. */
+static int try_insert_key(struct snapshot *s, int view, uint32_t index,
+			  uint64_t key)
 {
-	const struct message *m = run->msg;
-	int64_t i = prev ? snapshot_find_run(prev, run->name) : -ENOENT;
+	struct snapshot_slot *slot = slot_for(s, key);
 
-	if (i < 0)
-		return m->has_created ? ms_to_timespec(m->created_ms)
-				      : (struct timespec){0, 0};
-	{
-		const struct snapshot_run *o = &prev->runs[i];
+	if (slot->key)
+		return 0;
+	slot->key = key;
+	slot->view = view;
+	slot->index = index;
+	return 1;
+}
+
+/* Keys and message.json time of run @i, from @prev where it was there:
+ * the same keys (stable inode numbers, and no hashing of every
+ * message.json again at each refresh), and for message.json, unchanged,
+ * the same key and time; changed, a new key and @now. */
+static void run_keys(struct snapshot *s, uint32_t i,
+		     const struct snapshot *prev, struct timespec now)
+{
+	struct snapshot_run *run = &s->runs[i];
+	const struct message *m = run->msg;
+	int64_t pi = prev ? snapshot_find_run(prev, run->name) : -ENOENT;
+	const struct snapshot_run *o = pi >= 0 ? &prev->runs[pi] : NULL;
+	bool same = false;
+
+	if (o) {
 		const struct message_bytes *a = &o->msg->file[MESSAGE_JSON];
 		const struct message_bytes *b = &m->file[MESSAGE_JSON];
 
-		if (o->msg == m) /* kept by an incremental walk */
-			return o->json_mtime;
-		if (a->len == b->len && !memcmp(a->data, b->data, a->len))
-			return o->json_mtime;
+		/* shared by an incremental walk, or listed again unchanged */
+		same = o->msg == m ||
+		       (a->len == b->len && !memcmp(a->data, b->data, a->len));
 	}
-	return now;
+	if (o && try_insert_key(s, -1, i, o->key))
+		run->key = o->key;
+	else
+		run->key = insert_key(s, -1, i, run->name);
+	if (same && try_insert_key(s, SNAPSHOT_REF_JSON, i, o->json_key))
+		run->json_key = o->json_key;
+	else
+		run->json_key = insert_key(s, SNAPSHOT_REF_JSON, i, run->name);
+	if (same)
+		run->json_mtime = o->json_mtime;
+	else if (o)
+		run->json_mtime = now;
+	else
+		run->json_mtime = m->has_created ? ms_to_timespec(m->created_ms)
+						 : (struct timespec){0, 0};
 }
 
 int snapshot_builder_finish(struct snapshot_builder *b,
@@ -675,13 +705,8 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 		r = -ENOMEM;
 		goto fail;
 	}
-	for (uint32_t i = 0; i < s->nruns; i++) {
-		struct snapshot_run *run = &s->runs[i];
-
-		run->key = insert_key(s, -1, i, run->name);
-		run->json_key = insert_key(s, SNAPSHOT_REF_JSON, i, run->name);
-		run->json_mtime = json_mtime(prev, run, now);
-	}
+	for (uint32_t i = 0; i < s->nruns; i++)
+		run_keys(s, i, prev, now);
 	for (int v = 0; v < VIEW_COUNT; v++)
 		for (uint32_t i = 0; i < s->view[v].nvalues; i++)
 			s->view[v].values[i].key =

@@ -321,6 +321,12 @@ static void test_keep(void)
 	is_int(s->nruns, 4, "a, b, d, e");
 	is_str(s->runs[0].name, "a", "a kept");
 	ok(s->runs[0].msg == a, "a is shared with the old snapshot");
+	ok(s->runs[0].key == prev->runs[0].key &&
+		   s->runs[0].json_key == prev->runs[0].json_key,
+	   "a keeps its keys");
+	ok(s->runs[1].key == prev->runs[1].key &&
+		   s->runs[1].json_key != prev->runs[1].json_key,
+	   "b keeps its key, message.json changed: a new key");
 	is_int(s->runs[0].json_mtime.tv_sec, 1, "a keeps its change time");
 	is_str(s->runs[1].name, "b", "b");
 	is_int(s->runs[1].json_mtime.tv_sec, 9, "b changed: now");
