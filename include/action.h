@@ -108,6 +108,16 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 		 action_resolve_fn resolve, void *ctx,
 		 struct action **ret_action, char *err, size_t errlen);
 
+/* What one line (without its LF) is to action_parse(): blank (ignored),
+ * an option line ("key=value"), or anything else (an id, or garbage it
+ * refuses). For writers that deliver lines in several pieces. */
+enum action_line {
+	ACTION_LINE_BLANK,
+	ACTION_LINE_OPTION,
+	ACTION_LINE_ID,
+};
+enum action_line action_line_kind(const char *line, size_t len);
+
 /* x_free(NULL) is a no-op. */
 void action_free(struct action *act);
 

@@ -89,6 +89,26 @@ static bool option_line(const char *s, size_t n)
 	return i > 0 && i < n && s[i] == '=';
 }
 
+/* Drops what the parser ignores around a line: a CR before its LF, and
+ * blanks on both sides. */
+static void trim(const char **s, size_t *n)
+{
+	if (*n > 0 && (*s)[*n - 1] == '\r')
+		(*n)--;
+	while (*n > 0 && blank(**s))
+		(*s)++, (*n)--;
+	while (*n > 0 && blank((*s)[*n - 1]))
+		(*n)--;
+}
+
+enum action_line action_line_kind(const char *line, size_t len)
+{
+	trim(&line, &len);
+	if (len == 0)
+		return ACTION_LINE_BLANK;
+	return option_line(line, len) ? ACTION_LINE_OPTION : ACTION_LINE_ID;
+}
+
 /* Digits and a unit, one or more times: 10s, 1h30m, 500ms. */
 static bool delay_ok(const char *v)
 {
@@ -381,12 +401,7 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 				 ACTION_MAX_LINE);
 			goto fail_free;
 		}
-		if (n > 0 && s[n - 1] == '\r')
-			n--;
-		while (n > 0 && blank(*s))
-			s++, n--;
-		while (n > 0 && blank(s[n - 1]))
-			n--;
+		trim(&s, &n);
 		if (n == 0)
 			continue;
 		for (size_t i = 0; i < n; i++) {

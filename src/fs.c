@@ -885,22 +885,6 @@ static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
 	return 1;
 }
 
-enum line_kind { LINE_BLANK, LINE_OPTION, LINE_ID };
-
-/* What a line of a control file is, as action_parse() reads it. */
-static enum line_kind line_kind(const char *l, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && (l[i] == ' ' || l[i] == '\t' || l[i] == '\r'))
-		i++;
-	if (i == len)
-		return LINE_BLANK;
-	while (i < len && ((l[i] >= 'a' && l[i] <= 'z') || l[i] == '_'))
-		i++;
-	return i < len && l[i] == '=' && i > 0 ? LINE_OPTION : LINE_ID;
-}
-
 /* The kinds of line in @len bytes of whole lines, as a bit set. */
 static unsigned line_kinds(const char *text, size_t len)
 {
@@ -910,7 +894,7 @@ static unsigned line_kinds(const char *text, size_t len)
 		const char *nl = memchr(text, '\n', len);
 		size_t l = nl ? (size_t)(nl - text) : len;
 
-		kinds |= 1u << line_kind(text, l);
+		kinds |= 1u << action_line_kind(text, l);
 		l += nl != NULL;
 		text += l;
 		len -= l;
@@ -929,10 +913,10 @@ static int act_on(struct fs *fs, fuse_req_t req, struct handle *h,
 	char *all;
 	int r;
 
-	if (!(kinds & (1u << LINE_ID))) {
+	if (!(kinds & (1u << ACTION_LINE_ID))) {
 		if (h->ids_started)
-			return kinds & (1u << LINE_OPTION) ? -EINVAL : 0;
-		if (!(kinds & (1u << LINE_OPTION)))
+			return kinds & (1u << ACTION_LINE_OPTION) ? -EINVAL : 0;
+		if (!(kinds & (1u << ACTION_LINE_OPTION)))
 			return -EINVAL; /* blank: no id to act on */
 		if (h->nprefix + len > ACTION_MAX_INPUT)
 			return -EFBIG;
@@ -944,7 +928,7 @@ static int act_on(struct fs *fs, fuse_req_t req, struct handle *h,
 		h->nprefix += len;
 		return 0;
 	}
-	if (h->ids_started && (kinds & (1u << LINE_OPTION)))
+	if (h->ids_started && (kinds & (1u << ACTION_LINE_OPTION)))
 		return -EINVAL; /* an option after ids */
 	if (h->nprefix + len > ACTION_MAX_INPUT)
 		return -EFBIG;
