@@ -266,6 +266,28 @@ static void err_set(struct api_error *err, const char *fmt, ...)
 }
 
 /* scheme://host[:port] of the base URL, userinfo removed. */
+/* Checks a new request URL (NULL: out of memory building it) against
+ * API_MAX_URL. Returns 0; or frees it, says why in @err (between @prefix
+ * and @hint) and returns -ENOMEM or @too_long. */
+static int url_fits(char *url, int too_long, const char *prefix,
+		    const char *hint, struct api_error *err)
+{
+	size_t len;
+
+	if (!url) {
+		err_set(err, "out of memory building the request");
+		return -ENOMEM;
+	}
+	len = strlen(url);
+	if (len <= API_MAX_URL)
+		return 0;
+	free(url);
+	err_set(err,
+		"%sthe request URL would be %zu bytes, over the limit of %d%s",
+		prefix, len, API_MAX_URL, hint);
+	return too_long;
+}
+
 static void base_origin(const char *url, char *buf, size_t len)
 {
 	const char *p = strstr(url, "://");
@@ -434,7 +456,6 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 	struct message_page page = {0};
 	char origin[320], words[300], reason[256];
 	char *url;
-	size_t len;
 	int r;
 
 	if (!err)
@@ -455,18 +476,10 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 		}
 	}
 	url = list_url(a, from, to, cursor);
-	if (!url) {
-		err_set(err, "out of memory building the request");
-		return -ENOMEM;
-	}
-	len = strlen(url);
-	if (len > API_MAX_URL) {
-		free(url);
-		err_set(err,
-			"the request URL would be %zu bytes, over the limit of %d (too many filters or a huge cursor)",
-			len, API_MAX_URL);
-		return -EINVAL;
-	}
+	r = url_fits(url, -EINVAL, "", " (too many filters or a huge cursor)",
+		     err);
+	if (r < 0)
+		return r;
 	r = api_send(a, HTTP_GET, url, NULL, 0, &resp, err);
 	free(url);
 	if (r < 0)
@@ -560,7 +573,6 @@ static int act(struct api *a, enum http_method m, const char *path, bool bulk,
 	const char *why = guard(bulk, ids, n);
 	char origin[320];
 	char *url;
-	size_t len;
 	int r;
 
 	err->http_status = 0;
@@ -570,18 +582,9 @@ static int act(struct api *a, enum http_method m, const char *path, bool bulk,
 		return -EINVAL;
 	}
 	url = api_action_url(a, path, bulk, ids, n);
-	if (!url) {
-		err_set(err, "out of memory building the request");
-		return -ENOMEM;
-	}
-	len = strlen(url);
-	if (len > API_MAX_URL) {
-		free(url);
-		err_set(err,
-			"not sent: the request URL would be %zu bytes, over the limit of %d",
-			len, API_MAX_URL);
-		return -E2BIG;
-	}
+	r = url_fits(url, -E2BIG, "not sent: ", "", err);
+	if (r < 0)
+		return r;
 	base_origin(a->base_url, origin, sizeof(origin));
 	r = api_send(a, m, url, headers, nheaders, &resp, err);
 	free(url);
