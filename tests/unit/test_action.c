@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "action.h"
+#include "net.h"
 #include "tap.h"
 
 /* ---- the parser ------------------------------------------------------- */
@@ -304,18 +305,6 @@ struct server {
 	char base[64];
 };
 
-static void send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k <= 0)
-			return;
-		p += k;
-		n -= (size_t)k;
-	}
-}
-
 static int respond(int fd, int status, const char *body)
 {
 	char head[256];
@@ -433,23 +422,17 @@ static void serve(int lfd, struct shared *sh)
 
 static void server_start(struct server *s)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(sa);
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int port = 0;
+	int lfd = listen_any(&port);
 
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	s->sh = mmap(NULL, sizeof(*s->sh), PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (lfd < 0 || s->sh == MAP_FAILED ||
-	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(lfd, 64) < 0 ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
+	if (lfd < 0 || s->sh == MAP_FAILED) {
 		printf("Bail out! cannot start the test server\n");
 		exit(1);
 	}
 	memset(s->sh, 0, sizeof(*s->sh));
-	snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d",
-		 ntohs(sa.sin_port));
+	snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", port);
 	fflush(stdout);
 	s->pid = fork();
 	if (s->pid < 0) {

@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "net.h"
 #include "tap.h"
 
 #define TOKEN "tok-SECRET-123"
@@ -212,18 +213,6 @@ struct server {
 	char base[64];
 };
 
-static void send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k <= 0)
-			return;
-		p += k;
-		n -= (size_t)k;
-	}
-}
-
 /* True when nothing comes on the kept-alive @fd while a new connection
  * waits on @lfd (a client that does not reuse the connection, such as a
  * POST). */
@@ -311,25 +300,6 @@ static void serve(int lfd, const struct action *acts, size_t n,
 			break;
 		}
 	}
-}
-
-static int listen_any(int *ret_port)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		return -1;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 16) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
-		close(fd);
-		return -1;
-	}
-	*ret_port = ntohs(sa.sin_port);
-	return fd;
 }
 
 static bool server_start(struct server *s, const struct action *acts, size_t n)
