@@ -21,6 +21,7 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
 from fakeapi import FakeAPI  # noqa: E402
+from test_fakeapi import request  # noqa: E402  (one HTTP helper)
 
 TOKEN = "test-token"
 LIST = "/v2/workflows/dlq"
@@ -28,22 +29,10 @@ LIST = "/v2/workflows/dlq"
 
 def call(api, method, path, ids=None, token=TOKEN, headers=None):
     """(status, decoded JSON or raw bytes).  ids: the dlqIds parameters."""
-    url = api.base_url + path
-    if ids is not None:
-        url += "?" + urllib.parse.urlencode([("dlqIds", i) for i in ids],
-                                            quote_via=urllib.parse.quote)
-    req = urllib.request.Request(url, data=b"" if method == "POST" else None,
-                                 method=method)
-    if token is not None:
-        req.add_header("Authorization", "Bearer " + token)
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        with e:
-            status, raw = e.code, e.read()
+    params = [("dlqIds", i) for i in ids] if ids is not None else ()
+    status, _, raw = request(api, method, path, params, token=token,
+                             headers=headers,
+                             body=b"" if method == "POST" else None)
     try:
         return status, json.loads(raw)
     except ValueError:
