@@ -668,10 +668,11 @@ static bool tombstoned(void *ctx, const struct message *m)
 }
 
 /* Serves @snap (taking its reference; NULL: a failed walk). Called under
- * publish_lock. */
-static void swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
+ * publish_lock. Returns the generation it gave @snap (0 for NULL). */
+static uint64_t swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
 {
 	struct snapshot *old = NULL;
+	uint64_t gen = 0;
 
 	pthread_mutex_lock(&fs->lock);
 	if (served > fs->served)
@@ -679,7 +680,7 @@ static void swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
 	if (snap) {
 		/* walks and actions both publish: one numbering for both,
 		 * which readdir cookies rely on (not yet visible to anyone) */
-		snap->generation = ++fs->gen;
+		gen = snap->generation = ++fs->gen;
 		old = fs->recent[FS_RECENT - 1];
 		memmove(fs->recent + 1, fs->recent,
 			(FS_RECENT - 1) * sizeof(fs->recent[0]));
@@ -691,6 +692,7 @@ static void swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
 	pthread_cond_broadcast(&fs->wake);
 	pthread_mutex_unlock(&fs->lock);
 	snapshot_unref(old); /* readers holding it finish on it */
+	return gen;
 }
 
 /* After @act ran: the runs it removed from the DLQ leave the served
@@ -701,6 +703,7 @@ static uint64_t remove_runs(struct fs *fs, const struct action *act)
 	struct snapshot *base, *next;
 	uint64_t gen = 0;
 	size_t added = 0;
+	int r;
 
 	if (act->verb == ACTION_CALLBACK)
 		return 0; /* the run stays in the DLQ; its state changes */
@@ -731,13 +734,12 @@ static uint64_t remove_runs(struct fs *fs, const struct action *act)
 	if (added) {
 		qsort(fs->tombs, fs->ntombs, sizeof(*fs->tombs), tomb_sort);
 		base = acquire(fs);
-		if (snapshot_without(base, tombstoned, fs, &next) > 0) {
-			swap_in(fs, next, 0);
-			gen = next->generation;
-		} else {
-			snapshot_unref(next);
-		}
-		snapshot_unref(base);
+		r = snapshot_without(base, tombstoned, fs, &next);
+		if (r > 0)
+			gen = swap_in(fs, next, 0);
+		else if (r == 0)
+			snapshot_unref(next); /* base again: nothing to drop */
+		snapshot_unref(base); /* -ENOMEM: the next walk drops them */
 	}
 	pthread_mutex_unlock(&fs->publish_lock);
 	return gen;
