@@ -962,7 +962,7 @@ static int action_write(struct fs *fs, fuse_req_t req, struct handle *h,
 		h->npending = 0;
 		return -EFBIG;
 	}
-	p = realloc(h->pending, h->npending + size + 1);
+	p = realloc(h->pending, h->npending + size + 1); /* +1: size 0 */
 	if (!p)
 		return -ENOMEM;
 	memcpy(p + h->npending, buf, size);
@@ -976,6 +976,9 @@ static int action_write(struct fs *fs, fuse_req_t req, struct handle *h,
 		return -EINVAL; /* a line too long: refused whole */
 	}
 	whole = (size_t)(nl - p) + 1;
+	/* the whole lines leave h->pending before they are handed on: once
+	 * submitted, the reply (and so this file's next write, on another
+	 * thread) may come before this function returns */
 	p = malloc(whole);
 	if (!p)
 		return -ENOMEM;
