@@ -117,10 +117,10 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 typedef bool (*snapshot_drop_fn)(void *ctx, const struct message *m);
 
 /* A snapshot like @s without the runs @drop picks, sharing @s's messages
- * (names, keys, json_mtime and generation as in @s; payload bytes less
- * what the dropped runs rendered to). Returns the number of runs dropped
- * and, in @ret, a new snapshot, or a new reference to @s when none was;
- * -ENOMEM. */
+ * (names, keys, json_mtime and generation as in @s; payload bytes @s's
+ * times the share of runs kept, as snapshot_builder_keep() counts them).
+ * Returns the number of runs dropped and, in @ret, a new snapshot, or a new
+ * reference to @s when none was; -ENOMEM. */
 int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
 		     struct snapshot **ret);
 

@@ -133,8 +133,11 @@ fail_free_msg:
 	return -ENOMEM;
 }
 
-int snapshot_builder_keep(struct snapshot_builder *b,
-			  const struct snapshot *prev, int64_t since_ms)
+/* Adds (sharing) every run of @prev that @skip does not pick, and counts
+ * their payload bytes as @prev's times the share of runs kept. Returns the
+ * number of runs kept, or -ENOMEM. */
+static int add_runs_of(struct snapshot_builder *b, const struct snapshot *prev,
+		       snapshot_drop_fn skip, void *ctx)
 {
 	size_t kept = 0;
 
@@ -142,8 +145,8 @@ int snapshot_builder_keep(struct snapshot_builder *b,
 		struct message *m = prev->runs[i].msg;
 		int r;
 
-		if (m->has_created && m->created_ms >= since_ms)
-			continue; /* inside the window: the walk said */
+		if (skip(ctx, m))
+			continue;
 		r = snapshot_builder_add(b, message_ref(m));
 		if (r < 0)
 			return r;
@@ -153,6 +156,21 @@ int snapshot_builder_keep(struct snapshot_builder *b,
 		b->bytes += (uint64_t)((double)prev->bytes * (double)kept /
 				       (double)prev->nruns);
 	return (int)kept;
+}
+
+/* snapshot_drop_fn: inside the window of an incremental walk (*@ctx is
+ * its since_ms), where the walk said what is there */
+static bool in_window(void *ctx, const struct message *m)
+{
+	const int64_t *since_ms = ctx;
+
+	return m->has_created && m->created_ms >= *since_ms;
+}
+
+int snapshot_builder_keep(struct snapshot_builder *b,
+			  const struct snapshot *prev, int64_t since_ms)
+{
+	return add_runs_of(b, prev, in_window, &since_ms);
 }
 
 void snapshot_builder_account(struct snapshot_builder *b, uint64_t bytes)
@@ -769,7 +787,6 @@ int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
 		     struct snapshot **ret)
 {
 	struct snapshot_builder *b;
-	uint64_t dropped_bytes = 0;
 	int dropped = 0, r;
 
 	for (uint32_t i = 0; i < s->nruns; i++)
@@ -781,22 +798,11 @@ int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
 	b = snapshot_builder_new();
 	if (!b)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < s->nruns; i++) {
-		struct message *m = s->runs[i].msg;
-
-		if (drop(ctx, m)) {
-			for (int f = 0; f < MESSAGE_NFILES; f++)
-				dropped_bytes += m->file[f].len;
-			continue;
-		}
-		r = snapshot_builder_add(b, message_ref(m));
-		if (r < 0) {
-			snapshot_builder_free(b);
-			return r;
-		}
+	r = add_runs_of(b, s, drop, ctx);
+	if (r < 0) {
+		snapshot_builder_free(b);
+		return r;
 	}
-	snapshot_builder_account(
-		b, s->bytes > dropped_bytes ? s->bytes - dropped_bytes : 0);
 	/* @s as the one replaced keeps every json_mtime */
 	r = snapshot_builder_finish(b, s, s->built, s->generation, ret);
 	return r < 0 ? r : dropped;
