@@ -42,11 +42,13 @@ struct snapshot_value {
 	uint32_t *runs; /* indexes into snapshot.runs, sorted by name */
 	uint32_t nruns;
 	int64_t newest_ms; /* largest createdAt among its runs, or -1 */
+	uint64_t tag;	   /* identity of the run list (see snapshot.tag) */
 };
 
 struct snapshot_view {
 	struct snapshot_value *values; /* sorted by name */
 	uint32_t nvalues;
+	uint64_t tag;	 /* identity of the value list (see snapshot.tag) */
 	uint32_t *store; /* private: every value's run list */
 };
 
@@ -55,10 +57,15 @@ struct snapshot {
 	struct snapshot_run *runs; /* sorted by name (strcmp) */
 	uint32_t nruns;
 	struct snapshot_view view[VIEW_COUNT];
-	int64_t newest_ms;     /* largest createdAt, or -1 */
-	uint64_t bytes;	       /* payload bytes (pages as received) */
-	uint64_t file_bytes;   /* sum of every run file's size */
-	uint64_t generation;   /* 1 for the first published snapshot */
+	int64_t newest_ms;   /* largest createdAt, or -1 */
+	uint64_t bytes;	     /* payload bytes (pages as received) */
+	uint64_t file_bytes; /* sum of every run file's size */
+	uint64_t generation; /* 1 for the first published snapshot */
+	/* Identity of the run list: a hash of its keys in order, so equal
+	 * tags mean (but for a 2^-64 chance) the same names with the same
+	 * inodes in the same order, in whichever snapshot. Readdir cookies
+	 * carry it: a listing goes on in any snapshot that lists the same. */
+	uint64_t tag;
 	struct timespec built; /* when finished */
 
 	/* key -> run index or value, open addressing; private to snapshot.c */

@@ -91,6 +91,10 @@ int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
 /* Number of entries in directory @dir, without "." and "..". */
 size_t tree_dir_size(const struct snapshot *s, const struct tree_node *dir);
 
+/* The identity of @dir's listing: equal tags (in any two snapshots) mean
+ * the same entries, names and inodes, in the same order. */
+uint64_t tree_dir_tag(const struct snapshot *s, const struct tree_node *dir);
+
 /* Entry @i (< tree_dir_size()) of @dir: its name (borrowed from @s or
  * static) and node. */
 void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,

@@ -641,6 +641,34 @@ static void run_keys(struct snapshot *s, uint32_t i,
 						 : (struct timespec){0, 0};
 }
 
+/* The identity of every listing: its keys in order. */
+static void listing_tags(struct snapshot *s)
+{
+	s->tag = names_hash64("runs", 5);
+	for (uint32_t i = 0; i < s->nruns; i++)
+		s->tag = names_hash64_more(s->tag, &s->runs[i].key,
+					   sizeof(s->runs[i].key));
+	for (int v = 0; v < VIEW_COUNT; v++) {
+		struct snapshot_view *view = &s->view[v];
+
+		view->tag = names_hash64(message_view_names[v],
+					 strlen(message_view_names[v]) + 1);
+		for (uint32_t i = 0; i < view->nvalues; i++) {
+			struct snapshot_value *val = &view->values[i];
+
+			view->tag = names_hash64_more(view->tag, &val->key,
+						      sizeof(val->key));
+			val->tag =
+				names_hash64_more(names_hash64("value", 6),
+						  &val->key, sizeof(val->key));
+			for (uint32_t k = 0; k < val->nruns; k++)
+				val->tag = names_hash64_more(
+					val->tag, &s->runs[val->runs[k]].key,
+					sizeof(uint64_t));
+		}
+	}
+}
+
 int snapshot_builder_finish(struct snapshot_builder *b,
 			    const struct snapshot *prev, struct timespec now,
 			    uint64_t generation, struct snapshot **ret)
@@ -729,6 +757,8 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 		for (uint32_t i = 0; i < s->view[v].nvalues; i++)
 			s->view[v].values[i].key =
 				insert_key(s, v, i, s->view[v].values[i].name);
+
+	listing_tags(s);
 
 	snapshot_builder_free(b);
 	*ret = s;

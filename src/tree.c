@@ -238,6 +238,23 @@ size_t tree_dir_size(const struct snapshot *s, const struct tree_node *dir)
 	}
 }
 
+uint64_t tree_dir_tag(const struct snapshot *s, const struct tree_node *dir)
+{
+	switch (dir->kind) {
+	case TREE_RUNS:
+		return s->tag;
+	case TREE_VIEW:
+		return s->view[dir->view].tag;
+	case TREE_VALUE:
+		return s->view[dir->view].values[dir->index].tag;
+	case TREE_RUN:
+		/* its files follow from message.json's content */
+		return s->runs[dir->index].json_key;
+	default:
+		return (uint64_t)dir->kind; /* fixed listings */
+	}
+}
+
 void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 		    size_t i, const char **ret_name, struct tree_node *ret)
 {

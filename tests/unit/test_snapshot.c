@@ -360,8 +360,65 @@ static void test_keep(void)
 	snapshot_unref(s);
 }
 
+/* Listing tags: the same listing has the same tag in any snapshot; a
+ * listing that changed (a name, or only an inode) has another. */
+static void test_listing_tags(void)
+{
+	struct message *m[] = {
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"payments\"]"),
+		msg_make("2-0", 2000, "CALLBACK_FAIL", "[\"payments\"]"),
+		msg_make("3-0", 3000, NULL, "[\"other\"]"),
+	};
+	struct message *again[] = {
+		msg_make("3-0", 3000, NULL, "[\"other\"]"),
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"payments\"]"),
+		msg_make("2-0", 2000, "CALLBACK_FAIL", "[\"payments\"]"),
+	};
+	struct snapshot *s = build(NULL, (struct timespec){7, 0}, m, 3), *t, *u;
+	const struct snapshot_view *sl = &s->view[VIEW_LABEL], *tl;
+	int64_t spay = snapshot_find_value(s, VIEW_LABEL, "payments");
+	int64_t soth = snapshot_find_value(s, VIEW_LABEL, "other");
+	int64_t tpay, toth;
+
+	/* a new walk of the same runs, in another order, without @prev */
+	t = build(NULL, (struct timespec){9, 0}, again, 3);
+	tl = &t->view[VIEW_LABEL];
+	is_int(t->tag, s->tag, "same runs: same runs/ tag");
+	is_int(tl->tag, sl->tag, "same labels: same by-label/ tag");
+	tpay = snapshot_find_value(t, VIEW_LABEL, "payments");
+	is_int(tl->values[tpay].tag, sl->values[spay].tag,
+	       "same value listing: same tag");
+	ok(sl->values[spay].tag != sl->values[soth].tag,
+	   "two values' listings differ");
+	ok(s->tag != sl->tag, "runs/ and by-label/ differ");
+	snapshot_unref(t);
+
+	is_int(snapshot_without(s, drop_named, (char[]){"2-0"}, &t), 1,
+	       "2-0 dropped");
+	tl = &t->view[VIEW_LABEL];
+	tpay = snapshot_find_value(t, VIEW_LABEL, "payments");
+	toth = snapshot_find_value(t, VIEW_LABEL, "other");
+	ok(t->tag != s->tag, "a run less: runs/ tag changes");
+	ok(tl->values[tpay].tag != sl->values[spay].tag,
+	   "payments lost a run: its tag changes");
+	is_int(tl->values[toth].tag, sl->values[soth].tag,
+	       "other is unchanged: same tag");
+	is_int(tl->tag, sl->tag, "the same labels: by-label/ tag kept");
+	is_int(t->view[VIEW_STATUS].tag, s->view[VIEW_STATUS].tag,
+	       "by-status/ lists the same value");
+
+	is_int(snapshot_without(t, drop_named, (char[]){"3-0"}, &u), 1,
+	       "3-0 dropped");
+	ok(u->view[VIEW_LABEL].tag != tl->tag,
+	   "a label gone: by-label/ tag changes");
+	snapshot_unref(u);
+	snapshot_unref(t);
+	snapshot_unref(s);
+}
+
 int main(void)
 {
+	test_listing_tags();
 	test_dedupe_and_order();
 	test_views();
 	test_keys_and_times();
