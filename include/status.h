@@ -57,6 +57,9 @@ struct status {
 	 * signal handler may count one */
 	atomic_ulong refresh_requested;
 	uint64_t refresh_served; /* requests served by a finished walk */
+	/* readdir offsets that no kept snapshot could resume (the listing
+	 * went on in the handle's own); atomic, not under ->lock */
+	atomic_ulong lost_cookies;
 
 	struct timespec last_refresh; /* end of the last walk, any outcome */
 	struct timespec last_success; /* end of the last good walk */

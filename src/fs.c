@@ -29,7 +29,13 @@
 
 enum op { OP_LOOKUP, OP_OPENDIR };
 
-#define FS_RECENT 4 /* snapshots kept after their swap (see struct fs) */
+/* Snapshots kept after their swap (see struct fs): every one until the
+ * kernel has been told it is gone, then for FS_RETIRED_GRACE seconds (a
+ * listing read from the kernel's cache just before it was invalidated
+ * goes on with its cookies; a lookup answered just before it was
+ * replaced is used), the newest FS_RETIRED_MAX of those. */
+#define FS_RETIRED_MAX 16
+#define FS_RETIRED_GRACE 5.0
 
 /* A request that came before the first walk finished. */
 struct deferred {
@@ -54,9 +60,10 @@ struct fs {
 	int ready;		   /* a walked snapshot is served */
 	struct deferred *deferred; /* waiting for the first walk */
 	struct handle *handles;	   /* open files and directories */
-	/* the snapshots served before, newest first: the kernel may still
+	/* the snapshots served before, oldest first: the kernel may still
 	 * use their inodes and readdir cookies until it has been told */
-	struct snapshot *recent[FS_RECENT];
+	struct retired *retired;
+	size_t nretired, capretired;
 	uint64_t served;   /* refresh requests answered by walks */
 	uint64_t told;	   /* generation the kernel has been told of */
 	struct held *held; /* write replies waiting for told */
@@ -73,6 +80,12 @@ struct fs {
 	uint64_t gen; /* generation of the last snapshot published */
 	struct tombstone *tombs;
 	size_t ntombs;
+};
+
+/* A snapshot served before. */
+struct retired {
+	struct snapshot *s;
+	double told_at; /* when the kernel was told of a newer one, or 0 */
 };
 
 /* The reply to a write, held until the kernel has been told of the
@@ -330,10 +343,9 @@ static struct snapshot *resolve_any(struct fs *fs, fuse_ino_t ino,
 	if (tree_resolve(fs->current, ino, ret) == 0) {
 		s = snapshot_ref(fs->current);
 	} else {
-		for (int i = 0; i < FS_RECENT && !s; i++)
-			if (fs->recent[i] &&
-			    tree_resolve(fs->recent[i], ino, ret) == 0)
-				s = snapshot_ref(fs->recent[i]);
+		for (size_t i = fs->nretired; i-- > 0 && !s;)
+			if (tree_resolve(fs->retired[i].s, ino, ret) == 0)
+				s = snapshot_ref(fs->retired[i].s);
 		for (struct handle *h = fs->handles; h && !s; h = h->next) {
 			if (h->s != fs->current &&
 			    tree_resolve(h->s, ino, ret) == 0) {
@@ -468,16 +480,20 @@ static fuse_ino_t parent_ino(const struct snapshot *s,
 	}
 }
 
-/* Readdir cookies: the snapshot's generation above the entry's position,
- * so that the kernel's readdir cache (one per directory, shared by every
- * handle) never finds an old listing's cookie in a newer listing and
- * resumes there: it asks us, and the handle goes on with its own. */
+/* Readdir cookies: the listing's identity (tree_dir_tag()) above the
+ * entry's position. The kernel's readdir cache (one per directory, shared
+ * by every handle, and kept while the listing does not change) hands a
+ * handle cookies of whatever listing filled it, perhaps in a snapshot
+ * long replaced; the cookie still names the listing, which any snapshot
+ * that lists the same entries (the served one, while the directory is
+ * unchanged) goes on with. */
 #define COOKIE_SHIFT 32
 #define COOKIE_TAG_MASK 0x3fffffffULL
 
-static uint64_t cookie_tag_of(const struct snapshot *s)
+static uint64_t listing_tag(const struct snapshot *s, const struct tree_node *n)
 {
-	return s->generation & COOKIE_TAG_MASK;
+	return ((tree_dir_tag(s, n) * 0x9e3779b97f4a7c15ULL) >> 34) &
+	       COOKIE_TAG_MASK;
 }
 
 static uint64_t cookie_tag(off_t off)
@@ -490,32 +506,41 @@ static size_t cookie_index(off_t off)
 	return off <= 0 ? 0 : (size_t)((uint64_t)off & 0xffffffffULL);
 }
 
-static off_t cookie(const struct snapshot *s, size_t next)
+/* Whether directory @ino of @s is the listing tagged @tag (then in @ret). */
+static bool lists(const struct snapshot *s, fuse_ino_t ino, uint64_t tag,
+		  struct tree_node *ret)
 {
-	return (off_t)((cookie_tag_of(s) << COOKIE_SHIFT) | next);
+	return tree_resolve(s, ino, ret) == 0 && is_dir(ret) &&
+	       listing_tag(s, ret) == tag;
 }
 
-/* Reading a directory from offset 0 (opendir, rewinddir) lists the served
- * snapshot: the handle moves to it (an empty listing if the directory is
- * gone). Returns whether the handle's snapshot is the served one; when it
- * is not (a listing that began before a swap), its entries must not create
- * kernel dentries, which would bring back removed names. */
-/* The snapshot whose listings carry cookie tag @tag: the served one, a
- * recent one, or one an open handle pins. NULL if none. Call with
- * fs->lock held. */
-static struct snapshot *snapshot_of_tag(struct fs *fs, uint64_t tag)
+/* A snapshot in which directory @ino is the listing tagged @tag: the
+ * served one first (its entries may make kernel dentries), then @mine
+ * (the handle's), the ones served before, those open handles pin. NULL if
+ * none. Call with fs->lock held. */
+static struct snapshot *snapshot_listing(struct fs *fs, fuse_ino_t ino,
+					 uint64_t tag, struct snapshot *mine,
+					 struct tree_node *ret)
 {
-	if (cookie_tag_of(fs->current) == tag)
+	if (lists(fs->current, ino, tag, ret))
 		return fs->current;
-	for (int i = 0; i < FS_RECENT; i++)
-		if (fs->recent[i] && cookie_tag_of(fs->recent[i]) == tag)
-			return fs->recent[i];
+	if (lists(mine, ino, tag, ret))
+		return mine;
+	for (size_t i = fs->nretired; i-- > 0;)
+		if (lists(fs->retired[i].s, ino, tag, ret))
+			return fs->retired[i].s;
 	for (struct handle *h = fs->handles; h; h = h->next)
-		if (cookie_tag_of(h->s) == tag)
+		if (h->s != mine && lists(h->s, ino, tag, ret))
 			return h->s;
 	return NULL;
 }
 
+/* Binds handle @h to the snapshot to list from @off: at offset 0
+ * (opendir, rewinddir) the served one (an empty listing if the directory
+ * is gone); else one with the listing the cookie came from. Returns
+ * whether that is the served snapshot; when it is not (a listing that
+ * began before a swap), its entries must not create kernel dentries,
+ * which would bring back removed names. */
 static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 {
 	struct snapshot *old = NULL, *to;
@@ -523,16 +548,28 @@ static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 	int current;
 
 	pthread_mutex_lock(&fs->lock);
-	/* offset 0: the served snapshot; else the one the cookie came from
-	 * (the kernel's readdir cache, shared by every handle of the
-	 * directory, may hand a handle another listing's cookies) */
-	to = off == 0 ? fs->current : snapshot_of_tag(fs, cookie_tag(off));
-	if (to && to != h->s) {
+	if (off == 0) {
+		to = fs->current;
+		if (to != h->s) {
+			h->gone = tree_resolve(to, ino, &n) < 0 || !is_dir(&n);
+			if (!h->gone)
+				h->n = n;
+		}
+	} else {
+		to = snapshot_listing(fs, ino, cookie_tag(off), h->s, &n);
+		if (to) {
+			h->gone = 0;
+			h->n = n;
+		} else {
+			/* a cookie older than every snapshot kept: the
+			 * handle's own listing is the best guess left */
+			to = h->s;
+			atomic_fetch_add(&fs->st->lost_cookies, 1);
+		}
+	}
+	if (to != h->s) {
 		old = h->s;
 		h->s = snapshot_ref(to);
-		h->gone = tree_resolve(h->s, ino, &n) < 0 || !is_dir(&n);
-		if (!h->gone)
-			h->n = n;
 	}
 	current = h->s == fs->current;
 	pthread_mutex_unlock(&fs->lock);
@@ -547,6 +584,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct handle *h = handle_of(fi);
 	int current = rebind(fs, h, ino, off);
 	size_t total = 2 + (h->gone ? 0 : tree_dir_size(h->s, &h->n)), pos = 0;
+	uint64_t tag = h->gone ? 0 : listing_tag(h->s, &h->n);
 	char *buf;
 
 	if (size > 1024 * 1024)
@@ -586,13 +624,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 		}
 		if (plus)
-			need = fuse_add_direntry_plus(req, buf + pos,
-						      size - pos, name, &e,
-						      cookie(h->s, i + 1));
+			need = fuse_add_direntry_plus(
+				req, buf + pos, size - pos, name, &e,
+				(off_t)(tag << COOKIE_SHIFT | (i + 1)));
 		else
-			need = fuse_add_direntry(req, buf + pos, size - pos,
-						 name, &e.attr,
-						 cookie(h->s, i + 1));
+			need = fuse_add_direntry(
+				req, buf + pos, size - pos, name, &e.attr,
+				(off_t)(tag << COOKIE_SHIFT | (i + 1)));
 		if (need > size - pos)
 			break;
 		pos += need;
@@ -667,11 +705,68 @@ static bool tombstoned(void *ctx, const struct message *m)
 	return false;
 }
 
+static double monotonic_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Takes out of fs->retired what no one may need any more (see
+ * FS_RETIRED_MAX), up to @max of them into @out; returns how many. Call
+ * with fs->lock held, unref them without. */
+static size_t prune_retired(struct fs *fs, struct snapshot **out, size_t max)
+{
+	double now = monotonic_now();
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < fs->nretired; i++) {
+		struct retired *r = &fs->retired[i];
+		size_t newer = fs->nretired - 1 - i;
+		bool keep =
+			!r->told_at || (newer < FS_RETIRED_MAX &&
+					now - r->told_at < FS_RETIRED_GRACE);
+
+		if (!keep && n < max)
+			out[n++] = r->s;
+		else
+			fs->retired[k++] = *r;
+	}
+	fs->nretired = k;
+	return n;
+}
+
+static void unref_all(struct snapshot **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		snapshot_unref(v[i]);
+}
+
+/* Moves the served snapshot to fs->retired. Returns 0, or -ENOMEM (then
+ * it is dropped: readers holding it finish on it). Call with fs->lock. */
+static int retire_current(struct fs *fs)
+{
+	if (fs->nretired == fs->capretired) {
+		size_t cap = fs->capretired ? fs->capretired * 2 : 8;
+		struct retired *p =
+			realloc(fs->retired, cap * sizeof(*fs->retired));
+
+		if (!p)
+			return -ENOMEM;
+		fs->retired = p;
+		fs->capretired = cap;
+	}
+	fs->retired[fs->nretired++] = (struct retired){fs->current, 0};
+	return 0;
+}
+
 /* Serves @snap (taking its reference; NULL: a failed walk). Called under
  * publish_lock. Returns the generation it gave @snap (0 for NULL). */
 static uint64_t swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
 {
-	struct snapshot *old = NULL;
+	struct snapshot *old[FS_RETIRED_MAX + 1];
+	size_t nold = 0;
 	uint64_t gen = 0;
 
 	pthread_mutex_lock(&fs->lock);
@@ -679,19 +774,18 @@ static uint64_t swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
 		fs->served = served;
 	if (snap) {
 		/* walks and actions both publish: one numbering for both,
-		 * which readdir cookies rely on (not yet visible to anyone) */
+		 * which the notifier relies on (not yet visible to anyone) */
 		gen = snap->generation = ++fs->gen;
-		old = fs->recent[FS_RECENT - 1];
-		memmove(fs->recent + 1, fs->recent,
-			(FS_RECENT - 1) * sizeof(fs->recent[0]));
-		fs->recent[0] = fs->current;
+		if (retire_current(fs) < 0)
+			old[nold++] = fs->current;
 		fs->current = snap;
 		fs->ready = 1;
+		nold += prune_retired(fs, old + nold, FS_RETIRED_MAX);
 	}
 	fs->first_done = 1;
 	pthread_cond_broadcast(&fs->wake);
 	pthread_mutex_unlock(&fs->lock);
-	snapshot_unref(old); /* readers holding it finish on it */
+	unref_all(old, nold); /* readers holding them finish on them */
 	return gen;
 }
 
@@ -1371,7 +1465,14 @@ struct fs *fs_new(const struct fs_config *cfg, struct status *st)
 	}
 	clock_gettime(CLOCK_REALTIME, &fs->mounted);
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_cond_init(&fs->wake, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&fs->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_mutex_init(&fs->publish_lock, NULL);
 	return fs;
 }
@@ -1449,6 +1550,38 @@ static void replay(struct fs *fs, struct deferred *d)
 	}
 }
 
+/* The notifier's wait for something to do, in which it drops the
+ * snapshots whose grace has passed. Called and returns with fs->lock
+ * held. Returns 0, or -1 when the wait failed. */
+static int wait_or_prune(struct fs *fs)
+{
+	struct snapshot *old[FS_RETIRED_MAX];
+	double due = 0;
+	size_t nold;
+	int r;
+
+	for (size_t i = 0; i < fs->nretired; i++)
+		if (fs->retired[i].told_at &&
+		    (!due || fs->retired[i].told_at < due))
+			due = fs->retired[i].told_at;
+	if (!due)
+		return pthread_cond_wait(&fs->wake, &fs->lock) ? -1 : 0;
+	due += FS_RETIRED_GRACE + 0.01;
+	r = pthread_cond_timedwait(
+		&fs->wake, &fs->lock,
+		&(struct timespec){(time_t)due,
+				   (long)((due - (double)(time_t)due) * 1e9)});
+	if (r && r != ETIMEDOUT)
+		return -1;
+	nold = prune_retired(fs, old, FS_RETIRED_MAX);
+	if (nold) {
+		pthread_mutex_unlock(&fs->lock);
+		unref_all(old, nold);
+		pthread_mutex_lock(&fs->lock);
+	}
+	return 0;
+}
+
 /* After each swap: answer the requests that waited for the first walk,
  * then tell the kernel what changed. Runs outside every request and holds
  * no lock while notifying (libfuse: notifying from a request path or under
@@ -1456,7 +1589,7 @@ static void replay(struct fs *fs, struct deferred *d)
 static void *notifier_main(void *arg)
 {
 	struct fs *fs = arg;
-	struct snapshot *last, *chain[FS_RECENT];
+	struct snapshot *last, **chain;
 	size_t nchain;
 	uint64_t told = 0; /* refresh requests whose changes the kernel has */
 
@@ -1469,7 +1602,8 @@ static void *notifier_main(void *arg)
 
 		while (!fs->stop && fs->current == last && fs->served == told &&
 		       !(fs->first_done && fs->deferred) && !fs->held)
-			pthread_cond_wait(&fs->wake, &fs->lock);
+			if (wait_or_prune(fs) < 0)
+				break; /* cannot wait: go round */
 		if (fs->first_done || fs->stop) {
 			waiting = fs->deferred;
 			fs->deferred = NULL;
@@ -1480,18 +1614,16 @@ static void *notifier_main(void *arg)
 		 * the kernel may have looked names up in each. Told only the
 		 * difference between the ends, a name that changed and changed
 		 * back (A, B, A) would keep B's inode in the kernel, after B's
-		 * snapshot is gone. (Only a notifier more than FS_RECENT swaps
-		 * behind loses some.) */
+		 * snapshot is gone. (They are all kept until told; short of
+		 * memory for the chain, only the ends are compared.) */
 		nchain = 0;
-		if (cur != last) {
-			int k = FS_RECENT;
-
-			while (k > 0 && fs->recent[k - 1] != last)
-				k--;
-			while (k-- > 1)
+		chain = NULL;
+		if (cur != last && fs->nretired)
+			chain = malloc(fs->nretired * sizeof(*chain));
+		for (size_t i = 0; chain && i < fs->nretired; i++)
+			if (fs->retired[i].s->generation > last->generation)
 				chain[nchain++] =
-					snapshot_ref(fs->recent[k - 1]);
-		}
+					snapshot_ref(fs->retired[i].s);
 		pthread_mutex_unlock(&fs->lock);
 
 		for (size_t i = 0; cur != last && i <= nchain; i++) {
@@ -1509,14 +1641,26 @@ static void *notifier_main(void *arg)
 				tree_diff(from, to, &notify_ops, fs);
 			}
 		}
-		for (size_t i = 0; i < nchain; i++)
-			snapshot_unref(chain[i]);
+		unref_all(chain, nchain);
+		free(chain);
 		replay(fs, waiting);
 		snapshot_unref(last);
 		last = cur;
 		pthread_mutex_lock(&fs->lock);
 		fs->told = cur->generation;
-		pthread_mutex_unlock(&fs->lock);
+		{
+			struct snapshot *old[FS_RETIRED_MAX];
+			double now = monotonic_now();
+			size_t nold;
+
+			for (size_t i = 0; i < fs->nretired; i++)
+				if (!fs->retired[i].told_at &&
+				    fs->retired[i].s->generation < fs->told)
+					fs->retired[i].told_at = now;
+			nold = prune_retired(fs, old, FS_RETIRED_MAX);
+			pthread_mutex_unlock(&fs->lock);
+			unref_all(old, nold);
+		}
 		release_held(fs, false);
 		if (served != told) {
 			told = served;
@@ -1576,8 +1720,9 @@ void fs_free(struct fs *fs)
 	fs_stop(fs);
 	while (fs->handles) /* never released by the kernel (unmounted) */
 		handle_free(fs, fs->handles);
-	for (int i = 0; i < FS_RECENT; i++)
-		snapshot_unref(fs->recent[i]);
+	for (size_t i = 0; i < fs->nretired; i++)
+		snapshot_unref(fs->retired[i].s);
+	free(fs->retired);
 	snapshot_unref(fs->current);
 	actor_free(fs->actor);
 	action_log_free(fs->log);

@@ -229,6 +229,8 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		   (unsigned long long)atomic_load(&st->refresh_requested));
 	out_printf(&o, "  \"refresh_served\": %llu,\n",
 		   (unsigned long long)st->refresh_served);
+	out_printf(&o, "  \"lost_readdir_cookies\": %llu,\n",
+		   (unsigned long long)atomic_load(&st->lost_cookies));
 	out_printf(&o, "  \"payload_bytes\": %llu,\n",
 		   (unsigned long long)st->payload_bytes);
 	out_printf(&o, "  \"malformed_entries\": %llu,\n",

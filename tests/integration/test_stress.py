@@ -650,9 +650,11 @@ def test_stress_readers_during_refreshes(fake_factory, mount_factory,
         viol += r["violations"]
     swaps = st1["generation"] - st0["generation"]
     print("\nstress: ops %s\n  acceptable ENOENT %s\n  mutations %s\n"
-          "  swaps %d, walks_ok %d, walks_failed %d, refresh_served %d"
+          "  swaps %d, walks_ok %d, walks_failed %d, refresh_served %d, "
+          "lost_readdir_cookies %d"
           % (dict(ops), dict(enoent), dict(mutator.counts), swaps,
-             st1["walks_ok"], st1["walks_failed"], st1["refresh_served"]))
+             st1["walks_ok"], st1["walks_failed"], st1["refresh_served"],
+             st1["lost_readdir_cookies"]))
     kinds = collections.Counter(
         "%s: %s" % (v["op"], re.sub(r"\d+", "N", v["what"])[:70]) for v in viol)
     if nviol:
@@ -676,6 +678,8 @@ def test_stress_readers_during_refreshes(fake_factory, mount_factory,
     assert mutator.counts["update"] >= 50
     assert swaps >= MIN_SWAPS, "only %d swaps" % swaps
     assert st1["walks_failed"] == 0
+    # every listing went on in the listing its cookies came from
+    assert st1["lost_readdir_cookies"] == 0
     assert st1["refresh_requested"] == st0["refresh_requested"] + \
         mutator.counts["sighup"]
 
