@@ -37,6 +37,9 @@ struct fs_config {
 	const struct api_config *api;
 	bool allow_delete; /* delete, rmdir runs/<id>, rm <view>/<v>/<id> */
 	bool allow_resume; /* resume, restart, callback */
+	/* directories are opened by the kernel, without a request (once the
+	 * first walk is served, where the kernel supports it) */
+	bool zero_opendir;
 };
 
 struct fs;

@@ -35,7 +35,7 @@ enum op { OP_LOOKUP, OP_OPENDIR };
  * goes on with its cookies; a lookup answered just before it was
  * replaced is used), the newest FS_RETIRED_MAX of those. */
 #define FS_RETIRED_MAX 16
-#define FS_RETIRED_GRACE 5.0
+#define FS_RETIRED_GRACE 30.0
 
 /* A request that came before the first walk finished. */
 struct deferred {
@@ -68,6 +68,7 @@ struct fs {
 	uint64_t told;	   /* generation the kernel has been told of */
 	struct held *held; /* write replies waiting for told */
 	int stop;
+	bool no_opendir; /* the kernel may open directories itself */
 
 	pthread_t notifier;
 	int notifier_running;
@@ -447,6 +448,13 @@ static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	if (fs->no_opendir && s->generation) {
+		/* once a walk is served, the kernel opens directories
+		 * itself from now on: readdir cookies name their listing */
+		snapshot_unref(s);
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	h = handle_new(fs, s, &n);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
@@ -524,7 +532,7 @@ static struct snapshot *snapshot_listing(struct fs *fs, fuse_ino_t ino,
 {
 	if (lists(fs->current, ino, tag, ret))
 		return fs->current;
-	if (lists(mine, ino, tag, ret))
+	if (mine && lists(mine, ino, tag, ret))
 		return mine;
 	for (size_t i = fs->nretired; i-- > 0;)
 		if (lists(fs->retired[i].s, ino, tag, ret))
@@ -562,9 +570,17 @@ static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 			h->n = n;
 		} else {
 			/* a cookie older than every snapshot kept: the
-			 * handle's own listing is the best guess left */
-			to = h->s;
+			 * handle's own listing is the best guess left, else
+			 * the served one */
 			atomic_fetch_add(&fs->st->lost_cookies, 1);
+			to = h->s;
+			if (!to) {
+				to = fs->current;
+				h->gone = tree_resolve(to, ino, &n) < 0 ||
+					  !is_dir(&n);
+				if (!h->gone)
+					h->n = n;
+			}
 		}
 	}
 	if (to != h->s) {
@@ -581,7 +597,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = handle_of(fi);
+	/* no handle once the kernel opens directories itself */
+	struct handle none = {0}, *h = fi->fh ? handle_of(fi) : &none;
 	int current = rebind(fs, h, ino, off);
 	size_t total = 2 + (h->gone ? 0 : tree_dir_size(h->s, &h->n)), pos = 0;
 	uint64_t tag = h->gone ? 0 : listing_tag(h->s, &h->n);
@@ -592,6 +609,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
+		if (h == &none)
+			snapshot_unref(none.s);
 		return;
 	}
 	for (size_t i = cookie_index(off); i < total; i++) {
@@ -637,6 +656,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, pos);
 	free(buf);
+	if (h == &none)
+		snapshot_unref(none.s);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1395,7 +1416,10 @@ static void fs_forget_multi(fuse_req_t req, size_t count,
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+
+	fs->no_opendir = fs->cfg.zero_opendir &&
+			 (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT);
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)

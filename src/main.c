@@ -73,6 +73,7 @@ struct options {
 	char *max_rps;
 	int allow_insecure_http;
 	int allow_delete, allow_resume;
+	int dir_handles;
 	int show_help;
 	int show_version;
 	char *nonopt[2]; /* [source] mountpoint, as mount.fuse3 passes them */
@@ -130,6 +131,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("allow_insecure_http", allow_insecure_http),
 	OPT("allow_delete", allow_delete),
 	OPT("allow_resume", allow_resume),
+	OPT("dir_handles", dir_handles),
 	FUSE_OPT_KEY("label=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_url=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_run_id=", KEY_FILTER),
@@ -290,6 +292,9 @@ static void usage(const char *prog)
 	       ".dlqfs/delete\n"
 	       "    -o allow_resume        .dlqfs/resume, .dlqfs/restart, "
 	       ".dlqfs/callback\n"
+	       "  directories:\n"
+	       "    -o dir_handles         a handle per opendir, holding its "
+	       "listing (slower)\n"
 	       "  scope (sent to the API as list filters; repeat for OR):\n"
 	       "    -o label=L  -o workflow_url=U  -o workflow_run_id=ID\n"
 	       "    -o from=MS  -o to=MS  (createdAt, ms since the epoch, "
@@ -719,6 +724,7 @@ int main(int argc, char *argv[])
 	fcfg.api = &acfg; /* filled in below, before fs_start() */
 	fcfg.allow_delete = m.opts.allow_delete;
 	fcfg.allow_resume = m.opts.allow_resume;
+	fcfg.zero_opendir = !m.opts.dir_handles;
 	m.fs = fs_new(&fcfg, &m.status);
 	if (!m.fs)
 		die("out of memory");

@@ -845,16 +845,22 @@ def test_fstat_on_an_open_file_of_a_removed_run(fake_factory, mount_factory):
     assert m.stop(check=True) == 0
 
 
-def test_listing_in_progress_keeps_its_snapshot(fake_factory, mount_factory):
-    """README: "A directory listing in progress keeps the snapshot it
+@pytest.mark.parametrize("swaps", [1, 8])
+@pytest.mark.parametrize("options", [[], ["dir_handles"]],
+                         ids=["kernel-opens-dirs", "dir_handles"])
+def test_listing_in_progress_keeps_its_snapshot(fake_factory, mount_factory,
+                                                options, swaps):
+    """README: "A directory listing in progress keeps the listing it
     started on, so ls never sees a half-swapped directory and seekdir ...
-    stay correct". Here a listing is half read when a swap adds 5 runs that
-    sort first; then another process lists the directory (as ls, find or a
-    file manager would), then the first listing goes on."""
+    stay correct". Here a listing is half read when swaps add runs that
+    sort first (8 swaps: more than a fixed window of recent snapshots would
+    keep); then another process lists the directory (as ls, find or a file
+    manager would), then the first listing goes on. With and without
+    directory handles (FUSE_CAP_NO_OPENDIR_SUPPORT: no handle pins it)."""
     getdents = _getdents_or_skip()
-    msgs = fakeapi.generate(60, seed=2, large=False)
+    msgs = fakeapi.generate(50 + 5 * swaps, seed=2, large=False)
     fake = fake_factory(messages=msgs[:50])
-    m = mount_factory(fake)
+    m = mount_factory(fake, options=options)
     runs = m.path("runs")
     before = os.listdir(runs)
     problems = []
@@ -863,11 +869,12 @@ def test_listing_in_progress_keeps_its_snapshot(fake_factory, mount_factory):
         try:
             first = getdents(fd, 512, 1)  # the first few entries
             assert 3 < len(first) < 40
-            for k in range(5):
+            for k in range(5 * swaps):
                 x = dict(msgs[50 + k])
                 x["dlqId"] = "100000000%04d-%d" % (k, other_reader)
                 fake.add(x)
-            m.refresh()
+                if k % 5 == 4:
+                    m.refresh()
             if other_reader:
                 assert len(os.listdir(runs)) == len(fake)
             rest = getdents(fd, 512, None)
@@ -893,6 +900,7 @@ def test_listing_in_progress_keeps_its_snapshot(fake_factory, mount_factory):
             os.close(fd)
         before = os.listdir(runs)
     assert not problems, "\n".join(problems)
+    assert m.status()["lost_readdir_cookies"] == 0
     assert m.stop(check=True) == 0
 
 
