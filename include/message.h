@@ -2,8 +2,9 @@
  *
  * This is the only module that knows JSON (the only includer of
  * <jansson.h>). It turns the bytes of a list page into a cursor and a set
- * of messages, each already rendered into the files of DESIGN.md section 1
- * and the raw values of the eight views. Everything here is untrusted input
+ * of messages, each holding what renders the files of DESIGN.md section 1
+ * (their sizes exact, their bytes rendered on demand) and the raw values
+ * of the eight views. Everything here is untrusted input
  * from the network: every field may be missing, null, or of the wrong type.
  */
 #ifndef DLQFS_MESSAGE_H
@@ -51,25 +52,34 @@ struct message_bytes {
 	size_t len;
 };
 
-/* One rendered message. All strings live in one allocation owned by the
+/* One parsed message. All its strings live in one allocation owned by the
  * message; it is never modified after message_*parse*() returns it.
- * message.json is the entry's own text re-indented (JSON_INDENT(2) layout):
- * numbers, string escapes and repeated keys as received; the other files
- * and the views read a repeated key's last value. */
+ * The files are not stored: the message keeps the entry's own text and,
+ * for each file, how to render it from that text and its exact size
+ * (message_file_*() below), all decided when it was parsed.
+ * message.json is the entry's own text re-indented (JSON_INDENT(2)
+ * layout): numbers, string escapes and repeated keys as received; the
+ * other files and the views read a repeated key's last value. */
 struct message {
 	atomic_uint refs;	 /* message_ref(), message_free() */
-	struct message_bytes id; /* dlqId, never empty */
-	int64_t created_ms;	 /* createdAt, ms since the epoch */
-	bool has_created;	 /* createdAt present and a number (a real
-				    is truncated, and counted in problems) */
 	uint32_t problems;	 /* fields that were malformed and not shown,
 				    and integers beyond 64 bits (shown as
 				    sent in message.json, but read as reals
 				    by the fields) */
+	struct message_bytes id; /* dlqId, never empty */
+	int64_t created_ms;	 /* createdAt, ms since the epoch */
+	bool has_created;	 /* createdAt present and a number (a real
+				    is truncated, and counted in problems) */
 
-	/* file[f].data is NULL when the file does not exist (its field is
-	 * absent); a present but empty field gives data != NULL, len 0. */
-	struct message_bytes file[MESSAGE_NFILES];
+	/* Private to message.c: how each file renders (0: no file). */
+	uint8_t file_kind[MESSAGE_NFILES];
+	size_t file_at[MESSAGE_NFILES];	 /* its value in ->text */
+	size_t file_len[MESSAGE_NFILES]; /* its exact rendered size */
+
+	/* The entry's JSON text as received, without the whitespace between
+	 * its tokens: equal texts render equal files, and two texts are
+	 * equal exactly when their message.json are. */
+	struct message_bytes text;
 
 	/* The values of each view, raw (not escaped), without empty values and
 	 * without duplicates. Only VIEW_LABEL can hold more than one. */
@@ -78,6 +88,29 @@ struct message {
 		uint32_t n;
 	} view[VIEW_COUNT];
 };
+
+/* Whether file @f of @m exists (its field is present; a present but
+ * empty field gives an empty file). */
+bool message_file_exists(const struct message *m, enum message_file f);
+
+/* The exact size of file @f of @m: what message_file_render() writes
+ * (0 when the file does not exist). */
+size_t message_file_size(const struct message *m, enum message_file f);
+
+/* Renders file @f of @m into @buf, which has room for
+ * message_file_size() bytes; no NUL is added. A linear pass over the
+ * message's text (no JSON parser). Returns 0; -ENOENT when the file does
+ * not exist; -ENOMEM; -EIO when it did not come out as measured (cannot
+ * happen: a bug). */
+int message_file_render(const struct message *m, enum message_file f,
+			char *buf);
+
+/* Whether file @f has the same content in @a and @b (both absent counts
+ * as the same). Exact for message.json; for the other files it compares
+ * the text of the value they render, so a value sent with other escapes
+ * but the same bytes reads as changed (never the reverse). */
+bool message_file_same(const struct message *a, const struct message *b,
+		       enum message_file f);
 
 /* Limits on what the remote side controls. */
 #define MESSAGE_MAX_ID 1024	       /* longer dlqId: the entry is unusable */

@@ -104,9 +104,10 @@ void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 	       const struct tree_node *n, struct stat *ret);
 
-/* Content of a TREE_FILE node (borrowed from @s). */
-struct message_bytes tree_file(const struct snapshot *s,
-			       const struct tree_node *n);
+/* The message whose file a TREE_FILE node is (borrowed from @s): its
+ * bytes are message_file_render(tree_file(s, n), n->file, buf). */
+const struct message *tree_file(const struct snapshot *s,
+				const struct tree_node *n);
 
 /* Target of a TREE_LINK node, "../../runs/<id>", NUL-terminated in @buf
  * (which holds at least TREE_LINK_MAX bytes). Returns its length. */

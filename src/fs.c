@@ -109,6 +109,23 @@ struct tombstone {
 	int publishes; /* walks published since the action */
 };
 
+/* A run file's bytes, rendered at the first read of a handle (a warm
+ * open, its pages in the kernel's cache, never reads and costs nothing).
+ * Each read holds a reference until its reply is sent: RELEASE may free
+ * the handle meanwhile (see fs_read()). */
+struct rendered {
+	atomic_uint refs;
+	size_t len;
+	char data[];
+};
+
+static void rendered_put(struct rendered *b)
+{
+	if (b &&
+	    atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+		free(b);
+}
+
 /* An open file or directory. */
 struct handle {
 	struct handle *prev, *next; /* fs->handles, under fs->lock */
@@ -116,6 +133,9 @@ struct handle {
 	struct tree_node n;
 	char *text; /* .dlqfs/status: the text at open */
 	size_t len;
+	/* a run file: its bytes once read (set once, by the first read to
+	 * finish rendering; reads of a handle may run side by side) */
+	_Atomic(struct rendered *) file;
 	int gone; /* directory: not in the served snapshot any more */
 	/* an action control file: the part of the last line not yet ended
 	 * by a newline, the option lines that came before the first id */
@@ -169,6 +189,7 @@ static void handle_free(struct fs *fs, struct handle *h)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fs->lock);
 	snapshot_unref(h->s);
+	rendered_put(atomic_load_explicit(&h->file, memory_order_acquire));
 	free(h->text);
 	free(h->pending);
 	free(h->prefix);
@@ -1224,6 +1245,41 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_free(fs, h);
 }
 
+/* The bytes of run file @h, rendered by the first read; a new reference in
+ * @ret. Returns 0, -ENOMEM or -EIO. */
+static int file_bytes(struct handle *h, struct rendered **ret)
+{
+	struct rendered *b =
+		atomic_load_explicit(&h->file, memory_order_acquire);
+	struct rendered *none = NULL;
+
+	if (!b) {
+		const struct message *m = tree_file(h->s, &h->n);
+		size_t len = message_file_size(m, h->n.file);
+		int r;
+
+		b = malloc(sizeof(*b) + (len ? len : 1));
+		if (!b)
+			return -ENOMEM;
+		atomic_init(&b->refs, 1); /* the handle's */
+		b->len = len;
+		r = message_file_render(m, h->n.file, b->data);
+		if (r < 0) {
+			free(b);
+			return r == -ENOMEM ? r : -EIO;
+		}
+		if (!atomic_compare_exchange_strong_explicit(
+			    &h->file, &none, b, memory_order_acq_rel,
+			    memory_order_acquire)) {
+			free(b); /* another read was first */
+			b = none;
+		}
+	}
+	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	*ret = b;
+	return 0;
+}
+
 /* The bytes of a read: @len bytes at @data from @b, from @off. */
 static size_t read_span(struct message_bytes b, off_t off, size_t size,
 			const char **data)
@@ -1241,19 +1297,25 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct handle *h = handle_of(fi);
-	struct snapshot *s = NULL;
+	struct rendered *file = NULL;
 	const char *data = NULL;
 	char *copy = NULL;
 	size_t n = 0;
+	int r;
 
 	(void)ino;
 	/* The bytes must outlive the reply: once the kernel has them, the
 	 * reader may close the file and RELEASE may run on another thread
-	 * before fuse_reply_buf() returns. So the snapshot is pinned, and the
-	 * (small) status text is copied. */
+	 * before fuse_reply_buf() returns. So a run file's bytes are held by
+	 * a reference, and the (small) status text is copied. */
 	if (h->n.kind == TREE_FILE) {
-		s = snapshot_ref(h->s);
-		n = read_span(tree_file(s, &h->n), off, size, &data);
+		r = file_bytes(h, &file);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		n = read_span((struct message_bytes){file->data, file->len},
+			      off, size, &data);
 	} else if (h->n.kind == TREE_ACTLOG && fs_of(req)->log && off >= 0) {
 		copy = malloc(size ? size : 1);
 		if (!copy) {
@@ -1276,7 +1338,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, n ? data : NULL, n);
 	free(copy);
-	snapshot_unref(s);
+	rendered_put(file);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

@@ -9,10 +9,13 @@
  * above.
  *
  * Each message is one allocation: the struct, then its view arrays, then
- * every byte string (each followed by a NUL). Rendering measures first and
- * writes second, with the same functions: the files and views straight
- * from the json_t, message.json from the entry's own text, re-indented
- * (so numbers and escapes read as they were sent).
+ * every byte string (each followed by a NUL), the last being the entry's
+ * own text without its whitespace. The files are not stored: the views
+ * and the choice of what each file shows come from the json_t; the
+ * files' bytes are rendered from the text, measured once at parse time
+ * (the exact sizes) and written on demand by message_file_render(), with
+ * the same functions, so sizes and bytes cannot disagree. message.json is
+ * that text re-indented (numbers and escapes read as they were sent).
  */
 #include <errno.h>
 #include <limits.h>
@@ -918,39 +921,495 @@ static bool b64_decode(const char *s, size_t n, char *out, size_t *ret_len)
 	return true;
 }
 
+/* ---- the files -------------------------------------------------------- *
+ * A message keeps its entry's text (compact: no whitespace between
+ * tokens) and, for each file, the kind of rendering it takes and where its
+ * value lies in that text. The same functions measure a file when the
+ * message is parsed (its exact size, and the problems it shows) and write
+ * it when it is read, so sizes and bytes cannot disagree. Which field
+ * and which kind is decided from jansson's tree (types, fallbacks); the
+ * bytes come from the text, read by the scanner above, where a repeated
+ * key is read at its last occurrence, as jansson keeps it. */
+
+enum file_kind {
+	FILE_NONE,   /* no file */
+	FILE_STRING, /* a string, decoded */
+	FILE_LINE,   /* a string, decoded, then "\n" unless it is empty */
+	FILE_INT,    /* an integer literal in decimal, then "\n" */
+	FILE_BASE64, /* a string, decoded, then base64-decoded */
+	FILE_HEADER, /* an object: "Name: value\n" lines, names sorted */
+	FILE_JSON,   /* the whole text re-indented (reindent()), then "\n" */
+};
+
+/* The members a file can come from. */
+enum field {
+	FIELD_BODY,
+	FIELD_BODY64,
+	FIELD_HEADER,
+	FIELD_RBODY,
+	FIELD_RBODY64,
+	FIELD_RHEADER,
+	FIELD_STATUS,
+	FIELD_COUNT,
+	FIELD_TEXT = FIELD_COUNT, /* message.json: the whole text */
+};
+
+static const char *const field_names[FIELD_COUNT] = {
+	[FIELD_BODY] = "body",
+	[FIELD_BODY64] = "bodyBase64",
+	[FIELD_HEADER] = "header",
+	[FIELD_RBODY] = "responseBody",
+	[FIELD_RBODY64] = "responseBodyBase64",
+	[FIELD_RHEADER] = "responseHeader",
+	[FIELD_STATUS] = "responseStatus",
+};
+
+#define FIELD_NAME_MAX 24 /* longer than every field name */
+
+/* Copies the tokens of @s (@n bytes) into @w without the whitespace
+ * between them, or only measures when @w is NULL. Returns the length, or
+ * SIZE_MAX when @s is not a run of JSON tokens. */
+static size_t compact(const char *s, size_t n, char *w)
+{
+	struct text t = {.s = s, .n = n};
+	size_t len = 0, start;
+	int tok;
+
+	while ((tok = tok_next(&t, &start)) != TOK_END) {
+		if (tok == TOK_BAD)
+			return SIZE_MAX;
+		if (w)
+			memcpy(w + len, s + start, t.pos - start);
+		len += t.pos - start;
+	}
+	return len;
+}
+
+/* Where the value of each field lies in the text @s (@n bytes, one
+ * object): at the last occurrence of its key, compared as jansson decodes
+ * it; SIZE_MAX when absent. Returns 0, -EPROTO (not an object) or
+ * -ENOMEM. */
+static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
+{
+	struct text t = {.s = s, .n = n};
+	size_t start;
+	int tok, r;
+
+	for (int i = 0; i < FIELD_COUNT; i++)
+		ret_at[i] = SIZE_MAX;
+	if (tok_next(&t, &start) != '{')
+		return -EPROTO;
+	tok = tok_next(&t, &start);
+	if (tok == '}')
+		return 0;
+	for (;;) {
+		char key[FIELD_NAME_MAX];
+		const char *raw = s + start + 1;
+		size_t rawlen = t.pos - start - 2, klen;
+		int which = -1;
+
+		if (tok != TOK_STRING)
+			return -EPROTO;
+		if (string_decode(raw, rawlen, NULL, &klen) &&
+		    klen < sizeof(key)) {
+			string_decode(raw, rawlen, key, &klen);
+			for (int i = 0; i < FIELD_COUNT && which < 0; i++)
+				if (strlen(field_names[i]) == klen &&
+				    !memcmp(field_names[i], key, klen))
+					which = i;
+		}
+		if (tok_next(&t, &start) != ':')
+			return -EPROTO;
+		text_skip_ws(&t);
+		if (which >= 0)
+			ret_at[which] = t.pos;
+		r = skip_value(&t, NULL);
+		if (r < 0)
+			return r;
+		tok = tok_next(&t, &start);
+		if (tok == '}')
+			return 0;
+		if (tok != ',')
+			return -EPROTO;
+		tok = tok_next(&t, &start);
+	}
+}
+
+/* Replaces CR and LF in @n bytes at @w by spaces, so one value is one
+ * line. */
+static void one_line(char *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w[i] == '\r' || w[i] == '\n')
+			w[i] = ' ';
+}
+
+/* Puts the decoded body of a string token (@p, @n bytes between the
+ * quotes) in @o, with CR and LF as spaces when @line. Its decoded length
+ * in *@ret_len when not NULL. Returns false for an escape jansson refuses
+ * (a lone surrogate). */
+static bool out_string(struct out *o, const char *p, size_t n, bool line,
+		       size_t *ret_len)
+{
+	/* a raw CR or LF cannot be in a token: only an escape makes one */
+	bool plain = !memchr(p, '\\', n);
+	size_t len = n;
+
+	if (!plain && !string_decode(p, n, NULL, &len))
+		return false;
+	if (ret_len)
+		*ret_len = len;
+	if (o->over)
+		return true;
+	if (len > o->limit - o->len) {
+		o->over = true;
+		return true;
+	}
+	if (o->w && plain) {
+		memcpy(o->w + o->len, p, n);
+	} else if (o->w) {
+		string_decode(p, n, o->w + o->len, &len);
+		if (line)
+			one_line(o->w + o->len, len);
+	}
+	o->len += len;
+	return true;
+}
+
+/* Puts the base64 string token body @p (@n bytes) in @o, decoded twice.
+ * Returns 0, -EILSEQ (not base64) or -ENOMEM. */
+static int out_base64(struct out *o, const char *p, size_t n)
+{
+	char *tmp = NULL;
+	size_t len;
+	int r = 0;
+
+	if (memchr(p, '\\', n)) { /* "\/" is common in JSON's base64 */
+		tmp = malloc(n ? n : 1);
+		if (!tmp)
+			return -ENOMEM;
+		if (!string_decode(p, n, tmp, &n)) {
+			free(tmp);
+			return -EILSEQ;
+		}
+		p = tmp;
+	}
+	if (!b64_decode(p, n, NULL, &len))
+		r = -EILSEQ;
+	else if (!o->over && len > o->limit - o->len)
+		o->over = true;
+	else if (!o->over) {
+		if (o->w)
+			b64_decode(p, n, o->w + o->len, &len);
+		o->len += len;
+	}
+	free(tmp);
+	return r;
+}
+
+/* A member of a header object. */
+struct hkey {
+	const char *k; /* decoded name: in the text, or in a scratch buffer */
+	size_t klen;
+	size_t at;    /* its value in the text */
+	size_t order; /* its position in the object */
+};
+
+static int hkey_cmp(const void *a, const void *b)
+{
+	const struct hkey *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = n ? memcmp(x->k, y->k, n) : 0;
+
+	if (c)
+		return c;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* One "Name: value\n" line, the value being the string token body @p
+ * (@n bytes). */
+static bool header_line(struct out *o, const struct hkey *k, const char *p,
+			size_t n)
+{
+	size_t at = o->len;
+
+	out_put(o, k->k, k->klen);
+	if (o->w && !o->over)
+		one_line(o->w + at, k->klen);
+	out_put(o, ": ", 2);
+	if (!out_string(o, p, n, true, NULL))
+		return false;
+	out_put(o, "\n", 1);
+	return true;
+}
+
+/* The lines of header @k: one for a string, one per string of an array;
+ * anything else is counted in *@problems (when not NULL), and so is every
+ * line beyond MESSAGE_MAX_HEADER_VALUES. Returns 0, 1 when the limit is
+ * reached, -EPROTO or -ENOMEM. */
+static int header_lines(struct out *o, const char *s, size_t n,
+			const struct hkey *k, size_t *lines, uint32_t *problems)
+{
+	struct text t = {.s = s, .n = n, .pos = k->at};
+	size_t start, save;
+	int tok = tok_next(&t, &start), r;
+	bool array = tok == '[';
+
+	if (array) {
+		save = t.pos;
+		if (tok_next(&t, &start) == ']')
+			return 0;
+		t.pos = save;
+	}
+	for (;;) {
+		if (array) {
+			text_skip_ws(&t);
+			save = t.pos;
+			tok = tok_next(&t, &start);
+			if (tok != TOK_STRING) {
+				t.pos = save;
+				r = skip_value(&t, NULL);
+				if (r < 0)
+					return r;
+			}
+		}
+		if (tok != TOK_STRING) {
+			if (problems)
+				problem(problems);
+		} else if (*lines == MESSAGE_MAX_HEADER_VALUES) {
+			if (problems)
+				problem(problems);
+			return 1;
+		} else {
+			if (!header_line(o, k, s + start + 1,
+					 t.pos - start - 2))
+				return -EPROTO;
+			(*lines)++;
+		}
+		if (!array)
+			return 0;
+		tok = tok_next(&t, &start);
+		if (tok == ']')
+			return 0;
+		if (tok != ',')
+			return -EPROTO;
+	}
+}
+
+/* Puts the header object whose "{" is just read from @t in @o: names
+ * sorted (by their bytes), the last value of a repeated name. Returns 0,
+ * -EPROTO or -ENOMEM. */
+static int out_header(struct out *o, struct text *t, uint32_t *problems)
+{
+	const size_t first = t->pos;
+	size_t start, count = 0, escaped = 0, used = 0, lines = 0;
+	struct hkey *keys = NULL;
+	char *scratch = NULL;
+	int tok, r = -EPROTO;
+
+	/* Count the members, and the bytes of the names to decode. */
+	for (tok = tok_next(t, &start); tok != '}';) {
+		if (tok != TOK_STRING)
+			return -EPROTO;
+		if (memchr(t->s + start + 1, '\\', t->pos - start - 2))
+			escaped += t->pos - start - 2;
+		count++;
+		if (tok_next(t, &start) != ':')
+			return -EPROTO;
+		r = skip_value(t, NULL);
+		if (r < 0)
+			return r;
+		tok = tok_next(t, &start);
+		if (tok == ',')
+			tok = tok_next(t, &start);
+		else if (tok != '}')
+			return -EPROTO;
+	}
+	if (count == 0)
+		return 0;
+	keys = calloc(count, sizeof(*keys));
+	scratch = escaped ? malloc(escaped) : NULL;
+	if (!keys || (escaped && !scratch)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	t->pos = first;
+	for (size_t i = 0; i < count; i++) {
+		const char *raw;
+		size_t rawlen;
+
+		if (i > 0)
+			tok_next(t, &start); /* "," */
+		tok_next(t, &start);
+		raw = t->s + start + 1;
+		rawlen = t->pos - start - 2;
+		if (memchr(raw, '\\', rawlen)) {
+			keys[i].k = scratch + used;
+			if (!string_decode(raw, rawlen, scratch + used,
+					   &keys[i].klen)) {
+				r = -EPROTO;
+				goto out;
+			}
+			used += keys[i].klen;
+		} else {
+			keys[i].k = raw;
+			keys[i].klen = rawlen;
+		}
+		keys[i].order = i;
+		tok_next(t, &start); /* ":" */
+		text_skip_ws(t);
+		keys[i].at = t->pos;
+		r = skip_value(t, NULL);
+		if (r < 0)
+			goto out;
+	}
+	qsort(keys, count, sizeof(*keys), hkey_cmp);
+	r = 0;
+	for (size_t i = 0; i < count && r == 0; i++) {
+		/* equal names sort by position: the last one is kept */
+		if (i + 1 < count && keys[i].klen == keys[i + 1].klen &&
+		    (keys[i].klen == 0 ||
+		     !memcmp(keys[i].k, keys[i + 1].k, keys[i].klen)))
+			continue;
+		r = header_lines(o, t->s, t->n, &keys[i], &lines, problems);
+	}
+	if (r == 1)
+		r = 0;
+out:
+	free(keys);
+	free(scratch);
+	return r;
+}
+
+/* Measures (o->w NULL) or writes the file of @kind whose value starts at
+ * @at in the text @s (@n bytes) into @o, counting what it leaves out in
+ * *@problems when not NULL. A file beyond o->limit sets o->over. Returns
+ * 0, -EILSEQ (not base64), -EPROTO (the text there is not what @kind
+ * reads: cannot happen) or -ENOMEM. */
+static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
+		    struct out *o, uint32_t *problems)
+{
+	struct text t = {.s = s, .n = n, .pos = at};
+	char num[24];
+	json_int_t v;
+	size_t start, len;
+	int tok;
+
+	if (kind == FILE_JSON) {
+		if (!reindent(s, n, o))
+			return -EPROTO;
+		out_put(o, "\n", 1);
+		return 0;
+	}
+	if (at > n)
+		return -EPROTO;
+	tok = tok_next(&t, &start);
+	switch (kind) {
+	case FILE_STRING:
+	case FILE_LINE:
+		if (tok != TOK_STRING ||
+		    !out_string(o, s + start + 1, t.pos - start - 2, false,
+				&len))
+			return -EPROTO;
+		if (kind == FILE_LINE && len > 0)
+			out_put(o, "\n", 1);
+		return 0;
+	case FILE_INT:
+		if (tok != TOK_NUMBER ||
+		    !int_literal(s + start, t.pos - start, &v))
+			return -EPROTO;
+		out_put(o, num,
+			(size_t)snprintf(num, sizeof(num), "%lld\n",
+					 (long long)v));
+		return 0;
+	case FILE_BASE64:
+		if (tok != TOK_STRING)
+			return -EPROTO;
+		return out_base64(o, s + start + 1, t.pos - start - 2);
+	case FILE_HEADER:
+		if (tok != '{')
+			return -EPROTO;
+		return out_header(o, &t, problems);
+	default:
+		return -EPROTO;
+	}
+}
+
+bool message_file_exists(const struct message *m, enum message_file f)
+{
+	return f >= 0 && f < MESSAGE_NFILES && m->file_kind[f] != FILE_NONE;
+}
+
+size_t message_file_size(const struct message *m, enum message_file f)
+{
+	return message_file_exists(m, f) ? m->file_len[f] : 0;
+}
+
+int message_file_render(const struct message *m, enum message_file f, char *buf)
+{
+	struct out o;
+	int r;
+
+	if (!message_file_exists(m, f))
+		return -ENOENT;
+	o = (struct out){.w = buf, .limit = m->file_len[f]};
+	r = file_out(m->text.data, m->text.len, m->file_kind[f], m->file_at[f],
+		     &o, NULL);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0 || o.over || o.len != m->file_len[f])
+		return -EIO;
+	return 0;
+}
+
+/* The text of the value at @at in @m's text, in @ret. */
+static bool value_text(const struct message *m, size_t at,
+		       struct message_bytes *ret)
+{
+	struct text t = {.s = m->text.data, .n = m->text.len, .pos = at};
+
+	if (at > m->text.len || skip_value(&t, NULL) < 0)
+		return false;
+	ret->data = m->text.data + at;
+	ret->len = t.pos - at;
+	return true;
+}
+
+bool message_file_same(const struct message *a, const struct message *b,
+		       enum message_file f)
+{
+	struct message_bytes x, y;
+
+	if (!message_file_exists(a, f) || !message_file_exists(b, f))
+		return message_file_exists(a, f) == message_file_exists(b, f);
+	if (a->file_kind[f] != b->file_kind[f] ||
+	    a->file_len[f] != b->file_len[f])
+		return false;
+	if (a->file_kind[f] == FILE_JSON) {
+		x = a->text;
+		y = b->text;
+	} else if (!value_text(a, a->file_at[f], &x) ||
+		   !value_text(b, b->file_at[f], &y)) {
+		return false;
+	}
+	return x.len == y.len && !memcmp(x.data, y.data, x.len);
+}
+
 /* ---- the render plan -------------------------------------------------- */
 
-enum src_kind {
-	SRC_NONE,   /* no file */
-	SRC_BYTES,  /* p, n as they are */
-	SRC_LINE,   /* p, n, then "\n" unless n is 0 */
-	SRC_BASE64, /* p, n decoded */
-	SRC_HEADER, /* keys rendered as "Name: value\n" lines */
-	SRC_JSON,   /* p, n re-indented (reindent()), then "\n" */
-};
-
-struct hkey {
-	const char *k;
-	size_t klen;
-	json_t *v; /* borrowed */
-};
-
+/* What a file will be: decided from the tree, measured from the text. */
 struct src {
-	enum src_kind kind;
-	const char *p;
-	size_t n;
-	struct hkey *keys; /* SRC_HEADER: new array, sorted */
-	size_t nkeys;
-	size_t len; /* rendered length */
+	enum file_kind kind;
+	enum field field;
+	size_t len; /* rendered length, once measured */
 };
 
-/* What a message will hold, measured before anything is laid out. Every
- * pointer in it is borrowed from the json_t, the text it came from or the
- * plan itself. */
+/* What a message will hold, decided before anything is laid out. Every
+ * pointer in it is borrowed from the json_t or the plan itself. */
 struct plan {
 	json_t *obj;
-	const char *text; /* the entry as received (one JSON value) */
-	size_t textlen;
 	struct message_bytes id;
 	int64_t created_ms;
 	bool has_created;
@@ -962,12 +1421,6 @@ struct plan {
 	char status[24]; /* responseStatus, an integer, in decimal */
 	char date[32];
 };
-
-static void plan_release(struct plan *pl)
-{
-	for (int f = 0; f < MESSAGE_NFILES; f++)
-		free(pl->file[f].keys);
-}
 
 /* A string field: 1 with its bytes, 0 when absent or null, -1 for any
  * other type. */
@@ -1096,29 +1549,26 @@ static void plan_status(struct plan *pl)
 	json_t *v = json_object_get(pl->obj, "responseStatus");
 	struct src *f = &pl->file[MESSAGE_RESPONSE_STATUS];
 
+	f->field = FIELD_STATUS;
 	if (json_is_integer(v)) {
 		int n = snprintf(pl->status, sizeof(pl->status), "%lld",
 				 (long long)json_integer_value(v));
 
-		f->p = pl->status;
-		f->n = (size_t)n;
+		f->kind = FILE_INT;
+		plan_value(pl, VIEW_STATUS, pl->status, (size_t)n);
 	} else if (json_is_string(v)) {
-		f->p = json_string_value(v);
-		f->n = json_string_length(v);
-	} else {
-		if (v && !json_is_null(v))
-			problem(&pl->problems);
-		return;
+		f->kind = FILE_LINE;
+		plan_value(pl, VIEW_STATUS, json_string_value(v),
+			   json_string_length(v));
+	} else if (v && !json_is_null(v)) {
+		problem(&pl->problems);
 	}
-	f->kind = SRC_LINE;
-	f->len = f->n + (f->n > 0);
-	plan_value(pl, VIEW_STATUS, f->p, f->n);
 }
 
 /* body / bodyBase64 (and the response pair): the decoded base64 when there
  * is some, else the plain string, else an empty file for bodyBase64 "". */
 static void plan_body(struct plan *pl, struct src *f, const char *key,
-		      const char *key64)
+		      enum field field, const char *key64, enum field field64)
 {
 	const char *p, *p64;
 	size_t n, n64;
@@ -1130,193 +1580,41 @@ static void plan_body(struct plan *pl, struct src *f, const char *key,
 	if (r64 < 0)
 		problem(&pl->problems);
 	if (r64 > 0 && n64 > 0) {
-		if (!b64_decode(p64, n64, NULL, &f->len)) {
-			problem(&pl->problems);
-			return;
-		}
-		f->kind = SRC_BASE64;
-		f->p = p64;
-		f->n = n64;
+		f->kind = FILE_BASE64; /* checked when measured */
+		f->field = field64;
 	} else if (r > 0) {
-		f->kind = SRC_BYTES;
-		f->p = p;
-		f->n = n;
-		f->len = n;
+		f->kind = FILE_STRING;
+		f->field = field;
 	} else if (r64 > 0) {
-		f->kind = SRC_BYTES;
-		f->p = p64;
-		f->n = 0;
-		f->len = 0;
+		f->kind = FILE_STRING; /* "" */
+		f->field = field64;
 	}
 }
 
-static int hkey_cmp(const void *a, const void *b)
-{
-	const struct hkey *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = memcmp(x->k, y->k, n);
-
-	if (c)
-		return c;
-	return (x->klen > y->klen) - (x->klen < y->klen);
-}
-
-/* Copies @n bytes with CR and LF as spaces, so one value is one line. */
-static char *put_line_bytes(char *w, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		w[i] = (p[i] == '\r' || p[i] == '\n') ? ' ' : p[i];
-	return w + n;
-}
-
-/* Writes one line at @w (or only measures when @w is NULL). */
-static size_t header_line(char *w, const struct hkey *k, json_t *v)
-{
-	size_t vlen = json_string_length(v);
-
-	if (w) {
-		w = put_line_bytes(w, k->k, k->klen);
-		*w++ = ':';
-		*w++ = ' ';
-		w = put_line_bytes(w, json_string_value(v), vlen);
-		*w = '\n';
-	}
-	return k->klen + 2 + vlen + 1;
-}
-
-/* Renders the sorted keys of @f into @w, or measures when @w is NULL
- * (counting malformed values in @problems then). Returns the length. */
-static size_t header_render(const struct src *f, char *w, uint32_t *problems)
-{
-	size_t len = 0, lines = 0;
-
-	for (size_t i = 0; i < f->nkeys; i++) {
-		const struct hkey *k = &f->keys[i];
-		size_t nv = json_is_array(k->v) ? json_array_size(k->v) : 1;
-
-		for (size_t j = 0; j < nv; j++) {
-			json_t *v = json_is_array(k->v)
-					    ? json_array_get(k->v, j)
-					    : k->v;
-
-			if (!json_is_string(v)) {
-				if (problems)
-					problem(problems);
-				continue;
-			}
-			if (lines == MESSAGE_MAX_HEADER_VALUES) {
-				if (problems)
-					problem(problems);
-				return len;
-			}
-			len = add_sat(len,
-				      header_line(w ? w + len : NULL, k, v));
-			lines++;
-		}
-	}
-	return len;
-}
-
-static int plan_header(struct plan *pl, struct src *f, const char *key)
+static void plan_header(struct plan *pl, struct src *f, const char *key,
+			enum field field)
 {
 	json_t *h = json_object_get(pl->obj, key);
-	size_t n = 0;
 
 	if (!h || json_is_null(h))
-		return 0;
+		return;
 	if (!json_is_object(h)) {
 		problem(&pl->problems);
-		return 0;
+		return;
 	}
-	if (json_object_size(h) > 0) {
-		f->keys = calloc(json_object_size(h), sizeof(*f->keys));
-		if (!f->keys)
-			return -ENOMEM;
-		for (void *it = json_object_iter(h);
-		     it && n < json_object_size(h);
-		     it = json_object_iter_next(h, it)) {
-			f->keys[n].k = json_object_iter_key(it);
-			f->keys[n].klen = json_object_iter_key_len(it);
-			f->keys[n].v = json_object_iter_value(it);
-			n++;
-		}
-		qsort(f->keys, n, sizeof(*f->keys), hkey_cmp);
-	}
-	f->nkeys = n;
-	f->kind = SRC_HEADER;
-	f->len = header_render(f, NULL, &pl->problems);
-	return 0;
+	f->kind = FILE_HEADER; /* lines counted when measured */
+	f->field = field;
 }
 
-/* Measures the re-indented text of the entry, giving up beyond @budget
- * bytes (the file is then absent). The fields come from jansson's tree,
- * where a repeated key holds its last value; message.json shows every
- * occurrence, as received. Returns 0 or -EPROTO (the text is not the
- * entry's: cannot happen). */
-static int plan_json(struct plan *pl, size_t budget)
-{
-	/* The text, its final newline and the NUL after it. */
-	struct out o = {.limit = budget > 2 ? budget - 2 : 0};
-
-	if (!reindent(pl->text, pl->textlen, &o))
-		return -EPROTO;
-	if (o.over) {
-		problem(&pl->problems);
-		return 0;
-	}
-	pl->file[MESSAGE_JSON].kind = SRC_JSON;
-	pl->file[MESSAGE_JSON].p = pl->text;
-	pl->file[MESSAGE_JSON].n = pl->textlen;
-	pl->file[MESSAGE_JSON].len = o.len + 1;
-	return 0;
-}
-
-/* Keeps the files that fit in @budget bytes, message.json and the bodies
- * first. Returns the bytes they take. */
-static size_t plan_fit(struct plan *pl, size_t budget)
-{
-	static const enum message_file order[] = {
-		MESSAGE_JSON,
-		MESSAGE_BODY,
-		MESSAGE_RESPONSE_BODY,
-		MESSAGE_HEADER,
-		MESSAGE_RESPONSE_HEADER,
-		MESSAGE_RESPONSE_STATUS,
-	};
-	size_t used = 0;
-
-	_Static_assert(sizeof(order) / sizeof(order[0]) == MESSAGE_NFILES,
-		       "every file has a rank");
-	for (size_t i = 0; i < MESSAGE_NFILES; i++) {
-		struct src *f = &pl->file[order[i]];
-
-		if (f->kind == SRC_NONE)
-			continue;
-		if (f->len >= budget - used) {
-			f->kind = SRC_NONE;
-			problem(&pl->problems);
-			continue;
-		}
-		used += f->len + 1;
-	}
-	return used;
-}
-
-/* Fills @pl from the entry @obj and its text @text (@textlen bytes; both
- * borrowed, they must outlive the plan), its files taking at most @budget
- * bytes. Returns 0, -EINVAL (not an object, no usable dlqId), -EPROTO or
- * -ENOMEM; release the plan in every case. */
-static int plan_message(struct plan *pl, json_t *obj, const char *text,
-			size_t textlen, size_t budget)
+/* Fills @pl from the entry @obj (borrowed: it must outlive the plan).
+ * Returns 0 or -EINVAL (not an object, no usable dlqId). */
+static int plan_message(struct plan *pl, json_t *obj)
 {
 	const char *id;
 	size_t idlen;
-	int r;
 
 	memset(pl, 0, sizeof(*pl));
 	pl->obj = obj;
-	pl->text = text;
-	pl->textlen = textlen;
 	if (!json_is_object(obj))
 		return -EINVAL;
 	if (get_string(obj, "dlqId", &id, &idlen) <= 0 || idlen == 0 ||
@@ -1336,17 +1634,82 @@ static int plan_message(struct plan *pl, json_t *obj, const char *text,
 	plan_string_view(pl, VIEW_FLOW_CONTROL_KEY, "flowControlKey");
 	plan_string_view(pl, VIEW_CALLER_IP, "callerIP");
 
-	plan_body(pl, &pl->file[MESSAGE_BODY], "body", "bodyBase64");
+	plan_body(pl, &pl->file[MESSAGE_BODY], "body", FIELD_BODY, "bodyBase64",
+		  FIELD_BODY64);
 	plan_body(pl, &pl->file[MESSAGE_RESPONSE_BODY], "responseBody",
-		  "responseBodyBase64");
-	r = plan_header(pl, &pl->file[MESSAGE_HEADER], "header");
-	if (r < 0)
-		return r;
-	r = plan_header(pl, &pl->file[MESSAGE_RESPONSE_HEADER],
-			"responseHeader");
-	if (r < 0)
-		return r;
-	return plan_json(pl, budget);
+		  FIELD_RBODY, "responseBodyBase64", FIELD_RBODY64);
+	plan_header(pl, &pl->file[MESSAGE_HEADER], "header", FIELD_HEADER);
+	plan_header(pl, &pl->file[MESSAGE_RESPONSE_HEADER], "responseHeader",
+		    FIELD_RHEADER);
+	pl->file[MESSAGE_JSON].kind = FILE_JSON;
+	pl->file[MESSAGE_JSON].field = FIELD_TEXT;
+	return 0;
+}
+
+/* Measures every file of @pl from the text @s (@n bytes; @at from
+ * text_fields()), giving up on one beyond @budget bytes (it is absent
+ * then, and so is a bodyBase64 that is not base64: both are problems).
+ * Returns 0, -EPROTO (the text is not the entry's: cannot happen) or
+ * -ENOMEM. */
+static int plan_measure(struct plan *pl, const char *s, size_t n,
+			const size_t at[FIELD_COUNT], size_t budget)
+{
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		struct src *src = &pl->file[f];
+		struct out o = {.limit = budget};
+		size_t where = 0;
+		int r;
+
+		if (src->kind == FILE_NONE)
+			continue;
+		if (src->field != FIELD_TEXT) {
+			where = at[src->field];
+			if (where == SIZE_MAX)
+				return -EPROTO;
+		}
+		r = file_out(s, n, src->kind, where, &o, &pl->problems);
+		if (r == -EILSEQ || (r == 0 && o.over)) {
+			src->kind = FILE_NONE;
+			problem(&pl->problems);
+			continue;
+		}
+		if (r < 0)
+			return r;
+		src->len = o.len;
+	}
+	return 0;
+}
+
+/* Keeps the files that fit in @budget bytes, message.json and the bodies
+ * first. Returns the bytes they take (each counted with one byte more:
+ * the same budget as when they were stored). */
+static size_t plan_fit(struct plan *pl, size_t budget)
+{
+	static const enum message_file order[] = {
+		MESSAGE_JSON,
+		MESSAGE_BODY,
+		MESSAGE_RESPONSE_BODY,
+		MESSAGE_HEADER,
+		MESSAGE_RESPONSE_HEADER,
+		MESSAGE_RESPONSE_STATUS,
+	};
+	size_t used = 0;
+
+	_Static_assert(sizeof(order) / sizeof(order[0]) == MESSAGE_NFILES,
+		       "every file has a rank");
+	for (size_t i = 0; i < MESSAGE_NFILES; i++) {
+		struct src *f = &pl->file[order[i]];
+
+		if (f->kind == FILE_NONE)
+			continue;
+		if (f->len >= budget - used) {
+			f->kind = FILE_NONE;
+			problem(&pl->problems);
+			continue;
+		}
+		used += f->len + 1;
+	}
+	return used;
 }
 
 /* ---- layout ----------------------------------------------------------- */
@@ -1371,63 +1734,26 @@ static char *put(char *w, const char *p, size_t n, struct message_bytes *ret)
 	return w + n + 1;
 }
 
-/* Writes file @f at @w (room for f->len + 1 bytes). Returns the end of what
- * was written (after its NUL), or NULL if it did not come out as measured
- * (cannot happen). */
-static char *render_file(const struct src *f, char *w,
-			 struct message_bytes *ret)
-{
-	struct out o;
-	size_t n;
-
-	switch (f->kind) {
-	case SRC_NONE:
-		break;
-	case SRC_BYTES:
-		return put(w, f->p, f->n, ret);
-	case SRC_LINE:
-		if (f->n)
-			memcpy(w, f->p, f->n);
-		if (f->len > f->n)
-			w[f->n] = '\n';
-		break;
-	case SRC_BASE64:
-		if (!b64_decode(f->p, f->n, w, &n) || n != f->len)
-			return NULL; /* cannot happen: measured already */
-		break;
-	case SRC_HEADER:
-		header_render(f, w, NULL);
-		break;
-	case SRC_JSON:
-		o = (struct out){.w = w, .limit = f->len - 1};
-		if (!reindent(f->p, f->n, &o) || o.over || o.len != f->len - 1)
-			return NULL;
-		w[o.len] = '\n';
-		break;
-	}
-	w[f->len] = '\0';
-	ret->data = w;
-	ret->len = f->len;
-	return w + f->len + 1;
-}
-
-/* Lays @pl out in one allocation. Returns 0 or -ENOMEM (or -EPROTO if a
- * file did not come out as measured: a bug). */
-static int render(const struct plan *pl, struct message **ret_msg)
+/* Lays @pl out in one allocation with the entry's text @text (@textlen
+ * bytes, compacted on the way), measures its files and keeps those that
+ * fit in @budget. Returns 0 and the bytes the files take in @ret_used;
+ * -EPROTO (the text is not the entry's: cannot happen) or -ENOMEM. */
+static int render(struct plan *pl, const char *text, size_t textlen,
+		  size_t budget, struct message **ret_msg, size_t *ret_used)
 {
 	size_t total = sizeof(struct message) +
 		       pl->nvals * sizeof(struct message_bytes);
+	size_t clen = compact(text, textlen, NULL), at[FIELD_COUNT];
 	struct message_bytes *arr;
 	struct message *m;
 	size_t k = 0;
 	char *w;
+	int r;
 
-	if (!add_size(&total, pl->id.len))
+	if (clen == SIZE_MAX)
+		return -EPROTO;
+	if (!add_size(&total, pl->id.len) || !add_size(&total, clen))
 		return -ENOMEM;
-	for (int f = 0; f < MESSAGE_NFILES; f++)
-		if (pl->file[f].kind != SRC_NONE &&
-		    !add_size(&total, pl->file[f].len))
-			return -ENOMEM;
 	for (size_t i = 0; i < pl->nvals; i++)
 		if (!add_size(&total, pl->val[i].len))
 			return -ENOMEM;
@@ -1441,24 +1767,37 @@ static int render(const struct plan *pl, struct message **ret_msg)
 	w = (char *)(arr + pl->nvals);
 
 	w = put(w, pl->id.data, pl->id.len, &m->id);
-	m->created_ms = pl->created_ms;
-	m->has_created = pl->has_created;
-	m->problems = pl->problems;
-	for (int f = 0; f < MESSAGE_NFILES; f++) {
-		if (pl->file[f].kind == SRC_NONE)
-			continue;
-		w = render_file(&pl->file[f], w, &m->file[f]);
-		if (!w) {
-			free(m);
-			return -EPROTO; /* cannot happen: measured already */
-		}
-	}
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		m->view[v].n = pl->nval[v];
 		m->view[v].v = pl->nval[v] ? arr + k : NULL;
 		for (uint32_t i = 0; i < pl->nval[v]; i++, k++)
 			w = put(w, pl->val[k].data, pl->val[k].len, &arr[k]);
 	}
+	compact(text, textlen, w);
+	w[clen] = '\0';
+	m->text.data = w;
+	m->text.len = clen;
+
+	r = text_fields(w, clen, at);
+	if (r == 0)
+		r = plan_measure(pl, w, clen, at, budget);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	*ret_used = plan_fit(pl, budget);
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		m->file_kind[f] = (uint8_t)pl->file[f].kind;
+		if (pl->file[f].kind == FILE_NONE)
+			continue;
+		m->file_at[f] = pl->file[f].field == FIELD_TEXT
+					? 0
+					: at[pl->file[f].field];
+		m->file_len[f] = pl->file[f].len;
+	}
+	m->created_ms = pl->created_ms;
+	m->has_created = pl->has_created;
+	m->problems = pl->problems;
 	*ret_msg = m;
 	return 0;
 }
@@ -1489,17 +1828,15 @@ static int message_render(struct walk *w, json_t *obj, size_t *budget,
 	r = walk_span(w, obj, &start, &textlen);
 	if (r < 0)
 		return r;
-	r = plan_message(&pl, obj, w->t.s + start, textlen, avail);
-	if (r == 0) {
-		pl.problems = pl.problems > UINT32_MAX - w->lost
-				      ? UINT32_MAX
-				      : pl.problems + w->lost;
-		used = plan_fit(&pl, avail);
-		r = render(&pl, ret_msg);
-		if (r == 0)
-			*budget = avail - used;
-	}
-	plan_release(&pl);
+	r = plan_message(&pl, obj);
+	if (r < 0)
+		return r;
+	pl.problems = pl.problems > UINT32_MAX - w->lost
+			      ? UINT32_MAX
+			      : pl.problems + w->lost;
+	r = render(&pl, w->t.s + start, textlen, avail, ret_msg, &used);
+	if (r == 0)
+		*budget = avail - used;
 	return r;
 }
 

@@ -242,14 +242,16 @@ int snapshot_find_key(const struct snapshot *s, uint64_t key,
 
 /* Inserts a key, salting it until it is unique. Returns the key used. */
 /* Key of a run's message.json: from the run's name and the file's
- * content, so it changes exactly when the content does. */
-static uint64_t json_key(const char *name, const struct message_bytes *json,
+ * content (the message's compact text stands for it: equal exactly when
+ * message.json is), so it changes exactly when the content does. */
+static uint64_t json_key(const char *name, const struct message *m,
 			 unsigned salt)
 {
 	uint64_t h = names_hash64("json", 5);
 
 	h = names_hash64_more(h, name, strlen(name) + 1);
-	h = names_hash64_more(h, json->data, json->len);
+	if (message_file_exists(m, MESSAGE_JSON))
+		h = names_hash64_more(h, m->text.data, m->text.len);
 	if (salt)
 		h = names_hash64_more(h, &salt, sizeof(salt));
 	return make_key(h);
@@ -261,10 +263,7 @@ static uint64_t insert_key(struct snapshot *s, int view, uint32_t index,
 	for (unsigned salt = 0;; salt++) {
 		uint64_t key =
 			view == SNAPSHOT_REF_JSON
-				? json_key(name,
-					   &s->runs[index]
-						    .msg->file[MESSAGE_JSON],
-					   salt)
+				? json_key(name, s->runs[index].msg, salt)
 			: view < 0 ? run_key(name, salt)
 				   : value_key(view, name, salt);
 		struct snapshot_slot *slot = slot_for(s, key);
@@ -616,14 +615,10 @@ static void run_keys(struct snapshot *s, uint32_t i,
 	const struct snapshot_run *o = pi >= 0 ? &prev->runs[pi] : NULL;
 	bool same = false;
 
-	if (o) {
-		const struct message_bytes *a = &o->msg->file[MESSAGE_JSON];
-		const struct message_bytes *b = &m->file[MESSAGE_JSON];
-
-		/* shared by an incremental walk, or listed again unchanged */
+	/* shared by an incremental walk, or listed again unchanged */
+	if (o)
 		same = o->msg == m ||
-		       (a->len == b->len && !memcmp(a->data, b->data, a->len));
-	}
+		       message_file_same(o->msg, m, MESSAGE_JSON);
 	if (o && try_insert_key(s, -1, i, o->key))
 		run->key = o->key;
 	else
@@ -720,7 +715,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 		if (m->has_created && m->created_ms > s->newest_ms)
 			s->newest_ms = m->created_ms;
 		for (int f = 0; f < MESSAGE_NFILES; f++)
-			s->file_bytes += m->file[f].len;
+			s->file_bytes += message_file_size(m, f);
 	}
 	free(order);
 	order = NULL;

@@ -90,7 +90,7 @@ int tree_resolve(const struct snapshot *s, uint64_t ino, struct tree_node *ret)
 	} else if (low <= MESSAGE_NFILES && low != MESSAGE_JSON + 1) {
 		n.kind = TREE_FILE;
 		n.file = (int)low - 1;
-		if (!s->runs[n.index].msg->file[n.file].data)
+		if (!message_file_exists(s->runs[n.index].msg, n.file))
 			return -ENOENT;
 	} else if (low == LINK_SLOT && s->runs[n.index].nlinks) {
 		n.kind = TREE_LINK;
@@ -188,7 +188,7 @@ int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
 			if (!strcmp(name, message_file_names[n.file]))
 				break;
 		if (n.file == MESSAGE_NFILES ||
-		    !s->runs[dir->index].msg->file[n.file].data)
+		    !message_file_exists(s->runs[dir->index].msg, n.file))
 			return -ENOENT;
 		n.kind = TREE_FILE;
 		n.index = dir->index;
@@ -214,7 +214,7 @@ static int run_nfiles(const struct snapshot *s, uint32_t run)
 	int n = 0;
 
 	for (int f = 0; f < MESSAGE_NFILES; f++)
-		n += s->runs[run].msg->file[f].data != NULL;
+		n += message_file_exists(s->runs[run].msg, f);
 	return n;
 }
 
@@ -294,7 +294,8 @@ void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 		n.kind = TREE_FILE;
 		n.index = dir->index;
 		for (n.file = 0; n.file < MESSAGE_NFILES; n.file++) {
-			if (!s->runs[dir->index].msg->file[n.file].data)
+			if (!message_file_exists(s->runs[dir->index].msg,
+						 n.file))
 				continue;
 			if (i-- == 0)
 				break;
@@ -392,7 +393,8 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 	case TREE_FILE:
 		st.st_mode = S_IFREG | 0444;
 		st.st_nlink = 1;
-		st.st_size = (off_t)s->runs[n->index].msg->file[n->file].len;
+		st.st_size = (off_t)message_file_size(s->runs[n->index].msg,
+						      n->file);
 		t = n->file == MESSAGE_JSON ? s->runs[n->index].json_mtime
 					    : created(s, n->index);
 		break;
@@ -413,10 +415,10 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 	*ret = st;
 }
 
-struct message_bytes tree_file(const struct snapshot *s,
-			       const struct tree_node *n)
+const struct message *tree_file(const struct snapshot *s,
+				const struct tree_node *n)
 {
-	return s->runs[n->index].msg->file[n->file];
+	return s->runs[n->index].msg;
 }
 
 size_t tree_readlink(const struct snapshot *s, const struct tree_node *n,
@@ -450,24 +452,18 @@ static void d_inode(struct differ *d, uint64_t ino)
 	d->calls++;
 }
 
-static int same_bytes(const struct message_bytes *a,
-		      const struct message_bytes *b)
-{
-	if (!a->data || !b->data)
-		return !a->data && !b->data;
-	return a->len == b->len && !memcmp(a->data, b->data, a->len);
-}
-
 static void diff_run(struct differ *d, const struct snapshot_run *o,
 		     const struct snapshot_run *n)
 {
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
-		const struct message_bytes *a = &o->msg->file[f];
-		const struct message_bytes *b = &n->msg->file[f];
+		bool a = message_file_exists(o->msg, f);
+		bool b = message_file_exists(n->msg, f);
 
-		if (same_bytes(a, b))
+		/* may say "changed" for the same bytes sent another way: an
+		 * invalidation too many, never one too few */
+		if (o->msg == n->msg || message_file_same(o->msg, n->msg, f))
 			continue;
-		if (!a->data != !b->data) {
+		if (a != b) {
 			d_entry(d, n->key, message_file_names[f]);
 			d_inode(d, n->key);
 		} else if (f == MESSAGE_JSON) {

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "message.h"
+#include "../unit/msgfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -79,27 +80,31 @@ static void check_verbatim(const uint8_t *data, size_t size,
 
 static void check_message(const struct message *m)
 {
-	const struct message_bytes *j = &m->file[MESSAGE_JSON];
+	const struct message_bytes *file[MESSAGE_NFILES], *j;
 
+	/* file_of() checks that each renders to its size, the same twice */
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		file[f] = file_of(m, f);
+		CHECK(!file[f]->data || file[f]->data[file[f]->len] == '\0');
+		CHECK(message_file_same(m, m, f));
+	}
+	j = file[MESSAGE_JSON];
 	CHECK(m->id.data && m->id.len > 0 && m->id.len <= MESSAGE_MAX_ID);
 	CHECK(m->id.data[m->id.len] == '\0');
 	CHECK(strlen(m->id.data) == m->id.len);
-	for (int f = 0; f < MESSAGE_NFILES; f++)
-		CHECK(!m->file[f].data ||
-		      m->file[f].data[m->file[f].len] == '\0');
+	CHECK(m->text.data && m->text.data[m->text.len] == '\0');
 	if (j->data) {
 		CHECK(j->len >= 3 && j->data[0] == '{');
 		CHECK(j->data[j->len - 2] == '}' &&
 		      j->data[j->len - 1] == '\n');
 	}
-	if (m->file[MESSAGE_RESPONSE_STATUS].data &&
-	    m->file[MESSAGE_RESPONSE_STATUS].len)
-		CHECK(m->file[MESSAGE_RESPONSE_STATUS]
-			      .data[m->file[MESSAGE_RESPONSE_STATUS].len - 1] ==
+	if (file[MESSAGE_RESPONSE_STATUS]->len)
+		CHECK(file[MESSAGE_RESPONSE_STATUS]
+			      ->data[file[MESSAGE_RESPONSE_STATUS]->len - 1] ==
 		      '\n');
 	for (int f = MESSAGE_HEADER; f <= MESSAGE_RESPONSE_HEADER;
 	     f += MESSAGE_RESPONSE_HEADER - MESSAGE_HEADER) {
-		const struct message_bytes *h = &m->file[f];
+		const struct message_bytes *h = file[f];
 		size_t lines = 0;
 
 		if (!h->data)
@@ -141,23 +146,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(r == 0 && m);
 	check_message(m);
 
-	j = &m->file[MESSAGE_JSON];
+	j = file_of(m, MESSAGE_JSON);
 	if (j->data) {
 		check_verbatim(data, size, j);
 		r = message_parse(j->data, j->len, &m2);
 		CHECK(r == 0);
 		check_message(m2);
 		/* Re-indenting is idempotent (and fits its budget again). */
-		CHECK(m2->file[MESSAGE_JSON].data &&
-		      same(&m->file[MESSAGE_JSON], &m2->file[MESSAGE_JSON]));
+		CHECK(file_of(m2, MESSAGE_JSON)->data &&
+		      same(file_of(m, MESSAGE_JSON),
+			   file_of(m2, MESSAGE_JSON)));
+		/* The same tokens: the same compact text, and files that
+		 * compare the same when both are there. */
+		CHECK(same(&m->text, &m2->text));
+		CHECK(message_file_same(m, m2, MESSAGE_JSON));
+		for (int f = 0; f < MESSAGE_NFILES; f++)
+			CHECK(!message_file_exists(m, f) ||
+			      !message_file_exists(m2, f) ||
+			      message_file_same(m, m2, f));
 		CHECK(same(&m->id, &m2->id));
 		CHECK(m->has_created == m2->has_created);
 		CHECK(!m->has_created || m->created_ms == m2->created_ms);
 		/* Files may only differ by the render budget (message.json
 		 * can be shorter than the text it came from). */
 		for (int f = 0; f < MESSAGE_NFILES; f++)
-			if (m->file[f].data && m2->file[f].data)
-				CHECK(same(&m->file[f], &m2->file[f]));
+			if (file_of(m, f)->data && file_of(m2, f)->data)
+				CHECK(same(file_of(m, f), file_of(m2, f)));
 		for (int v = 0; v < VIEW_COUNT; v++) {
 			CHECK(m->view[v].n == m2->view[v].n);
 			for (uint32_t i = 0; i < m->view[v].n; i++)
@@ -167,5 +181,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		message_free(m2);
 	}
 	message_free(m);
+	files_release();
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "message.h"
+#include "../unit/msgfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,7 +72,7 @@ static void check_entries(const struct message_page *pg, const uint8_t *data,
 	CHECK(!root || pg->n == 0 || json_is_array(msgs));
 	for (size_t i = 0; i < pg->n; i++) {
 		const struct message_bytes *j =
-			&pg->msgs[i]->file[MESSAGE_JSON];
+			file_of(pg->msgs[i], MESSAGE_JSON);
 		struct message *m2 = NULL;
 		size_t mn;
 		char *mq, *found;
@@ -95,10 +96,10 @@ static void check_entries(const struct message_page *pg, const uint8_t *data,
 		at = (size_t)(found - sq) + mn;
 		free(mq);
 		CHECK(message_parse(j->data, j->len, &m2) == 0);
-		CHECK(m2->file[MESSAGE_JSON].data &&
-		      m2->file[MESSAGE_JSON].len == j->len &&
-		      memcmp(m2->file[MESSAGE_JSON].data, j->data, j->len) ==
-			      0);
+		CHECK(file_of(m2, MESSAGE_JSON)->data &&
+		      file_of(m2, MESSAGE_JSON)->len == j->len &&
+		      memcmp(file_of(m2, MESSAGE_JSON)->data, j->data,
+			     j->len) == 0);
 		message_free(m2);
 	}
 	free(sq);
@@ -120,9 +121,12 @@ static void check_page(const struct message_page *pg, size_t size)
 
 		CHECK(m && m->id.len > 0 && m->id.data[m->id.len] == '\0');
 		CHECK(strlen(m->id.data) == m->id.len);
-		for (int f = 0; f < MESSAGE_NFILES; f++)
-			CHECK(!m->file[f].data ||
-			      m->file[f].data[m->file[f].len] == '\0');
+		for (int f = 0; f < MESSAGE_NFILES; f++) {
+			/* renders to its size, the same twice */
+			const struct message_bytes *b = file_of(m, f);
+
+			CHECK(!b->data || b->data[b->len] == '\0');
+		}
 		for (int v = 0; v < VIEW_COUNT; v++)
 			for (uint32_t k = 0; k < m->view[v].n; k++)
 				CHECK(m->view[v].v[k].len > 0);
@@ -143,6 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_page(&pg, size);
 		check_entries(&pg, data, size);
 		message_page_release(&pg);
+		files_release();
 		CHECK(pg.cursor == NULL && pg.msgs == NULL && pg.n == 0);
 	} else {
 		CHECK(r == -EPROTO || r == -ENOMEM);

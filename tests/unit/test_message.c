@@ -11,6 +11,7 @@
 #include <jansson.h> /* only to stand in front of json_loadb() */
 
 #include "message.h"
+#include "msgfile.h"
 #include "tap.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -65,7 +66,8 @@ static const char *view_str(const struct message *m, enum message_view v)
 }
 
 /* Every byte string of @m has a NUL after it and lies after the struct:
- * one allocation, laid out in order. */
+ * one allocation, laid out in order; every file renders to its size (the
+ * same bytes twice: file_of() checks). */
 static int well_formed(const struct message *m)
 {
 	const char *base = (const char *)(m + 1);
@@ -73,11 +75,15 @@ static int well_formed(const struct message *m)
 	if (!m->id.data || m->id.len == 0 || m->id.data < base ||
 	    m->id.data[m->id.len] != '\0')
 		return 0;
-	for (int f = 0; f < MESSAGE_NFILES; f++)
-		if (m->file[f].data &&
-		    (m->file[f].data < base ||
-		     m->file[f].data[m->file[f].len] != '\0'))
+	if (!m->text.data || m->text.data < base ||
+	    m->text.data[m->text.len] != '\0')
+		return 0;
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		const struct message_bytes *b = file_of(m, f);
+
+		if (b->data && b->data[b->len] != '\0')
 			return 0;
+	}
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		if (m->view[v].n && (const char *)m->view[v].v < base)
 			return 0;
@@ -149,8 +155,8 @@ static void test_json(void)
 	ok(m != NULL, "json: parsed");
 	if (!m)
 		return;
-	is_mem(m->file[MESSAGE_JSON].data, m->file[MESSAGE_JSON].len, want,
-	       sizeof(want) - 1,
+	is_mem(file_of(m, MESSAGE_JSON)->data, file_of(m, MESSAGE_JSON)->len,
+	       want, sizeof(want) - 1,
 	       "json: exact pretty text, unknown fields kept");
 	is_mem(m->id.data, m->id.len, "1752829295505-0", 15, "json: dlqId");
 	ok(m->has_created && m->created_ms == 1752829295505LL,
@@ -164,13 +170,14 @@ static void test_json(void)
 	m = parse(J("{'dlqId':'x','a':1,'b':2,'a':3,'body':'1','body':'2',"
 		    "'dlqId':'y'}"));
 	if (m) {
-		is_str(m->file[MESSAGE_JSON].data,
+		is_str(file_of(m, MESSAGE_JSON)->data,
 		       "{\n  \"dlqId\": \"x\",\n  \"a\": 1,\n  \"b\": 2,\n"
 		       "  \"a\": 3,\n  \"body\": \"1\",\n  \"body\": \"2\",\n"
 		       "  \"dlqId\": \"y\"\n}\n",
 		       "json: duplicate keys all shown");
-		is_mem(m->file[MESSAGE_BODY].data, m->file[MESSAGE_BODY].len,
-		       "2", 1, "json: duplicate key: the file has the last");
+		is_mem(file_of(m, MESSAGE_BODY)->data,
+		       file_of(m, MESSAGE_BODY)->len, "2", 1,
+		       "json: duplicate key: the file has the last");
 		is_mem(m->id.data, m->id.len, "y", 1,
 		       "json: duplicate key: the last dlqId");
 	}
@@ -288,7 +295,7 @@ static void test_files(void)
 
 		if (!ok(m != NULL, "%s %s: parsed", name, file_cases[i].json))
 			continue;
-		f = &m->file[file_cases[i].file];
+		f = file_of(m, file_cases[i].file);
 		if (file_cases[i].want)
 			is_mem(f->data, f->len, file_cases[i].want,
 			       file_cases[i].len, "%s %s: content", name,
@@ -298,7 +305,7 @@ static void test_files(void)
 			   name, file_cases[i].json);
 		is_int(m->problems, file_cases[i].problems, "%s %s: problems",
 		       name, file_cases[i].json);
-		ok(m->file[MESSAGE_JSON].data != NULL && well_formed(m),
+		ok(file_of(m, MESSAGE_JSON)->data != NULL && well_formed(m),
 		   "%s %s: message.json, layout", name, file_cases[i].json);
 		message_free(m);
 	}
@@ -321,14 +328,14 @@ static void test_header_limit(void)
 	n += (size_t)snprintf(json + n, cap - n, "]}}");
 	m = parse(json);
 	if (ok(m != NULL, "1100 header values: parsed")) {
-		for (size_t i = 0; i < m->file[MESSAGE_HEADER].len; i++)
-			lines += m->file[MESSAGE_HEADER].data[i] == '\n';
+		for (size_t i = 0; i < file_of(m, MESSAGE_HEADER)->len; i++)
+			lines += file_of(m, MESSAGE_HEADER)->data[i] == '\n';
 		is_int(lines, MESSAGE_MAX_HEADER_VALUES,
 		       "1100 header values: %d lines",
 		       MESSAGE_MAX_HEADER_VALUES);
-		ok(m->file[MESSAGE_HEADER].len > 8 &&
-			   !memcmp(m->file[MESSAGE_HEADER].data +
-					   m->file[MESSAGE_HEADER].len - 8,
+		ok(file_of(m, MESSAGE_HEADER)->len > 8 &&
+			   !memcmp(file_of(m, MESSAGE_HEADER)->data +
+					   file_of(m, MESSAGE_HEADER)->len - 8,
 				   "H: 1023\n", 8),
 		   "1100 header values: the first ones kept");
 		is_int(m->problems, 1, "1100 header values: one problem");
@@ -405,7 +412,7 @@ static void test_views(void)
 			if (v != (int)view_cases[i].view &&
 			    !(v == VIEW_DATE && m->has_created) &&
 			    !(v == VIEW_STATUS &&
-			      m->file[MESSAGE_RESPONSE_STATUS].len))
+			      file_of(m, MESSAGE_RESPONSE_STATUS)->len))
 				ok(m->view[v].n == 0 && m->view[v].v == NULL,
 				   "%s %s: nothing in %s", name,
 				   view_cases[i].json, message_view_names[v]);
@@ -598,7 +605,8 @@ static void test_huge_int(void)
 
 	if (!ok(m != NULL, "huge integers: parsed"))
 		return;
-	is_str(m->file[MESSAGE_JSON].data, want, "huge integers: message.json");
+	is_str(file_of(m, MESSAGE_JSON)->data, want,
+	       "huge integers: message.json");
 	ok(m->has_created && m->created_ms == 1752829295505LL,
 	   "huge integers: createdAt still an integer");
 	is_str(view_str(m, VIEW_STATUS), "500",
@@ -643,13 +651,13 @@ static void test_verbatim(void)
 
 		if (!ok(m != NULL, "verbatim %zu: parsed", i))
 			continue;
-		j = &m->file[MESSAGE_JSON];
+		j = file_of(m, MESSAGE_JSON);
 		is_str(j->data, cases[i].want, "verbatim %zu: message.json", i);
 		ok(well_formed(m), "verbatim %zu: layout", i);
 		m2 = NULL;
 		if (j->data && message_parse(j->data, j->len, &m2) == 0)
-			is_mem(m2->file[MESSAGE_JSON].data,
-			       m2->file[MESSAGE_JSON].len, j->data, j->len,
+			is_mem(file_of(m2, MESSAGE_JSON)->data,
+			       file_of(m2, MESSAGE_JSON)->len, j->data, j->len,
 			       "verbatim %zu: re-indenting is idempotent", i);
 		else
 			ok(0, "verbatim %zu: message.json parses again", i);
@@ -667,7 +675,7 @@ static void test_verbatim(void)
 
 		if (ok(m != NULL, "escapes: parsed")) {
 			is_mem(m->id.data, m->id.len, "x", 1, "escapes: dlqId");
-			is_str(m->file[MESSAGE_BODY].data, "caf\xc3\xa9/",
+			is_str(file_of(m, MESSAGE_BODY)->data, "caf\xc3\xa9/",
 			       "escapes: body decoded");
 			is_str(view_str(m, VIEW_URL), "https://a.example/wf",
 			       "escapes: workflowUrl decoded");
@@ -711,7 +719,7 @@ static void test_page_verbatim(void)
 	if (!ok(r == 0 && pg.n == 3, "big neighbour: parsed (%s)",
 		r ? err : "ok"))
 		return;
-	is_str(pg.msgs[0]->file[MESSAGE_JSON].data, want1,
+	is_str(file_of(pg.msgs[0], MESSAGE_JSON)->data, want1,
 	       "big neighbour: other entry's message.json exact");
 	ok(pg.msgs[0]->has_created &&
 		   pg.msgs[0]->created_ms == 9007199254740993LL,
@@ -719,17 +727,17 @@ static void test_page_verbatim(void)
 	is_str(view_str(pg.msgs[0], VIEW_STATUS), "500",
 	       "big neighbour: other entry's status an integer");
 	is_int(pg.msgs[0]->problems, 0, "big neighbour: no problem there");
-	is_str(pg.msgs[1]->file[MESSAGE_JSON].data, want2,
+	is_str(file_of(pg.msgs[1], MESSAGE_JSON)->data, want2,
 	       "big neighbour: the huge integer as sent");
 	is_int(pg.msgs[1]->problems, 1, "big neighbour: its problem");
 	/* Repeated keys: the last value of each, as without the huge one. */
 	ok(pg.msgs[2]->has_created && pg.msgs[2]->created_ms == 7,
 	   "big neighbour: repeated createdAt, the last");
-	ok(pg.msgs[2]->file[MESSAGE_RESPONSE_STATUS].data == NULL,
+	ok(file_of(pg.msgs[2], MESSAGE_RESPONSE_STATUS)->data == NULL,
 	   "big neighbour: repeated responseStatus, the last (a real)");
 	is_int(pg.msgs[2]->problems, 1,
 	       "big neighbour: repeated keys, as jansson alone");
-	ok(strstr(pg.msgs[2]->file[MESSAGE_JSON].data,
+	ok(strstr(file_of(pg.msgs[2], MESSAGE_JSON)->data,
 		  "  \"x\": 2.0,\n  \"createdAt\": 5,\n  \"createdAt\": 7,\n") !=
 		   NULL,
 	   "big neighbour: repeated keys all shown");
@@ -744,7 +752,7 @@ static void test_page_verbatim(void)
 
 		ok(m && m->has_created && m->created_ms == 7 &&
 			   m->problems == 1 &&
-			   !m->file[MESSAGE_RESPONSE_STATUS].data,
+			   !file_of(m, MESSAGE_RESPONSE_STATUS)->data,
 		   "repeated keys alone: the same");
 		message_free(m);
 	}
@@ -772,10 +780,10 @@ static void test_page_verbatim(void)
 	r = message_page_parse(json, strlen(json), &pg, err, sizeof(err));
 	if (ok(r == 0 && pg.n == 2 && pg.malformed == 1,
 	       "messages key: the last one")) {
-		is_str(pg.msgs[0]->file[MESSAGE_JSON].data,
+		is_str(file_of(pg.msgs[0], MESSAGE_JSON)->data,
 		       "{\n  \"dlqId\": \"a\",\n  \"v\": []\n}\n",
 		       "messages key: first entry");
-		is_str(pg.msgs[1]->file[MESSAGE_JSON].data,
+		is_str(file_of(pg.msgs[1], MESSAGE_JSON)->data,
 		       "{\n  \"dlqId\": \"b\"\n}\n",
 		       "messages key: second entry");
 		message_page_release(&pg);
@@ -814,10 +822,11 @@ static void test_budget(void)
 	m = NULL;
 	is_int(message_parse(json, n, &m), 0, "deep nesting: parsed");
 	if (m) {
-		ok(m->file[MESSAGE_JSON].data == NULL,
+		ok(file_of(m, MESSAGE_JSON)->data == NULL,
 		   "deep nesting: message.json (~240 MB) absent");
-		is_mem(m->file[MESSAGE_BODY].data, m->file[MESSAGE_BODY].len,
-		       "b", 1, "deep nesting: body kept");
+		is_mem(file_of(m, MESSAGE_BODY)->data,
+		       file_of(m, MESSAGE_BODY)->len, "b", 1,
+		       "deep nesting: body kept");
 		is_int(m->problems, 1, "deep nesting: one problem");
 	}
 	message_free(m);
@@ -834,9 +843,9 @@ static void test_budget(void)
 	m = NULL;
 	is_int(message_parse(json, n, &m), 0, "header amplifier: parsed");
 	if (m) {
-		ok(m->file[MESSAGE_HEADER].data == NULL,
+		ok(file_of(m, MESSAGE_HEADER)->data == NULL,
 		   "header amplifier: header (~100 MB) absent");
-		ok(m->file[MESSAGE_JSON].data != NULL,
+		ok(file_of(m, MESSAGE_JSON)->data != NULL,
 		   "header amplifier: message.json kept");
 		is_int(m->problems, 1, "header amplifier: one problem");
 	}
@@ -991,10 +1000,11 @@ static void test_page_more(void)
 	if (ok(r == 0 && pg.n == 1, "full page: parsed")) {
 		const struct message *m = pg.msgs[0];
 
-		is_mem(m->file[MESSAGE_BODY].data, m->file[MESSAGE_BODY].len,
-		       "hi", 2, "full page: body");
-		is_mem(m->file[MESSAGE_HEADER].data,
-		       m->file[MESSAGE_HEADER].len, "A: 1\n", 5,
+		is_mem(file_of(m, MESSAGE_BODY)->data,
+		       file_of(m, MESSAGE_BODY)->len, "hi", 2,
+		       "full page: body");
+		is_mem(file_of(m, MESSAGE_HEADER)->data,
+		       file_of(m, MESSAGE_HEADER)->len, "A: 1\n", 5,
 		       "full page: header");
 		is_str(view_str(m, VIEW_LABEL), "l", "full page: label");
 		is_str(view_str(m, VIEW_DATE), "1970-01-01", "full page: date");
@@ -1049,12 +1059,14 @@ static int same_message(const struct message *a, const struct message *b)
 	    a->created_ms != b->created_ms ||
 	    a->has_created != b->has_created || a->problems != b->problems)
 		return 0;
-	for (int f = 0; f < MESSAGE_NFILES; f++)
-		if (!a->file[f].data != !b->file[f].data ||
-		    a->file[f].len != b->file[f].len ||
-		    (a->file[f].len &&
-		     memcmp(a->file[f].data, b->file[f].data, a->file[f].len)))
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
+		const struct message_bytes *x = file_of(a, f);
+		const struct message_bytes *y = file_of(b, f);
+
+		if (!x->data != !y->data || x->len != y->len ||
+		    (x->len && memcmp(x->data, y->data, x->len)))
 			return 0;
+	}
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		if (a->view[v].n != b->view[v].n)
 			return 0;
@@ -1711,5 +1723,6 @@ int main(void)
 	test_page_scanned();
 	test_error_text();
 	test_alloc_failures();
+	files_release();
 	return tap_done();
 }

@@ -1,6 +1,7 @@
 /* Unit tests for tree: inode numbers, lookup, listings, stat, links, diff. */
 #include <errno.h>
 
+#include "msgfile.h"
 #include "msgs.h"
 #include "tap.h"
 #include "tree.h"
@@ -132,7 +133,7 @@ static void test_runs(void)
 	struct stat st;
 	char buf[TREE_LINK_MAX];
 	const char *name;
-	struct message_bytes b;
+	const struct message_bytes *b;
 
 	is_int(tree_dir_size(s, &runs), 2, "two runs listed");
 	is_int(tree_lookup(s, &runs, "1700000000123-0", &run), 0, "lookup run");
@@ -153,8 +154,8 @@ static void test_runs(void)
 	   "to the same file");
 	is_int(tree_resolve(s, tree_ino(s, &run) | 4, &n), -ENOENT,
 	       "ino of an absent file does not resolve");
-	b = tree_file(s, &f);
-	is_mem(b.data, b.len, "hello", 5, "body content");
+	b = file_of(tree_file(s, &f), f.file);
+	is_mem(b->data, b->len, "hello", 5, "body content");
 	tree_stat(&ctx, s, &f, &st);
 	is_int(st.st_size, 5, "st_size is the content length");
 	is_int(st.st_blocks, 1, "st_blocks");
@@ -163,8 +164,8 @@ static void test_runs(void)
 	is_int(st.st_ctim.tv_sec, 1700000000, "ctime = mtime");
 	ok((st.st_mode & 07777) == 0444, "files are 0444");
 	tree_lookup(s, &run, "header", &f);
-	b = tree_file(s, &f);
-	is_mem(b.data, b.len, "A: 1\nA: x\nB: 2\n", 15, "header file");
+	b = file_of(tree_file(s, &f), f.file);
+	is_mem(b->data, b->len, "A: 1\nA: x\nB: 2\n", 15, "header file");
 	tree_stat(&ctx, s, &run, &st);
 	is_int(st.st_mtim.tv_sec, 1700000000, "run dir mtime = createdAt");
 
@@ -294,5 +295,6 @@ int main(void)
 	test_fixed();
 	test_runs();
 	test_diff();
+	files_release();
 	return tap_done();
 }
