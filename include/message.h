@@ -45,8 +45,8 @@ enum message_view {
 /* Directory names, indexed by enum message_view ("by-label", ...). */
 extern const char *const message_view_names[VIEW_COUNT];
 
-/* A byte string inside a message's storage (not NUL-terminated in general,
- * though the storage always has a NUL after it). */
+/* A byte string inside a message's storage, not NUL-terminated in general
+ * (a view value may point into the message's text). */
 struct message_bytes {
 	const char *data;
 	size_t len;
@@ -66,7 +66,7 @@ struct message {
 				    and integers beyond 64 bits (shown as
 				    sent in message.json, but read as reals
 				    by the fields) */
-	struct message_bytes id; /* dlqId, never empty */
+	struct message_bytes id; /* dlqId, never empty, NUL after it */
 	int64_t created_ms;	 /* createdAt, ms since the epoch */
 	bool has_created;	 /* createdAt present and a number (a real
 				    is truncated, and counted in problems) */
@@ -77,8 +77,8 @@ struct message {
 	size_t file_len[MESSAGE_NFILES]; /* its exact rendered size */
 
 	/* The entry's JSON text as received, without the whitespace between
-	 * its tokens: equal texts render equal files, and two texts are
-	 * equal exactly when their message.json are. */
+	 * its tokens (NUL after it): equal texts render equal files, and two
+	 * texts are equal exactly when their message.json are. */
 	struct message_bytes text;
 
 	/* The values of each view, raw (not escaped), without empty values and

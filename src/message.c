@@ -9,8 +9,9 @@
  * above.
  *
  * Each message is one allocation: the struct, then its view arrays, then
- * every byte string (each followed by a NUL), the last being the entry's
- * own text without its whitespace. The files are not stored: the views
+ * its dlqId and the entry's own text without its whitespace (each followed
+ * by a NUL), then the view values that are not in that text as they are
+ * (most point into it). The files are not stored: the views
  * and the choice of what each file shows come from the json_t; the
  * files' bytes are rendered from the text, measured once at parse time
  * (the exact sizes) and written on demand by message_file_render(), with
@@ -941,7 +942,7 @@ enum file_kind {
 	FILE_JSON,   /* the whole text re-indented (reindent()), then "\n" */
 };
 
-/* The members a file can come from. */
+/* The members a file or a view value can come from. */
 enum field {
 	FIELD_BODY,
 	FIELD_BODY64,
@@ -950,8 +951,16 @@ enum field {
 	FIELD_RBODY64,
 	FIELD_RHEADER,
 	FIELD_STATUS,
+	FIELD_LABELS,
+	FIELD_LABEL,
+	FIELD_URL,
+	FIELD_RUN,
+	FIELD_STATE,
+	FIELD_FLOW_CONTROL_KEY,
+	FIELD_CALLER_IP,
 	FIELD_COUNT,
 	FIELD_TEXT = FIELD_COUNT, /* message.json: the whole text */
+	FIELD_NONE,		  /* a value made here (by-date) */
 };
 
 static const char *const field_names[FIELD_COUNT] = {
@@ -962,6 +971,13 @@ static const char *const field_names[FIELD_COUNT] = {
 	[FIELD_RBODY64] = "responseBodyBase64",
 	[FIELD_RHEADER] = "responseHeader",
 	[FIELD_STATUS] = "responseStatus",
+	[FIELD_LABELS] = "labels",
+	[FIELD_LABEL] = "label",
+	[FIELD_URL] = "workflowUrl",
+	[FIELD_RUN] = "workflowRunId",
+	[FIELD_STATE] = "failureFunctionState",
+	[FIELD_FLOW_CONTROL_KEY] = "flowControlKey",
+	[FIELD_CALLER_IP] = "callerIP",
 };
 
 #define FIELD_NAME_MAX 24 /* longer than every field name */
@@ -1416,6 +1432,8 @@ struct plan {
 	uint32_t problems;
 	struct src file[MESSAGE_NFILES];
 	struct message_bytes val[MAX_VIEW_VALUES]; /* in view order */
+	size_t val_at[MAX_VIEW_VALUES]; /* in the text, or SIZE_MAX */
+	enum field vfield[VIEW_COUNT];	/* where each view's values are */
 	uint32_t nval[VIEW_COUNT];
 	size_t nvals;
 	char status[24]; /* responseStatus, an integer, in decimal */
@@ -1460,12 +1478,14 @@ static bool plan_value(struct plan *pl, enum message_view view, const char *p,
 }
 
 static void plan_string_view(struct plan *pl, enum message_view view,
-			     const char *key)
+			     enum field field)
 {
+	const char *key = field_names[field];
 	const char *p;
 	size_t n;
 	int r = get_string(pl->obj, key, &p, &n);
 
+	pl->vfield[view] = field;
 	if (r < 0)
 		problem(&pl->problems);
 	else if (r > 0)
@@ -1478,6 +1498,7 @@ static void plan_labels(struct plan *pl)
 {
 	json_t *labels = json_object_get(pl->obj, "labels");
 
+	pl->vfield[VIEW_LABEL] = FIELD_LABELS;
 	if (json_is_array(labels)) {
 		for (size_t i = 0; i < json_array_size(labels); i++) {
 			json_t *l = json_array_get(labels, i);
@@ -1499,7 +1520,7 @@ static void plan_labels(struct plan *pl)
 	} else if (labels && !json_is_null(labels)) {
 		problem(&pl->problems);
 	} else {
-		plan_string_view(pl, VIEW_LABEL, "label");
+		plan_string_view(pl, VIEW_LABEL, FIELD_LABEL);
 	}
 }
 
@@ -1531,6 +1552,7 @@ static void plan_date(struct plan *pl)
 	struct tm tm;
 	int n;
 
+	pl->vfield[VIEW_DATE] = FIELD_NONE;
 	if (!pl->has_created)
 		return;
 	/* Floor division: the instant before the epoch is 1969-12-31. */
@@ -1550,6 +1572,7 @@ static void plan_status(struct plan *pl)
 	struct src *f = &pl->file[MESSAGE_RESPONSE_STATUS];
 
 	f->field = FIELD_STATUS;
+	pl->vfield[VIEW_STATUS] = FIELD_STATUS;
 	if (json_is_integer(v)) {
 		int n = snprintf(pl->status, sizeof(pl->status), "%lld",
 				 (long long)json_integer_value(v));
@@ -1626,13 +1649,13 @@ static int plan_message(struct plan *pl, json_t *obj)
 	plan_created(pl);
 	/* Views in enum order: plan_value() fills one view at a time. */
 	plan_labels(pl);
-	plan_string_view(pl, VIEW_URL, "workflowUrl");
-	plan_string_view(pl, VIEW_RUN, "workflowRunId");
-	plan_string_view(pl, VIEW_STATE, "failureFunctionState");
+	plan_string_view(pl, VIEW_URL, FIELD_URL);
+	plan_string_view(pl, VIEW_RUN, FIELD_RUN);
+	plan_string_view(pl, VIEW_STATE, FIELD_STATE);
 	plan_status(pl);
 	plan_date(pl);
-	plan_string_view(pl, VIEW_FLOW_CONTROL_KEY, "flowControlKey");
-	plan_string_view(pl, VIEW_CALLER_IP, "callerIP");
+	plan_string_view(pl, VIEW_FLOW_CONTROL_KEY, FIELD_FLOW_CONTROL_KEY);
+	plan_string_view(pl, VIEW_CALLER_IP, FIELD_CALLER_IP);
 
 	plan_body(pl, &pl->file[MESSAGE_BODY], "body", FIELD_BODY, "bodyBase64",
 		  FIELD_BODY64);
@@ -1734,10 +1757,59 @@ static char *put(char *w, const char *p, size_t n, struct message_bytes *ret)
 	return w + n + 1;
 }
 
+/* Whether the token at @t (string body or number) is @v byte for byte. */
+static bool token_is(const struct text *t, size_t start, int tok,
+		     const struct message_bytes *v, size_t *ret_at)
+{
+	size_t at = tok == TOK_STRING ? start + 1 : start;
+	size_t len = tok == TOK_STRING ? t->pos - start - 2 : t->pos - start;
+
+	if ((tok != TOK_STRING && tok != TOK_NUMBER) || len != v->len ||
+	    memcmp(t->s + at, v->data, len))
+		return false;
+	*ret_at = at;
+	return true;
+}
+
+/* Where view value @v, read from the member at @at of the text @s (@n
+ * bytes), lies in that text as it is: a string without escapes, an
+ * integer in its plain form, or a string of an array (labels). SIZE_MAX
+ * when its bytes are not there as they are (it is copied then). */
+static size_t value_in_text(const char *s, size_t n, size_t at,
+			    const struct message_bytes *v)
+{
+	struct text t = {.s = s, .n = n, .pos = at};
+	size_t start, where;
+	int tok;
+
+	if (at >= n)
+		return SIZE_MAX;
+	tok = tok_next(&t, &start);
+	if (tok != '[')
+		return token_is(&t, start, tok, v, &where) ? where : SIZE_MAX;
+	/* labels: MESSAGE_MAX_LABELS values, each looked for once */
+	tok = tok_next(&t, &start);
+	while (tok != ']' && tok != TOK_END && tok != TOK_BAD) {
+		if (token_is(&t, start, tok, v, &where))
+			return where;
+		if (tok == '{' || tok == '[') {
+			t.pos = start;
+			if (skip_value(&t, NULL) < 0)
+				return SIZE_MAX;
+		}
+		tok = tok_next(&t, &start);
+		if (tok == ',')
+			tok = tok_next(&t, &start);
+	}
+	return SIZE_MAX;
+}
+
 /* Lays @pl out in one allocation with the entry's text @text (@textlen
  * bytes, compacted on the way), measures its files and keeps those that
- * fit in @budget. Returns 0 and the bytes the files take in @ret_used;
- * -EPROTO (the text is not the entry's: cannot happen) or -ENOMEM. */
+ * fit in @budget. A view value whose bytes are in the text as they are is
+ * not copied: it points there. Returns 0 and the bytes the files take in
+ * @ret_used; -EPROTO (the text is not the entry's: cannot happen) or
+ * -ENOMEM. */
 static int render(struct plan *pl, const char *text, size_t textlen,
 		  size_t budget, struct message **ret_msg, size_t *ret_used)
 {
@@ -1746,45 +1818,68 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	size_t clen = compact(text, textlen, NULL), at[FIELD_COUNT];
 	struct message_bytes *arr;
 	struct message *m;
+	char *tmp, *w;
 	size_t k = 0;
-	char *w;
 	int r;
 
 	if (clen == SIZE_MAX)
 		return -EPROTO;
-	if (!add_size(&total, pl->id.len) || !add_size(&total, clen))
+	/* The compact text first, on its own: where the fields are in it
+	 * decides what the message holds besides. */
+	tmp = malloc(clen + 1);
+	if (!tmp)
 		return -ENOMEM;
-	for (size_t i = 0; i < pl->nvals; i++)
-		if (!add_size(&total, pl->val[i].len))
-			return -ENOMEM;
+	compact(text, textlen, tmp);
+	tmp[clen] = '\0';
+	r = text_fields(tmp, clen, at);
+	if (r == 0)
+		r = plan_measure(pl, tmp, clen, at, budget);
+	if (r < 0)
+		goto out;
+
+	r = -ENOMEM;
+	if (!add_size(&total, pl->id.len) || !add_size(&total, clen))
+		goto out;
+	for (int v = 0; v < VIEW_COUNT; v++) {
+		enum field fd = pl->vfield[v];
+
+		for (uint32_t i = 0; i < pl->nval[v]; i++, k++) {
+			pl->val_at[k] =
+				fd < FIELD_COUNT && at[fd] != SIZE_MAX
+					? value_in_text(tmp, clen, at[fd],
+							&pl->val[k])
+					: SIZE_MAX;
+			if (pl->val_at[k] == SIZE_MAX &&
+			    !add_size(&total, pl->val[k].len))
+				goto out;
+		}
+	}
 
 	m = malloc(total);
 	if (!m)
-		return -ENOMEM;
+		goto out;
 	memset(m, 0, sizeof(*m));
 	atomic_init(&m->refs, 1);
 	arr = (struct message_bytes *)(m + 1);
 	w = (char *)(arr + pl->nvals);
 
 	w = put(w, pl->id.data, pl->id.len, &m->id);
+	w = put(w, tmp, clen, &m->text);
+	k = 0;
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		m->view[v].n = pl->nval[v];
 		m->view[v].v = pl->nval[v] ? arr + k : NULL;
-		for (uint32_t i = 0; i < pl->nval[v]; i++, k++)
-			w = put(w, pl->val[k].data, pl->val[k].len, &arr[k]);
+		for (uint32_t i = 0; i < pl->nval[v]; i++, k++) {
+			if (pl->val_at[k] == SIZE_MAX) {
+				w = put(w, pl->val[k].data, pl->val[k].len,
+					&arr[k]);
+				continue;
+			}
+			arr[k].data = m->text.data + pl->val_at[k];
+			arr[k].len = pl->val[k].len;
+		}
 	}
-	compact(text, textlen, w);
-	w[clen] = '\0';
-	m->text.data = w;
-	m->text.len = clen;
 
-	r = text_fields(w, clen, at);
-	if (r == 0)
-		r = plan_measure(pl, w, clen, at, budget);
-	if (r < 0) {
-		free(m);
-		return r;
-	}
 	*ret_used = plan_fit(pl, budget);
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		m->file_kind[f] = (uint8_t)pl->file[f].kind;
@@ -1799,7 +1894,10 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	m->has_created = pl->has_created;
 	m->problems = pl->problems;
 	*ret_msg = m;
-	return 0;
+	r = 0;
+out:
+	free(tmp);
+	return r;
 }
 
 /* The render budget of text of @len bytes, before each message's slack. */

@@ -65,9 +65,10 @@ static const char *view_str(const struct message *m, enum message_view v)
 	return buf;
 }
 
-/* Every byte string of @m has a NUL after it and lies after the struct:
- * one allocation, laid out in order; every file renders to its size (the
- * same bytes twice: file_of() checks). */
+/* The id and the text of @m have a NUL after them, and every byte string
+ * lies after the struct: one allocation, laid out in order (view values
+ * may point into the text); every file renders to its size (the same
+ * bytes twice: file_of() checks). */
 static int well_formed(const struct message *m)
 {
 	const char *base = (const char *)(m + 1);
@@ -90,7 +91,7 @@ static int well_formed(const struct message *m)
 		for (uint32_t i = 0; i < m->view[v].n; i++) {
 			const struct message_bytes *b = &m->view[v].v[i];
 
-			if (b->len == 0 || b->data < base || b->data[b->len])
+			if (b->len == 0 || b->data < base)
 				return 0;
 			for (uint32_t k = 0; k < i; k++)
 				if (m->view[v].v[k].len == b->len &&
