@@ -740,7 +740,9 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 	for (int v = 0; v < VIEW_COUNT; v++)
 		nkeys += s->view[v].nvalues;
 	nkeys += s->nruns; /* message.json keys */
-	s->nslots = pow2_at_least(nkeys * 2 + 1);
+	/* at most 2/3 full: linear probing stays short, and the table (16
+	 * bytes a slot, two keys a run) does not double at half load */
+	s->nslots = pow2_at_least(nkeys + nkeys / 2 + 1);
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	if (!s->slots) {
 		r = -ENOMEM;
