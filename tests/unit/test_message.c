@@ -312,6 +312,81 @@ static void test_files(void)
 	}
 }
 
+/* The on-demand renderer: every file of every file case renders to
+ * exactly its size, into a buffer of exactly that size, the same bytes
+ * twice (file_of() checks that too); an absent file is -ENOENT. */
+static void test_render(void)
+{
+	size_t files = 0, bad = 0;
+
+	for (size_t i = 0; i < N(file_cases); i++) {
+		struct message *m = parse(with_id(file_cases[i].json));
+
+		if (!m)
+			continue;
+		for (int f = 0; f < MESSAGE_NFILES; f++) {
+			size_t n = message_file_size(m, f);
+			char *a = malloc(n ? n : 1), *b = malloc(n ? n : 1);
+
+			if (!message_file_exists(m, f)) {
+				bad += n != 0 ||
+				       message_file_render(m, f, a) != -ENOENT;
+			} else {
+				files++;
+				bad += message_file_render(m, f, a) != 0 ||
+				       message_file_render(m, f, b) != 0 ||
+				       (n && memcmp(a, b, n));
+				bad += !message_file_same(m, m, f);
+			}
+			free(a);
+			free(b);
+		}
+		message_free(m);
+	}
+	ok(files > N(file_cases), "%zu files rendered", files);
+	is_int(bad, 0, "each to its size, twice the same; absent: -ENOENT");
+}
+
+/* message_file_same(): exact for message.json, conservative for the
+ * others (the same bytes sent with other escapes read as changed). */
+static void test_file_same(void)
+{
+	struct message *a = parse(J("{'dlqId':'x','body':'AB','header':"
+				    "{'K':'v'},'responseStatus':500}"));
+	struct message *b = parse(J("{ 'dlqId' : 'x', 'body' : 'AB', "
+				    "'header' : { 'K' : 'v' }, "
+				    "'responseStatus' : 500 }"));
+	struct message *c = parse(J("{'dlqId':'x','body':'A\\u0042',"
+				    "'header':{'K':'v','L':'w'},"
+				    "'responseStatus':'500'}"));
+
+	if (!ok(a && b && c, "parsed"))
+		goto out;
+	is_mem(a->text.data, a->text.len, b->text.data, b->text.len,
+	       "the text is kept without its whitespace");
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		ok(message_file_same(a, b, f), "same tokens: %s the same",
+		   message_file_names[f]);
+	is_mem(file_of(a, MESSAGE_BODY)->data, file_of(a, MESSAGE_BODY)->len,
+	       file_of(c, MESSAGE_BODY)->data, file_of(c, MESSAGE_BODY)->len,
+	       "\\u0042 is B: the same body");
+	ok(!message_file_same(a, c, MESSAGE_BODY),
+	   "but sent otherwise: read as changed");
+	ok(!message_file_same(a, c, MESSAGE_JSON), "message.json changed");
+	ok(!message_file_same(a, c, MESSAGE_HEADER), "header changed");
+	is_mem(file_of(c, MESSAGE_RESPONSE_STATUS)->data,
+	       file_of(c, MESSAGE_RESPONSE_STATUS)->len, "500\n", 4,
+	       "responseStatus as a string");
+	ok(!message_file_same(a, c, MESSAGE_RESPONSE_STATUS),
+	   "an integer and a string: read as changed");
+	ok(message_file_same(a, c, MESSAGE_RESPONSE_BODY),
+	   "absent in both: the same");
+out:
+	message_free(a);
+	message_free(b);
+	message_free(c);
+}
+
 static void test_header_limit(void)
 {
 	size_t cap = 16 * 1100 + 64, n = 0;
@@ -1709,6 +1784,8 @@ int main(void)
 	test_names();
 	test_json();
 	test_files();
+	test_render();
+	test_file_same();
 	test_header_limit();
 	test_views();
 	test_view_misc();
