@@ -132,6 +132,130 @@ static void check_message(const struct message *m)
 	CHECK((m->view[VIEW_DATE].n == 1) <= m->has_created);
 }
 
+/* The oracle's header file: jansson's keys sorted by their bytes, one
+ * line per string value, CR and LF as spaces, at most
+ * MESSAGE_MAX_HEADER_VALUES lines. */
+static int key_cmp(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+
+	return strcmp(*x, *y); /* jansson refuses a NUL in a key */
+}
+
+static void put_line(char **w, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		*(*w)++ = (p[i] == '\r' || p[i] == '\n') ? ' ' : p[i];
+}
+
+static void check_header(json_t *h, const struct message_bytes *file)
+{
+	size_t nk = json_object_size(h), k = 0, lines = 0, cap = 0;
+	const char **keys = calloc(nk ? nk : 1, sizeof(*keys));
+	const char *key;
+	json_t *v;
+	char *want, *w;
+
+	CHECK(keys);
+	json_object_foreach(h, key, v)
+	{
+		size_t nv = json_is_array(v) ? json_array_size(v) : 1;
+
+		keys[k++] = key;
+		for (size_t j = 0; j < nv; j++) {
+			json_t *e = json_is_array(v) ? json_array_get(v, j) : v;
+
+			if (json_is_string(e))
+				cap += strlen(key) + 3 + json_string_length(e);
+		}
+	}
+	qsort(keys, k, sizeof(*keys), key_cmp);
+	want = w = malloc(cap ? cap : 1);
+	CHECK(want);
+	for (size_t i = 0; i < k && lines < MESSAGE_MAX_HEADER_VALUES; i++) {
+		size_t nv;
+
+		v = json_object_get(h, keys[i]);
+		nv = json_is_array(v) ? json_array_size(v) : 1;
+		for (size_t j = 0; j < nv && lines < MESSAGE_MAX_HEADER_VALUES;
+		     j++) {
+			json_t *e = json_is_array(v) ? json_array_get(v, j) : v;
+
+			if (!json_is_string(e))
+				continue;
+			put_line(&w, keys[i], strlen(keys[i]));
+			*w++ = ':';
+			*w++ = ' ';
+			put_line(&w, json_string_value(e),
+				 json_string_length(e));
+			*w++ = '\n';
+			lines++;
+		}
+	}
+	CHECK((size_t)(w - want) == file->len &&
+	      (file->len == 0 || !memcmp(want, file->data, file->len)));
+	free(want);
+	free(keys);
+}
+
+/* The files jansson can tell us (not base64, not message.json): what the
+ * message renders from its text is what jansson reads in the entry.
+ * Only for text jansson loads without reading integers as reals. */
+static void check_oracle(const uint8_t *data, size_t size,
+			 const struct message *m)
+{
+	json_t *root =
+		json_loadb((const char *)data, size, JSON_ALLOW_NUL, NULL);
+	static const char *const heads[] = {"header", "responseHeader"};
+	static const enum message_file hfiles[] = {MESSAGE_HEADER,
+						   MESSAGE_RESPONSE_HEADER};
+	static const char *const bodies[][2] = {
+		{"body", "bodyBase64"}, {"responseBody", "responseBodyBase64"}};
+	static const enum message_file bfiles[] = {MESSAGE_BODY,
+						   MESSAGE_RESPONSE_BODY};
+	const struct message_bytes *f;
+	json_t *v, *v64;
+
+	if (!root)
+		return;
+	for (int i = 0; i < 2; i++) {
+		f = file_of(m, hfiles[i]);
+		v = json_object_get(root, heads[i]);
+		if (f->data)
+			check_header(v, f);
+		else
+			CHECK(!json_is_object(v) || m->problems > 0);
+		f = file_of(m, bfiles[i]);
+		v = json_object_get(root, bodies[i][0]);
+		v64 = json_object_get(root, bodies[i][1]);
+		if (json_is_string(v64) && json_string_length(v64) > 0)
+			continue; /* base64: the unit tests */
+		if (json_is_string(v) && f->data)
+			CHECK(f->len == json_string_length(v) &&
+			      !memcmp(f->data, json_string_value(v), f->len));
+		else if (json_is_string(v64) && f->data)
+			CHECK(f->len == 0);
+		else if (!json_is_string(v) && !json_is_string(v64))
+			CHECK(!f->data);
+	}
+	f = file_of(m, MESSAGE_RESPONSE_STATUS);
+	v = json_object_get(root, "responseStatus");
+	if (f->data && json_is_integer(v)) {
+		char num[32];
+		int n = snprintf(num, sizeof(num), "%lld\n",
+				 (long long)json_integer_value(v));
+
+		CHECK(f->len == (size_t)n && !memcmp(f->data, num, f->len));
+	} else if (f->data) {
+		CHECK(json_is_string(v));
+		CHECK(f->len == json_string_length(v) + (f->len > 0));
+		CHECK(f->len == 0 ||
+		      (!memcmp(f->data, json_string_value(v), f->len - 1) &&
+		       f->data[f->len - 1] == '\n'));
+	}
+	json_decref(root);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct message *m = NULL, *m2 = NULL;
@@ -146,6 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	CHECK(r == 0 && m);
 	check_message(m);
+	check_oracle(data, size, m);
 
 	j = file_of(m, MESSAGE_JSON);
 	if (j->data) {
