@@ -9,7 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "status.h"
+
+/* The daemon's resident set in bytes, now, or -1 when unknown. */
+static long long rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long long size, resident = -1;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld %lld", &size, &resident) != 2 || page <= 0)
+		resident = -1;
+	fclose(f);
+	return resident < 0 ? -1 : resident * page;
+}
 
 void status_touch(struct status *st)
 {
@@ -171,6 +188,7 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		  struct timespec *ret_changed)
 {
 	struct out o = {0};
+	long long rss = rss_bytes(); /* not under the lock: it reads a file */
 
 	pthread_mutex_lock(&st->lock);
 	out_printf(&o, "{\n  \"state\": \"%s\",\n", state_names[st->state]);
@@ -233,6 +251,10 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		   (unsigned long long)atomic_load(&st->lost_cookies));
 	out_printf(&o, "  \"payload_bytes\": %llu,\n",
 		   (unsigned long long)st->payload_bytes);
+	if (rss < 0)
+		out_printf(&o, "  \"rss_bytes\": null,\n");
+	else
+		out_printf(&o, "  \"rss_bytes\": %lld,\n", rss);
 	out_printf(&o, "  \"malformed_entries\": %llu,\n",
 		   (unsigned long long)st->malformed);
 	out_printf(&o, "  \"duplicate_entries\": %llu,\n",

@@ -947,6 +947,13 @@ def test_50mb_response_body(fake_factory, mount_factory):
     assert s["generation"] >= 2 and s["state"] == "ready", s
     assert slowest < 2.0, "status/ls took %.2f s during the walk" % slowest
     assert s["runs"] == 21 and s["payload_bytes"] > BIG
+    # the memory next to the payload: the daemon's own VmRSS, which holds
+    # the 50 MB body's entry
+    with open("/proc/%d/status" % m.proc.pid) as f:
+        vmrss = [int(x.split()[1]) * 1024 for x in f
+                 if x.startswith("VmRSS:")][0]
+    rss = m.status()["rss_bytes"]
+    assert rss > BIG and abs(rss - vmrss) < vmrss / 4, (rss, vmrss)
     p = m.path("runs", "big-1", "responseBody")
     assert os.stat(p).st_size == BIG
     h = hashlib.sha256()
