@@ -605,7 +605,10 @@ static int try_insert_key(struct snapshot *s, int view, uint32_t index,
 /* Keys and message.json time of run @i, from @prev where it was there:
  * the same keys (stable inode numbers, and no hashing of every
  * message.json again at each refresh), and for message.json, unchanged,
- * the same key and time; changed, a new key and @now. */
+ * the same key and time, and @prev's message itself (one copy in memory
+ * for both, so a replaced snapshot kept for a while costs its indexes
+ * only); changed, a new key and @now. Runs after the views are built:
+ * nothing points into the message dropped. */
 static void run_keys(struct snapshot *s, uint32_t i,
 		     const struct snapshot *prev, struct timespec now)
 {
@@ -627,6 +630,10 @@ static void run_keys(struct snapshot *s, uint32_t i,
 		run->json_key = o->json_key;
 	else
 		run->json_key = insert_key(s, SNAPSHOT_REF_JSON, i, run->name);
+	if (same && o->msg != m) {
+		run->msg = message_ref((struct message *)o->msg);
+		message_free((struct message *)m);
+	}
 	if (same)
 		run->json_mtime = o->json_mtime;
 	else if (o)

@@ -141,7 +141,15 @@ static void test_keys_and_times(void)
 	is_int(s2->runs[0].json_mtime.tv_sec, 0, "0-0 new: createdAt 0.5 s");
 	is_int(s2->runs[0].json_mtime.tv_nsec, 500000000, "ms kept");
 	is_int(s2->generation, 2, "generation");
+	ok(s2->runs[i1].msg == s1->runs[0].msg,
+	   "unchanged: one message for both snapshots");
+	ok(s2->runs[i2].msg != s1->runs[1].msg,
+	   "changed: a message of its own");
 	snapshot_unref(s1);
+	is_int(s2->runs[i1].msg->created_ms, 1000,
+	       "the shared message outlives the snapshot it came from");
+	is_int(message_file_size(s2->runs[i1].msg, MESSAGE_JSON) > 0, 1,
+	       "and renders");
 	snapshot_unref(s2);
 }
 
