@@ -34,7 +34,7 @@ enum op { OP_LOOKUP, OP_OPENDIR };
  * listing read from the kernel's cache just before it was invalidated
  * goes on with its cookies; a lookup answered just before it was
  * replaced is used), the newest FS_RETIRED_MAX of those. */
-#define FS_RETIRED_MAX 16
+#define FS_RETIRED_MAX 8
 #define FS_RETIRED_GRACE 30.0
 
 /* A request that came before the first walk finished. */
