@@ -283,6 +283,31 @@ static void test_diff(void)
 		is_int(tree_resolve(s2, s2->runs[0].key | 1, &n), -ENOENT,
 		       "key|1 is no file");
 	}
+	{
+		/* listing tags, which readdir cookies carry */
+		struct tree_node root = node(TREE_ROOT), ctl = node(TREE_CTL);
+		struct tree_node runs = node(TREE_RUNS), view = node(TREE_VIEW);
+		struct tree_node run = node(TREE_RUN);
+		struct snapshot *e = snapshot_new_empty();
+
+		ok(tree_dir_tag(s1, &root) == tree_dir_tag(e, &root) &&
+			   tree_dir_tag(s1, &ctl) == tree_dir_tag(e, &ctl),
+		   "fixed listings: the same tag in any snapshot");
+		ok(tree_dir_tag(s1, &root) != tree_dir_tag(s1, &ctl),
+		   "but not the same as each other");
+		ok(tree_dir_tag(s1, &runs) != tree_dir_tag(s2, &runs),
+		   "runs/ changed: another tag");
+		ok(tree_dir_tag(s2, &runs) == tree_dir_tag(s3, &runs),
+		   "runs/ unchanged: the same tag");
+		view.view = VIEW_LABEL;
+		ok(tree_dir_tag(s1, &view) != tree_dir_tag(s2, &view),
+		   "a label added: by-label/ has another tag");
+		ok(tree_dir_tag(s1, &run) != tree_dir_tag(s2, &run),
+		   "1-0's message.json changed: its directory's tag too");
+		ok(tree_dir_tag(s2, &run) == tree_dir_tag(s3, &run),
+		   "and stays while it does not");
+		snapshot_unref(e);
+	}
 	memset(&r, 0, sizeof(r));
 	is_int(tree_diff(s2, s3, &ops, &r), 0, "no change, no call");
 	snapshot_unref(s1);
