@@ -2,7 +2,9 @@
 #ifndef DLQFS_TEST_NET_H
 #define DLQFS_TEST_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -21,6 +23,25 @@ static inline void send_all(int fd, const char *p, size_t n)
 		p += k;
 		n -= (size_t)k;
 	}
+}
+
+/* Reads a request's head into @req (@size bytes, NUL-terminated) until
+ * its blank line, a full buffer, or the client leaves. Returns whether
+ * the head is complete. */
+static inline bool recv_head(int fd, char *req, size_t size)
+{
+	size_t got = 0;
+
+	req[0] = '\0';
+	while (got < size - 1 && !strstr(req, "\r\n\r\n")) {
+		ssize_t k = recv(fd, req + got, size - 1 - got, 0);
+
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		req[got] = '\0';
+	}
+	return strstr(req, "\r\n\r\n") != NULL;
 }
 
 /* A listening socket on 127.0.0.1, any port (in @ret_port), or -1. */

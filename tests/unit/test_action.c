@@ -399,22 +399,11 @@ static void serve(int lfd, struct shared *sh)
 {
 	for (;;) {
 		char req[RECORD_BYTES * 2];
-		size_t got = 0;
 		int fd = accept(lfd, NULL, NULL);
 
 		if (fd < 0)
 			_exit(1);
-		req[0] = '\0';
-		while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
-			ssize_t k =
-				recv(fd, req + got, sizeof(req) - 1 - got, 0);
-
-			if (k <= 0)
-				break;
-			got += (size_t)k;
-			req[got] = '\0';
-		}
-		if (strstr(req, "\r\n\r\n"))
+		if (recv_head(fd, req, sizeof(req)))
 			answer(fd, req, sh);
 		close(fd);
 	}

@@ -237,7 +237,6 @@ static void serve(int lfd, const struct action *acts, size_t n,
 	int fd = -1;
 
 	for (;;) {
-		size_t got = 0;
 		const struct action *a;
 
 		if (fd < 0) {
@@ -251,17 +250,7 @@ static void serve(int lfd, const struct action *acts, size_t n,
 			fd = -1;
 			continue;
 		}
-		req[0] = '\0';
-		while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
-			ssize_t k =
-				recv(fd, req + got, sizeof(req) - 1 - got, 0);
-
-			if (k <= 0)
-				break;
-			got += (size_t)k;
-			req[got] = '\0';
-		}
-		if (!strstr(req, "\r\n\r\n")) {
+		if (!recv_head(fd, req, sizeof(req))) {
 			close(fd); /* the client closed a kept-alive socket */
 			fd = -1;
 			continue;
