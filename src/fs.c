@@ -572,37 +572,32 @@ static struct snapshot *snapshot_listing(struct fs *fs, fuse_ino_t ino,
  * which would bring back removed names. */
 static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 {
-	struct snapshot *old = NULL, *to;
+	struct snapshot *old = NULL, *to = NULL;
 	struct tree_node n;
+	bool listed = false;
 	int current;
 
 	pthread_mutex_lock(&fs->lock);
-	if (off == 0) {
-		to = fs->current;
-		if (to != h->s) {
-			h->gone = tree_resolve(to, ino, &n) < 0 || !is_dir(&n);
-			if (!h->gone)
-				h->n = n;
-		}
-	} else {
+	if (off != 0) {
 		to = snapshot_listing(fs, ino, cookie_tag(off), h->s, &n);
-		if (to) {
-			h->gone = 0;
-			h->n = n;
-		} else {
+		listed = to != NULL;
+		if (!listed) {
 			/* a cookie older than every snapshot kept: the
 			 * handle's own listing is the best guess left, else
 			 * the served one */
 			atomic_fetch_add(&fs->st->lost_cookies, 1);
 			to = h->s;
-			if (!to) {
-				to = fs->current;
-				h->gone = tree_resolve(to, ino, &n) < 0 ||
-					  !is_dir(&n);
-				if (!h->gone)
-					h->n = n;
-			}
 		}
+	}
+	if (!to) /* offset 0 (opendir, rewinddir), or no guess left */
+		to = fs->current;
+	if (listed) {
+		h->gone = 0;
+		h->n = n;
+	} else if (to != h->s) {
+		h->gone = tree_resolve(to, ino, &n) < 0 || !is_dir(&n);
+		if (!h->gone)
+			h->n = n;
 	}
 	if (to != h->s) {
 		old = h->s;
