@@ -70,6 +70,9 @@ struct message {
 	int64_t created_ms;	 /* createdAt, ms since the epoch */
 	bool has_created;	 /* createdAt present and a number (a real
 				    is truncated, and counted in problems) */
+	bool has_wf_created;	 /* workflowCreatedAt likewise */
+	int64_t wf_created_ms;	 /* workflowCreatedAt, ms (the scope's
+				    workflow_created_at is checked on it) */
 
 	/* Private to message.c: how each file renders (0: no file). */
 	uint8_t file_kind[MESSAGE_NFILES];

@@ -1427,8 +1427,8 @@ struct src {
 struct plan {
 	json_t *obj;
 	struct message_bytes id;
-	int64_t created_ms;
-	bool has_created;
+	int64_t created_ms, wf_created_ms;
+	bool has_created, has_wf_created;
 	uint32_t problems;
 	struct src file[MESSAGE_NFILES];
 	struct message_bytes val[MAX_VIEW_VALUES]; /* in view order */
@@ -1492,6 +1492,41 @@ static void plan_string_view(struct plan *pl, enum message_view view,
 		plan_value(pl, view, p, n);
 }
 
+/* failureFunctionState, else failureCallbackInfo.state: only the newest
+ * OpenAPI has the state at the top level, the SDK's types and the docs'
+ * example response carry it only inside failureCallbackInfo (API.md). The
+ * first that is a string decides; a value of another type is a problem and
+ * the other place is read. A nested value is copied (its bytes are not
+ * where the view's field would point). */
+static void plan_state(struct plan *pl)
+{
+	json_t *info = json_object_get(pl->obj, "failureCallbackInfo");
+	const char *p;
+	size_t n;
+	int r = get_string(pl->obj, field_names[FIELD_STATE], &p, &n);
+
+	pl->vfield[VIEW_STATE] = FIELD_STATE;
+	if (r > 0) {
+		plan_value(pl, VIEW_STATE, p, n);
+		return;
+	}
+	if (r < 0)
+		problem(&pl->problems);
+	if (!info || json_is_null(info))
+		return;
+	if (!json_is_object(info)) {
+		problem(&pl->problems);
+		return;
+	}
+	r = get_string(info, "state", &p, &n);
+	if (r < 0)
+		problem(&pl->problems);
+	if (r <= 0)
+		return;
+	pl->vfield[VIEW_STATE] = FIELD_NONE;
+	plan_value(pl, VIEW_STATE, p, n);
+}
+
 /* labels (an array; a lone string is tolerated), else the deprecated
  * label when labels is absent. */
 static void plan_labels(struct plan *pl)
@@ -1524,24 +1559,29 @@ static void plan_labels(struct plan *pl)
 	}
 }
 
-static void plan_created(struct plan *pl)
+/* A time in ms (createdAt, workflowCreatedAt): an integer; a real is
+ * truncated, and with @problems counted, another type only counted.
+ * (workflowCreatedAt is no file and no view: only the scope reads it.) */
+static void plan_ms(struct plan *pl, const char *key, int64_t *ret_ms,
+		    bool *ret_has, uint32_t *problems)
 {
-	json_t *v = json_object_get(pl->obj, "createdAt");
+	json_t *v = json_object_get(pl->obj, key);
 
 	if (json_is_integer(v)) {
-		pl->created_ms = json_integer_value(v);
-		pl->has_created = true;
+		*ret_ms = json_integer_value(v);
+		*ret_has = true;
 	} else if (json_is_real(v)) {
 		double d = json_real_value(v);
 
-		problem(&pl->problems);
+		if (problems)
+			problem(problems);
 		if (isfinite(d) && d > -9223372036854775808.0 &&
 		    d < 9223372036854775808.0) {
-			pl->created_ms = (int64_t)d;
-			pl->has_created = true;
+			*ret_ms = (int64_t)d;
+			*ret_has = true;
 		}
-	} else if (v && !json_is_null(v)) {
-		problem(&pl->problems);
+	} else if (v && !json_is_null(v) && problems) {
+		problem(problems);
 	}
 }
 
@@ -1646,12 +1686,15 @@ static int plan_message(struct plan *pl, json_t *obj)
 	pl->id.data = id;
 	pl->id.len = idlen;
 
-	plan_created(pl);
+	plan_ms(pl, "createdAt", &pl->created_ms, &pl->has_created,
+		&pl->problems);
+	plan_ms(pl, "workflowCreatedAt", &pl->wf_created_ms,
+		&pl->has_wf_created, NULL);
 	/* Views in enum order: plan_value() fills one view at a time. */
 	plan_labels(pl);
 	plan_string_view(pl, VIEW_URL, FIELD_URL);
 	plan_string_view(pl, VIEW_RUN, FIELD_RUN);
-	plan_string_view(pl, VIEW_STATE, FIELD_STATE);
+	plan_state(pl);
 	plan_status(pl);
 	plan_date(pl);
 	plan_string_view(pl, VIEW_FLOW_CONTROL_KEY, FIELD_FLOW_CONTROL_KEY);
@@ -1892,6 +1935,8 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	}
 	m->created_ms = pl->created_ms;
 	m->has_created = pl->has_created;
+	m->wf_created_ms = pl->wf_created_ms;
+	m->has_wf_created = pl->has_wf_created;
 	m->problems = pl->problems;
 	*ret_msg = m;
 	r = 0;

@@ -451,6 +451,29 @@ static const struct {
 	{"{'failureFunctionState':'CALLBACK_FAIL'}", VIEW_STATE,
 	 "CALLBACK_FAIL", 0},
 	{"{'failureFunctionState':false}", VIEW_STATE, "", 1},
+	/* the state only inside failureCallbackInfo (the SDK's types, the
+	 * docs' example), or in both places: the top level decides */
+	{"{'failureCallbackInfo':{'state':'CALLBACK_FAIL'}}", VIEW_STATE,
+	 "CALLBACK_FAIL", 0},
+	{"{'failureCallbackInfo':{'state':'CALL\\u0042ACK_FAIL'}}", VIEW_STATE,
+	 "CALLBACK_FAIL", 0},
+	{"{'failureFunctionState':'CALLBACK_SUCCESS',"
+	 "'failureCallbackInfo':{'state':'CALLBACK_FAIL'}}",
+	 VIEW_STATE, "CALLBACK_SUCCESS", 0},
+	{"{'failureCallbackInfo':{'state':'CALLBACK_FAIL'},"
+	 "'failureFunctionState':'CALLBACK_SUCCESS'}",
+	 VIEW_STATE, "CALLBACK_SUCCESS", 0},
+	{"{'failureFunctionState':null,"
+	 "'failureCallbackInfo':{'state':'CALLBACK_FAIL'}}",
+	 VIEW_STATE, "CALLBACK_FAIL", 0},
+	{"{'failureFunctionState':7,"
+	 "'failureCallbackInfo':{'state':'CALLBACK_FAIL'}}",
+	 VIEW_STATE, "CALLBACK_FAIL", 1},
+	{"{'failureCallbackInfo':{'responseStatus':200}}", VIEW_STATE, "", 0},
+	{"{'failureCallbackInfo':null}", VIEW_STATE, "", 0},
+	{"{'failureCallbackInfo':'CALLBACK_FAIL'}", VIEW_STATE, "", 1},
+	{"{'failureCallbackInfo':{'state':['CALLBACK_FAIL']}}", VIEW_STATE, "",
+	 1},
 	{"{'responseStatus':500}", VIEW_STATUS, "500", 0},
 	{"{'responseStatus':'502'}", VIEW_STATUS, "502", 0},
 	{"{'responseStatus':''}", VIEW_STATUS, "", 0},
@@ -574,6 +597,20 @@ static void test_created(void)
 	message_free(m);
 	m = parse(with_id("{}"));
 	ok(m && !m->has_created && m->problems == 0, "createdAt absent: none");
+	message_free(m);
+	/* workflowCreatedAt: read for the scope, never a problem */
+	m = parse(with_id("{'workflowCreatedAt':1752829293531}"));
+	ok(m && m->has_wf_created && m->wf_created_ms == 1752829293531LL &&
+		   !m->has_created,
+	   "workflowCreatedAt integer");
+	message_free(m);
+	m = parse(with_id("{'workflowCreatedAt':'1752829293531'}"));
+	ok(m && !m->has_wf_created && m->problems == 0,
+	   "workflowCreatedAt string: none, no problem");
+	message_free(m);
+	m = parse(with_id("{'workflowCreatedAt':12.9}"));
+	ok(m && m->has_wf_created && m->wf_created_ms == 12 && m->problems == 0,
+	   "workflowCreatedAt real: truncated, no problem");
 	message_free(m);
 	m = parse(with_id("{'createdAt':9223372036854775807}"));
 	ok(m && m->has_created && m->created_ms == INT64_MAX &&
