@@ -40,12 +40,16 @@ struct status {
 	double walk_rate;    /* of that walk: runs per second */
 	struct timespec walk_started;
 
-	uint64_t runs;		/* runs in the served snapshot */
-	uint64_t generation;	/* of the served snapshot */
-	uint64_t payload_bytes; /* API bytes behind the served snapshot */
-	uint64_t malformed;	/* entries skipped by the last good walk */
-	uint64_t duplicates;	/* dlqIds seen twice by the last good walk */
-	uint64_t problems;	/* malformed fields in the served snapshot */
+	uint64_t runs;		  /* runs in the served snapshot */
+	uint64_t generation;	  /* of the served snapshot */
+	uint64_t payload_bytes;	  /* API bytes behind the served snapshot */
+	uint64_t malformed;	  /* entries skipped by the last good walk */
+	uint64_t duplicates;	  /* dlqIds seen twice by the last good walk */
+	uint64_t problems;	  /* malformed fields in the served snapshot */
+	uint64_t out_of_scope;	  /* entries outside the scope that the last
+				     good walk was sent (and left out) */
+	unsigned ignored_filters; /* bit i: scope option i let an entry
+				     outside through, since the mount */
 	uint64_t walks_ok, walks_failed;
 	/* walks of the walker thread, any outcome, counted with walks_ok or
 	 * walks_failed */

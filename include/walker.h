@@ -39,13 +39,18 @@ struct walker_source {
 #define WALKER_WORKERS 8    /* default parallel requests of a walk */
 #define WALKER_MAX_RPS 90.0 /* default cap, below the API's burst limit */
 
-/* How far and how fast one walk may go. */
+struct scope;
+
+/* How far and how fast one walk may go, and what it keeps. */
 struct walker_limits {
 	size_t max_pages;   /* 0: WALKER_MAX_PAGES */
 	unsigned workers;   /* parallel requests; 0 or 1: one cursor */
 	double max_rps;	    /* requests per second, all workers; 0: none */
 	atomic_int *cancel; /* set by another thread to stop; may be NULL */
 	int progress_fd;    /* >= 0: a progress line is written there */
+	/* Entries outside it are left out and counted (NULL: all kept);
+	 * borrowed. */
+	const struct scope *scope;
 };
 
 /* One walk. The scope is cut into createdAt ranges walked side by side

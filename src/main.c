@@ -24,6 +24,7 @@
 
 #include "api.h"
 #include "fs.h"
+#include "scope.h"
 #include "status.h"
 #include "walker.h"
 
@@ -32,29 +33,11 @@
 #endif
 
 #define TOKEN_MAX 4096	     /* bytes of a token file we read */
-#define MAX_FILTERS 256	     /* scope filters on one mount */
 #define REFRESH_DEFAULT 60.0 /* seconds */
 #define REFRESH_MIN 0.01     /* seconds */
 #define RETRIES_MAX 20
 #define FILE_TIMEOUT 86400.0 /* run files never change for an inode */
 #define NEG_TIMEOUT 1.0
-
-/* The -o options that are list filters, and their API names. */
-static const struct {
-	const char *opt;
-	const char *param;
-	int numeric;
-} filter_opts[] = {
-	{"label", "label", 0},
-	{"workflow_url", "workflowUrl", 0},
-	{"workflow_run_id", "workflowRunId", 0},
-	{"workflow_created_at", "workflowCreatedAt", 1},
-	{"from", "fromDate", 1},
-	{"to", "toDate", 1},
-	{"failure_function_state", "failureFunctionState", 0},
-	{"caller_ip", "callerIp", 0},
-	{"flow_control_key", "flowControlKey", 0},
-};
 
 struct options {
 	char *token_file;
@@ -77,9 +60,8 @@ struct options {
 	int show_help;
 	int show_version;
 	char *nonopt[2]; /* [source] mountpoint, as mount.fuse3 passes them */
-	struct api_filter filters[MAX_FILTERS];
-	size_t nfilters;
-	char *error; /* the first bad option, said once */
+	struct scope *scope; /* the scope options, checked as they come */
+	char *error;	     /* the first bad option, said once */
 };
 
 /* The mount: one per process, passed to everything that needs it. */
@@ -163,53 +145,27 @@ set_error(struct options *o, const char *fmt, ...)
 	o->error = strdup(buf);
 }
 
-static int is_integer(const char *s)
-{
-	if (*s == '-')
-		s++;
-	if (!*s || strlen(s) > 18)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
-
+/* A scope option "name=value": into the scope, or the first error. */
 static int add_filter(struct options *o, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
+	char opt[32], err[300];
 	size_t klen = (size_t)(eq - arg);
+	int r;
 
-	for (size_t i = 0; i < sizeof(filter_opts) / sizeof(filter_opts[0]);
-	     i++) {
-		if (strlen(filter_opts[i].opt) != klen ||
-		    strncmp(filter_opts[i].opt, arg, klen))
-			continue;
-		if (!eq[1]) {
-			set_error(o, "option %s needs a value", arg);
-			return 0;
-		}
-		if (filter_opts[i].numeric && !is_integer(eq + 1)) {
-			set_error(o,
-				  "option %s: expected a number (milliseconds "
-				  "since the epoch)",
-				  arg);
-			return 0;
-		}
-		if (o->nfilters == MAX_FILTERS) {
-			set_error(o, "too many scope options (at %s)", arg);
-			return 0;
-		}
-		o->filters[o->nfilters].param = filter_opts[i].param;
-		o->filters[o->nfilters].value = strdup(eq + 1);
-		if (!o->filters[o->nfilters].value) {
-			set_error(o, "out of memory");
-			return 0;
-		}
-		o->nfilters++;
-		return 0;
-	}
-	return 1;
+	if (klen >= sizeof(opt))
+		return 1;
+	memcpy(opt, arg, klen);
+	opt[klen] = '\0';
+	r = o->scope ? scope_add(o->scope, opt, eq + 1, err, sizeof(err))
+		     : -ENOMEM;
+	if (r == -ENOENT)
+		return 1; /* not ours: libfuse's */
+	if (r == -ENOMEM)
+		set_error(o, "out of memory");
+	else if (r < 0)
+		set_error(o, "%s", err);
+	return 0;
 }
 
 static int opt_proc(void *data, const char *arg, int key,
@@ -636,8 +592,7 @@ static void http_options(const struct options *o, struct http_config *c)
 
 static void options_release(struct options *o)
 {
-	for (size_t i = 0; i < o->nfilters; i++)
-		free((char *)o->filters[i].value);
+	scope_free(o->scope);
 	free(o->token_file);
 	free(o->url);
 	free(o->refresh);
@@ -666,12 +621,15 @@ int main(int argc, char *argv[])
 	struct sigaction sa;
 	sigset_t block, oldmask;
 	struct mount m;
+	const struct api_filter *filters;
+	size_t nfilters;
 	const char *mp;
 	double refresh, reconcile, late_window;
 	char *url;
 	int r = 1;
 
 	memset(&m, 0, sizeof(m));
+	m.opts.scope = scope_new(); /* NULL: add_filter() says so */
 	pthread_mutex_init(&m.lock, NULL);
 	pthread_cond_init(&m.quiet_cond, NULL);
 	if (fuse_opt_parse(&args, &m.opts, opt_spec, opt_proc) < 0)
@@ -689,6 +647,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "dlqfs: %s\n", m.opts.error);
 		goto out_opts;
 	}
+	if (!m.opts.scope)
+		die("out of memory");
 	if (fuse_parse_cmdline(&args, &cmd) < 0)
 		goto out_opts;
 	/* from here on, die() exits with everything still reachable */
@@ -707,8 +667,8 @@ int main(int argc, char *argv[])
 			      : WALKER_LATE_WINDOW_MS / 1000.0;
 
 	url = get_url(&m.opts);
-	if (status_init(&m.status, url, m.opts.filters, m.opts.nfilters,
-			refresh) < 0)
+	filters = scope_filters(m.opts.scope, &nfilters);
+	if (status_init(&m.status, url, filters, nfilters, refresh) < 0)
 		die("out of memory");
 	m.status.reconcile_s = reconcile;
 	m.status.late_window_s = late_window;
@@ -743,8 +703,8 @@ int main(int argc, char *argv[])
 		die("cannot initialize libcurl");
 	acfg.base_url = url;
 	acfg.token = m.token;
-	acfg.filters = m.opts.filters;
-	acfg.nfilters = m.opts.nfilters;
+	acfg.filters = filters;
+	acfg.nfilters = nfilters;
 	http_config_defaults(&acfg.http);
 	http_options(&m.opts, &acfg.http);
 	limits.max_pages = m.opts.max_pages;
@@ -756,6 +716,7 @@ int main(int argc, char *argv[])
 						10000, "requests per second")
 				 : WALKER_MAX_RPS;
 	limits.cancel = &m.cancel;
+	limits.scope = m.opts.scope;
 	acfg.http.cancel = &m.cancel;
 	check_api(&acfg, url);
 

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "scope.h"
 #include "status.h"
 
 /* The daemon's resident set in bytes, now, or -1 when unknown. */
@@ -259,8 +260,18 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		   (unsigned long long)st->malformed);
 	out_printf(&o, "  \"duplicate_entries\": %llu,\n",
 		   (unsigned long long)st->duplicates);
-	out_printf(&o, "  \"malformed_fields\": %llu\n}\n",
+	out_printf(&o, "  \"malformed_fields\": %llu,\n",
 		   (unsigned long long)st->problems);
+	out_printf(&o, "  \"out_of_scope_entries\": %llu,\n",
+		   (unsigned long long)st->out_of_scope);
+	out_printf(&o, "  \"ignored_filters\": [");
+	for (int i = 0, n = 0; i < SCOPE_NPARAMS; i++) {
+		if (!(st->ignored_filters & (1u << i)))
+			continue;
+		out_printf(&o, n++ ? ", " : "");
+		out_string(&o, scope_param_name(i));
+	}
+	out_printf(&o, "]\n}\n");
 	if (ret_changed)
 		*ret_changed = st->changed;
 	pthread_mutex_unlock(&st->lock);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "scope.h"
 #include "walker.h"
 
 struct walker {
@@ -116,6 +117,8 @@ struct walk {
 	struct api_error err;
 	struct snapshot_builder *b;
 	size_t pages, malformed, dups, problems;
+	size_t outside;		   /* entries outside the scope, left out */
+	unsigned missed;	   /* bit i: an entry failed scope option i */
 	size_t cuts;		   /* ranges cut so far */
 	struct timespec next_slot; /* rate cap: the next request's turn */
 	struct timespec started, shown;
@@ -322,8 +325,19 @@ static int walk_take(struct walk *wk, struct message_page *page)
 	wk->malformed += page->malformed;
 	snapshot_builder_account(wk->b, page->bytes);
 	for (size_t i = 0; i < page->n; i++) {
+		int miss = wk->lim->scope
+				   ? scope_miss(wk->lim->scope, page->msgs[i])
+				   : -1;
 		int r;
 
+		if (miss >= 0) {
+			/* the API did not apply that filter */
+			wk->outside++;
+			wk->missed |= 1u << miss;
+			message_free(page->msgs[i]);
+			page->msgs[i] = NULL;
+			continue;
+		}
 		wk->problems += page->msgs[i]->problems;
 		r = snapshot_builder_add(wk->b, page->msgs[i]);
 		page->msgs[i] = NULL; /* stolen, even on failure */
@@ -442,6 +456,20 @@ static void *walk_worker(void *arg)
 	return NULL;
 }
 
+/* Says once, on stderr, that the API seems to ignore each scope option
+ * of @missed (a bit per option): it sent entries outside them. */
+static void warn_ignored(unsigned missed)
+{
+	for (int i = 0; i < SCOPE_NPARAMS; i++)
+		if (missed & (1u << i))
+			fprintf(stderr,
+				"dlqfs: the API sent entries outside -o %s=: "
+				"it seems to ignore the %s filter; dlqfs "
+				"leaves them out (out_of_scope_entries in "
+				".dlqfs/status)\n",
+				scope_option_name(i), scope_param_name(i));
+}
+
 int walker_walk(const struct walker_source *src,
 		const struct walker_limits *lim, const struct snapshot *prev,
 		uint64_t generation, struct status *st, struct snapshot **ret,
@@ -513,15 +541,21 @@ int walker_walk_since(const struct walker_source *src,
 	pthread_mutex_destroy(&wk.lock);
 	pthread_cond_destroy(&wk.cond);
 	if (st) {
+		unsigned fresh;
+
 		pthread_mutex_lock(&st->lock);
 		st->walking = false;
 		if (!wk.error) {
 			st->malformed = wk.malformed;
 			st->duplicates = wk.dups;
 			st->problems = wk.problems;
+			st->out_of_scope = wk.outside;
 		}
+		fresh = wk.missed & ~st->ignored_filters;
+		st->ignored_filters |= wk.missed;
 		status_touch(st);
 		pthread_mutex_unlock(&st->lock);
+		warn_ignored(fresh);
 	}
 	if (wk.error) {
 		*err = wk.err;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "msgs.h"
+#include "scope.h"
 #include "tap.h"
 #include "walker.h"
 
@@ -49,8 +50,8 @@ static void canned_reset(struct canned *c)
 	c->calls = 0;
 }
 
-static const struct walker_limits lim100 = {100, 1, 0, NULL, -1};
-static const struct walker_limits lim2 = {2, 1, 0, NULL, -1};
+static const struct walker_limits lim100 = {100, 1, 0, NULL, -1, NULL};
+static const struct walker_limits lim2 = {2, 1, 0, NULL, -1, NULL};
 
 static const char *const three_pages[] = {
 	"{\"cursor\": \"c1+/=\", \"messages\": [{\"dlqId\": \"3-0\", "
@@ -85,6 +86,65 @@ static void test_walk(void)
 	ok(!st.walking, "status: walk over");
 	snapshot_unref(s);
 	canned_reset(&c);
+	status_release(&st);
+}
+
+/* A filter the API ignored: what it sent outside the scope is left out,
+ * counted, and the filter named; whatever it did, the tree is the same. */
+static void test_scope(void)
+{
+	static const char *const pages[] = {
+		"{\"cursor\": \"c1\", \"messages\": ["
+		"{\"dlqId\": \"3-0\", \"labels\": [\"x\"], "
+		"\"callerIP\": \"1.1.1.1\"}, "
+		"{\"dlqId\": \"2-0\", \"labels\": [\"y\"], "
+		"\"callerIP\": \"1.1.1.1\"}]}",
+		"{\"cursor\": null, \"messages\": ["
+		"{\"dlqId\": \"1-0\", \"labels\": [\"x\"], "
+		"\"callerIP\": \"2.2.2.2\"}, "
+		"{\"dlqId\": \"0-0\", \"labels\": [\"x\"], "
+		"\"failureCallbackInfo\": {\"state\": \"CALLBACK_FAIL\"}, "
+		"\"callerIP\": \"1.1.1.1\"}]}",
+	};
+	struct canned c = {pages, 2, 0, {0}};
+	struct walker_source src = {canned_list, NULL, NULL, &c};
+	struct walker_limits lim = {100, 1, 0, NULL, -1, NULL};
+	struct scope *scope = scope_new();
+	struct snapshot *s = NULL;
+	struct api_error err;
+	struct status st;
+
+	scope_add(scope, "label", "x", NULL, 0);
+	scope_add(scope, "caller_ip", "1.1.1.1", NULL, 0);
+	lim.scope = scope;
+	status_init(&st, "http://x", NULL, 0, 60);
+	is_int(walker_walk(&src, &lim, NULL, 1, &st, &s, &err), 0,
+	       "scoped walk");
+	if (ok(s != NULL, "scoped walk: a snapshot")) {
+		is_int(s->nruns, 2, "two runs inside label=x, caller_ip=...");
+		is_int(snapshot_find_run(s, "3-0") >= 0, 1, "3-0 kept");
+		is_int(snapshot_find_run(s, "0-0") >= 0, 1, "0-0 kept");
+		is_int(snapshot_find_run(s, "2-0"), -ENOENT, "2-0 left out");
+		is_int(snapshot_find_run(s, "1-0"), -ENOENT, "1-0 left out");
+	}
+	is_int(st.out_of_scope, 2, "status: two entries outside");
+	is_int(st.walk_runs, 2, "status: runs found are those kept");
+	ok(st.ignored_filters & (1u << 0), "status: label seemed ignored");
+	ok(st.ignored_filters & (1u << 7), "status: callerIp seemed ignored");
+	is_int(st.ignored_filters & ~((1u << 0) | (1u << 7)), 0,
+	       "status: no other filter named");
+	is_str(scope_param_name(7), "callerIp", "bit 7 is callerIp");
+	snapshot_unref(s);
+	canned_reset(&c);
+
+	/* the same pages without a scope: everything */
+	is_int(walker_walk(&src, &lim100, NULL, 2, &st, &s, &err), 0,
+	       "unscoped walk");
+	is_int(s ? s->nruns : 0, 4, "unscoped: four runs");
+	is_int(st.out_of_scope, 0, "unscoped: none outside");
+	snapshot_unref(s);
+	canned_reset(&c);
+	scope_free(scope);
 	status_release(&st);
 }
 
@@ -319,8 +379,8 @@ static void test_parallel(void)
 		struct ranged rs = {.shuffled = shuffled,
 				    .lock = PTHREAD_MUTEX_INITIALIZER};
 		struct walker_source src = {ranged_list, NULL, NULL, &rs};
-		struct walker_limits one = {0, 1, 0, NULL, -1};
-		struct walker_limits eight = {0, 8, 0, NULL, -1};
+		struct walker_limits one = {0, 1, 0, NULL, -1, NULL};
+		struct walker_limits eight = {0, 8, 0, NULL, -1, NULL};
 		struct snapshot *s1 = NULL, *s8 = NULL;
 		struct api_error err;
 		int same = 1;
@@ -353,7 +413,7 @@ static void test_split_tied_head(void)
 {
 	struct ranged rs = {.tie_head = 1, .lock = PTHREAD_MUTEX_INITIALIZER};
 	struct walker_source src = {ranged_list, NULL, NULL, &rs};
-	struct walker_limits eight = {0, 8, 0, NULL, -1};
+	struct walker_limits eight = {0, 8, 0, NULL, -1, NULL};
 	struct snapshot *s = NULL;
 	struct api_error err;
 	int leaf = 0, rest = 0;
@@ -392,7 +452,7 @@ static void test_parallel_failure(void)
 	struct ranged rs = {.fail_countdown = 6, /* the 6th request fails */
 			    .lock = PTHREAD_MUTEX_INITIALIZER};
 	struct walker_source src = {fail_ranged, NULL, NULL, &rs};
-	struct walker_limits eight = {0, 8, 0, NULL, -1};
+	struct walker_limits eight = {0, 8, 0, NULL, -1, NULL};
 	struct snapshot *s = NULL;
 	struct api_error err;
 
@@ -489,7 +549,7 @@ static void test_walk_since(void)
 {
 	static struct db db;
 	struct walker_source src = {db_list, NULL, NULL, &db};
-	struct walker_limits lim = {0, 4, 0, NULL, -1};
+	struct walker_limits lim = {0, 4, 0, NULL, -1, NULL};
 	struct snapshot *s0 = NULL, *s1 = NULL, *s2 = NULL;
 	int64_t newest, since;
 	struct api_error err;
@@ -619,6 +679,7 @@ static void test_schedule(void)
 int main(void)
 {
 	test_walk();
+	test_scope();
 	test_failures();
 	test_thread();
 	test_parallel();
