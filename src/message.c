@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "message.h"
+#include "utf8.h"
 
 /* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
  * every other JSON reader the users will compare with. */
@@ -639,36 +640,6 @@ static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
  * no surrogate, nothing beyond U+10FFFF). jansson reads every byte of a
  * text that way; the scanner leaves bytes to it, except in
  * page_from_text(), where jansson has refused the text already. */
-static bool utf8_valid(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t k = c < 0x80		    ? 1
-			   : c >= 0xc2 && c <= 0xdf ? 2
-			   : c >= 0xe0 && c <= 0xef ? 3
-			   : c >= 0xf0 && c <= 0xf4 ? 4
-						    : 0;
-		uint32_t u;
-
-		if (k == 0 || n - i < k)
-			return false;
-		u = k == 1 ? c : c & (0x7fu >> k);
-		for (size_t j = 1; j < k; j++) {
-			unsigned char d = (unsigned char)s[i + j];
-
-			if ((d & 0xc0) != 0x80)
-				return false;
-			u = (u << 6) | (d & 0x3f);
-		}
-		if ((k == 2 && u < 0x80) || (k == 3 && u < 0x800) ||
-		    (k == 4 && u < 0x10000) || u > 0x10ffff ||
-		    (u >= 0xd800 && u <= 0xdfff))
-			return false;
-		i += k;
-	}
-	return true;
-}
-
 /* A member name then ":" at t->pos. */
 static bool tok_member(struct text *t)
 {
@@ -2549,34 +2520,6 @@ static void logw_raw(struct logw *w, const char *s)
 
 /* Length of the well-formed UTF-8 sequence at @p (at most @n bytes), or 0
  * when the bytes there are not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	uint32_t cp;
-	size_t k;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		k = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		k = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		k = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (n < k)
-		return 0;
-	for (size_t i = 1; i < k; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return k;
-}
-
 /* "s" as a JSON string, at most @budget bytes of output including the
  * quotes; a cut ends at a character boundary, marked with "...". */
 static void logw_str(struct logw *w, const char *s, size_t n, size_t budget)
@@ -2588,7 +2531,7 @@ static void logw_str(struct logw *w, const char *s, size_t n, size_t budget)
 	w->buf[w->len++] = '"';
 	while (i < n) {
 		char unit[8];
-		size_t k = utf8_seq(p + i, n - i), u = 0;
+		size_t k = utf8_seq(s + i, n - i), u = 0;
 
 		if (k == 0) {
 			memcpy(unit, "\xef\xbf\xbd", 3); /* U+FFFD */

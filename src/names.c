@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "utf8.h"
 
 #define FNV64_PRIME 0x100000001b3ULL
 
@@ -53,42 +54,13 @@ static bool needs_escape(unsigned char c)
 	return c == '%' || c == '/' || c < 0x20 || c == 0x7f;
 }
 
-static bool is_cont(unsigned char c)
-{
-	return (c & 0xc0) == 0x80;
-}
-
-/* Length of the well-formed UTF-8 sequence (RFC 3629) starting at @p, or 1
- * when there is none: a stray byte is a unit of its own. */
+/* Length of the well-formed UTF-8 sequence starting at @p, or 1 when
+ * there is none: a stray byte is a unit of its own. */
 static size_t utf8_unit(const unsigned char *p, size_t avail)
 {
-	unsigned char c = p[0];
-	unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte */
-	size_t n;
+	size_t k = utf8_seq((const char *)p, avail);
 
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* no overlong forms */
-		else if (c == 0xed)
-			hi = 0x9f; /* no surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f; /* nothing above U+10FFFF */
-	} else {
-		return 1;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 1;
-	for (size_t i = 2; i < n; i++)
-		if (!is_cont(p[i]))
-			return 1;
-	return n;
+	return k ? k : 1;
 }
 
 static int escape(const char *value, size_t len, uint32_t salt,

@@ -13,6 +13,7 @@
 
 #include "scope.h"
 #include "status.h"
+#include "utf8.h"
 
 /* The daemon's resident set in bytes, now, or -1 when unknown. */
 static long long rss_bytes(void)
@@ -88,20 +89,27 @@ out_printf(struct out *o, const char *fmt, ...)
 	o->len += (size_t)n;
 }
 
-/* A JSON string literal; bytes >= 0x80 are passed through (the sources
- * are our own texts and URLs given on the command line). */
+/* A JSON string literal, valid whatever @s holds: a scope value comes
+ * from the command line, in any bytes. Bytes that are not UTF-8 become
+ * U+FFFD, control bytes \u00XX. */
 static void out_string(struct out *o, const char *s)
 {
-	out_printf(o, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t n = strlen(s);
 
-		if (c == '"' || c == '\\')
+	out_printf(o, "\"");
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k = utf8_seq(s + i, n - i);
+
+		if (!k)
+			out_printf(o, "\xef\xbf\xbd");
+		else if (c == '"' || c == '\\')
 			out_printf(o, "\\%c", c);
 		else if (c < 0x20 || c == 0x7f)
 			out_printf(o, "\\u%04x", c);
 		else
-			out_printf(o, "%c", c);
+			out_printf(o, "%.*s", (int)k, s + i);
+		i += k ? k : 1;
 	}
 	out_printf(o, "\"");
 }

@@ -580,6 +580,23 @@ def test_scope_option(fake_factory, mount_factory, case):
         assert [v for k, v in e["query"] if k == "count"] == ["100"]
 
 
+def test_status_is_valid_json_whatever_a_scope_value_holds(fake_factory,
+                                                          mount_factory):
+    """A scope value is bytes from the command line: .dlqfs/status stays
+    UTF-8 JSON (U+FFFD for what is not UTF-8, \\u00XX for control bytes)."""
+    fake = fake_factory(runs=20)
+    # \udcXX: the bytes 0xXX on the command line (surrogateescape)
+    m = mount_factory(fake, options=["label=caf\udce9\udcff",
+                                     "label=tab\tquote\"",
+                                     "label=équipe"])
+    with open(m.path(".dlqfs/status"), "rb") as f:
+        raw = f.read()
+    st = json.loads(raw.decode("utf-8"))  # strict: raises if not UTF-8
+    assert st["scope"]["label"] == ["caf\ufffd\ufffd", "tab\tquote\"",
+                                    "équipe"]
+    assert st["state"] == "ready"
+
+
 def test_scope_spanning_several_pages_keeps_filters_on_every_page(
         fake_factory, mount_factory):
     fake = fake_factory(runs=600, seed=4)
