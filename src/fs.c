@@ -91,9 +91,16 @@ struct retired {
 
 /* The reply to a write, held until the kernel has been told of the
  * snapshot without the runs it removed. */
+/* How an action's FUSE request is answered: a write (its size, or an
+ * error), a close (an error or 0: both wait, like the write, until the
+ * kernel has been told of the removed runs), or rmdir/unlink (at once:
+ * they hold their directory's lock, which an invalidation needs). */
+enum job_reply { JOB_WRITE, JOB_FLUSH, JOB_NOW };
+
 struct held {
 	struct held *next;
 	fuse_req_t req;
+	enum job_reply reply;
 	size_t size;
 	int result;
 	uint64_t gen;
@@ -876,25 +883,26 @@ static uint64_t remove_runs(struct fs *fs, const struct action *act)
 	return gen;
 }
 
-static void reply_write(fuse_req_t req, int result, size_t size)
+static void reply_job(fuse_req_t req, enum job_reply reply, int result,
+		      size_t size)
 {
-	if (result < 0)
-		fuse_reply_err(req, -result);
-	else
+	if (reply == JOB_WRITE && result >= 0)
 		fuse_reply_write(req, size);
+	else
+		fuse_reply_err(req, result < 0 ? -result : 0);
 }
 
-/* Holds the reply to a write until the kernel has been told of @gen; 0,
- * or -ENOMEM / -ESHUTDOWN: reply now. */
-static int hold_reply(struct fs *fs, fuse_req_t req, int result, size_t size,
-		      uint64_t gen)
+/* Holds the reply to a write or close until the kernel has been told of
+ * @gen; 0, or -ENOMEM / -ESHUTDOWN: reply now. */
+static int hold_reply(struct fs *fs, fuse_req_t req, enum job_reply reply,
+		      int result, size_t size, uint64_t gen)
 {
 	struct held *h = malloc(sizeof(*h));
 	int r = 0;
 
 	if (!h)
 		return -ENOMEM;
-	*h = (struct held){NULL, req, size, result, gen};
+	*h = (struct held){NULL, req, reply, size, result, gen};
 	pthread_mutex_lock(&fs->lock);
 	if (fs->stop || !fs->notifier_running || fs->told >= gen) {
 		r = -ESHUTDOWN;
@@ -931,13 +939,11 @@ static void release_held(struct fs *fs, bool all)
 	while (ready) {
 		struct held *next = ready->next;
 
-		reply_write(ready->req, ready->result, ready->size);
+		reply_job(ready->req, ready->reply, ready->result, ready->size);
 		free(ready);
 		ready = next;
 	}
 }
-
-enum job_reply { JOB_WRITE, JOB_STATUS };
 
 /* A FUSE request waiting for its action. */
 struct job {
@@ -953,18 +959,15 @@ static void job_done(void *ctx, struct action *act, int result)
 	struct job *j = ctx;
 	uint64_t gen = act->ran ? remove_runs(j->fs, act) : 0;
 
-	/* A write's reply waits until no kernel cache shows the removed
-	 * runs: the notifier sends it then (the writer holds no lock an
-	 * invalidation needs; the actor must not wait, an rmdir behind it in
-	 * line holds one). rmdir and unlink hold their directory's, so they
-	 * cannot wait: the kernel drops the entry they name itself, and the
-	 * other views follow within moments. */
-	if (j->reply == JOB_WRITE) {
-		if (!gen || hold_reply(j->fs, j->req, result, j->size, gen) < 0)
-			reply_write(j->req, result, j->size);
-	} else {
-		fuse_reply_err(j->req, result < 0 ? -result : 0);
-	}
+	/* A write's or close's reply waits until no kernel cache shows the
+	 * removed runs: the notifier sends it then (the writer holds no
+	 * lock an invalidation needs; the actor must not wait, an rmdir
+	 * behind it in line holds one). rmdir and unlink hold their
+	 * directory's, so they cannot wait: the kernel drops the entry they
+	 * name itself, and the other views follow within moments. */
+	if (j->reply == JOB_NOW || !gen ||
+	    hold_reply(j->fs, j->req, j->reply, result, j->size, gen) < 0)
+		reply_job(j->req, j->reply, result, j->size);
 	action_free(act);
 	free(j);
 }
@@ -1131,7 +1134,7 @@ static int action_flush(struct fs *fs, fuse_req_t req, struct handle *h)
 
 	h->pending = NULL;
 	h->npending = 0;
-	r = act_on(fs, req, h, p, n, JOB_STATUS, 0);
+	r = act_on(fs, req, h, p, n, JOB_FLUSH, 0);
 	free(p);
 	return r;
 }
@@ -1169,7 +1172,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	memcpy(text, name, len);
 	memcpy(text + len, "\n", 2);
-	r = submit(fs, req, ACTION_DELETE, text, len + 1, JOB_STATUS, 0);
+	r = submit(fs, req, ACTION_DELETE, text, len + 1, JOB_NOW, 0);
 	free(text);
 	if (r < 0)
 		fuse_reply_err(req, -r);
