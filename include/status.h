@@ -91,8 +91,4 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 /* Marks a change; call with ->lock held. */
 void status_touch(struct status *st);
 
-/* Formats @t as ISO 8601 UTC with milliseconds ("2026-11-27T20:43:41.123Z")
- * into @buf (at least 32 bytes). */
-void status_time(struct timespec t, char *buf, size_t size);
-
 #endif

@@ -20,6 +20,7 @@
 
 #include "action.h"
 #include "message.h"
+#include "timefmt.h"
 
 const char *const action_verb_names[ACTION_NVERBS] = {
 	[ACTION_DELETE] = "delete",
@@ -497,14 +498,6 @@ void action_free(struct action *act)
 
 /* ---- running ---------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *errno_name(int e)
 {
 	switch (e) {
@@ -561,7 +554,7 @@ static void settle(struct action *act, size_t i, int err, bool unknown,
 		o->text = strdup(text);
 	if (!log)
 		return;
-	e.time_ms = wall_ms();
+	e.time_ms = timefmt_now_ms();
 	e.verb = action_verb_names[act->verb];
 	e.id = act->ids[i];
 	e.id_len = strlen(act->ids[i]);
@@ -796,20 +789,15 @@ static bool log_grow(struct action_log *log, size_t n)
 
 static void log_full_line(struct action_log *log)
 {
-	char line[ACTION_LOG_RESERVE];
-	int64_t ms = wall_ms();
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
+	char line[ACTION_LOG_RESERVE], iso[TIMEFMT_ISO_SIZE];
 	int n;
 
 	log->full = true;
-	gmtime_r(&secs, &tm);
 	n = snprintf(
 		line, sizeof(line),
-		"{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"log\":\"full\","
+		"{\"time\":\"%s\",\"log\":\"full\","
 		"\"text\":\"actions.log holds at most %zu bytes: later actions are not logged\"}\n",
-		(tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-		tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000), log->max);
+		timefmt_iso(timefmt_now_ms(), iso), log->max);
 	if (n > 0 && (size_t)n < sizeof(line) && log_grow(log, (size_t)n)) {
 		memcpy(log->buf + log->len, line, (size_t)n);
 		log->len += (size_t)n;

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "message.h"
+#include "timefmt.h"
 #include "utf8.h"
 
 /* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
@@ -2575,17 +2576,10 @@ size_t message_log_line(const struct message_log_entry *e,
 			char buf[MESSAGE_LOG_LINE_MAX])
 {
 	struct logw w = {buf, 0};
-	char tbuf[64];
-	time_t secs = (time_t)(e->time_ms / 1000);
-	struct tm tm;
+	char tbuf[64], iso[TIMEFMT_ISO_SIZE];
 
-	if (e->time_ms < 0 || !gmtime_r(&secs, &tm))
-		memset(&tm, 0, sizeof(tm));
-	snprintf(tbuf, sizeof(tbuf),
-		 "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-		 (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-		 tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 e->time_ms < 0 ? 0 : (int)(e->time_ms % 1000));
+	snprintf(tbuf, sizeof(tbuf), "{\"time\":\"%s\"",
+		 timefmt_iso(e->time_ms, iso));
 	logw_raw(&w, tbuf);
 	logw_field(&w, "verb", e->verb ? e->verb : "",
 		   e->verb ? strlen(e->verb) : 0, LOG_BUDGET_SHORT);

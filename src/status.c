@@ -13,6 +13,7 @@
 
 #include "scope.h"
 #include "status.h"
+#include "timefmt.h"
 #include "utf8.h"
 
 /* The daemon's resident set in bytes, now, or -1 when unknown. */
@@ -34,20 +35,6 @@ void status_touch(struct status *st)
 {
 	st->version++;
 	clock_gettime(CLOCK_REALTIME, &st->changed);
-}
-
-void status_time(struct timespec t, char *buf, size_t size)
-{
-	struct tm tm;
-	time_t sec = t.tv_sec;
-
-	if (!gmtime_r(&sec, &tm)) {
-		snprintf(buf, size, "1970-01-01T00:00:00.000Z");
-		return;
-	}
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, t.tv_nsec / 1000000L);
 }
 
 struct out {
@@ -176,14 +163,15 @@ void status_release(struct status *st)
 
 static void out_time(struct out *o, struct timespec t)
 {
-	char buf[40];
+	char buf[TIMEFMT_ISO_SIZE];
 
 	if (!t.tv_sec && !t.tv_nsec) {
 		out_printf(o, "null");
 		return;
 	}
-	status_time(t, buf, sizeof(buf));
-	out_string(o, buf);
+	out_string(o,
+		   timefmt_iso((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000,
+			       buf));
 }
 
 static const char *const state_names[] = {

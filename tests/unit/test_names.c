@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "names.h"
-#include "utf8.h"
 #include "tap.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -280,40 +279,8 @@ static void test_invariants(void)
 	is_int(bad, 0, "2000 random values: names valid and bounded");
 }
 
-/* The one UTF-8 decoder, which names, page checks and JSON output share. */
-static void test_utf8(void)
-{
-	static const struct {
-		const char *s;
-		size_t n, want;
-	} cases[] = {
-		{"a", 1, 1},
-		{"\xc3\xa9", 2, 2},	    /* é */
-		{"\xc3", 1, 0},		    /* cut short */
-		{"\xc0\xaf", 2, 0},	    /* overlong '/' */
-		{"\xe0\x80\xaf", 3, 0},	    /* overlong, 3 bytes */
-		{"\xe2\x82\xac", 3, 3},	    /* € */
-		{"\xed\xa0\x80", 3, 0},	    /* a surrogate */
-		{"\xef\xbf\xbd", 3, 3},	    /* U+FFFD */
-		{"\xf0\x9f\x98\x80", 4, 4}, /* an emoji */
-		{"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
-		{"\xf5\x80\x80\x80", 4, 0},
-		{"\x80", 1, 0}, /* a stray continuation byte */
-		{"\xff", 1, 0},
-		{"\xe2\x82x", 3, 0},
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		is_int(utf8_seq(cases[i].s, cases[i].n), cases[i].want,
-		       "utf8_seq case %zu", i);
-	ok(utf8_valid("caf\xc3\xa9 \xe2\x82\xac", 9), "utf8_valid: text");
-	ok(!utf8_valid("caf\xe9", 4), "utf8_valid: Latin-1 is not UTF-8");
-	ok(utf8_valid("", 0), "utf8_valid: empty");
-}
-
 int main(void)
 {
-	test_utf8();
 	test_short();
 	test_empty();
 	test_boundaries();

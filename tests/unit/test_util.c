@@ -1,0 +1,71 @@
+/* Unit tests for the small shared helpers: utf8 (the one UTF-8 decoder)
+ * and timefmt (the one time format). */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tap.h"
+#include "timefmt.h"
+#include "utf8.h"
+
+/* The one UTF-8 decoder, which names, page checks and JSON output share. */
+static void test_utf8(void)
+{
+	static const struct {
+		const char *s;
+		size_t n, want;
+	} cases[] = {
+		{"a", 1, 1},
+		{"\xc3\xa9", 2, 2},	    /* é */
+		{"\xc3", 1, 0},		    /* cut short */
+		{"\xc0\xaf", 2, 0},	    /* overlong '/' */
+		{"\xe0\x80\xaf", 3, 0},	    /* overlong, 3 bytes */
+		{"\xe2\x82\xac", 3, 3},	    /* € */
+		{"\xed\xa0\x80", 3, 0},	    /* a surrogate */
+		{"\xef\xbf\xbd", 3, 3},	    /* U+FFFD */
+		{"\xf0\x9f\x98\x80", 4, 4}, /* an emoji */
+		{"\xf4\x90\x80\x80", 4, 0}, /* above U+10FFFF */
+		{"\xf5\x80\x80\x80", 4, 0},
+		{"\x80", 1, 0}, /* a stray continuation byte */
+		{"\xff", 1, 0},
+		{"\xe2\x82x", 3, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		is_int(utf8_seq(cases[i].s, cases[i].n), cases[i].want,
+		       "utf8_seq case %zu", i);
+	ok(utf8_valid("caf\xc3\xa9 \xe2\x82\xac", 9), "utf8_valid: text");
+	ok(!utf8_valid("caf\xe9", 4), "utf8_valid: Latin-1 is not UTF-8");
+	ok(utf8_valid("", 0), "utf8_valid: empty");
+}
+
+static void test_timefmt(void)
+{
+	static const struct {
+		int64_t ms;
+		const char *want;
+	} cases[] = {
+		{0, "1970-01-01T00:00:00.000Z"},
+		{1752829295505LL, "2025-07-18T09:01:35.505Z"},
+		{1795132800000LL, "2026-11-20T00:00:00.000Z"},
+		{-1, "1970-01-01T00:00:00.000Z"},
+		{INT64_MIN, "1970-01-01T00:00:00.000Z"},
+		{253402300799999LL, "9999-12-31T23:59:59.999Z"},
+		{253402300800000LL, "9999-12-31T23:59:59.999Z"},
+		{INT64_MAX, "9999-12-31T23:59:59.999Z"},
+	};
+	char buf[TIMEFMT_ISO_SIZE];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		is_str(timefmt_iso(cases[i].ms, buf), cases[i].want,
+		       "timefmt_iso(%lld)", (long long)cases[i].ms);
+	ok(timefmt_now_ms() > 1752829295505LL,
+	   "timefmt_now_ms: the wall clock");
+}
+
+int main(void)
+{
+	test_utf8();
+	test_timefmt();
+	return tap_done();
+}
