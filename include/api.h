@@ -31,13 +31,24 @@ struct api_config {
 	const char *token;
 	const struct api_filter *filters;
 	size_t nfilters;
-	struct http_config http;
+	struct http_config http; /* its on_retry is the API client's own */
+	/* Told of each failed attempt that will be retried, in words with
+	 * the try count ("HTTP 500 from https://...: internal error (try 2
+	 * of 5)"; @tries is that count, 1 for a request's first retry), and
+	 * with NULL when a request that was retried ends. May be NULL. */
+	void (*on_retry)(void *ctx, const char *text, unsigned tries);
+	void *retry_ctx;
 };
 
 /* What went wrong, for .dlqfs/status and start-up messages. */
 struct api_error {
 	long http_status; /* 0 when no response arrived */
-	char text[512];	  /* one line, in words; never the token */
+	/* An action that failed may have been carried out all the same: a
+	 * POST cut or timed out once sent, or answered 5xx; a DELETE that
+	 * failed so after a try that may have been carried out, or that
+	 * found nothing after a retry. */
+	bool unknown;
+	char text[512]; /* one line, in words; never the token */
 };
 
 struct api;
@@ -51,7 +62,8 @@ void api_free(struct api *a);
  * after @cursor. Returns 0 and fills @ret_page (release with
  * message_page_release()); on failure a negative errno and @err filled:
  * -EACCES (401/403: token refused), -EINVAL (400: request refused),
- * -ENOENT (404), -EAGAIN (429 still after retries), -EIO (5xx, other
+ * -ENOENT (404), -EAGAIN (429 still after retries), -EDQUOT (the daily
+ * request quota is exhausted: answered so, or not sent), -EIO (5xx, other
  * statuses), -EPROTO (a body that is not a list page), or a transport
  * error from http_get(). */
 int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
@@ -80,8 +92,9 @@ char *api_query_escape(const char *s, size_t len);
  * on: a bulk call with no id would act on the whole DLQ (API.md), so the
  * guard against it lives here, at the lowest layer. A bulk call with
  * @n == 0, @n > API_BULK_MAX, or any id that is NULL, empty or longer
- * than API_MAX_ID returns -EINVAL without sending anything, and so does a
- * single call with such an id. Ids are percent-encoded in paths and
+ * than API_MAX_ID, or holding a ',' (the API reads dlqIds=a,b as two
+ * ids), returns -EINVAL without sending anything, and so does a single
+ * call with such an id. Ids are percent-encoded in paths and
  * queries; scope filters are never added to these calls.
  *
  * Errors are those of api_list() (-ENOENT for 404: the entry is gone,
@@ -98,10 +111,13 @@ char *api_query_escape(const char *s, size_t len);
 
 /* Options of resume and restart, sent as headers; unset ones are not. */
 struct api_action_options {
-	int retries;	   /* Upstash-Retries; -1: not sent */
-	const char *delay; /* Upstash-Delay ("10s"); NULL: not sent */
+	int retries;		 /* Upstash-Retries; -1: not sent */
+	const char *delay;	 /* Upstash-Delay ("10s"); NULL: not sent */
+	const char *retry_delay; /* Upstash-Retry-Delay (expression) */
 	const char *flow_control_key;	/* Upstash-Flow-Control-Key */
 	const char *flow_control_value; /* Upstash-Flow-Control-Value */
+	const char *label;		/* Upstash-Label (a comma list) */
+	const char *failure_callback;	/* Upstash-Failure-Callback (URL) */
 };
 
 /* Which run an action makes. */

@@ -15,6 +15,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The account's daily request quota, as every client of one token sees
+ * it (the walk's workers, the actions): once a 429 says it is exhausted,
+ * nothing is sent until it resets. Zero-initialize it; share it through
+ * http_config.quota. */
+struct http_quota {
+	atomic_llong until_ms; /* wall clock ms; 0: not exhausted */
+	atomic_llong limit;    /* RateLimit-Limit of that 429; 0: unknown */
+	atomic_bool known;     /* until_ms is what the API said, not a guess */
+};
+
+/* When the API does not say when an exhausted daily quota resets, one
+ * request is let through this often to find out. */
+#define HTTP_QUOTA_PROBE_MS (10 * 60 * 1000)
+/* A reset further away than this is not believed (a daily quota resets
+ * within a day): it is waited for this long at most. */
+#define HTTP_QUOTA_MAX_WAIT_MS (25 * 3600 * 1000LL)
+
+/* A failed attempt that will be retried (http_config.on_retry). */
+struct http_retry {
+	long status;	   /* its HTTP status; 0 when no response came */
+	const char *body;  /* the response's body (status != 0), @len bytes */
+	size_t len;	   /* (not NUL-terminated) */
+	const char *error; /* what went wrong, in words (status == 0) */
+	unsigned tries;	   /* attempts made so far, >= 1 */
+	unsigned max_tries;
+	long wait_ms; /* before the next attempt */
+};
+
 struct http_config {
 	long connect_timeout_ms;   /* TCP+TLS connect */
 	long total_timeout_ms;	   /* one attempt, start to last byte */
@@ -26,6 +54,14 @@ struct http_config {
 	/* Set to non-zero by another thread to abandon waits and transfers
 	 * (shutdown); may be NULL. */
 	atomic_int *cancel;
+	/* Shared with the other clients of the token; NULL: the handle's
+	 * own. */
+	struct http_quota *quota;
+	/* Told, on the requesting thread, of each failed attempt that will
+	 * be retried, and once more with NULL when a request that was
+	 * retried ends, however it ends. May be NULL. */
+	void (*on_retry)(void *ctx, const struct http_retry *r);
+	void *retry_ctx;
 };
 
 /* Defaults suitable for the Upstash API. */
@@ -36,6 +72,9 @@ struct http_response {
 	char *body;  /* new, NUL-terminated (the NUL is not counted) */
 	size_t len;
 	unsigned tries; /* attempts made */
+	/* A 429 of the account's daily quota (RateLimit-* headers): never
+	 * retried; the quota is marked exhausted until it resets. */
+	bool daily_quota;
 };
 
 /* Frees the body; safe on a zeroed response. */
@@ -70,7 +109,8 @@ struct http_request {
 
 /* Sends @req with "Authorization: Bearer <token>". Returns 0 when a
  * response arrived, whatever its status (the last attempt's is in @ret);
- * on failure a negative errno: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH
+ * on failure a negative errno: -EDQUOT (nothing sent: the daily quota is
+ * exhausted, see struct http_quota), -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH
  * (name or host unreachable), -ECONNRESET (connection cut or response
  * truncated), -EFBIG (response over the limit), -ECANCELED (cancelled),
  * -EPROTO (TLS or protocol failure), -EINVAL (a URL curl cannot use, a
@@ -91,9 +131,26 @@ struct http_request {
  *   response cut once the request was sent. A POST also never goes out on
  *   a kept-alive connection: libcurl silently resends a request whose
  *   reused connection dies before the first response byte, and the server
- *   may have acted on it. */
+ *   may have acted on it.
+ * - A 429 waits for Retry-After, else Burst-RateLimit-Reset (a value
+ *   above 10^12 is in milliseconds, one above 10^9 in seconds, a smaller
+ *   one a number of seconds from now), else the backoff. A 429 of the
+ *   daily quota (RateLimit-Remaining: 0; or RateLimit-Limit without a
+ *   burst header saying 0, as qstash-js reads it) is never retried: it
+ *   marks the quota exhausted until RateLimit-Reset (or Retry-After; or,
+ *   unknown, HTTP_QUOTA_PROBE_MS) and comes back with daily_quota set. */
 int http_request(struct http *h, const struct http_request *req,
 		 struct http_response *ret, char *err, size_t errlen);
+
+/* Whether the last request made with @h may have reached the server:
+ * a response came, or an attempt failed after the request could have
+ * been sent (a cut connection, a timeout while waiting for the answer).
+ * False when every attempt failed before sending, or nothing was sent
+ * (the daily quota, a refused header, cancellation). */
+bool http_maybe_sent(const struct http *h);
+
+/* The quota @h obeys (its config's, or its own). */
+const struct http_quota *http_quota_of(const struct http *h);
 
 /* http_request() of a GET with no extra headers. */
 int http_get(struct http *h, const char *url, const char *token,

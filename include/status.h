@@ -70,6 +70,14 @@ struct status {
 	struct timespec stale_since;  /* first failure after a success */
 	bool has_error;
 	char last_error[sizeof(((struct api_error *)0)->text)];
+	/* A request of the walk that failed and will be tried again: how
+	 * many are (several workers), and the last one's attempt in words
+	 * (status_retrying()). */
+	unsigned retrying;
+	char retry_text[sizeof(((struct api_error *)0)->text)];
+	/* The account's daily quota (shown while exhausted); NULL: none.
+	 * Borrowed, read without ->lock. */
+	const struct http_quota *quota;
 
 	uint64_t version;	 /* bumped by every change of the text */
 	struct timespec changed; /* when version last moved */
@@ -87,6 +95,9 @@ void status_release(struct status *st);
  * @ret_changed (may be NULL), or -ENOMEM. */
 int status_render(struct status *st, char **ret, size_t *ret_len,
 		  struct timespec *ret_changed);
+
+/* api_config.on_retry for the walk: @st is the struct status. */
+void status_retrying(void *st, const char *text, unsigned tries);
 
 /* Marks a change; call with ->lock held. */
 void status_touch(struct status *st);

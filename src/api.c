@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "timefmt.h"
 
 #define API_MAX_URL 16384    /* longer list URL: -EINVAL, not sent */
 #define API_EXCERPT_BYTES 80 /* of a body that is not a JSON error */
@@ -36,16 +37,49 @@ struct api {
 	struct api_owned_filter *filters;
 	size_t nfilters;
 	struct http *http;
+	/* api_config.on_retry, told through http_config.on_retry */
+	void (*on_retry)(void *ctx, const char *text, unsigned tries);
+	void *retry_ctx;
 };
+
+static void base_origin(const char *url, char *buf, size_t len);
+static void body_words(const char *body, size_t len, char *buf, size_t buflen);
+static void scrub_token(char *s, const char *token);
 
 static char *strdup_or_empty(const char *s)
 {
 	return strdup(s ? s : "");
 }
 
+/* http_config.on_retry: the attempt in words, for api_config.on_retry. */
+static void api_retrying(void *ctx, const struct http_retry *r)
+{
+	struct api *a = ctx;
+	char text[1024]; /* origin and words: the receiver cuts it */
+	char origin[320], words[300];
+
+	if (!r) {
+		a->on_retry(a->retry_ctx, NULL, 0);
+		return;
+	}
+	if (r->status) {
+		base_origin(a->base_url, origin, sizeof(origin));
+		body_words(r->body, r->len, words, sizeof(words));
+		snprintf(text, sizeof(text),
+			 "HTTP %ld from %s%s (try %u of %u)", r->status, origin,
+			 words, r->tries, r->max_tries);
+	} else {
+		snprintf(text, sizeof(text), "%s (try %u of %u)", r->error,
+			 r->tries, r->max_tries);
+	}
+	scrub_token(text, a->token);
+	a->on_retry(a->retry_ctx, text, r->tries);
+}
+
 struct api *api_new(const struct api_config *cfg)
 {
 	struct api *a = calloc(1, sizeof(*a));
+	struct http_config hc = cfg->http;
 	const char *base = cfg->base_url ? cfg->base_url : API_DEFAULT_URL;
 	size_t n = strlen(base);
 
@@ -82,7 +116,15 @@ struct api *api_new(const struct api_config *cfg)
 					strtoll(a->filters[i].value, NULL, 10);
 		}
 	}
-	a->http = http_new(&cfg->http);
+	if (cfg->on_retry) {
+		a->on_retry = cfg->on_retry;
+		a->retry_ctx = cfg->retry_ctx;
+		hc.on_retry = api_retrying;
+		hc.retry_ctx = a;
+	} else {
+		hc.on_retry = NULL;
+	}
+	a->http = http_new(&hc);
 	if (!a->http)
 		goto fail;
 	return a;
@@ -427,19 +469,26 @@ static int api_send(struct api *a, enum http_method m, const char *url,
 }
 
 /* The errno of a response that is not a success, and its text. */
-static int status_error(const struct http_response *resp, const char *origin,
-			struct api_error *err)
+static int status_error(const struct api *a, const struct http_response *resp,
+			const char *origin, struct api_error *err)
 {
-	char words[300], tries[32];
+	const struct http_quota *q = http_quota_of(a->http);
+	char words[300], tries[32], quota[160], when[TIMEFMT_ISO_SIZE];
 
 	body_words(resp->body, resp->len, words, sizeof(words));
-	tries[0] = '\0';
+	tries[0] = quota[0] = '\0';
 	if (resp->tries > 1)
 		snprintf(tries, sizeof(tries), " (after %u tries)",
 			 resp->tries);
-	err_set(err, "HTTP %ld from %s%s%s", resp->status, origin, words,
-		tries);
-	return status_errno(resp->status);
+	if (resp->daily_quota)
+		snprintf(quota, sizeof(quota),
+			 " (the daily request quota is exhausted; %s %s)",
+			 atomic_load(&q->known) ? "it resets at"
+						: "asked again at",
+			 timefmt_iso(atomic_load(&q->until_ms), when));
+	err_set(err, "HTTP %ld from %s%s%s%s", resp->status, origin, words,
+		tries, quota);
+	return resp->daily_quota ? -EDQUOT : status_errno(resp->status);
 }
 
 int api_list(struct api *a, const char *cursor, struct message_page *ret_page,
@@ -506,7 +555,7 @@ int api_list_range(struct api *a, int64_t from, int64_t to, const char *cursor,
 		goto out;
 	}
 
-	r = status_error(&resp, origin, err);
+	r = status_error(a, &resp, origin, err);
 out:
 	http_response_release(&resp);
 	scrub_token(err->text, a->token);
@@ -524,10 +573,14 @@ static const char *guard(bool bulk, const char *const *ids, size_t n)
 		return "a single call takes exactly one id";
 	if (n > API_BULK_MAX)
 		return "more ids than the API takes in one request";
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (!ids[i] || !ids[i][0] ||
 		    strnlen(ids[i], API_MAX_ID + 1) > API_MAX_ID)
 			return "an id is empty or too long";
+		/* dlqIds=a,b names two entries: one id must stay one */
+		if (strchr(ids[i], ','))
+			return "an id holds a ',', which the API reads as a separator of several ids";
+	}
 	return NULL;
 }
 
@@ -561,6 +614,24 @@ char *api_action_url(const struct api *a, const char *path, bool bulk,
 	return url;
 }
 
+/* Whether an action that failed with @r (@resp: the last response, if one
+ * came) may have been carried out all the same (api_error.unknown). */
+static bool maybe_done(const struct api *a, enum http_method m, int r,
+		       const struct http_response *resp)
+{
+	bool answered = r != -EDQUOT && r != -EAGAIN && resp->status != 0;
+
+	if (!http_maybe_sent(a->http))
+		return false; /* nothing reached the server */
+	if (!answered)
+		return r != -EDQUOT && r != -EAGAIN; /* cut, timed out */
+	if (resp->status >= 500)
+		return true; /* it may have been done before failing */
+	/* a DELETE retried after a try whose answer was lost or a 5xx finds
+	 * nothing: that try may be what deleted it */
+	return m == HTTP_DELETE && resp->status == 404 && resp->tries > 1;
+}
+
 /* One action request: the guard, the URL, the call, the status. Returns 0
  * with the (2xx) response in @ret_resp, or a negative errno with @err
  * filled. */
@@ -576,6 +647,7 @@ static int act(struct api *a, enum http_method m, const char *path, bool bulk,
 	int r;
 
 	err->http_status = 0;
+	err->unknown = false;
 	err->text[0] = '\0';
 	if (why) {
 		err_set(err, "not sent: %s", why);
@@ -593,29 +665,41 @@ static int act(struct api *a, enum http_method m, const char *path, bool bulk,
 		return 0;
 	}
 	if (r == 0)
-		r = status_error(&resp, origin, err);
+		r = status_error(a, &resp, origin, err);
+	err->unknown = maybe_done(a, m, r, &resp);
 	http_response_release(&resp);
 	scrub_token(err->text, a->token);
 	return r;
 }
 
-/* The option headers of resume and restart, in @lines (4 lines). */
-static int option_headers(const struct api_action_options *opt,
-			  char lines[4][HTTP_MAX_HEADER_LINE + 1],
-			  const char *ret_ptrs[4], size_t *ret_n,
-			  struct api_error *err)
+#define API_OPTION_HEADERS 7 /* of resume and restart, at most */
+
+/* The option headers of resume and restart, in @lines. */
+static int
+option_headers(const struct api_action_options *opt,
+	       char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1],
+	       const char *ret_ptrs[API_OPTION_HEADERS], size_t *ret_n,
+	       struct api_error *err)
 {
 	const struct {
 		const char *name, *value;
 	} h[] = {
 		{"Upstash-Delay", opt ? opt->delay : NULL},
+		{"Upstash-Retry-Delay", opt ? opt->retry_delay : NULL},
 		{"Upstash-Flow-Control-Key",
 		 opt ? opt->flow_control_key : NULL},
 		{"Upstash-Flow-Control-Value",
 		 opt ? opt->flow_control_value : NULL},
+		{"Upstash-Label", opt ? opt->label : NULL},
+		{"Upstash-Failure-Callback",
+		 opt ? opt->failure_callback : NULL},
 	};
 	size_t n = 0;
 
+	_Static_assert(sizeof(h) / sizeof(h[0]) + 1 == API_OPTION_HEADERS,
+		       "room for every option header and Upstash-Retries");
+	_Static_assert(API_OPTION_HEADERS <= HTTP_MAX_HEADERS,
+		       "http takes them all");
 	if (opt && opt->retries >= 0) {
 		snprintf(lines[n], sizeof(lines[n]), "Upstash-Retries: %d",
 			 opt->retries);
@@ -686,8 +770,8 @@ static int post_one(struct api *a, const char *path, const char *id,
 		    const struct api_action_options *opt,
 		    struct message_run *ret_run, struct api_error *err)
 {
-	char lines[4][HTTP_MAX_HEADER_LINE + 1];
-	const char *hdrs[4];
+	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
+	const char *hdrs[API_OPTION_HEADERS];
 	struct api_error dummy;
 	struct http_response resp;
 	struct message_run run;
@@ -725,8 +809,8 @@ int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 		       const struct api_action_options *opt,
 		       struct message_runs *ret_runs, struct api_error *err)
 {
-	char lines[4][HTTP_MAX_HEADER_LINE + 1];
-	const char *hdrs[4];
+	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
+	const char *hdrs[API_OPTION_HEADERS];
 	struct api_error dummy;
 	struct http_response resp;
 	struct message_runs runs = {0};

@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "timefmt.h"
 
 #ifndef DLQFS_VERSION
 #define DLQFS_VERSION "dev"
@@ -58,10 +59,18 @@ struct http {
 	bool over_limit;	   /* body exceeded cfg.max_response_bytes */
 	bool oom;		   /* body allocation failed */
 	long retry_after_s;	   /* Retry-After delta-seconds, or -1 */
-	long long ratelimit_reset; /* Burst-RateLimit-Reset, or -1 */
+	long long burst_reset;	   /* Burst-RateLimit-Reset, or -1 */
+	long long burst_remaining; /* Burst-RateLimit-Remaining, or -1 */
+	long long quota_limit;	   /* RateLimit-Limit, or -1 */
+	long long quota_remaining; /* RateLimit-Remaining, or -1 */
+	long long quota_reset;	   /* RateLimit-Reset, or -1 */
 	int64_t last_byte_ms;	   /* when the last byte came (or start) */
 	bool stalled;		   /* aborted: nothing for stall_timeout_s */
 	char errbuf[CURL_ERROR_SIZE];
+
+	bool maybe_sent; /* the request may have reached the server */
+	bool announced;	 /* cfg.on_retry was told of a retry */
+	struct http_quota own_quota; /* when cfg.quota is NULL */
 };
 
 void http_config_defaults(struct http_config *cfg)
@@ -74,6 +83,9 @@ void http_config_defaults(struct http_config *cfg)
 	cfg->backoff_ms = 500;
 	cfg->max_backoff_ms = 30 * 1000;
 	cfg->cancel = NULL;
+	cfg->quota = NULL;
+	cfg->on_retry = NULL;
+	cfg->retry_ctx = NULL;
 }
 
 void http_response_release(struct http_response *r)
@@ -98,6 +110,11 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static struct http_quota *quota(struct http *h)
+{
+	return h->cfg.quota ? h->cfg.quota : &h->own_quota;
+}
+
 int http_sleep(const struct http_config *cfg, long ms)
 {
 	int64_t deadline = now_ms() + (ms > 0 ? ms : 0);
@@ -120,6 +137,14 @@ int http_sleep(const struct http_config *cfg, long ms)
 }
 
 /* Callbacks. */
+
+/* The rate-limit headers of the response being read. */
+static void forget_limits(struct http *h)
+{
+	h->retry_after_s = -1;
+	h->burst_reset = h->burst_remaining = -1;
+	h->quota_limit = h->quota_remaining = h->quota_reset = -1;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
@@ -172,7 +197,7 @@ static long long header_number(const char *p, const char *end)
 	while (p < end && (*p == ' ' || *p == '\t'))
 		p++;
 	while (p < end && *p >= '0' && *p <= '9') {
-		if (++digits > 12)
+		if (++digits > 15) /* a time in ms has 13 */
 			return -1;
 		v = v * 10 + (*p - '0');
 		p++;
@@ -203,8 +228,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 	h->last_byte_ms = now_ms();
 	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
 		/* A new response (e.g. after 100 Continue): forget the last. */
-		h->retry_after_s = -1;
-		h->ratelimit_reset = -1;
+		forget_limits(h);
 	} else if (header_is(line, n, "Retry-After", &v)) {
 		x = header_number(v, end);
 		if (x >= 0)
@@ -212,9 +236,17 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 						   ? HTTP_MAX_RETRY_AFTER_S
 						   : (long)x;
 	} else if (header_is(line, n, "Burst-RateLimit-Reset", &v)) {
+		h->burst_reset = header_number(v, end);
+	} else if (header_is(line, n, "Burst-RateLimit-Remaining", &v)) {
+		h->burst_remaining = header_number(v, end);
+	} else if (header_is(line, n, "RateLimit-Limit", &v)) {
+		/* present at all: qstash-js's sign of the daily quota */
 		x = header_number(v, end);
-		if (x >= 0)
-			h->ratelimit_reset = x;
+		h->quota_limit = x >= 0 ? x : 0;
+	} else if (header_is(line, n, "RateLimit-Remaining", &v)) {
+		h->quota_remaining = header_number(v, end);
+	} else if (header_is(line, n, "RateLimit-Reset", &v)) {
+		h->quota_reset = header_number(v, end);
 	}
 	return n;
 }
@@ -341,6 +373,16 @@ struct http *http_new(const struct http_config *cfg)
 	return h;
 }
 
+bool http_maybe_sent(const struct http *h)
+{
+	return h->maybe_sent;
+}
+
+const struct http_quota *http_quota_of(const struct http *h)
+{
+	return h->cfg.quota ? h->cfg.quota : &h->own_quota;
+}
+
 void http_free(struct http *h)
 {
 	if (!h)
@@ -445,13 +487,13 @@ out:
 
 /* Errors. */
 
-enum http_retry { NO_RETRY, RETRY };
+enum retryable { NO_RETRY, RETRY };
 
 /* The one CURLcode -> errno table. Codes not listed give -EIO. */
 static const struct {
 	CURLcode code;
 	int err;
-	enum http_retry retry;
+	enum retryable retry;
 } http_errors[] = {
 	{CURLE_COULDNT_CONNECT, -ECONNREFUSED, RETRY},
 	{CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, RETRY},
@@ -664,8 +706,48 @@ static long backoff(struct http *h, unsigned tries)
 	return d / 2 + (long)(rng_next(h) % (uint64_t)(d - d / 2 + 1));
 }
 
-/* The wait after a 429: Retry-After, else Burst-RateLimit-Reset, else
- * the backoff; never more than max_backoff_ms. */
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* The wall-clock ms a rate-limit Reset header names. The docs say only
+ * "unix timestamp": a value above 10^12 is taken as milliseconds, one
+ * above 10^9 as seconds, and a smaller one as seconds from now (as some
+ * APIs send it). */
+static int64_t reset_at(long long v, int64_t wall_now)
+{
+	if (v > 1000000000000LL)
+		return v;
+	if (v > 1000000000LL)
+		return v * 1000;
+	return wall_now + v * 1000;
+}
+
+/* Whether the 429 just read is the daily quota rather than the burst
+ * limit. qstash-js calls it daily when RateLimit-Limit is there; the
+ * Remaining headers, when they say 0, decide first. */
+static bool daily_429(const struct http *h)
+{
+	if (h->quota_remaining == 0)
+		return true;
+	if (h->quota_remaining > 0 || h->burst_remaining == 0)
+		return false;
+	return h->quota_limit >= 0;
+}
+
+/* The wait after a burst 429: Retry-After, else Burst-RateLimit-Reset,
+ * else the backoff; never more than max_backoff_ms. */
 static long backoff_429(struct http *h, unsigned tries)
 {
 	long cap = h->cfg.max_backoff_ms;
@@ -673,18 +755,76 @@ static long backoff_429(struct http *h, unsigned tries)
 
 	if (h->retry_after_s >= 0) {
 		wait = (long long)h->retry_after_s * 1000;
-	} else if (h->ratelimit_reset >= 0) {
-		long long delta = h->ratelimit_reset - (long long)time(NULL);
+	} else if (h->burst_reset >= 0) {
+		int64_t wall = timefmt_now_ms();
+		long long delta = reset_at(h->burst_reset, wall) - wall;
 
 		if (delta > 0)
-			wait = (delta > HTTP_MAX_RETRY_AFTER_S
-					? HTTP_MAX_RETRY_AFTER_S
-					: delta) *
-			       1000;
+			wait = delta > HTTP_MAX_RETRY_AFTER_S * 1000LL
+				       ? HTTP_MAX_RETRY_AFTER_S * 1000LL
+				       : delta;
 	}
 	if (wait < 0)
 		return backoff(h, tries);
 	return wait > cap ? cap : (long)wait;
+}
+
+/* Marks the quota exhausted after a daily 429: until Retry-After or
+ * RateLimit-Reset, else for HTTP_QUOTA_PROBE_MS (not known); at most
+ * HTTP_QUOTA_MAX_WAIT_MS. */
+static void quota_exhausted(struct http *h)
+{
+	struct http_quota *q = quota(h);
+	int64_t wall = timefmt_now_ms(), until = wall + HTTP_QUOTA_PROBE_MS;
+	bool known = true;
+
+	if (h->retry_after_s >= 0)
+		until = wall + (int64_t)h->retry_after_s * 1000;
+	else if (h->quota_reset >= 0)
+		until = reset_at(h->quota_reset, wall);
+	else
+		known = false;
+	if (until > wall + HTTP_QUOTA_MAX_WAIT_MS)
+		until = wall + HTTP_QUOTA_MAX_WAIT_MS;
+	if (until <= wall)
+		until = wall + 1000; /* said reset already: one second */
+	atomic_store(&q->limit, h->quota_limit > 0 ? h->quota_limit : 0);
+	atomic_store(&q->known, known);
+	atomic_store(&q->until_ms, until);
+}
+
+/* Whether the quota forbids sending now; one that has reset is cleared. */
+static bool quota_closed(struct http *h)
+{
+	struct http_quota *q = quota(h);
+	long long until = atomic_load(&q->until_ms);
+
+	if (!until)
+		return false;
+	if (until > timefmt_now_ms())
+		return true;
+	atomic_compare_exchange_strong(&q->until_ms, &until, 0);
+	return false;
+}
+
+static int quota_error(struct http *h, const struct origin *o, char *err,
+		       size_t errlen)
+{
+	const struct http_quota *q = quota(h);
+	char when[TIMEFMT_ISO_SIZE];
+	long long limit = atomic_load(&q->limit);
+	timefmt_iso(atomic_load(&q->until_ms), when);
+	char lim[40] = "";
+
+	if (limit > 0)
+		snprintf(lim, sizeof(lim), " of %lld requests", limit);
+	return set_error(
+		err, errlen, -EDQUOT,
+		"not sent to %s: the daily request quota%s is exhausted until %s%s",
+		o->text, lim, when,
+		atomic_load(&q->known)
+			? ""
+			: " (the API did not say when it resets: one request then finds out)");
 }
 
 /* A token goes into a header line: printable ASCII, no blanks, so it can
@@ -714,26 +854,10 @@ static void reset_attempt(struct http *h)
 	h->len = 0;
 	h->over_limit = false;
 	h->oom = false;
-	h->retry_after_s = -1;
-	h->ratelimit_reset = -1;
+	forget_limits(h);
 	h->errbuf[0] = '\0';
 	h->last_byte_ms = now_ms();
 	h->stalled = false;
-}
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
 }
 
 /* True when the failed attempt certainly never reached the server: no
@@ -753,10 +877,29 @@ static bool never_sent(const struct http *h, int r)
 	return sent_us == 0;
 }
 
+/* Tells cfg.on_retry of a failed attempt that will be retried. */
+static void announce(struct http *h, long status, const char *error,
+		     unsigned tries, long wait)
+{
+	const struct http_retry r = {
+		.status = status,
+		.body = status ? h->buf : NULL,
+		.len = status ? h->len : 0,
+		.error = error,
+		.tries = tries,
+		.max_tries = h->cfg.max_tries,
+		.wait_ms = wait,
+	};
+
+	h->announced = true;
+	h->cfg.on_retry(h->cfg.retry_ctx, &r);
+}
+
 /* Runs attempts until a response worth returning arrives (0, its status
  * in @ret_status) or a failure that ends the request (negative errno,
  * @err filled). With @once_only (POST), only what certainly was not
- * processed is tried again (see http_request() in http.h). */
+ * processed is tried again (see http_request() in http.h). Sets
+ * h->maybe_sent; a daily-quota 429 marks the quota (quota_exhausted()). */
 static int attempts(struct http *h, const struct origin *o, bool once_only,
 		    long *ret_status, unsigned *ret_tries, char *err,
 		    size_t errlen)
@@ -764,6 +907,7 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 	unsigned tries = 0;
 
 	for (;;) {
+		char why[700]; /* describe()'s longest */
 		int64_t start;
 		CURLcode rc;
 		bool retry;
@@ -774,30 +918,41 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 			return set_error(err, errlen, -ECANCELED,
 					 "the request to %s was cancelled",
 					 o->text);
+		if (quota_closed(h))
+			return quota_error(h, o, err, errlen);
 		reset_attempt(h);
 		tries++;
 		*ret_tries = tries;
 		start = now_ms();
 		rc = curl_easy_perform(h->curl);
 		if (rc == CURLE_OK) {
+			h->maybe_sent = true;
 			curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE,
 					  &status);
 			*ret_status = status;
 			if ((status < 500 || status > 599) && status != 429)
 				return 0;
+			if (status == 429 && daily_429(h)) {
+				quota_exhausted(h);
+				return 0; /* retrying only spends requests */
+			}
 			if (once_only && status != 429)
 				return 0; /* a 5xx: it may have been done */
 			if (tries >= h->cfg.max_tries)
 				return 0; /* the caller maps the status */
 			wait = status == 429 ? backoff_429(h, tries)
 					     : backoff(h, tries);
+			why[0] = '\0';
 		} else {
 			r = curl_errno(h, rc, &retry);
+			if (!never_sent(h, r))
+				h->maybe_sent = true;
 			if (once_only && retry)
 				retry = never_sent(h, r);
+			describe(h, rc, r, o, now_ms() - start, why,
+				 sizeof(why));
 			if (!retry || tries >= h->cfg.max_tries) {
-				describe(h, rc, r, o, now_ms() - start, err,
-					 errlen);
+				set_error(err, errlen, r, "%s", why);
 				if (tries > 1)
 					append(err, errlen, " (after %u tries)",
 					       tries);
@@ -805,6 +960,8 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 			}
 			wait = backoff(h, tries);
 		}
+		if (h->cfg.on_retry)
+			announce(h, status, why, tries, wait);
 		if (http_sleep(&h->cfg, wait) < 0)
 			return set_error(err, errlen, -ECANCELED,
 					 "the request to %s was cancelled",
@@ -895,6 +1052,8 @@ int http_request(struct http *h, const struct http_request *req,
 		errlen = sizeof(dummy);
 	}
 	err[0] = '\0';
+	h->maybe_sent = false;
+	h->announced = false;
 	origin_of(url, &o);
 	if (token && !token_ok(token))
 		return set_error(
@@ -960,6 +1119,8 @@ int http_request(struct http *h, const struct http_request *req,
 
 	r = attempts(h, &o, req->method == HTTP_POST, &status, &tries, err,
 		     errlen);
+	if (h->announced)
+		h->cfg.on_retry(h->cfg.retry_ctx, NULL);
 	if (r == 0 && !h->buf) {
 		h->buf = malloc(1); /* an empty body is still a string */
 		if (!h->buf)
@@ -974,6 +1135,7 @@ int http_request(struct http *h, const struct http_request *req,
 		ret->body = h->buf;
 		ret->len = h->len;
 		ret->tries = tries;
+		ret->daily_quota = status == 429 && daily_429(h);
 		h->buf = NULL;
 		h->len = h->cap = 0;
 	}

@@ -67,6 +67,7 @@ struct options {
 /* The mount: one per process, passed to everything that needs it. */
 struct mount {
 	struct options opts;
+	struct http_quota quota; /* the token's daily quota, for every client */
 	char *token;
 	struct walker_source source;
 	struct status status;
@@ -614,7 +615,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cmd = {0};
 	struct fuse_session *se;
 	struct fuse_loop_config *loop;
-	struct api_config acfg = {0};
+	struct api_config acfg = {0}, xcfg = {0};
 	struct walker_config wcfg = {0};
 	struct walker_limits limits = {0};
 	struct fs_config fcfg = {0};
@@ -681,7 +682,7 @@ int main(int argc, char *argv[])
 	fcfg.neg_timeout = NEG_TIMEOUT;
 	fcfg.refresh = on_refresh;
 	fcfg.refresh_ctx = &m;
-	fcfg.api = &acfg; /* filled in below, before fs_start() */
+	fcfg.api = &xcfg; /* filled in below, before fs_start() */
 	fcfg.allow_delete = m.opts.allow_delete;
 	fcfg.allow_resume = m.opts.allow_resume;
 	fcfg.zero_opendir = !m.opts.dir_handles;
@@ -718,7 +719,14 @@ int main(int argc, char *argv[])
 	limits.cancel = &m.cancel;
 	limits.scope = m.opts.scope;
 	acfg.http.cancel = &m.cancel;
+	acfg.http.quota = &m.quota;
+	m.status.quota = &m.quota;
 	check_api(&acfg, url);
+	/* actions have a client of their own; a retried request of the walk
+	 * shows in .dlqfs/status */
+	xcfg = acfg;
+	acfg.on_retry = status_retrying;
+	acfg.retry_ctx = &m.status;
 
 	/* everything a user can get wrong was checked: mount */
 	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error, not death */

@@ -37,6 +37,23 @@ void status_touch(struct status *st)
 	clock_gettime(CLOCK_REALTIME, &st->changed);
 }
 
+void status_retrying(void *ctx, const char *text, unsigned tries)
+{
+	struct status *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	if (!text) {
+		if (st->retrying && !--st->retrying)
+			st->retry_text[0] = '\0';
+	} else {
+		if (tries == 1)
+			st->retrying++;
+		snprintf(st->retry_text, sizeof(st->retry_text), "%s", text);
+	}
+	status_touch(st);
+	pthread_mutex_unlock(&st->lock);
+}
+
 struct out {
 	char *buf;
 	size_t len, cap;
@@ -174,6 +191,27 @@ static void out_time(struct out *o, struct timespec t)
 			       buf));
 }
 
+/* {"exhausted_until": ..., "reset_known": ..., "limit": ...} while the
+ * daily quota is exhausted, else null. */
+static void out_quota(struct out *o, const struct http_quota *q)
+{
+	long long until = q ? atomic_load(&q->until_ms) : 0;
+	char buf[TIMEFMT_ISO_SIZE];
+
+	if (until <= timefmt_now_ms()) {
+		out_printf(o, "null");
+		return;
+	}
+	out_printf(o, "{\"exhausted_until\": ");
+	out_string(o, timefmt_iso(until, buf));
+	out_printf(o, ", \"reset_known\": %s, \"limit\": ",
+		   atomic_load(&q->known) ? "true" : "false");
+	if (atomic_load(&q->limit) > 0)
+		out_printf(o, "%lld}", (long long)atomic_load(&q->limit));
+	else
+		out_printf(o, "null}");
+}
+
 static const char *const state_names[] = {
 	[STATUS_WALKING] = "walking",
 	[STATUS_READY] = "ready",
@@ -224,6 +262,13 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		out_string(&o, st->last_error);
 	else
 		out_printf(&o, "null");
+	out_printf(&o, ",\n  \"retrying\": ");
+	if (st->retrying && st->retry_text[0])
+		out_string(&o, st->retry_text);
+	else
+		out_printf(&o, "null");
+	out_printf(&o, ",\n  \"daily_quota\": ");
+	out_quota(&o, st->quota);
 	out_printf(&o, ",\n  \"api_url\": ");
 	out_string(&o, st->api_url);
 	out_printf(&o, ",\n  \"scope\": %s,\n", st->scope);

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "api.h"
+#include "timefmt.h"
 #include "http.h"
 #include "net.h"
 #include "tap.h"
@@ -600,6 +601,164 @@ static void test_429_waits(void)
 	is_int(r, 0, "429 Burst-RateLimit-Reset then 200: success");
 	ok(dt >= 900 && dt < 2900,
 	   "429 waited until Burst-RateLimit-Reset (%lld ms)", dt);
+	server_free(&s);
+}
+
+/* What api_config.on_retry was told. */
+struct retries_seen {
+	int calls, ended;
+	unsigned tries[8];
+	char text[8][600];
+};
+
+static void record_retry(void *ctx, const char *text, unsigned tries)
+{
+	struct retries_seen *r = ctx;
+
+	if (!text) {
+		r->ended++;
+		return;
+	}
+	if (r->calls < 8) {
+		r->tries[r->calls] = tries;
+		snprintf(r->text[r->calls], sizeof(r->text[0]), "%s", text);
+	}
+	r->calls++;
+}
+
+/* A burst 429 whose reset is in milliseconds, the daily quota's 429, and
+ * what a retried request tells on the way. */
+static void test_rate_limits(void)
+{
+	char burst_ms[256], daily[400];
+	struct action reset_ms[] = {
+		{SEND_KEEP, burst_ms},
+		{SEND_KEEP, R200_PAGE},
+	};
+	struct action quota[] = {
+		{SEND_KEEP, daily},
+		{SEND_KEEP, R200_PAGE},
+	};
+	static const struct action ok_page[] = {{SEND_KEEP, R200_PAGE}};
+	static const struct action quota_unknown[] = {
+		{SEND_KEEP,
+		 "HTTP/1.1 429 Too Many Requests\r\n"
+		 "RateLimit-Limit: 500\r\nContent-Length: 0\r\n\r\n"},
+	};
+	static const struct action both_burst[] = {
+		{SEND_KEEP,
+		 "HTTP/1.1 429 Too Many Requests\r\n"
+		 "RateLimit-Limit: 500\r\nRateLimit-Remaining: 41\r\n"
+		 "Burst-RateLimit-Remaining: 0\r\n"
+		 "Content-Length: 0\r\n\r\n"},
+		{SEND_KEEP, R200_PAGE},
+	};
+	static const struct action fails[] = {
+		{SEND_KEEP, "HTTP/1.1 500 Oops\r\nContent-Length: 26\r\n\r\n"
+			    "{\"error\":\"internal error\"}"},
+		{SEND_KEEP, "HTTP/1.1 502 Bad\r\nContent-Length: 0\r\n\r\n"},
+		{SEND_KEEP, R200_PAGE},
+	};
+	struct http_config hc = test_http();
+	struct http_quota q = {0};
+	struct retries_seen seen = {0};
+	struct message_page page = {0};
+	struct api_config c = {.token = TOKEN};
+	struct api_error err;
+	struct server s;
+	struct api *a;
+	long long t0, dt, wall;
+	int r;
+
+	/* the docs say "unix timestamp": 13 digits are milliseconds */
+	hc.max_backoff_ms = 3000;
+	snprintf(burst_ms, sizeof(burst_ms),
+		 "HTTP/1.1 429 Too Many Requests\r\n"
+		 "Burst-RateLimit-Remaining: 0\r\n"
+		 "Burst-RateLimit-Reset: %lld\r\nContent-Length: 0\r\n\r\n",
+		 ((long long)time(NULL) + 2) * 1000);
+	t0 = now_ms();
+	r = list_once(reset_ms, 2, &hc, &err, &s);
+	dt = now_ms() - t0;
+	is_int(r, 0, "burst 429, reset in ms, then 200: success");
+	ok(dt >= 900 && dt < 2900,
+	   "burst 429: waited until the reset given in ms (%lld ms)", dt);
+	server_free(&s);
+
+	/* a 429 with both kinds of headers whose burst window says 0 */
+	r = list_once(both_burst, 2, &hc, &err, &s);
+	is_int(r, 0, "429, burst remaining 0, quota remaining 41: retried");
+	is_int(s.sh->requests, 2, "... two requests");
+	server_free(&s);
+
+	/* the daily quota: not retried, and nothing is sent until reset */
+	hc.quota = &q;
+	snprintf(daily, sizeof(daily),
+		 "HTTP/1.1 429 Too Many Requests\r\n"
+		 "RateLimit-Limit: 500\r\nRateLimit-Remaining: 0\r\n"
+		 "RateLimit-Reset: %lld\r\nContent-Length: 37\r\n\r\n"
+		 "{\"error\":\"daily rate limit exceeded\"}",
+		 (long long)time(NULL) + 2);
+	r = list_once(quota, 2, &hc, &err, &s);
+	is_int(r, -EDQUOT, "daily 429: -EDQUOT");
+	is_int(err.http_status, 429, "daily 429: the status");
+	is_int(s.sh->requests, 1, "daily 429: not retried");
+	ok(strstr(err.text, "daily rate limit exceeded") &&
+		   strstr(err.text, "daily request quota is exhausted") &&
+		   strstr(err.text, "it resets at"),
+	   "daily 429: says so, and when it resets (%s)", err.text);
+	server_free(&s);
+	is_int(q.limit, 500, "the quota's limit");
+	ok(q.known, "the reset is the API's");
+	r = list_once(ok_page, 1, &hc, &err, &s);
+	is_int(r, -EDQUOT, "while exhausted: -EDQUOT");
+	is_int(s.sh->requests, 0, "while exhausted: nothing sent");
+	ok(strstr(err.text, "not sent") && strstr(err.text, "quota of 500"),
+	   "while exhausted: says so (%s)", err.text);
+	server_free(&s);
+	while (timefmt_now_ms() <= atomic_load(&q.until_ms))
+		usleep(50 * 1000);
+	r = list_once(ok_page, 1, &hc, &err, &s);
+	is_int(r, 0, "after the reset: sent again");
+	is_int(s.sh->requests, 1, "after the reset: one request");
+	is_int(q.until_ms, 0, "after the reset: the quota is open");
+	server_free(&s);
+
+	/* a daily 429 that does not say when it resets: one probe later */
+	wall = timefmt_now_ms();
+	r = list_once(quota_unknown, 1, &hc, &err, &s);
+	is_int(r, -EDQUOT, "daily 429 without a reset: -EDQUOT");
+	ok(!q.known && q.until_ms >= wall + HTTP_QUOTA_PROBE_MS - 1000 &&
+		   q.until_ms <= timefmt_now_ms() + HTTP_QUOTA_PROBE_MS,
+	   "without a reset: asked again after HTTP_QUOTA_PROBE_MS");
+	ok(strstr(err.text, "asked again at") != NULL, "and says so (%s)",
+	   err.text);
+	server_free(&s);
+	atomic_store(&q.until_ms, 0);
+	hc.quota = NULL;
+
+	/* each retry is told, in words with the try count, then its end */
+	server_start(&s, fails, 3);
+	c.base_url = s.base;
+	c.http = hc;
+	c.on_retry = record_retry;
+	c.retry_ctx = &seen;
+	a = api_new(&c);
+	r = api_list(a, NULL, &page, &err);
+	is_int(r, 0, "500, 502, then 200: success");
+	is_int(seen.calls, 2, "two retries told");
+	is_int(seen.tries[0], 1, "the first: try 1");
+	is_int(seen.tries[1], 2, "the second: try 2");
+	ok(strstr(seen.text[0], "HTTP 500 from http://127.0.0.1:") &&
+		   strstr(seen.text[0], ": internal error (try 1 of 3)"),
+	   "the first in words: %s", seen.text[0]);
+	ok(strstr(seen.text[1], "HTTP 502 from") &&
+		   strstr(seen.text[1], "(try 2 of 3)"),
+	   "the second in words: %s", seen.text[1]);
+	is_int(seen.ended, 1, "then its end, once");
+	message_page_release(&page);
+	api_free(a);
+	server_stop(&s);
 	server_free(&s);
 }
 
@@ -1335,6 +1494,7 @@ int main(void)
 	test_status_table();
 	test_retries_exhausted();
 	test_429_waits();
+	test_rate_limits();
 	test_transport_errors();
 	test_refused_and_token();
 	test_cancel();
