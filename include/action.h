@@ -44,18 +44,21 @@ int action_verb_parse(const char *name, enum action_verb *ret_verb);
 
 /* Maps a name the user wrote (the last path component, never empty, ".",
  * "..", "*", holding no '/' or control byte) to the raw dlqId: the FUSE
- * layer owns escaped names. Returns 0 and a new string in @ret_id, or a
+ * layer owns escaped names. Returns 1 and a new string in @ret_id for a
+ * run it lists, 0 and a new string for a name it passes on as it is (a
+ * run it does not list: the API will say whether it knows it), or a
  * negative errno that fails the whole parse (nothing is sent), e.g.
- * -ENOENT for a name it does not know. A resolver that wants unknown ids
- * to reach the API (and come back -ENOENT one by one) returns a copy of
- * the name instead. */
+ * -ENOENT for a name it refuses. Ids it passes on are sent one request
+ * each (see action_run()). */
 typedef int (*action_resolve_fn)(void *ctx, const char *name, char **ret_id);
 
 /* What happened to one id. */
 struct action_outcome {
 	int err;	  /* 0, or a negative errno */
-	bool unknown;	  /* a bulk delete deleted fewer than it was given,
-			     so which of its ids were gone is not known */
+	bool unknown;	  /* whether it was carried out is not known: a bulk
+			     delete deleted fewer than it was given, a bulk
+			     resume was answered 404, a request failed after
+			     it may have been carried out */
 	long http_status; /* 0 when no response came (or nothing was sent) */
 	char *run_id;	  /* new workflowRunId (resume, restart, callback),
 			     or NULL */
@@ -69,10 +72,14 @@ struct action {
 	 * buffers below. */
 	struct api_action_options opt;
 	char delay[ACTION_MAX_OPTION + 1];
+	char retry_delay[ACTION_MAX_OPTION + 1];
 	char flow_control_key[ACTION_MAX_OPTION + 1];
 	char flow_control_value[ACTION_MAX_OPTION + 1];
-	char **ids; /* new, raw dlqIds, deduplicated, in first-seen order */
-	size_t n;   /* 1 .. ACTION_MAX_IDS */
+	char label[ACTION_MAX_OPTION + 1];
+	char failure_callback[ACTION_MAX_OPTION + 1];
+	char **ids;   /* new, raw dlqIds, deduplicated, in first-seen order */
+	bool *listed; /* per id: the resolver listed it (or there is none) */
+	size_t n;     /* 1 .. ACTION_MAX_IDS */
 	struct action_outcome *out; /* n outcomes, filled by action_run() */
 	bool ran;		    /* action_run() was called */
 };
@@ -86,8 +93,11 @@ struct action {
  * only for resume and restart:
  *   retries=N             0..ACTION_MAX_RETRIES     (Upstash-Retries)
  *   delay=D               digits and a unit, repeated: 10s, 1h30m, 500ms
+ *   retry_delay=E         printable ASCII           (Retry-Delay)
  *   flow_control_key=K    printable ASCII, no blank (Flow-Control-Key)
  *   flow_control_value=V  printable ASCII           (Flow-Control-Value)
+ *   label=L[,L...]        printable ASCII           (Label)
+ *   failure_callback=U    http(s):// URL, no blank  (Failure-Callback)
  * Then one id per line: a dlqId, or a path whose last component is one
  * (trailing slashes are dropped), so "ls -d by-label/x/[*] > resume" works.
  * Each name goes through @resolve (NULL: the name is the id).
@@ -96,7 +106,8 @@ struct action {
  * after an id, an unknown key, a repeated key, a bad value, options for
  * delete or callback, a name that is empty, ".", "..", or "*" (an
  * unexpanded glob), a line holding a control byte (NUL included) or
- * longer than ACTION_MAX_LINE, an id longer than API_MAX_ID. All give
+ * longer than ACTION_MAX_LINE, an id longer than API_MAX_ID or holding a
+ * ',' (the API reads one as a separator of several ids). All give
  * -EINVAL; more than ACTION_MAX_IDS distinct ids -E2BIG; more than
  * ACTION_MAX_INPUT bytes -EFBIG; a resolver's error as it is; -ENOMEM.
  * Then @err (at most @errlen bytes, may be NULL) says which line and why,
@@ -125,15 +136,20 @@ struct action_log;
 
 /* Carries out @act through @a (one client, used by this thread only),
  * filling act->out[i] for every id and appending one line per id to
- * @log (may be NULL). One id goes to the single endpoint; several go in
- * bulk requests of at most API_BULK_MAX ids, in order (a bulk request
- * whose URL would be too long is split in halves; a batch of one uses the
- * single endpoint); callback sends one request per id. A bulk resume or
- * restart answered 404 (an id the API does not know; it acted on none) is
- * sent again one id at a time, so that the others still happen.
+ * @log (may be NULL). No id is ever sent twice. One id goes to the
+ * single endpoint; so does each id the resolver did not list, first;
+ * the listed ones go in bulk requests of at most API_BULK_MAX ids, in
+ * order (a bulk request whose URL would be too long is split in halves;
+ * a batch of one uses the single endpoint); callback sends one request
+ * per id. A bulk resume or restart answered 404 ("Some DLQ messages were
+ * not found": whether it acted on the others is not documented) is not
+ * sent again: every id of it is -ENOENT with an unknown outcome, as is an
+ * id whose request failed after it may have been carried out
+ * (api_error.unknown).
  * A failure does not stop the other requests, except -ECANCELED
- * (shutdown) and -EACCES (token refused): the ids not yet sent then fail
- * with that errno, and nothing more is sent.
+ * (shutdown), -EACCES (token refused) and -EDQUOT (daily quota
+ * exhausted): the ids not yet sent then fail with that errno, and nothing
+ * more is sent.
  * Returns 0 when every id succeeded; else the first error in id order
  * other than -ENOENT, or -ENOENT when that is the only one (a 404, or a
  * bulk delete that deleted fewer than given). Runs at most once per

@@ -152,27 +152,98 @@ static bool printable(const char *v, bool blanks)
 	return true;
 }
 
+/* The option lines of resume and restart, each sent as one header. */
+enum option_key {
+	OPT_RETRIES,
+	OPT_DELAY,
+	OPT_RETRY_DELAY,
+	OPT_FLOW_CONTROL_KEY,
+	OPT_FLOW_CONTROL_VALUE,
+	OPT_LABEL,
+	OPT_FAILURE_CALLBACK,
+	OPT_COUNT
+};
+
+static const char *const option_keys[OPT_COUNT] = {
+	[OPT_RETRIES] = "retries",
+	[OPT_DELAY] = "delay",
+	[OPT_RETRY_DELAY] = "retry_delay",
+	[OPT_FLOW_CONTROL_KEY] = "flow_control_key",
+	[OPT_FLOW_CONTROL_VALUE] = "flow_control_value",
+	[OPT_LABEL] = "label",
+	[OPT_FAILURE_CALLBACK] = "failure_callback",
+};
+
+/* Checks the value of option @k; NULL when good, else why not. */
+static const char *option_refused(enum option_key k, const char *v, size_t n)
+{
+	switch (k) {
+	case OPT_RETRIES: {
+		long r = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (v[i] < '0' || v[i] > '9' || r > 1000)
+				return "retries takes a number from 0 to 100";
+			r = r * 10 + (v[i] - '0');
+		}
+		return r > ACTION_MAX_RETRIES
+			       ? "retries takes a number from 0 to 100"
+			       : NULL;
+	}
+	case OPT_DELAY:
+		return delay_ok(v) ? NULL
+				   : "delay takes a duration such as 10s, 5m, "
+				     "1h30m or 500ms";
+	case OPT_RETRY_DELAY:
+		return printable(v, true) ? NULL
+					  : "retry_delay takes an expression "
+					    "in printable ASCII, such as "
+					    "pow(2, retried) * 1000";
+	case OPT_FLOW_CONTROL_KEY:
+		return printable(v, false) ? NULL
+					   : "flow_control_key takes printable "
+					     "ASCII without blanks";
+	case OPT_FLOW_CONTROL_VALUE:
+		return printable(v, true)
+			       ? NULL
+			       : "flow_control_value takes printable "
+				 "ASCII";
+	case OPT_LABEL:
+		return printable(v, true) && v[0] != ',' && v[n - 1] != ','
+			       ? NULL
+			       : "label takes labels in printable ASCII, "
+				 "separated by commas";
+	case OPT_FAILURE_CALLBACK:
+		return printable(v, false) && (!strncmp(v, "https://", 8) ||
+					       !strncmp(v, "http://", 7))
+			       ? NULL
+			       : "failure_callback takes an http:// or "
+				 "https:// URL, without blanks";
+	default:
+		return "unknown option";
+	}
+}
+
 /* Applies the option line "key=value" (@s, @n bytes, NUL-free). */
 static int parse_option(struct action *act, unsigned *seen, const char *s,
 			size_t n, size_t lineno, char *err, size_t errlen)
 {
-	static const char *const keys[] = {
-		"retries", "delay", "flow_control_key", "flow_control_value"};
-	const char *eq = memchr(s, '=', n);
+	const char *eq = memchr(s, '=', n), *why;
 	size_t klen = (size_t)(eq - s), vlen = n - klen - 1;
 	char q[ACTION_QUOTE_MAX + 8];
 	char value[ACTION_MAX_OPTION + 1];
 	char *buf = NULL;
-	size_t k;
+	int k;
 
 	quote(q, sizeof(q), s, klen);
-	for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-		if (strlen(keys[k]) == klen && !strncmp(s, keys[k], klen))
+	for (k = 0; k < OPT_COUNT; k++)
+		if (strlen(option_keys[k]) == klen &&
+		    !strncmp(s, option_keys[k], klen))
 			break;
-	if (k == sizeof(keys) / sizeof(keys[0]))
+	if (k == OPT_COUNT)
 		return fail(
 			err, errlen, -EINVAL,
-			"line %zu: unknown option \"%s\" (options: retries, delay, flow_control_key, flow_control_value)",
+			"line %zu: unknown option \"%s\" (options: retries, delay, retry_delay, flow_control_key, flow_control_value, label, failure_callback)",
 			lineno, q);
 	if (act->verb != ACTION_RESUME && act->verb != ACTION_RESTART)
 		return fail(
@@ -190,52 +261,36 @@ static int parse_option(struct action *act, unsigned *seen, const char *s,
 			lineno, q, ACTION_MAX_OPTION);
 	memcpy(value, eq + 1, vlen);
 	value[vlen] = '\0';
-	switch (k) {
-	case 0: {
-		long v = 0;
-
-		for (size_t i = 0; i < vlen; i++) {
-			if (value[i] < '0' || value[i] > '9' || v > 1000)
-				return fail(
-					err, errlen, -EINVAL,
-					"line %zu: retries takes a number from 0 to %d",
-					lineno, ACTION_MAX_RETRIES);
-			v = v * 10 + (value[i] - '0');
-		}
-		if (v > ACTION_MAX_RETRIES)
-			return fail(
-				err, errlen, -EINVAL,
-				"line %zu: retries takes a number from 0 to %d",
-				lineno, ACTION_MAX_RETRIES);
-		act->opt.retries = (int)v;
+	why = option_refused((enum option_key)k, value, vlen);
+	if (why)
+		return fail(err, errlen, -EINVAL, "line %zu: %s", lineno, why);
+	switch ((enum option_key)k) {
+	case OPT_RETRIES:
+		act->opt.retries = atoi(value);
 		return 0;
-	}
-	case 1:
-		if (!delay_ok(value))
-			return fail(
-				err, errlen, -EINVAL,
-				"line %zu: delay takes a duration such as 10s, 5m, 1h30m or 500ms",
-				lineno);
+	case OPT_DELAY:
 		buf = act->delay;
 		act->opt.delay = buf;
 		break;
-	case 2:
-		if (!printable(value, false))
-			return fail(
-				err, errlen, -EINVAL,
-				"line %zu: flow_control_key takes printable ASCII without blanks",
-				lineno);
+	case OPT_RETRY_DELAY:
+		buf = act->retry_delay;
+		act->opt.retry_delay = buf;
+		break;
+	case OPT_FLOW_CONTROL_KEY:
 		buf = act->flow_control_key;
 		act->opt.flow_control_key = buf;
 		break;
-	default:
-		if (!printable(value, true))
-			return fail(
-				err, errlen, -EINVAL,
-				"line %zu: flow_control_value takes printable ASCII",
-				lineno);
+	case OPT_FLOW_CONTROL_VALUE:
 		buf = act->flow_control_value;
 		act->opt.flow_control_value = buf;
+		break;
+	case OPT_LABEL:
+		buf = act->label;
+		act->opt.label = buf;
+		break;
+	default:
+		buf = act->failure_callback;
+		act->opt.failure_callback = buf;
 		break;
 	}
 	memcpy(buf, value, vlen + 1);
@@ -311,10 +366,12 @@ static int dedupe(struct action *act)
 		if (!strcmp(act->ids[idx[i]], act->ids[idx[i - 1]]))
 			dup[idx[i]] = true;
 	for (size_t i = 0; i < act->n; i++) {
-		if (dup[i])
+		if (dup[i]) {
 			free(act->ids[i]);
-		else
+		} else {
+			act->listed[keep] = act->listed[i];
 			act->ids[keep++] = act->ids[i];
+		}
 	}
 	act->n = keep;
 	free(idx);
@@ -331,13 +388,20 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 	char *copy, *id = NULL;
 	int r;
 
+	bool listed = true;
+
 	if (act->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 16;
 		char **p = realloc(act->ids, ncap * sizeof(*p));
+		bool *l;
 
 		if (!p)
 			return fail(err, errlen, -ENOMEM, "out of memory");
 		act->ids = p;
+		l = realloc(act->listed, ncap * sizeof(*l));
+		if (!l)
+			return fail(err, errlen, -ENOMEM, "out of memory");
+		act->listed = l;
 		*cap = ncap;
 	}
 	copy = strndup(name, len);
@@ -350,7 +414,7 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 		if (r < 0 || !id || !id[0] || strlen(id) > API_MAX_ID) {
 			quote(q, sizeof(q), name, len);
 			free(copy);
-			if (r == 0)
+			if (r >= 0)
 				free(id);
 			if (r == -ENOMEM)
 				return fail(err, errlen, r, "out of memory");
@@ -360,7 +424,17 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 				    r < 0 ? strerror(-r) : "no usable id");
 		}
 		free(copy);
+		listed = r > 0;
 	}
+	if (strchr(id, ',')) {
+		quote(q, sizeof(q), name, len);
+		free(id);
+		return fail(
+			err, errlen, -EINVAL,
+			"line %zu: \"%s\" holds a ',', which the API reads as a separator of several ids",
+			lineno, q);
+	}
+	act->listed[act->n] = listed;
 	act->ids[act->n++] = id;
 	return 0;
 }
@@ -492,6 +566,7 @@ void action_free(struct action *act)
 		}
 	}
 	free(act->ids);
+	free(act->listed);
 	free(act->out);
 	free(act);
 }
@@ -527,6 +602,8 @@ static const char *errno_name(int e)
 		return "EFBIG";
 	case E2BIG:
 		return "E2BIG";
+	case EDQUOT:
+		return "EDQUOT";
 	case ENOMEM:
 		return "ENOMEM";
 	default:
@@ -570,7 +647,22 @@ static void settle(struct action *act, size_t i, int err, bool unknown,
 /* Whether nothing more should be sent after @err. */
 static bool stops(int err)
 {
-	return err == -ECANCELED || err == -EACCES;
+	return err == -ECANCELED || err == -EACCES || err == -EDQUOT;
+}
+
+/* Why the ids after a request that failed with @err were not sent. */
+static const char *not_sent(int err)
+{
+	switch (err) {
+	case -EACCES:
+		return "not sent: the token was refused";
+	case -EDQUOT:
+		return "not sent: the daily request quota is exhausted";
+	case -ECANCELED:
+		return "not sent: cancelled";
+	default:
+		return "not sent: an earlier request failed";
+	}
 }
 
 /* One id through its single endpoint. */
@@ -597,49 +689,25 @@ static int run_one(struct action *act, size_t i, struct api *a,
 		r = api_callback(a, id, &run, &err);
 		break;
 	}
-	settle(act, i, r, false, err.http_status, r == 0 ? run.run_id : NULL,
-	       err.text, log);
+	settle(act, i, r, r < 0 && err.unknown, err.http_status,
+	       r == 0 ? run.run_id : NULL, err.text, log);
 	return r;
 }
 
-/* Ids [@from, @from + @n) one request each: after a bulk resume or
- * restart refused whole with 404 for an id the API does not know (it
- * acted on none of them, as far as its answer tells), so that the others
- * still happen. Returns the first error other than -ENOENT, else -ENOENT
- * or 0. */
-static int run_singly(struct action *act, size_t from, size_t n, struct api *a,
-		      struct action_log *log)
+/* The ids act->ids[@idx[0 .. @n - 1]] in one bulk request (halved when
+ * its URL would be too long; one id goes to the single endpoint).
+ * Returns the first error. */
+static int run_bulk(struct action *act, const size_t *idx, size_t n,
+		    struct api *a, struct action_log *log)
 {
-	int first = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		int r = run_one(act, from + i, a, log);
-
-		if (r && (!first || first == -ENOENT))
-			first = r;
-		if (stops(r)) {
-			while (++i < n)
-				settle(act, from + i, r, false, 0, NULL,
-				       "not sent: an earlier request failed",
-				       log);
-			break;
-		}
-	}
-	return first;
-}
-
-/* Ids [@from, @from + @n) in one bulk request (halved when its URL would
- * be too long; one id goes to the single endpoint). Returns the first
- * error. */
-static int run_bulk(struct action *act, size_t from, size_t n, struct api *a,
-		    struct action_log *log)
-{
-	const char *const *ids = (const char *const *)act->ids + from;
+	const char *ids[API_BULK_MAX];
 	struct api_error err = {0};
 	int r;
 
 	if (n == 1)
-		return run_one(act, from, a, log);
+		return run_one(act, idx[0], a, log);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = act->ids[idx[i]];
 	if (act->verb == ACTION_DELETE) {
 		long long deleted = -1;
 
@@ -652,7 +720,7 @@ static int run_bulk(struct action *act, size_t from, size_t n, struct api *a,
 				"the API deleted %lld of the %zu ids of this request: the others were not there",
 				deleted, n);
 			for (size_t i = 0; i < n; i++)
-				settle(act, from + i, -ENOENT, true,
+				settle(act, idx[i], -ENOENT, true,
 				       err.http_status, NULL, text, log);
 			return -ENOENT;
 		}
@@ -666,51 +734,80 @@ static int run_bulk(struct action *act, size_t from, size_t n, struct api *a,
 		if (r == 0) {
 			/* runs match ids only one for one */
 			for (size_t i = 0; i < n; i++)
-				settle(act, from + i, 0, false, err.http_status,
+				settle(act, idx[i], 0, false, err.http_status,
 				       runs.n == n ? runs.v[i].run_id : NULL,
 				       NULL, log);
 			message_runs_release(&runs);
 			return 0;
 		}
-		if (r == -ENOENT)
-			return run_singly(act, from, n, a, log);
+		if (r == -ENOENT) {
+			/* "Some DLQ messages were not found": whether the API
+			 * acted on the others is not documented. Sending them
+			 * again could start their workflows twice. */
+			char text[sizeof(err.text) + 200];
+
+			snprintf(
+				text, sizeof(text),
+				"%s: the API does not say whether it acted on the ids it found; not sent again, so that none is acted on twice (the next walk shows which runs are still there)",
+				err.text);
+			for (size_t i = 0; i < n; i++)
+				settle(act, idx[i], -ENOENT, true,
+				       err.http_status, NULL, text, log);
+			return -ENOENT;
+		}
 	}
 	if (r == -E2BIG) {
 		size_t half = n / 2;
-		int r1 = run_bulk(act, from, half, a, log), r2;
+		int r1 = run_bulk(act, idx, half, a, log), r2;
 
 		if (stops(r1)) {
 			for (size_t i = half; i < n; i++)
-				settle(act, from + i, r1, false, 0, NULL,
-				       "not sent: an earlier request failed",
-				       log);
+				settle(act, idx[i], r1, false, 0, NULL,
+				       not_sent(r1), log);
 			return r1;
 		}
-		r2 = run_bulk(act, from + half, n - half, a, log);
+		r2 = run_bulk(act, idx + half, n - half, a, log);
 		return r1 ? r1 : r2;
 	}
 	for (size_t i = 0; i < n; i++)
-		settle(act, from + i, r, false, err.http_status, NULL, err.text,
-		       log);
+		settle(act, idx[i], r, err.unknown, err.http_status, NULL,
+		       err.text, log);
 	return r;
 }
 
 int action_run(struct action *act, struct api *a, struct action_log *log)
 {
 	int first = 0, notfound = 0, r = 0;
-	size_t i = 0;
+	size_t *order, nsingle = 0, k = 0, i = 0;
 
 	if (act->ran)
 		return -EALREADY;
 	act->ran = true;
-	while (i < act->n) {
-		size_t n = act->n - i;
+	order = malloc(act->n * sizeof(*order));
+	if (!order) {
+		for (i = 0; i < act->n; i++)
+			settle(act, i, -ENOMEM, false, 0, NULL,
+			       "not sent: out of memory", log);
+		return -ENOMEM;
+	}
+	/* Ids the tree did not list go first, one request each: in a bulk
+	 * resume or restart, an id the API does not know makes the others'
+	 * outcome unknown. Then the listed ones, in bulk. */
+	for (i = 0; i < act->n; i++)
+		if (!act->listed[i] || act->verb == ACTION_CALLBACK ||
+		    act->n == 1)
+			order[nsingle++] = i;
+	k = nsingle;
+	for (i = 0; i < act->n; i++)
+		if (act->listed[i] && act->verb != ACTION_CALLBACK &&
+		    act->n > 1)
+			order[k++] = i;
+	for (i = 0; i < act->n;) {
+		size_t n = i < nsingle ? 1 : act->n - i;
 
-		if (act->verb == ACTION_CALLBACK || act->n == 1)
-			n = 1;
-		else if (n > API_BULK_MAX)
+		if (n > API_BULK_MAX)
 			n = API_BULK_MAX;
-		r = run_bulk(act, i, n, a, log);
+		r = run_bulk(act, order + i, n, a, log);
 		i += n;
 		if (r == -ENOENT && !notfound)
 			notfound = r;
@@ -720,10 +817,8 @@ int action_run(struct action *act, struct api *a, struct action_log *log)
 			break;
 	}
 	for (; i < act->n; i++)
-		settle(act, i, r, false, 0, NULL,
-		       r == -EACCES ? "not sent: the token was refused"
-				    : "not sent: cancelled",
-		       log);
+		settle(act, order[i], r, false, 0, NULL, not_sent(r), log);
+	free(order);
 	return first ? first : notfound;
 }
 

@@ -972,9 +972,9 @@ static void job_done(void *ctx, struct action *act, int result)
 	free(j);
 }
 
-/* action_resolve_fn over a snapshot: a run's name gives its raw dlqId;
- * another name goes to the API as it is (a run not walked yet, or gone:
- * the API answers 404). */
+/* action_resolve_fn over a snapshot: a run's name gives its raw dlqId
+ * (1: listed); another name goes to the API as it is (0: a run not
+ * walked yet, or gone: the API answers 404). */
 static int resolve(void *ctx, const char *name, char **ret_id)
 {
 	const struct snapshot *s = ctx;
@@ -986,7 +986,7 @@ static int resolve(void *ctx, const char *name, char **ret_id)
 	if (!id)
 		return -ENOMEM;
 	*ret_id = id;
-	return 0;
+	return i >= 0;
 }
 
 /* Parses @len bytes for @verb and hands the action to the actor, which

@@ -62,6 +62,26 @@ static void test_parse_table(void)
 		{ACTION_RESUME, "delay=1h30m\n1-0\n", 0, "1-0", NULL},
 		{ACTION_RESUME, "delay=500ms\n1-0\n", 0, "1-0", NULL},
 		{ACTION_RESUME, "retries=0\n1-0\n", 0, "1-0", NULL},
+		{ACTION_RESTART,
+		 "retry_delay=pow(2, retried) * 1000\nlabel=a,b\n"
+		 "failure_callback=https://x.example/fail?a=1\n1-0\n",
+		 0, "1-0", NULL},
+		/* one id is one id: the API reads dlqIds=a,b as two */
+		{ACTION_DELETE, "1-0,2-0\n", -EINVAL, NULL, "separator"},
+		{ACTION_RESUME, "1-0\nruns/a,b\n", -EINVAL, NULL, "line 2"},
+		{ACTION_RESUME, "retry_delay=\xc3\xa9\n1-0\n", -EINVAL, NULL,
+		 "retry_delay"},
+		{ACTION_RESUME, "label=,a\n1-0\n", -EINVAL, NULL, "label"},
+		{ACTION_RESUME, "label=a\x01\n1-0\n", -EINVAL, NULL,
+		 "control byte"},
+		{ACTION_RESUME, "failure_callback=ftp://x\n1-0\n", -EINVAL,
+		 NULL, "failure_callback"},
+		{ACTION_RESUME, "failure_callback=https://a b\n1-0\n", -EINVAL,
+		 NULL, "failure_callback"},
+		{ACTION_RESUME, "label=a\nlabel=b\n1-0\n", -EINVAL, NULL,
+		 "given twice"},
+		{ACTION_DELETE, "label=a\n1-0\n", -EINVAL, NULL,
+		 "resume and restart only"},
 		/* garbage */
 		{ACTION_DELETE, "", -EINVAL, NULL, "no id given"},
 		{ACTION_DELETE, "\n\n  \n\t\r\n", -EINVAL, NULL, "no id given"},
@@ -138,6 +158,9 @@ static void test_parse_options(void)
 				 "delay=2m\n"
 				 "flow_control_key=k:1\n"
 				 "flow_control_value=rate=10, period=1m\n"
+				 "retry_delay=1000 * (1 + retried)\n"
+				 "label=payments,billing\n"
+				 "failure_callback=https://app.example/fail\n"
 				 "1-0\n";
 	struct action *act = NULL;
 	char err[256];
@@ -152,20 +175,28 @@ static void test_parse_options(void)
 	is_str(act->opt.flow_control_key, "k:1", "options: key");
 	is_str(act->opt.flow_control_value, "rate=10, period=1m",
 	       "options: value");
+	is_str(act->opt.retry_delay, "1000 * (1 + retried)",
+	       "options: retry_delay");
+	is_str(act->opt.label, "payments,billing", "options: label");
+	is_str(act->opt.failure_callback, "https://app.example/fail",
+	       "options: failure_callback");
 	action_free(act);
 
 	is_int(action_parse(ACTION_RESUME, "1-0\n", 4, NULL, NULL, &act, err,
 			    sizeof(err)),
 	       0, "no options: parsed");
 	ok(act->opt.retries == -1 && !act->opt.delay &&
-		   !act->opt.flow_control_key && !act->opt.flow_control_value,
+		   !act->opt.flow_control_key && !act->opt.flow_control_value &&
+		   !act->opt.retry_delay && !act->opt.label &&
+		   !act->opt.failure_callback,
 	   "no options: none set");
 	action_free(act);
 	action_free(NULL);
 	ok(1, "action_free(NULL) is a no-op");
 }
 
-/* Names "n:X" are the run "id-X"; "unknown" is not a run; "oom" fails. */
+/* Names "n:X" are the listed run "id-X"; "unknown" is refused; "oom"
+ * fails; any other name is passed on as it is, not listed. */
 static int resolver(void *ctx, const char *name, char **ret_id)
 {
 	int *calls = ctx;
@@ -184,7 +215,7 @@ static int resolver(void *ctx, const char *name, char **ret_id)
 	if (!id)
 		return -ENOMEM;
 	*ret_id = id;
-	return 0;
+	return strncmp(name, "n:", 2) == 0;
 }
 
 static void test_parse_resolver(void)
@@ -201,6 +232,16 @@ static void test_parse_resolver(void)
 	if (r == 0) {
 		joined(act, ids, sizeof(ids));
 		is_str(ids, "id-1,id-2", "resolver: mapped and deduplicated");
+		ok(act->listed[0] && act->listed[1],
+		   "resolver: id-2 listed, as it first came (n:2)");
+		action_free(act);
+	}
+	r = action_parse(ACTION_DELETE, "n:1\nraw-7\n", 10, resolver, &calls,
+			 &act, err, sizeof(err));
+	is_int(r, 0, "resolver: a name passed on");
+	if (r == 0) {
+		ok(act->listed[0] && !act->listed[1],
+		   "resolver: listed as the resolver said");
 		action_free(act);
 	}
 	r = action_parse(ACTION_DELETE, "n:1\nruns/unknown\n", 17, resolver,
@@ -342,11 +383,14 @@ static size_t request_ids(const char *target, char ids[64][64], bool *bulk)
 }
 
 /* Answers like the API. Ids starting "gone" are unknown (404; a bulk
- * delete skips them), "deny" gets 401, "nocb" a 400 on callback. */
+ * delete skips them), "deny" gets 401, "nocb" a 400 on callback, "fail"
+ * a 500, "cut" no answer (the connection closed once the request is
+ * read), "quota" the daily quota's 429. */
 static int answer(int fd, const char *req, struct shared *sh)
 {
 	char method[16], target[RECORD_BYTES], ids[64][64], body[8192];
 	bool bulk, gone = false, deny = false, nocb = false;
+	bool fail = false, cut = false, quota = false;
 	size_t n, kept = 0, j;
 
 	if (sscanf(req, "%15s %2047s", method, target) != 2)
@@ -363,10 +407,28 @@ static int answer(int fd, const char *req, struct shared *sh)
 		gone |= !strncmp(ids[i], "gone", 4);
 		deny |= !strncmp(ids[i], "deny", 4);
 		nocb |= !strncmp(ids[i], "nocb", 4);
+		fail |= !strncmp(ids[i], "fail", 4);
+		cut |= !strncmp(ids[i], "cut", 3);
+		quota |= !strncmp(ids[i], "quota", 5);
 		kept += strncmp(ids[i], "gone", 4) != 0;
 	}
 	if (deny)
 		return respond(fd, 401, "{\"error\":\"invalid token\"}");
+	if (cut)
+		return 0;
+	if (fail)
+		return respond(fd, 500, "{\"error\":\"internal error\"}");
+	if (quota) {
+		static const char q[] =
+			"HTTP/1.1 429 X\r\nContent-Type: application/json\r\n"
+			"RateLimit-Limit: 1000\r\nRateLimit-Remaining: 0\r\n"
+			"RateLimit-Reset: 4102444800\r\n"
+			"Content-Length: 32\r\nConnection: close\r\n\r\n"
+			"{\"error\":\"daily limit exceeded\"}";
+
+		send_all(fd, q, strlen(q));
+		return 0;
+	}
 	if (!strcmp(method, "DELETE")) {
 		if (!bulk)
 			return respond(fd, gone ? 404 : 200,
@@ -453,14 +515,17 @@ static struct api *client(const struct server *s)
 	return api_new(&c);
 }
 
-/* Runs @verb on the ids of @text; returns action_run()'s result. */
-static int run_text(struct server *s, enum action_verb verb, const char *text,
-		    struct action_log *log, struct action **ret_act)
+/* Runs @verb on the ids of @text, named through @resolve (may be NULL);
+ * returns action_run()'s result. */
+static int run_resolved(struct server *s, enum action_verb verb,
+			const char *text, action_resolve_fn resolve,
+			struct action_log *log, struct action **ret_act)
 {
 	struct api *a = client(s);
 	char err[256];
-	int r = action_parse(verb, text, strlen(text), NULL, NULL, ret_act, err,
-			     sizeof(err));
+	int calls = 0;
+	int r = action_parse(verb, text, strlen(text), resolve, &calls, ret_act,
+			     err, sizeof(err));
 
 	if (r < 0) {
 		printf("# parse failed: %s\n", err);
@@ -471,6 +536,12 @@ static int run_text(struct server *s, enum action_verb verb, const char *text,
 	r = action_run(*ret_act, a, log);
 	api_free(a);
 	return r;
+}
+
+static int run_text(struct server *s, enum action_verb verb, const char *text,
+		    struct action_log *log, struct action **ret_act)
+{
+	return run_resolved(s, verb, text, NULL, log, ret_act);
 }
 
 static int count_of(const char *hay, const char *needle)
@@ -608,12 +679,17 @@ static void test_run_failures(struct server *s)
 	text = ids_text(0, 60, "gone-9\n");
 	r = run_text(s, ACTION_RESUME, text, NULL, &act);
 	is_int(r, -ENOENT, "resume with a gone id in batch 2: -ENOENT");
-	/* batch 2 (10 ids and the gone one) is refused whole with 404, then
-	 * sent again one id at a time */
-	is_int(s->sh->requests, 2 + 11, "both batches, then batch 2 singly");
+	/* batch 2 (10 ids and the gone one) is answered 404: whether the
+	 * API acted on the 10 is not known, so none is sent again */
+	is_int(s->sh->requests, 2, "both batches, nothing sent again");
 	is_int(act->out[0].err, 0, "batch 1 done");
-	is_int(act->out[55].err, 0, "batch 2: a known id done singly");
+	ok(!act->out[0].unknown, "batch 1: known");
+	is_int(act->out[55].err, -ENOENT, "batch 2: a known id -ENOENT");
+	ok(act->out[55].unknown, "batch 2: a known id's outcome unknown");
+	ok(act->out[55].text && strstr(act->out[55].text, "not sent again"),
+	   "batch 2: says why (%s)", act->out[55].text);
 	is_int(act->out[60].err, -ENOENT, "batch 2: the gone id fails");
+	ok(act->out[60].unknown, "batch 2: the gone id's outcome unknown too");
 	is_int(act->out[60].http_status, 404, "the gone id: 404");
 	action_free(act);
 	free(text);
@@ -636,6 +712,93 @@ static void test_run_failures(struct server *s)
 	is_int(r, -EINVAL, "-EINVAL ranks above -ENOENT");
 	action_free(act);
 
+	is_int(s->sh->unscoped, 0, "no unscoped bulk request, ever");
+}
+
+/* No id is ever acted on twice, and what may have happened says so. */
+static void test_run_never_twice(struct server *s)
+{
+	struct action_log *log = action_log_new(0);
+	struct action *act = NULL;
+	char buf[8192];
+	size_t n;
+	int r;
+
+	/* ids the tree does not list go one at a time, first: a 404 for
+	 * one of them makes no other's outcome unknown */
+	r = run_resolved(s, ACTION_RESUME, "n:1\ngone-1\nn:2\nn:3\n", resolver,
+			 NULL, &act);
+	is_int(r, -ENOENT, "an unlisted gone id: -ENOENT");
+	is_int(s->sh->requests, 2, "unlisted singly, then one bulk request");
+	ok(strstr(s->sh->rec[0], "/resume/gone-1 ") != NULL,
+	   "the unlisted id first, on the single endpoint");
+	is_int(count_of(s->sh->rec[1], "dlqIds="), 3,
+	       "the listed ones together");
+	ok(!act->out[1].unknown && act->out[1].http_status == 404,
+	   "the unlisted id: known not found");
+	ok(act->out[0].err == 0 && act->out[2].err == 0 &&
+		   act->out[3].err == 0 && !act->out[0].unknown,
+	   "the listed ones: done");
+	action_free(act);
+
+	/* a POST that got no answer, or a 500: maybe done; never resent */
+	r = run_text(s, ACTION_RESUME, "cut-1\n", log, &act);
+	is_int(r, -ECONNRESET, "resume, no answer: -ECONNRESET");
+	is_int(s->sh->requests, 1, "resume, no answer: sent once");
+	ok(act->out[0].unknown, "resume, no answer: unknown");
+	action_free(act);
+	r = run_text(s, ACTION_RESTART, "fail-1\n1-0\n", log, &act);
+	is_int(r, -EIO, "restart, 500: -EIO");
+	is_int(s->sh->requests, 1, "restart, 500: the bulk request once");
+	ok(act->out[0].unknown && act->out[1].unknown,
+	   "restart, 500: both unknown");
+	action_free(act);
+	r = run_text(s, ACTION_DELETE, "fail-1\n", log, &act);
+	is_int(r, -EIO, "delete, 500 twice: -EIO");
+	is_int(s->sh->requests, 2, "delete, 500: retried (idempotent)");
+	ok(act->out[0].unknown, "delete, 500: unknown");
+	action_free(act);
+	r = run_text(s, ACTION_CALLBACK, "nocb-1\n", log, &act);
+	ok(!act->out[0].unknown, "callback refused (400): known not done");
+	action_free(act);
+	n = action_log_read(log, 0, buf, sizeof(buf) - 1);
+	buf[n] = '\0';
+	is_int(count_of(buf, "\"outcome\":\"unknown\""), 4,
+	       "actions.log: unknown, not ok or error, for those four");
+
+	/* the daily quota: EDQUOT, and nothing more is sent */
+	r = run_text(s, ACTION_DELETE, "quota-1\n", NULL, &act);
+	is_int(r, -EDQUOT, "delete, daily quota: -EDQUOT");
+	is_int(s->sh->requests, 1, "daily quota: not retried");
+	ok(act->out[0].text && strstr(act->out[0].text, "daily request quota"),
+	   "daily quota: says so (%s)", act->out[0].text);
+	action_free(act);
+	r = run_text(s, ACTION_CALLBACK, "quota-1\n1-0\n2-0\n", log, &act);
+	is_int(r, -EDQUOT, "callbacks, daily quota: -EDQUOT");
+	is_int(s->sh->requests, 1, "callbacks, daily quota: the rest not sent");
+	ok(act->out[2].err == -EDQUOT && act->out[2].text &&
+		   strstr(act->out[2].text, "not sent"),
+	   "callbacks, daily quota: the rest not sent, said");
+	action_free(act);
+	n = action_log_read(log, 0, buf, sizeof(buf) - 1);
+	buf[n] = '\0';
+	is_int(count_of(buf, "\"error\":\"EDQUOT\""), 3,
+	       "actions.log: EDQUOT for each id");
+
+	/* the option lines go as headers */
+	r = run_text(s, ACTION_RESUME,
+		     "retry_delay=pow(2, retried) * 1000\nlabel=a,b\n"
+		     "failure_callback=https://x.example/f\n1-0\n",
+		     NULL, &act);
+	is_int(r, 0, "resume with the new options");
+	ok(strstr(s->sh->rec[0],
+		  "Upstash-Retry-Delay: pow(2, retried) * 1000\r\n") &&
+		   strstr(s->sh->rec[0], "Upstash-Label: a,b\r\n") &&
+		   strstr(s->sh->rec[0],
+			  "Upstash-Failure-Callback: https://x.example/f\r\n"),
+	   "retry_delay, label, failure_callback sent as headers");
+	action_free(act);
+	action_log_free(log);
 	is_int(s->sh->unscoped, 0, "no unscoped bulk request, ever");
 }
 
@@ -864,6 +1027,7 @@ int main(void)
 	server_start(&s);
 	test_run_batches(&s);
 	test_run_failures(&s);
+	test_run_never_twice(&s);
 	server_stop(&s);
 	munmap(s.sh, sizeof(*s.sh));
 	http_global_cleanup();
