@@ -252,13 +252,22 @@ static void usage(const char *prog)
 	       "  directories:\n"
 	       "    -o dir_handles         a handle per opendir, holding its "
 	       "listing (slower)\n"
-	       "  scope (sent to the API as list filters; repeat for OR):\n"
-	       "    -o label=L  -o workflow_url=U  -o workflow_run_id=ID\n"
-	       "    -o from=MS  -o to=MS  (createdAt, ms since the epoch, "
-	       "inclusive)\n"
-	       "    -o failure_function_state=S  -o caller_ip=IP  "
+	       "  scope (sent to the API as list filters, and checked on what "
+	       "it sends back):\n"
+	       "    repeat for OR: -o label=L  -o workflow_url=U\n"
+	       "      -o failure_function_state=S  -o caller_ip=IP  "
 	       "-o flow_control_key=K\n"
-	       "    -o workflow_created_at=MS\n\n",
+	       "    once each: -o from=MS  -o to=MS  (createdAt, ms since the "
+	       "epoch, inclusive)\n"
+	       "      -o workflow_run_id=ID  -o workflow_created_at=MS\n\n"
+	       "environment:\n"
+	       "    QSTASH_TOKEN, QSTASH_URL   the token and the API base URL\n"
+	       "    QSTASH_REGION=EU_CENTRAL_1 or US_EAST_1: read "
+	       "<REGION>_QSTASH_URL and\n"
+	       "        <REGION>_QSTASH_TOKEN instead (as the Upstash SDKs "
+	       "do; without both, the\n"
+	       "        plain ones); -o url= and -o token_file= still come "
+	       "first\n\n",
 	       prog, prog, API_DEFAULT_URL, REFRESH_DEFAULT,
 	       WALKER_RECONCILE_FACTOR, WALKER_LATE_WINDOW_MS / 1000,
 	       WALKER_MAX_PAGES, WALKER_WORKERS, WALKER_MAX_RPS);
@@ -335,9 +344,90 @@ static char *read_token_file(const char *path)
 	return tok;
 }
 
-static char *get_token(const struct options *o)
+/* getenv() of @a followed by @b, or NULL when unset or empty. */
+static const char *getenv_nonempty(const char *a, const char *b)
 {
-	const char *env = getenv("QSTASH_TOKEN");
+	char name[96];
+	const char *v;
+
+	snprintf(name, sizeof(name), "%s%s", a, b);
+	v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
+/* The regions of QSTASH_REGION, as the Upstash SDKs know them. */
+static const char *const regions[] = {"EU_CENTRAL_1", "US_EAST_1"};
+
+/* Where the URL and the token come from in the environment. */
+struct env_names {
+	char url[64], token[64];
+};
+
+/* QSTASH_REGION (EU_CENTRAL_1 or US_EAST_1; "us-east-1" too, as
+ * qstash-js normalizes it) selects <REGION>_QSTASH_URL and
+ * <REGION>_QSTASH_TOKEN; when they are not both set, the SDKs fall back to
+ * QSTASH_URL and QSTASH_TOKEN, and so does dlqfs, saying so. An unknown
+ * region is a mistake: dies. */
+static void env_names(struct env_names *e)
+{
+	const char *r = getenv("QSTASH_REGION");
+	char region[32];
+	size_t i, n;
+
+	snprintf(e->url, sizeof(e->url), "QSTASH_URL");
+	snprintf(e->token, sizeof(e->token), "QSTASH_TOKEN");
+	if (!r || !*r)
+		return;
+	n = strlen(r);
+	for (i = 0; i < n && i + 1 < sizeof(region); i++)
+		region[i] = r[i] == '-'			 ? '_'
+			    : r[i] >= 'a' && r[i] <= 'z' ? (char)(r[i] - 32)
+							 : r[i];
+	region[i] = '\0';
+	for (i = 0; i < sizeof(regions) / sizeof(regions[0]); i++)
+		if (n < sizeof(region) && !strcmp(region, regions[i]))
+			break;
+	if (i == sizeof(regions) / sizeof(regions[0]))
+		die("QSTASH_REGION=%.64s%s is not a region: use EU_CENTRAL_1 or "
+		    "US_EAST_1 (or unset it to use QSTASH_URL and QSTASH_TOKEN)",
+		    r, n > 64 ? "..." : "");
+	if (getenv_nonempty(region, "_QSTASH_URL") &&
+	    getenv_nonempty(region, "_QSTASH_TOKEN")) {
+		snprintf(e->url, sizeof(e->url), "%s_QSTASH_URL", region);
+		snprintf(e->token, sizeof(e->token), "%s_QSTASH_TOKEN", region);
+		return;
+	}
+	fprintf(stderr,
+		"dlqfs: QSTASH_REGION is %s but %s_QSTASH_URL and "
+		"%s_QSTASH_TOKEN are not both set: using QSTASH_URL and "
+		"QSTASH_TOKEN, as the Upstash SDKs do\n",
+		region, region, region);
+}
+
+/* Wipes and unsets every token variable dlqfs reads: no child process,
+ * nor /proc/PID/environ, keeps one. */
+static void forget_env_tokens(void)
+{
+	char name[64];
+
+	for (size_t i = 0; i <= sizeof(regions) / sizeof(regions[0]); i++) {
+		const char *v;
+
+		if (i < sizeof(regions) / sizeof(regions[0]))
+			snprintf(name, sizeof(name), "%s_QSTASH_TOKEN",
+				 regions[i]);
+		else
+			snprintf(name, sizeof(name), "QSTASH_TOKEN");
+		v = getenv(name);
+		if (v)
+			explicit_bzero((char *)v, strlen(v));
+		unsetenv(name);
+	}
+}
+
+static char *get_token(const struct options *o, const struct env_names *e)
+{
+	const char *env = getenv(e->token);
 	char *tok;
 
 	if (o->token_file)
@@ -345,19 +435,16 @@ static char *get_token(const struct options *o)
 	else if (env && *env)
 		tok = strdup(env);
 	else
-		die("no token: set QSTASH_TOKEN or use -o token_file=PATH");
+		die("no token: set %s or use -o token_file=PATH", e->token);
 	if (!tok)
 		die("out of memory");
-	/* no child process, nor /proc/PID/environ, keeps it */
-	if (env)
-		explicit_bzero((char *)env, strlen(env));
-	unsetenv("QSTASH_TOKEN");
+	forget_env_tokens();
 	return tok;
 }
 
-static char *get_url(const struct options *o)
+static char *get_url(const struct options *o, const struct env_names *e)
 {
-	const char *u = o->url ? o->url : getenv("QSTASH_URL");
+	const char *u = o->url ? o->url : getenv(e->url);
 	char *url;
 	size_t len;
 
@@ -623,6 +710,7 @@ int main(int argc, char *argv[])
 	sigset_t block, oldmask;
 	struct mount m;
 	const struct api_filter *filters;
+	struct env_names env;
 	size_t nfilters;
 	const char *mp;
 	double refresh, reconcile, late_window;
@@ -667,7 +755,8 @@ int main(int argc, char *argv[])
 					      0, 86400 * 90)
 			      : WALKER_LATE_WINDOW_MS / 1000.0;
 
-	url = get_url(&m.opts);
+	env_names(&env);
+	url = get_url(&m.opts, &env);
 	filters = scope_filters(m.opts.scope, &nfilters);
 	if (status_init(&m.status, url, filters, nfilters, refresh) < 0)
 		die("out of memory");
@@ -696,7 +785,7 @@ int main(int argc, char *argv[])
 	if (!se)
 		goto out_fs; /* libfuse said why (an unknown option) */
 
-	m.token = get_token(&m.opts);
+	m.token = get_token(&m.opts, &env);
 	/* no core dump, and no ptrace by other processes of the same user,
 	 * can read the token out of this process */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -79,11 +79,14 @@ class Mount:
     """A running `dlqfs -f` on a temporary directory."""
 
     def __init__(self, fake, mountpoint, options=(), env_extra=None,
-                 token=TOKEN, refresh=3600, extra_args=(), wait_ready=True):
+                 token=TOKEN, refresh=3600, extra_args=(), wait_ready=True,
+                 url_option=True):
+        """url_option=False: no -o url= (the environment says where)."""
         self.fake = fake
         self.mountpoint = mountpoint
         self.stderr_path = mountpoint + ".stderr"
-        opts = ["url=" + fake.base_url, "refresh=%d" % refresh] + list(options)
+        opts = ["url=" + fake.base_url] if url_option else []
+        opts += ["refresh=%d" % refresh] + list(options)
         self.args = [DLQFS, "-f", "-o", ",".join(opts)] + list(extra_args) \
             + [mountpoint]
         env = sanitizer_env(os.environ)

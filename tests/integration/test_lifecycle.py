@@ -398,6 +398,56 @@ def test_token_never_leaves_the_daemon(fake, mount_factory):
         assert all(TOKEN not in v for v in e["headers"].values()), e
 
 
+def test_region_selects_its_url_and_token(fake, mount_factory):
+    """QSTASH_REGION=US_EAST_1 reads US_EAST_1_QSTASH_URL and
+    US_EAST_1_QSTASH_TOKEN, as the Upstash SDKs do (qstash-js
+    multi-region/); the plain ones are wrong here, and not used. The region
+    may be written as the SDKs accept it (us-east-1)."""
+    closed = "http://127.0.0.1:%d" % closed_loopback_port()
+    for region in ("US_EAST_1", "us-east-1"):
+        fake.clear_requests()
+        m = mount_factory(fake, url_option=False, token="plain-token-wrong",
+                          env_extra={"QSTASH_REGION": region,
+                                     "QSTASH_URL": closed,
+                                     "US_EAST_1_QSTASH_URL": fake.base_url,
+                                     "US_EAST_1_QSTASH_TOKEN": TOKEN})
+        st = m.status()
+        assert st["state"] == "ready" and st["api_url"] == fake.base_url
+        assert sorted(os.listdir(m.path("runs"))) == sorted(fake.dlq_ids())
+        assert all(e["auth_ok"] for e in fake.requests())
+        # neither token stays in the daemon's environment
+        with open("/proc/%d/environ" % m.proc.pid, "rb") as f:
+            env = f.read()
+        assert TOKEN.encode() not in env and b"plain-token-wrong" not in env
+        m.stop()
+
+
+def test_region_without_its_variables_falls_back_and_says_so(fake,
+                                                             mount_factory):
+    m = mount_factory(fake, env_extra={"QSTASH_REGION": "EU_CENTRAL_1"})
+    assert m.status()["state"] == "ready"
+    err = m.stderr()
+    assert "EU_CENTRAL_1_QSTASH_URL" in err and "using QSTASH_URL" in err
+
+
+@pytest.mark.parametrize("region", ["AP_SOUTH_1", "EU", "us_east_2"])
+def test_unknown_region_is_refused(tmp_path, fake, region):
+    mp = str(tmp_path)
+    r, t = timed_run(["-f", mp], url=fake.base_url,
+                     env_extra={"QSTASH_REGION": region})
+    assert_startup_failure(r, t, mp, "QSTASH_REGION", region,
+                           "EU_CENTRAL_1", "US_EAST_1")
+    assert fake.requests() == []
+
+
+def test_help_documents_the_region_variables():
+    r = run_dlqfs(["--help"])
+    assert r.returncode == 0
+    for var in ("QSTASH_REGION", "EU_CENTRAL_1", "US_EAST_1",
+                "<REGION>_QSTASH_URL", "<REGION>_QSTASH_TOKEN"):
+        assert var in r.stdout, var
+
+
 def test_token_not_in_environ_when_from_token_file(tmp_path, fake,
                                                   mount_factory):
     tf = tmp_path / "tok"
