@@ -411,8 +411,9 @@ def test_unit_mounts_with_credential_and_unmounts_on_sigterm(
         installed, fake_factory, tmp_path):
     """The unit as systemd runs it: ~/.config/dlqfs/dlq.token (0600) and
     dlq.conf; the token reaches dlqfs only as a 0400 credential file; the
-    mount point is created; SIGTERM (systemctl stop) unmounts and exits 0;
-    after kill -9 (a crash) ExecStopPost clears the dead mount, so that
+    mount point is created; SIGTERM (systemctl stop) unmounts and exits 0,
+    also when a process sits in the mount (where the fusermount3 -u of an
+    ExecStop= would fail); after kill -9 (a crash) ExecStopPost clears the dead mount, so that
     the restart mounts again."""
     fake = fake_factory(runs=40)
     home = str(tmp_path / "home")
@@ -444,10 +445,19 @@ def test_unit_mounts_with_credential_and_unmounts_on_sigterm(
         assert len(os.listdir(os.path.join(mp, "runs"))) == 40
         assert any(e["path"] == fakeapi.LIST_PATH for e in fake.requests())
 
-        # systemctl stop: SIGTERM to the service; dlqfs unmounts and exits
-        u.proc.send_signal(signal.SIGTERM)
-        assert u.proc.wait(timeout=60) == 0, open(log).read()
-        assert not is_mounted(mp)
+        # systemctl stop: SIGTERM to the service; dlqfs unmounts and exits,
+        # even with a shell sitting in the mount (the unmount is lazy)
+        busy = subprocess.Popen(["sleep", "60"], cwd=os.path.join(mp, "runs"))
+        try:
+            r = _run(["fusermount3", "-u", mp])
+            assert r.returncode != 0 and is_mounted(mp), \
+                "a plain unmount of a busy mount should fail"
+            u.proc.send_signal(signal.SIGTERM)
+            assert u.proc.wait(timeout=60) == 0, open(log).read()
+            assert not is_mounted(mp)
+        finally:
+            busy.kill()
+            busy.wait()
         u.stop_post()  # nothing left to clear: its failure is ignored
         assert not is_mounted(mp)
 
