@@ -14,9 +14,11 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
+# systemd and man-db: the tests check the installed unit with
+# systemd-analyze and the man page with man (and groff)
 packages=(gcc pkg-config meson ninja-build libfuse3-dev fuse3
 	libcurl4-openssl-dev libjansson-dev ca-certificates python3
-	python3-pytest rsync jq clang-format clang)
+	python3-pytest rsync jq clang-format clang systemd man-db)
 
 install_missing() {
 	local missing=()

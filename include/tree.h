@@ -100,7 +100,9 @@ uint64_t tree_dir_tag(const struct snapshot *s, const struct tree_node *dir);
 void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 		    size_t i, const char **ret_name, struct tree_node *ret);
 
-/* Attributes of @n. */
+/* Attributes of @n. A directory's st_size is its number of entries
+ * (tree_dir_size()), and its st_blocks one 4 KiB block; a file's st_size
+ * is the length of what a read returns. */
 void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 	       const struct tree_node *n, struct stat *ret);
 

@@ -13,7 +13,9 @@
 
 #define KEY_MASK (~((1ULL << SNAPSHOT_KEY_SHIFT) - 1))
 #define LINK_SLOT 7
-#define DIR_SIZE 4096
+/* A directory occupies one 4 KiB block, whatever it lists: its st_size
+ * counts entries (see tree_stat()), which are no measure of space. */
+#define DIR_BLOCKS 8
 
 /* .dlqfs/: status, refresh, actions.log, then one file per action verb */
 #define CTL_NFIXED 3
@@ -347,7 +349,10 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 	st.st_blksize = 4096;
 	st.st_mode = S_IFDIR | 0555;
 	st.st_nlink = 2;
-	st.st_size = DIR_SIZE;
+	/* entries, as ZFS counts them: ls -l by-status/ says how many runs
+	 * failed with each status. The swap's diff invalidates a directory
+	 * whose listing changed, so the kernel never keeps a stale count. */
+	st.st_size = (off_t)tree_dir_size(s, n);
 
 	switch (n->kind) {
 	case TREE_ROOT:
@@ -410,7 +415,8 @@ void tree_stat(const struct tree_ctx *ctx, const struct snapshot *s,
 		t = created(s, n->index);
 		break;
 	}
-	st.st_blocks = (st.st_size + 511) / 512;
+	st.st_blocks =
+		S_ISDIR(st.st_mode) ? DIR_BLOCKS : (st.st_size + 511) / 512;
 	st.st_mtim = st.st_ctim = st.st_atim = t;
 	*ret = st;
 }

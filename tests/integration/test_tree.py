@@ -913,6 +913,153 @@ def test_sizes_blocks_times_modes(gen):
     assert sv.f_blocks > 0
 
 
+DIR_BLOCKS = 8  # every directory: one 4 KiB block, whatever it counts
+
+
+def all_dirs(root):
+    """Every directory below `root` (bytes), `root` included, without
+    following the view links."""
+    out = [root]
+    for dirpath, dirnames, _ in os.walk(root):
+        out += [os.path.join(dirpath, d) for d in dirnames
+                if not os.path.islink(os.path.join(dirpath, d))]
+    return out
+
+
+def ls_l_sizes(path):
+    """{name: st_size} as `ls -l` prints them."""
+    r = subprocess.run(["ls", "-l", "--time-style=+%s", path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("total ")
+    out = {}
+    for line in lines[1:]:
+        # mode, links, owner, group, size, time, name
+        f = line.split(None, 6)
+        out[f[6]] = int(f[4])
+    return out
+
+
+def assert_dir_sizes_count_entries(root):
+    dirs = all_dirs(os.fsencode(root))
+    for d in dirs:
+        st = os.lstat(d)
+        assert stat.S_ISDIR(st.st_mode), d
+        assert st.st_size == len(os.listdir(d)), d
+        assert st.st_blocks == DIR_BLOCKS, d
+    return dirs
+
+
+def test_directory_size_counts_entries(gen):
+    """A directory's st_size is the number of entries it lists (README
+    "Sizes", as ZFS does): `ls -l by-status/` says how many runs failed
+    with each status. st_blocks stays one block per directory, so du
+    counts the files' bytes and 4 KiB per directory."""
+    root = gen.m.path()
+    dirs = assert_dir_sizes_count_entries(root)
+    # root, runs/, .dlqfs/, the views, their values, the runs
+    tree, _ = expected_views(gen.msgs)
+    assert len(dirs) == 3 + len(VIEWS) + GEN_RUNS + \
+        sum(len(values) for values in tree.values())
+    assert os.stat(gen.m.path("runs")).st_size == GEN_RUNS
+    assert os.stat(root).st_size == 2 + len(VIEWS)
+    for view in VIEWS:
+        want = {os.fsdecode(v): len(runs) for v, runs in tree[view].items()}
+        assert ls_l_sizes(gen.m.path(view)) == want, view
+        assert os.stat(gen.m.path(view)).st_size == len(want)
+    assert len(tree["by-status"]) > 3
+    for dlq_id, m in gen.by_id.items():
+        assert os.stat(gen.m.path("runs", dlq_id)).st_size == \
+            len(expected_files(m))
+
+    # du: apparent sizes are the counts and the file lengths; blocks are
+    # the files' and one 4 KiB block per directory
+    files = [len(c) for m in gen.msgs for c in expected_files(m).values()]
+    r = _sh("du -sb runs", root)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[0]) == \
+        GEN_RUNS + sum(len(expected_files(m)) for m in gen.msgs) + sum(files)
+    r = _sh("du -s -B512 runs", root)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[0]) == \
+        DIR_BLOCKS * (1 + GEN_RUNS) + sum((n + 511) // 512 for n in files)
+
+
+def _rsync(src, dest):
+    """Regular files copied, .dlqfs/ left out (its status changes)."""
+    r = subprocess.run(["rsync", "-a", "--stats", "--exclude=/.dlqfs",
+                        src, dest],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return _rsync_transferred(r.stdout)
+
+
+def test_directory_sizes_follow_refresh(fake_factory, mount_factory,
+                                        tmp_path):
+    """Counts change with the data, and the kernel is told: sizes cached
+    before a refresh (attributes are kept for the refresh interval, here an
+    hour) are right after it, through a path and through a directory
+    held open, even when no time changes; rsync still copies only what
+    changed."""
+    fake = fake_factory(runs=0)
+
+    def run(dlq_id, created, status, label, **extra):
+        msg = {"dlqId": dlq_id, "createdAt": T0 + created,
+               "workflowUrl": "https://w.example/wf", "labels": [label],
+               "responseStatus": status, "responseBody": "boom",
+               "responseHeader": {"B": ["2"]}}
+        msg.update(extra)
+        return {k: v for k, v in msg.items() if v is not None}
+
+    fake.add([run("sz-a", 10000, 500, "pay"), run("sz-b", 9000, 500, "pay"),
+              run("sz-c", 8000, 500, "ops", responseHeader=None),
+              run("sz-d", 7000, 503, "pay")])
+    m = mount_factory(fake)
+    p = m.path
+    dest = str(tmp_path / "copy") + "/"
+    assert _rsync(p() + "/", dest) == \
+        sum(len(expected_files(x)) for x in fake.messages())
+    # (what rsync read, the kernel may ask for again: cache it after)
+    assert ls_l_sizes(p("by-status")) == {"500": 3, "503": 1}
+    assert ls_l_sizes(p("by-label")) == {"ops": 1, "pay": 3}
+    assert os.stat(p("runs")).st_size == 4
+    assert os.stat(p("by-status")).st_size == 2
+    assert os.stat(p("runs", "sz-c")).st_size == 3
+    before = os.stat(p("by-status", "500"))
+    runs_before = os.stat(p("runs"))
+    fd = os.open(p("by-status", "500"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert os.fstat(fd).st_size == 3
+
+        # older than every run: no directory's time moves, only counts
+        fake.add([run("sz-e", 5000, 500, "ops"),
+                  run("sz-f", 4000, 404, "pay")])
+        fake.remove("sz-d")
+        fake.update("sz-c", responseHeader={"C": ["3"]})
+        m.refresh()
+
+        after = os.stat(p("by-status", "500"))
+        assert after.st_size == 4
+        assert (after.st_ino, after.st_mtime_ns) == \
+            (before.st_ino, before.st_mtime_ns)
+        assert os.fstat(fd).st_size == 4
+        runs_after = os.stat(p("runs"))
+        assert runs_after.st_size == 5
+        assert runs_after.st_mtime_ns == runs_before.st_mtime_ns
+        assert ls_l_sizes(p("by-status")) == {"404": 1, "500": 4}
+        assert ls_l_sizes(p("by-label")) == {"ops": 2, "pay": 3}
+        assert os.stat(p("runs", "sz-c")).st_size == 4
+        assert_dir_sizes_count_entries(p())
+    finally:
+        os.close(fd)
+
+    # the new runs' files, and sz-c's new responseHeader and message.json
+    want = sum(len(expected_files(fake.get(k))) for k in ("sz-e", "sz-f"))
+    assert _rsync(p() + "/", dest) == want + 2
+    assert _rsync(p() + "/", dest) == 0
+
+
 def test_inode_numbers_unique(gen):
     """No two entries share an inode number, but the view entries of one
     run (tar, rsync -H and du take equal numbers for one file)."""

@@ -72,6 +72,14 @@ static void test_fixed(void)
 	ok(st.st_uid == 1000 && st.st_gid == 100, "owned by the mounter");
 	is_int(st.st_mtim.tv_sec, 42, "empty root: mount time");
 	ok(st.st_blocks > 0, "directories have blocks");
+	is_int(st.st_size, 10, "root: st_size counts its 10 entries");
+	n = node(TREE_CTL);
+	tree_stat(&ctx, s, &n, &st);
+	is_int(st.st_size, 7, ".dlqfs/: st_size counts its 7 entries");
+	n = node(TREE_RUNS);
+	tree_stat(&ctx, s, &n, &st);
+	is_int(st.st_size, 0, "runs/ of an empty snapshot: size 0");
+	is_int(st.st_blocks, 8, "but still one 4 KiB block");
 	n = node(TREE_STATUS);
 	tree_stat(&ctx, s, &n, &st);
 	ok(S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0444 &&
@@ -191,6 +199,21 @@ static void test_runs(void)
 	ok(tree_ino(s, &link) == (tree_ino(s, &run) | 7), "link ino key|7");
 	is_int(tree_resolve(s, tree_ino(s, &val), &n), 0, "value resolves");
 	ok(n.kind == TREE_VALUE && n.index == val.index, "to itself");
+
+	/* directories: st_size counts entries, st_blocks stays one block */
+	tree_stat(&ctx, s, &runs, &st);
+	is_int(st.st_size, 2, "runs/: st_size = 2 runs");
+	is_int(st.st_blocks, 8, "runs/: one 4 KiB block");
+	tree_stat(&ctx, s, &val, &st);
+	is_int(st.st_size, 2, "by-label/payments/: st_size = 2 runs");
+	is_int(st.st_blocks, 8, "by-label/payments/: one 4 KiB block");
+	tree_lookup(s, &lab, "a%2Fb", &n);
+	tree_stat(&ctx, s, &n, &st);
+	is_int(st.st_size, 1, "by-label/a%%2Fb/: st_size = 1 run");
+	tree_stat(&ctx, s, &lab, &st);
+	is_int(st.st_size, 2, "by-label/: st_size = 2 labels");
+	tree_stat(&ctx, s, &run, &st);
+	is_int(st.st_size, 4, "a run directory: st_size = its 4 files");
 	snapshot_unref(s);
 }
 
@@ -315,11 +338,96 @@ static void test_diff(void)
 	snapshot_unref(s3);
 }
 
+struct inos {
+	uint64_t ino[64];
+	int n;
+};
+
+static void inos_entry(void *c, uint64_t parent, const char *name)
+{
+	(void)c, (void)parent, (void)name;
+}
+
+static void inos_inode(void *c, uint64_t ino)
+{
+	struct inos *r = c;
+
+	if (r->n < 64)
+		r->ino[r->n++] = ino;
+}
+
+static int has_ino(const struct inos *r, uint64_t ino)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->ino[i] == ino)
+			return 1;
+	return 0;
+}
+
+/* A directory whose entry count (its st_size) changes is invalidated, so
+ * the kernel asks for its attributes again. */
+static void test_dir_size_diff(void)
+{
+	struct message *a[] = {
+		msg_make("1-0", 1000, NULL, "[\"x\"]"),
+		msg_make("2-0", 2000, NULL, "[\"x\", \"y\"]"),
+	};
+	struct message *b[] = {
+		msg_make("1-0", 1000, NULL, "[\"x\"]"),
+		msg_make("2-0", 2000, NULL, "[\"x\", \"y\"]"),
+		msg_make("0-0", 500, NULL, "[\"x\"]"),
+	};
+	struct message *c[] = {
+		msg_make("1-0", 1000, NULL, "[\"x\"]"),
+		msg_make("0-0", 500, NULL, "[\"x\"]"),
+	};
+	struct snapshot *s1 = build(NULL, a, 2), *s2 = build(s1, b, 3),
+			*s3 = build(s2, c, 2);
+	struct tree_diff_ops ops = {inos_entry, inos_inode};
+	struct tree_node lab = node(TREE_VIEW), x1, x2, x3, y1, y2;
+	struct stat st1, st2, st3;
+	struct inos r = {0};
+
+	lab.view = VIEW_LABEL;
+	tree_lookup(s1, &lab, "x", &x1);
+	tree_lookup(s2, &lab, "x", &x2);
+	tree_lookup(s3, &lab, "x", &x3);
+	tree_lookup(s1, &lab, "y", &y1);
+	tree_lookup(s2, &lab, "y", &y2);
+	tree_stat(&ctx, s1, &x1, &st1);
+	tree_stat(&ctx, s2, &x2, &st2);
+	tree_stat(&ctx, s3, &x3, &st3);
+	ok(st1.st_size == 2 && st2.st_size == 3 && st3.st_size == 2,
+	   "by-label/x/ counts 2, 3, then 2 runs");
+	ok(st1.st_ino == st2.st_ino && st2.st_ino == st3.st_ino,
+	   "with one inode number");
+	/* 0-0 is older than the newest run: no time changes, only counts */
+	is_int(st1.st_mtim.tv_sec, st2.st_mtim.tv_sec, "same mtime");
+	tree_diff(s1, s2, &ops, &r);
+	ok(has_ino(&r, tree_ino(s2, &x2)), "a run added: x/ invalidated");
+	ok(has_ino(&r, TREE_INO_RUNS), "and runs/ (2 -> 3)");
+	ok(!has_ino(&r, tree_ino(s2, &y2)) &&
+		   tree_ino(s1, &y1) == tree_ino(s2, &y2),
+	   "y/ kept its count: left alone");
+	ok(!has_ino(&r, TREE_INO_VIEW0 + VIEW_LABEL),
+	   "by-label/ kept its 2 values: left alone");
+	memset(&r, 0, sizeof(r));
+	tree_diff(s2, s3, &ops, &r);
+	ok(has_ino(&r, tree_ino(s3, &x3)), "a run removed: x/ invalidated");
+	ok(has_ino(&r, TREE_INO_RUNS), "and runs/ (3 -> 2)");
+	ok(has_ino(&r, TREE_INO_VIEW0 + VIEW_LABEL),
+	   "y/ gone: by-label/ (2 -> 1 values) invalidated");
+	snapshot_unref(s1);
+	snapshot_unref(s2);
+	snapshot_unref(s3);
+}
+
 int main(void)
 {
 	test_fixed();
 	test_runs();
 	test_diff();
+	test_dir_size_diff();
 	files_release();
 	return tap_done();
 }
