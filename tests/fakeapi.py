@@ -732,7 +732,7 @@ def _generate(n, seed, now_ms, large):
             msg["flowControlKey"] = run["fck"]
         r = rng.random()
         if r < 0.06:
-            msg["retryDelay"] = "pow(2, retried) * 1000"
+            msg["retryDelayExpression"] = "pow(2, retried) * 1000"
         elif r < 0.10:
             msg["x-future-field"] = {"version": 2, "tags": ["a", "b"],
                                      "nested": {"ok": True, "n": None}}
