@@ -22,6 +22,7 @@ As a program::
     python3 tests/fakeapi.py [--host 127.0.0.1] [--port 0] [--port-file FILE]
         [--token T] [--runs N] [--seed S] [--latency-ms MS]
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
+        [--state-field top|nested|both]
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
 
 Served (see API.md in the shared notes for the real API):
@@ -38,9 +39,9 @@ Served (see API.md in the shared notes for the real API):
                                        (one run per distinct id, in order;
                                        404 and nothing done if one is unknown)
     POST /v2/workflows/dlq/callback/{dlqId}
-                                       a run; 400 unless failureFunctionState
+                                       a run; 400 unless the entry's state
                                        is CALLBACK_FAIL (then it becomes
-                                       CALLBACK_INPROGRESS)
+                                       CALLBACK_INPROGRESS, see state_field)
 
 Admin endpoints (no auth, never called by the daemon):
 
@@ -51,7 +52,8 @@ Admin endpoints (no auth, never called by the daemon):
     PATCH  /_admin/messages/{dlqId}    merge a JSON object; a null value removes the field
     POST   /_admin/reset               {"runs": N, "seed": S, "now_ms": T, "large": bool}
     POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
-                                        "resumed_leave"}
+                                        "resumed_leave", "state_field"}: any of
+                                       them; answers every option (config())
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
     GET    /_admin/requests            the request log (last 10000 API requests)
     GET    /_admin/actions             {"actions": [...], "unscoped": n}: see actions()
@@ -74,6 +76,27 @@ Behaviour worth knowing:
   workflowCreatedAt) given twice are a 400.  `qstash_token` is accepted
   and shows as query_token=True in the log.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
+- state_field (FakeAPI(state_field=), configure(), /_admin/config,
+  --state-field): where generated entries (the initial data and reset())
+  carry the failure-callback state.  Only the newest OpenAPI has a
+  top-level failureFunctionState; the SDK's types and the docs' example
+  carry it only as failureCallbackInfo.state (failureCallbackInfo is
+  {state, responseStatus, responseBody, responseHeaders}).
+    "top" (default)  failureFunctionState; about half the CALLBACK_SUCCESS
+                     and CALLBACK_FAIL entries also have failureCallbackInfo
+                     (with its state and the callback's response)
+    "nested"         no failureFunctionState; every entry with a
+                     failureCallback has failureCallbackInfo with its state
+                     (and the response fields where "top" has them)
+    "both"           both on every entry with a failureCallback
+  The data is otherwise the same (the shape is applied after generating,
+  the random draws do not move).  configure(state_field=) applies from the
+  next reset().  Messages given to messages=, add() or patch() are kept
+  as given.  An entry's state, for the failureFunctionState filter and the
+  callback action, is failureFunctionState when it is a string, else
+  failureCallbackInfo.state.  The callback action sets the new state
+  where the entry holds it: both places if both are strings, the nested
+  one if only it is, failureFunctionState otherwise.
 - Actions: bulk calls take at most 50 dlqIds (else 400); resumed and
   restarted entries leave the DLQ unless resumed_leave=False (the real
   API does not document it).  Every action call is recorded (actions()),
@@ -159,6 +182,7 @@ __all__ = [
     "LIST_PATH",
     "ALLOWED_PARAMS",
     "END_CURSOR_MODES",
+    "STATE_FIELDS",
     "FAULTS",
     "FIRST_PAGE_CURSOR",
     "parse_fault_spec",
@@ -201,6 +225,9 @@ INT_PARAMS = ("fromDate", "toDate", "workflowCreatedAt")
 
 END_CURSOR_MODES = ("empty", "null", "absent")
 _END_CURSOR_OPTIONS = END_CURSOR_MODES + ("rotate",)
+
+# Where an entry carries its failure-callback state (FakeAPI(state_field=)).
+STATE_FIELDS = ("top", "nested", "both")
 
 FAILURE_STATES = (
     "CALLBACK_INPROGRESS",
@@ -576,22 +603,49 @@ def _large_text(index, created_at, target=1000 * 1024):
     return "".join(lines)
 
 
-def generate(n, seed, now_ms=None, large=None):
+def generate(n, seed, now_ms=None, large=None, state_field="top"):
     """Return `n` realistic WorkflowDLQMessage dicts, deterministic in
-    (n, seed, now_ms, large).
+    (n, seed, now_ms, large, state_field).
 
     createdAt values lie within the 7 days before now_ms (default
     REFERENCE_NOW_MS).  `large` (default: n >= 100) makes up to 3 entries
     carry a ~1 MB responseBody.  The list is in generation order, not
-    sorted.
+    sorted.  state_field (see STATE_FIELDS) says where an entry with a
+    failure callback carries its state: "top" (failureFunctionState, and
+    failureCallbackInfo only on some CALLBACK_SUCCESS/CALLBACK_FAIL
+    entries), "nested" (only failureCallbackInfo.state, on every such
+    entry) or "both".  The shape is applied after generating: every
+    choice is the same whatever state_field is.
     """
+    if state_field not in STATE_FIELDS:
+        raise ValueError("state_field must be one of %s" % (STATE_FIELDS,))
     if now_ms is None:
         now_ms = REFERENCE_NOW_MS
     now_ms = int(now_ms)
     if large is None:
         large = n >= 100
     with _NoGC():
-        return _generate(n, seed, now_ms, large)
+        msgs = _generate(n, seed, now_ms, large)
+        if state_field != "top":
+            msgs = [_shape_state(m, state_field) if "failureCallback" in m else m
+                    for m in msgs]
+        return msgs
+
+
+def _shape_state(msg, state_field):
+    """A generated entry with a failure callback, its state moved to
+    failureCallbackInfo.state ("nested") or copied there ("both"); the
+    keys keep their order, failureCallbackInfo right after
+    failureCallback."""
+    state = msg["failureFunctionState"]
+    out = {}
+    for k, v in msg.items():
+        if k == "failureFunctionState" and state_field == "nested":
+            continue
+        out[k] = v
+        if k == "failureCallback" and "failureCallbackInfo" not in msg:
+            out["failureCallbackInfo"] = {"state": state}
+    return out
 
 
 def _generate(n, seed, now_ms, large):
@@ -777,7 +831,13 @@ class _Record(object):
         else:
             labels = [msg.get("label")]
         self.labels = tuple(x for x in labels if isinstance(x, str))
-        self.state = s(msg.get("failureFunctionState"))
+        # the run's state: the top-level one if it is a string, else
+        # failureCallbackInfo.state (API.md: "the first of the two")
+        state = msg.get("failureFunctionState")
+        if not isinstance(state, str):
+            info = msg.get("failureCallbackInfo")
+            state = info.get("state") if isinstance(info, dict) else None
+        self.state = s(state)
         self.ip = s(msg.get("callerIP"))
         self.fck = s(msg.get("flowControlKey"))
         try:
@@ -1061,6 +1121,24 @@ _DELAY_RE = re.compile(r"([0-9]{1,9}(ms|s|m|h|d))+\Z")
 _RETRIES_RE = re.compile(r"[0-9]{1,4}\Z")
 
 
+def _state_patch(msg, state):
+    """The patch that sets an entry's failure-callback state where the
+    entry holds it: failureFunctionState if it is a string, and
+    failureCallbackInfo.state if that is a string (both when both);
+    failureFunctionState if neither."""
+    top = isinstance(msg.get("failureFunctionState"), str)
+    info = msg.get("failureCallbackInfo")
+    nested = isinstance(info, dict) and isinstance(info.get("state"), str)
+    fields = {}
+    if top or not nested:
+        fields["failureFunctionState"] = state
+    if nested:
+        info = dict(info)
+        info["state"] = state
+        fields["failureCallbackInfo"] = info
+    return fields
+
+
 def _action_route(method, path):
     """(verb, bulk, dlqId or None) for an action call, else None."""
     if method == "DELETE":
@@ -1082,6 +1160,31 @@ def _action_route(method, path):
     return None
 
 
+# The options of configure() and POST /_admin/config, in the order config()
+# lists them.
+CONFIG_KEYS = ("token", "latency_ms", "end_cursor", "exact_end", "resumed_leave",
+               "state_field")
+
+
+def _choice(name, v, choices):
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError("%s must be one of %s" % (name, ", ".join(choices)))
+    return v
+
+
+def _check_option(k, v):
+    """The value of option k, checked (ValueError if bad)."""
+    if k == "end_cursor":
+        return _choice(k, v, _END_CURSOR_OPTIONS)
+    if k == "resumed_leave" and not isinstance(v, bool):
+        raise ValueError("resumed_leave must be true or false")
+    if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        raise ValueError("latency_ms must be a number >= 0")
+    if k == "state_field":
+        return _choice(k, v, STATE_FIELDS)
+    return v
+
+
 def _is_loopback(host):
     if host == "localhost":
         return True
@@ -1096,7 +1199,8 @@ class FakeAPI(object):
 
     def __init__(self, token="test-token", runs=200, seed=1, latency_ms=0,
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
-                 large=None, exact_end=True, messages=None, resumed_leave=True):
+                 large=None, exact_end=True, messages=None, resumed_leave=True,
+                 state_field="top"):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1108,7 +1212,12 @@ class FakeAPI(object):
         False: a full page always carries a cursor, so a walk may end with
         an empty page.
         resumed_leave: True: an entry resumed or restarted leaves the DLQ
-        (whether the real API does is not documented); False: it stays."""
+        (whether the real API does is not documented); False: it stays.
+        state_field: "top" | "nested" | "both": the shape of generated
+        entries' failure-callback state (see generate()); used by reset(),
+        so the initial data and every later reset() have it.  Messages
+        given to messages=, add() or patch() are stored as given.
+        Every option after `large` can be changed with configure()."""
         if host == "localhost":
             host = "127.0.0.1"
         if not _is_loopback(host):
@@ -1139,6 +1248,7 @@ class FakeAPI(object):
         # requests that may take a fault, by target (never reset)
         self._seq = {None: 0, "list": 0, "action": 0}
         self.resumed_leave = resumed_leave
+        self.state_field = _check_option("state_field", state_field)
         self._actions = collections.deque(maxlen=LOG_LIMIT)
         self._n_unscoped = 0
         self._run_counter = 0
@@ -1249,7 +1359,8 @@ class FakeAPI(object):
         The request log is kept (see clear_requests)."""
         runs = 200 if runs is None else int(runs)
         seed = 1 if seed is None else seed
-        msgs = generate(runs, seed, now_ms=now_ms, large=large)
+        msgs = generate(runs, seed, now_ms=now_ms, large=large,
+                        state_field=self.state_field)
         with _NoGC():
             by_id = {m["dlqId"]: _Record(m) for m in msgs}
         with self._lock:
@@ -1258,22 +1369,25 @@ class FakeAPI(object):
             self._end_counter = 0
 
     def configure(self, **opts):
-        """Change token, latency_ms, end_cursor, exact_end or resumed_leave
-        at run time."""
+        """Change options at run time: token, latency_ms, end_cursor,
+        exact_end, resumed_leave, state_field (from the next reset()).
+        All are checked before any is changed (ValueError)."""
+        checked = {}
+        for k, v in opts.items():
+            if k not in CONFIG_KEYS:
+                raise ValueError("unknown option: %s" % k)
+            checked[k] = _check_option(k, v)
         with self._lock:
-            for k, v in opts.items():
-                if k not in ("token", "latency_ms", "end_cursor", "exact_end",
-                             "resumed_leave"):
-                    raise ValueError("unknown option: %s" % k)
-                if k == "end_cursor" and v not in _END_CURSOR_OPTIONS:
-                    raise ValueError("end_cursor must be one of %s" % (_END_CURSOR_OPTIONS,))
-                if k == "resumed_leave" and not isinstance(v, bool):
-                    raise ValueError("resumed_leave must be true or false")
-                if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-                    raise ValueError("latency_ms must be a number >= 0")
+            for k, v in checked.items():
                 setattr(self, k, v)
                 if k == "end_cursor":
                     self._end_counter = 0
+
+    def config(self):
+        """The options configure() takes, with their current values (what
+        POST /_admin/config answers)."""
+        with self._lock:
+            return {k: getattr(self, k) for k in CONFIG_KEYS}
 
     # -- faults --------------------------------------------------------------
 
@@ -1779,7 +1893,7 @@ class FakeAPI(object):
                 if rec.state != "CALLBACK_FAIL":
                     return 400, {"error": "failure callback can only be retried "
                                  "in CALLBACK_FAIL state, not %s" % rec.state}
-                self.patch(dlq_id, {"failureFunctionState": "CALLBACK_INPROGRESS"})
+                self.patch(dlq_id, _state_patch(rec.message(), "CALLBACK_INPROGRESS"))
                 return 200, self._new_run()
             run = self._new_run()
             if self.resumed_leave:
@@ -1943,10 +2057,7 @@ class FakeAPI(object):
                     self.configure(**data)
                 except ValueError as e:
                     raise _HTTPError(400, str(e))
-                return h._send(200, {"token": self.token, "latency_ms": self.latency_ms,
-                                     "end_cursor": self.end_cursor,
-                                     "exact_end": self.exact_end,
-                                     "resumed_leave": self.resumed_leave})
+                return h._send(200, self.config())
             if path == "/_admin/faults":
                 if m == "GET":
                     return h._send(200, self.faults())
@@ -2064,6 +2175,10 @@ def main(argv=None):
                    "(default: %d, 2026-11-20T00:00:00Z)" % REFERENCE_NOW_MS)
     p.add_argument("--no-large", action="store_true",
                    help="no ~1 MB response bodies")
+    p.add_argument("--state-field", choices=STATE_FIELDS, default="top",
+                   help="where generated entries carry the failure-callback "
+                   "state: top-level failureFunctionState (default), "
+                   "failureCallbackInfo.state (nested) or both")
     p.add_argument("--demo", action="store_true",
                    help="500 runs, seed 42, token 'demo-token'")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -2097,7 +2212,8 @@ def main(argv=None):
 
     fake = FakeAPI(token=token, runs=runs, seed=seed, latency_ms=a.latency_ms,
                    end_cursor=a.end_cursor, host=a.host, port=a.port,
-                   now_ms=now_ms, large=False if a.no_large else None)
+                   now_ms=now_ms, large=False if a.no_large else None,
+                   state_field=a.state_field)
     for spec in a.fault:
         try:
             name, params = parse_fault_spec(spec)

@@ -912,6 +912,129 @@ def test_generator_default_data_is_pinned(n, seed):
     assert data_digest(msgs) == PINNED_DATA[(n, seed)]
 
 
+def test_generator_state_field_shapes():
+    top = generate(1000, 42)
+    nested = generate(1000, 42, state_field="nested")
+    both = generate(1000, 42, state_field="both")
+    assert generate(1000, 42, state_field="top") == top
+    assert generate(1000, 42, state_field="nested") == nested
+    assert len(top) == len(nested) == len(both) == 1000
+    n_cb = n_info = 0
+    for t, n, b in zip(top, nested, both):
+        if "failureCallback" not in t:
+            assert n == t and b == t
+            assert "failureFunctionState" not in t and "failureCallbackInfo" not in t
+            continue
+        n_cb += 1
+        state = t["failureFunctionState"]
+        assert "failureFunctionState" not in n
+        assert n["failureCallbackInfo"]["state"] == state
+        assert b["failureFunctionState"] == state
+        assert b["failureCallbackInfo"] == n["failureCallbackInfo"]
+        if "failureCallbackInfo" in t:
+            # the callback's response is kept as "top" has it
+            n_info += 1
+            assert n["failureCallbackInfo"] == t["failureCallbackInfo"]
+            assert set(t["failureCallbackInfo"]) == {"state", "responseStatus",
+                                                     "responseBody", "responseHeaders"}
+            assert state in ("CALLBACK_SUCCESS", "CALLBACK_FAIL")
+        else:
+            assert n["failureCallbackInfo"] == {"state": state}
+        # nothing else differs, and failureCallbackInfo follows failureCallback
+        rest = {k: v for k, v in n.items() if k != "failureCallbackInfo"}
+        assert rest == {k: v for k, v in t.items()
+                        if k not in ("failureCallbackInfo", "failureFunctionState")}
+        keys = list(n)
+        assert keys[keys.index("failureCallback") + 1] == "failureCallbackInfo"
+    assert n_cb > 500 and 0 < n_info < n_cb
+    assert {m["failureCallbackInfo"]["state"] for m in nested
+            if "failureCallbackInfo" in m} == set(fakeapi.FAILURE_STATES)
+    # the default shape is the pinned data: no random draw moved
+    assert data_digest(generate(500, 42, state_field="top")) == PINNED_DATA[(500, 42)]
+    with pytest.raises(ValueError):
+        generate(3, 1, state_field="deep")
+
+
+@pytest.mark.parametrize("shape", ["top", "nested", "both"])
+def test_state_field_fake_filters_on_the_state(shape):
+    with FakeAPI(token=TOKEN, runs=300, seed=7, large=False, state_field=shape) as api:
+        assert api.config()["state_field"] == shape
+        msgs = api.messages()
+        assert ids(msgs) == ids(api_order(generate(300, 7)))
+        if shape == "nested":
+            assert not any("failureFunctionState" in m for m in msgs)
+        for state in fakeapi.FAILURE_STATES:
+            if shape == "nested":
+                exp = [m for m in msgs if m.get("failureCallbackInfo", {}).get("state") == state]
+            else:
+                exp = [m for m in msgs if m.get("failureFunctionState") == state]
+            assert exp, state
+            _, got = walk(api, [("failureFunctionState", state)], count=50)
+            assert ids(got) == ids(exp)
+
+
+def test_state_field_nested_filter_matches_the_top_shape():
+    with FakeAPI(token=TOKEN, runs=300, seed=7, large=False) as top, \
+            FakeAPI(token=TOKEN, runs=300, seed=7, large=False, state_field="nested") as nested:
+        for states in (["CALLBACK_FAIL"], ["CALLBACK_SUCCESS", "CALLBACK_CANCELED"]):
+            q = [("failureFunctionState", st) for st in states]
+            a, b = ids(walk(top, q)[1]), ids(walk(nested, q)[1])
+            assert a and a == b
+        got = walk(nested, [("failureFunctionState", "CALLBACK_INPROGRESS")])[1]
+        assert got and all(m["failureCallbackInfo"]["state"] == "CALLBACK_INPROGRESS"
+                           and "failureFunctionState" not in m for m in got)
+
+
+def test_state_field_config_applies_at_the_next_reset(fake_api):
+    before = fake_api.messages()
+    st, cfg = admin(fake_api, "POST", "/config", {"state_field": "nested"})
+    assert st == 200 and cfg["state_field"] == "nested"
+    assert fake_api.messages() == before          # the current data is kept
+    assert admin(fake_api, "POST", "/reset", {"runs": 200, "seed": 1, "large": False})[0] == 200
+    after = fake_api.messages()
+    assert ids(after) == ids(before)
+    assert not any("failureFunctionState" in m for m in after)
+    assert after == api_order(generate(200, 1, large=False, state_field="nested"))
+    fake_api.configure(state_field="both")
+    fake_api.reset(runs=200, seed=1, large=False)
+    assert fake_api.messages() == api_order(generate(200, 1, large=False, state_field="both"))
+    for bad in ("deep", None, 1):
+        assert admin(fake_api, "POST", "/config", {"state_field": bad})[0] == 400
+        with pytest.raises(ValueError):
+            fake_api.configure(state_field=bad)
+    with pytest.raises(ValueError):
+        FakeAPI(state_field="Top")
+    # a bad option changes nothing, not even the good ones next to it
+    assert admin(fake_api, "POST", "/config", {"latency_ms": 5, "state_field": "x"})[0] == 400
+    assert fake_api.config()["latency_ms"] == 0 and fake_api.config()["state_field"] == "both"
+
+
+def test_state_of_added_messages_is_top_else_nested():
+    msgs = [
+        {"dlqId": "top", "createdAt": 6, "failureFunctionState": "CALLBACK_FAIL"},
+        {"dlqId": "nested", "createdAt": 5,
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL", "responseStatus": 500}},
+        {"dlqId": "both-differ", "createdAt": 4, "failureFunctionState": "CALLBACK_SUCCESS",
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL"}},
+        {"dlqId": "top-not-a-string", "createdAt": 3, "failureFunctionState": 3,
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL"}},
+        {"dlqId": "info-not-an-object", "createdAt": 2, "failureCallbackInfo": "CALLBACK_FAIL"},
+        {"dlqId": "none", "createdAt": 1},
+    ]
+    with FakeAPI(token=TOKEN, messages=msgs, state_field="nested") as api:
+        assert api.messages() == msgs[::1]           # stored as given
+        fails = ids(walk(api, [("failureFunctionState", "CALLBACK_FAIL")])[1])
+        assert fails == ["top", "nested", "top-not-a-string"]
+        assert ids(walk(api, [("failureFunctionState", "CALLBACK_SUCCESS")])[1]) == \
+            ["both-differ"]
+        api.add({"dlqId": "added", "createdAt": 7,
+                 "failureCallbackInfo": {"state": "CALLBACK_FAIL"}})
+        assert "failureFunctionState" not in api.get("added")
+        api.update("nested", failureCallbackInfo={"state": "CALLBACK_CANCELED"})
+        assert ids(walk(api, [("failureFunctionState", "CALLBACK_FAIL")])[1]) == \
+            ["added", "top", "top-not-a-string"]
+
+
 def test_generator_small_sets_have_shared_runs_and_label_only():
     msgs = generate(200, 1)
     runs = collections.Counter(m["workflowRunId"] for m in msgs)
@@ -1055,6 +1178,26 @@ def test_cli_demo(tmp_path):
         assert proc.wait(10) == 0
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_cli_state_field(tmp_path):
+    proc, port = start_cli(sys.executable, "--runs", "40", "--seed", "2",
+                           "--state-field", "nested", tmp_path=tmp_path)
+    try:
+        addr = _Addr(port)
+        assert admin(addr, "POST", "/config", {})[1]["state_field"] == "nested"
+        _, d = get_json(addr, LIST)
+        assert d["messages"] == api_order(generate(40, 2, state_field="nested"))
+        assert any("failureCallbackInfo" in m for m in d["messages"])
+        assert not any("failureFunctionState" in m for m in d["messages"])
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    r = subprocess.run([sys.executable, FAKEAPI_PY, "--port", "0", "--state-field", "deep"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode != 0 and "state-field" in r.stderr
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com", "::"])

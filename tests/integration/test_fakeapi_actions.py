@@ -250,3 +250,56 @@ def test_fault_after_counts_actions(api):
     assert call(api, "DELETE", one(ids[0]))[0] == 200
     assert call(api, "DELETE", one(ids[1]))[0] == 500
     assert call(api, "DELETE", one(ids[2]))[0] == 200
+
+
+def test_callback_sets_the_state_where_the_entry_holds_it():
+    info = {"state": "CALLBACK_FAIL", "responseStatus": 502,
+            "responseBody": "failure handler crashed", "responseHeaders": {}}
+    msgs = [
+        {"dlqId": "top", "createdAt": 5, "failureFunctionState": "CALLBACK_FAIL"},
+        {"dlqId": "nested", "createdAt": 4, "failureCallbackInfo": dict(info)},
+        {"dlqId": "both", "createdAt": 3, "failureFunctionState": "CALLBACK_FAIL",
+         "failureCallbackInfo": dict(info)},
+        {"dlqId": "top-not-a-string", "createdAt": 2, "failureFunctionState": 7,
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL"}},
+        {"dlqId": "top-fail-nested-odd", "createdAt": 1,
+         "failureFunctionState": "CALLBACK_FAIL", "failureCallbackInfo": {"state": None}},
+    ]
+    with FakeAPI(token=TOKEN, messages=msgs) as api:
+        for m in msgs:
+            st, body = call(api, "POST", LIST + "/callback/" + m["dlqId"])
+            assert st == 200 and body["workflowRunId"].startswith("wfr_"), m["dlqId"]
+        got = {m["dlqId"]: m for m in api.messages()}
+        assert got["top"] == {"dlqId": "top", "createdAt": 5,
+                              "failureFunctionState": "CALLBACK_INPROGRESS"}
+        assert got["nested"] == {"dlqId": "nested", "createdAt": 4,
+                                 "failureCallbackInfo": dict(info, state="CALLBACK_INPROGRESS")}
+        assert got["both"]["failureFunctionState"] == "CALLBACK_INPROGRESS"
+        assert got["both"]["failureCallbackInfo"] == dict(info, state="CALLBACK_INPROGRESS")
+        assert got["top-not-a-string"]["failureFunctionState"] == 7
+        assert got["top-not-a-string"]["failureCallbackInfo"] == {"state": "CALLBACK_INPROGRESS"}
+        assert got["top-fail-nested-odd"]["failureFunctionState"] == "CALLBACK_INPROGRESS"
+        assert got["top-fail-nested-odd"]["failureCallbackInfo"] == {"state": None}
+        # now in CALLBACK_INPROGRESS, whichever place holds it: no second run
+        for m in msgs:
+            st, body = call(api, "POST", LIST + "/callback/" + m["dlqId"])
+            assert st == 400 and "CALLBACK_INPROGRESS" in body["error"]
+
+
+def test_callback_on_generated_nested_entries():
+    with FakeAPI(token=TOKEN, runs=60, seed=3, large=False, state_field="nested") as api:
+        fails = [m for m in api.messages()
+                 if m.get("failureCallbackInfo", {}).get("state") == "CALLBACK_FAIL"]
+        others = [m for m in api.messages()
+                  if m.get("failureCallbackInfo", {}).get("state") not in (None, "CALLBACK_FAIL")]
+        assert fails and others
+        victim = fails[0]
+        assert call(api, "POST", LIST + "/callback/" + victim["dlqId"])[0] == 200
+        after = api.get(victim["dlqId"])
+        assert "failureFunctionState" not in after
+        assert after["failureCallbackInfo"] == dict(victim["failureCallbackInfo"],
+                                                    state="CALLBACK_INPROGRESS")
+        st, body = call(api, "POST", LIST + "/callback/" + others[0]["dlqId"])
+        assert st == 400 and others[0]["failureCallbackInfo"]["state"] in body["error"]
+        st, page = call(api, "GET", LIST + "?failureFunctionState=CALLBACK_INPROGRESS")
+        assert victim["dlqId"] in [m["dlqId"] for m in page["messages"]]
