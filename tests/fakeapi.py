@@ -22,7 +22,7 @@ As a program::
     python3 tests/fakeapi.py [--host 127.0.0.1] [--port 0] [--port-file FILE]
         [--token T] [--runs N] [--seed S] [--latency-ms MS]
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
-        [--state-field top|nested|both]
+        [--state-field top|nested|both] [--no-comma-lists]
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
 
 Served (see API.md in the shared notes for the real API):
@@ -52,7 +52,8 @@ Admin endpoints (no auth, never called by the daemon):
     PATCH  /_admin/messages/{dlqId}    merge a JSON object; a null value removes the field
     POST   /_admin/reset               {"runs": N, "seed": S, "now_ms": T, "large": bool}
     POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
-                                        "resumed_leave", "state_field"}: any of
+                                        "resumed_leave", "state_field",
+                                        "comma_lists"}: any of
                                        them; answers every option (config())
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
     GET    /_admin/requests            the request log (last 10000 API requests)
@@ -73,7 +74,17 @@ Behaviour worth knowing:
 - end_cursor "rotate" steps empty -> null -> absent once per response that
   ends a walk (so three walks in a row see all three); reset() restarts it.
 - Single-value parameters (cursor, count, fromDate, toDate,
-  workflowCreatedAt) given twice are a 400.  `qstash_token` is accepted
+  workflowCreatedAt) given twice are a 400.
+- comma_lists (FakeAPI(comma_lists=), configure(), /_admin/config,
+  --no-comma-lists): the docs say array parameters accept several values
+  by repeating the parameter or as one comma-separated value.  True
+  (default): each value of dlqIds, label, workflowUrl,
+  failureFunctionState, callerIp or flowControlKey (COMMA_PARAMS) is
+  split on ",", empty pieces dropped, for the list filters and for the
+  dlqIds of bulk actions ("dlqIds=a,b" names two ids; actions() shows
+  them split); a parameter left with no value at all ("label=", ",") is
+  no filter, and a bulk call left with no id is unscoped.  False: a value
+  is one value, commas included.  workflowRunId is never split.  `qstash_token` is accepted
   and shows as query_token=True in the log.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
 - state_field (FakeAPI(state_field=), configure(), /_admin/config,
@@ -221,6 +232,11 @@ MULTI_PARAMS = (
     "flowControlKey",
 )
 SINGLE_PARAMS = ("cursor", "count", "fromDate", "toDate", "workflowCreatedAt")
+# Array parameters: with comma_lists (the default) one value may name
+# several, comma-separated ("dlqIds=a,b" is "dlqIds=a&dlqIds=b"), as the
+# docs say of array parameters.  workflowRunId is not one of them.
+COMMA_PARAMS = ("dlqIds", "label", "workflowUrl", "failureFunctionState",
+                "callerIp", "flowControlKey")
 INT_PARAMS = ("fromDate", "toDate", "workflowCreatedAt")
 
 END_CURSOR_MODES = ("empty", "null", "absent")
@@ -1121,6 +1137,12 @@ _DELAY_RE = re.compile(r"([0-9]{1,9}(ms|s|m|h|d))+\Z")
 _RETRIES_RE = re.compile(r"[0-9]{1,4}\Z")
 
 
+def _split_list(value):
+    """The values of one comma-separated array parameter value; empty
+    pieces are dropped ("a,,b," -> ["a", "b"], "" -> [])."""
+    return [p for p in value.split(",") if p]
+
+
 def _state_patch(msg, state):
     """The patch that sets an entry's failure-callback state where the
     entry holds it: failureFunctionState if it is a string, and
@@ -1163,7 +1185,7 @@ def _action_route(method, path):
 # The options of configure() and POST /_admin/config, in the order config()
 # lists them.
 CONFIG_KEYS = ("token", "latency_ms", "end_cursor", "exact_end", "resumed_leave",
-               "state_field")
+               "state_field", "comma_lists")
 
 
 def _choice(name, v, choices):
@@ -1176,8 +1198,8 @@ def _check_option(k, v):
     """The value of option k, checked (ValueError if bad)."""
     if k == "end_cursor":
         return _choice(k, v, _END_CURSOR_OPTIONS)
-    if k == "resumed_leave" and not isinstance(v, bool):
-        raise ValueError("resumed_leave must be true or false")
+    if k in ("resumed_leave", "comma_lists") and not isinstance(v, bool):
+        raise ValueError("%s must be true or false" % k)
     if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
         raise ValueError("latency_ms must be a number >= 0")
     if k == "state_field":
@@ -1200,7 +1222,7 @@ class FakeAPI(object):
     def __init__(self, token="test-token", runs=200, seed=1, latency_ms=0,
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
                  large=None, exact_end=True, messages=None, resumed_leave=True,
-                 state_field="top"):
+                 state_field="top", comma_lists=True):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1217,6 +1239,10 @@ class FakeAPI(object):
         entries' failure-callback state (see generate()); used by reset(),
         so the initial data and every later reset() have it.  Messages
         given to messages=, add() or patch() are stored as given.
+        comma_lists: True: a value of an array parameter (COMMA_PARAMS:
+        the list filters and the dlqIds of bulk actions) is split on ","
+        (empty pieces dropped), as the docs say; False: a value is one
+        value, commas included.
         Every option after `large` can be changed with configure()."""
         if host == "localhost":
             host = "127.0.0.1"
@@ -1249,6 +1275,7 @@ class FakeAPI(object):
         self._seq = {None: 0, "list": 0, "action": 0}
         self.resumed_leave = resumed_leave
         self.state_field = _check_option("state_field", state_field)
+        self.comma_lists = _check_option("comma_lists", comma_lists)
         self._actions = collections.deque(maxlen=LOG_LIMIT)
         self._n_unscoped = 0
         self._run_counter = 0
@@ -1597,6 +1624,7 @@ class FakeAPI(object):
         """Answer a list request given its query pairs.  Returns the response
         body bytes; raises _HTTPError for a 400.  fault: None or a
         (name, params, n) of one of the _PAGE_FAULTS."""
+        comma = self.comma_lists
         values = {}
         for k, v in pairs:
             if k == "qstash_token":
@@ -1605,7 +1633,13 @@ class FakeAPI(object):
                 raise _HTTPError(400, "unknown parameter: %s" % k)
             if k in SINGLE_PARAMS and k in values:
                 raise _HTTPError(400, "parameter given more than once: %s" % k)
-            values.setdefault(k, []).append(v)
+            if comma and k in COMMA_PARAMS:
+                values.setdefault(k, []).extend(_split_list(v))
+            else:
+                values.setdefault(k, []).append(v)
+        # an array parameter whose every value was empty names nothing:
+        # no filter (with comma_lists only; else "" is a value)
+        values = {k: v for k, v in values.items() if v}
 
         count = MAX_COUNT
         if "count" in values:
@@ -1834,6 +1868,8 @@ class FakeAPI(object):
         verb, bulk, dlq_id = route
         if bulk:
             ids = [v for k, v in pairs if k == "dlqIds"]
+            if self.comma_lists:
+                ids = [i for v in ids for i in _split_list(v)]
         else:
             ids = [dlq_id]
         entry["action"] = verb
@@ -2179,6 +2215,9 @@ def main(argv=None):
                    help="where generated entries carry the failure-callback "
                    "state: top-level failureFunctionState (default), "
                    "failureCallbackInfo.state (nested) or both")
+    p.add_argument("--no-comma-lists", action="store_true",
+                   help="a comma in an array parameter's value is part of "
+                   "one value (default: it separates values)")
     p.add_argument("--demo", action="store_true",
                    help="500 runs, seed 42, token 'demo-token'")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -2213,7 +2252,8 @@ def main(argv=None):
     fake = FakeAPI(token=token, runs=runs, seed=seed, latency_ms=a.latency_ms,
                    end_cursor=a.end_cursor, host=a.host, port=a.port,
                    now_ms=now_ms, large=False if a.no_large else None,
-                   state_field=a.state_field)
+                   state_field=a.state_field,
+                   comma_lists=not a.no_comma_lists)
     for spec in a.fault:
         try:
             name, params = parse_fault_spec(spec)

@@ -571,6 +571,69 @@ def test_filters_and_across_or_within(shared_api):
                             and m["createdAt"] <= hi), 5)
 
 
+@pytest.mark.parametrize("param,values", [
+    ("label", ["emails", "onboarding"]),
+    ("failureFunctionState", ["CALLBACK_INPROGRESS", "CALLBACK_CANCELED"]),
+    ("callerIp", ["203.0.113.7", "192.0.2.44"]),
+    ("flowControlKey", ["tenant:acme", "payments-api"]),
+    ("workflowUrl", ["https://app.example.com/api/workflows/onboarding",
+                     "http://localhost:3000/api/workflow"]),
+])
+def test_comma_lists_one_value_names_several(shared_api, param, values):
+    assert shared_api.config()["comma_lists"] is True      # the default
+    repeated = ids(walk(shared_api, [(param, v) for v in values], count=30)[1])
+    singles = [ids(walk(shared_api, [(param, v)], count=30)[1]) for v in values]
+    assert all(singles) and set(repeated) == set().union(*singles)
+    assert all(len(repeated) > len(x) for x in singles)
+    for q in ([(param, ",".join(values))],
+              [(param, "," + values[0] + ",,"), (param, values[1] + ",")],
+              [(param, ",".join(values)), (param, values[0])]):
+        assert ids(walk(shared_api, q, count=30)[1]) == repeated, q
+    # the log keeps the query as sent
+    shared_api.clear_requests()
+    get_json(shared_api, LIST, [(param, ",".join(values))])
+    assert shared_api.requests()[-1]["query"] == [(param, ",".join(values))]
+    # sent with a bare comma (not %2C) too
+    st, _, body = request(shared_api, "GET", LIST,
+                          raw_query="%s=%s&count=100" % (param, ",".join(
+                              urllib.parse.quote(v, safe="") for v in values)))
+    assert st == 200 and ids(json.loads(body)["messages"]) == repeated[:100]
+
+
+def test_comma_lists_an_empty_list_is_no_filter(shared_api):
+    everything = ids(walk(shared_api, count=100)[1])
+    for q in ([("label", "")], [("label", ",")], [("failureFunctionState", ",,")],
+              [("callerIp", ""), ("flowControlKey", ",")]):
+        assert ids(walk(shared_api, q, count=100)[1]) == everything, q
+    # with another value it is no different from that value alone
+    assert ids(walk(shared_api, [("label", ""), ("label", "emails")])[1]) == \
+        ids(walk(shared_api, [("label", "emails")])[1])
+
+
+def test_comma_lists_off_keeps_commas_in_values():
+    msgs = [{"dlqId": "ab", "createdAt": 5, "labels": ["a,b"], "workflowRunId": "r1,r2"},
+            {"dlqId": "a", "createdAt": 4, "labels": ["a"], "workflowRunId": "r1"},
+            {"dlqId": "b", "createdAt": 3, "label": "b", "workflowRunId": "r2"},
+            {"dlqId": "empty", "createdAt": 2, "labels": [""]},
+            {"dlqId": "none", "createdAt": 1}]
+    with FakeAPI(token=TOKEN, messages=msgs) as api:
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["a", "b"]
+        assert ids(walk(api, [("label", "")])[1]) == ids(msgs)
+        # workflowRunId is not an array parameter: never split
+        assert ids(walk(api, [("workflowRunId", "r1,r2")])[1]) == ["ab"]
+        st, cfg = admin(api, "POST", "/config", {"comma_lists": False})
+        assert st == 200 and cfg["comma_lists"] is False
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["ab"]
+        assert ids(walk(api, [("label", "a,b"), ("label", "b")])[1]) == ["ab", "b"]
+        assert ids(walk(api, [("label", "")])[1]) == ["empty"]
+        assert ids(walk(api, [("workflowRunId", "r1,r2")])[1]) == ["ab"]
+        assert admin(api, "POST", "/config", {"comma_lists": "no"})[0] == 400
+    with FakeAPI(token=TOKEN, messages=msgs, comma_lists=False) as api:
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["ab"]
+    with pytest.raises(ValueError):
+        FakeAPI(comma_lists=1)
+
+
 def test_filter_with_cursor_from_unfiltered_walk(shared_api):
     """A cursor is a position: filters may change between pages."""
     _, d = get_json(shared_api, LIST, [("count", "100")])
@@ -1198,6 +1261,19 @@ def test_cli_state_field(tmp_path):
     r = subprocess.run([sys.executable, FAKEAPI_PY, "--port", "0", "--state-field", "deep"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     assert r.returncode != 0 and "state-field" in r.stderr
+
+
+def test_cli_no_comma_lists(tmp_path):
+    proc, port = start_cli(sys.executable, "--runs", "5", "--no-comma-lists",
+                           tmp_path=tmp_path)
+    try:
+        addr = _Addr(port)
+        assert admin(addr, "POST", "/config", {})[1]["comma_lists"] is False
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com", "::"])

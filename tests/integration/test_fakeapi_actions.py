@@ -303,3 +303,53 @@ def test_callback_on_generated_nested_entries():
         assert st == 400 and others[0]["failureCallbackInfo"]["state"] in body["error"]
         st, page = call(api, "GET", LIST + "?failureFunctionState=CALLBACK_INPROGRESS")
         assert victim["dlqId"] in [m["dlqId"] for m in page["messages"]]
+
+
+def test_comma_separated_dlq_ids_name_several(api):
+    ids = api.dlq_ids()[:5]
+    # one comma-separated value, sent with a bare comma
+    st, _, raw = request(api, "DELETE", LIST, raw_query="dlqIds=%s,%s" % tuple(ids[:2]))
+    assert st == 200 and json.loads(raw) == {"deleted": 2}
+    assert api.get(ids[0]) is None and api.get(ids[1]) is None
+    rec = api.actions()[-1]
+    assert rec["dlqIds"] == ids[:2] and not rec["unscoped"]
+    assert rec["raw_query"] == "dlqIds=%s,%s" % tuple(ids[:2])
+    # mixed with repeated parameters, empty pieces dropped, %2C alike
+    st, body = call(api, "POST", LIST + "/resume", [",%s,,%s" % tuple(ids[2:4]), ids[4]])
+    assert st == 200 and len(body["workflowRuns"]) == 3
+    assert api.actions()[-1]["dlqIds"] == ids[2:5]
+    assert all(api.get(i) is None for i in ids) and len(api) == 55
+    assert api.unscoped() == 0
+
+
+def test_comma_separated_dlq_ids_count_against_the_bulk_limit(api):
+    ids = api.dlq_ids()[:51]
+    st, body = call(api, "POST", LIST + "/restart", [",".join(ids)])
+    assert st == 400 and "50" in body["error"]
+    assert len(api) == 60
+    assert call(api, "DELETE", LIST, [",".join(ids[:25]), ",".join(ids[25:50])]) == \
+        (200, {"deleted": 50})
+
+
+def test_comma_only_dlq_ids_is_an_unscoped_call(api):
+    st, body = call(api, "DELETE", LIST, [","])
+    assert st == 200 and body == {"deleted": 60}
+    assert api.unscoped() == 1
+    rec = api.actions()[-1]
+    assert rec["unscoped"] and rec["dlqIds"] == []
+
+
+def test_comma_lists_off_a_comma_is_part_of_the_id(api):
+    api.configure(comma_lists=False)
+    ids = api.dlq_ids()[:2]
+    api.add({"dlqId": "x,y", "createdAt": 1})
+    st, body = call(api, "DELETE", LIST, [",".join(ids)])
+    assert st == 200 and body == {"deleted": 0}
+    assert api.actions()[-1]["dlqIds"] == [",".join(ids)]
+    st, body = call(api, "POST", LIST + "/resume", [",".join(ids)])
+    assert st == 404 and ",".join(ids) in body["error"]
+    assert all(api.get(i) is not None for i in ids)
+    assert call(api, "DELETE", LIST, ["x,y"]) == (200, {"deleted": 1})
+    assert api.get("x,y") is None and len(api) == 60
+    assert call(api, "DELETE", LIST, [","]) == (200, {"deleted": 0})
+    assert api.unscoped() == 0
