@@ -23,6 +23,8 @@ As a program::
         [--token T] [--runs N] [--seed S] [--latency-ms MS]
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
         [--state-field top|nested|both] [--no-comma-lists]
+        [--unknown-params reject|ignore] [--filter-names current|legacy]
+        [--ignore-param NAME]...
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
 
 Served (see API.md in the shared notes for the real API):
@@ -53,7 +55,8 @@ Admin endpoints (no auth, never called by the daemon):
     POST   /_admin/reset               {"runs": N, "seed": S, "now_ms": T, "large": bool}
     POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
                                         "resumed_leave", "state_field",
-                                        "comma_lists"}: any of
+                                        "comma_lists", "unknown_params",
+                                        "filter_names", "ignored_params"}: any of
                                        them; answers every option (config())
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
     GET    /_admin/requests            the request log (last 10000 API requests)
@@ -84,7 +87,23 @@ Behaviour worth knowing:
   dlqIds of bulk actions ("dlqIds=a,b" names two ids; actions() shows
   them split); a parameter left with no value at all ("label=", ",") is
   no filter, and a bulk call left with no id is unscoped.  False: a value
-  is one value, commas included.  workflowRunId is never split.  `qstash_token` is accepted
+  is one value, commas included.  workflowRunId is never split.
+- Filters the server may not know (list endpoint only; API.md: whether
+  unknown parameters are rejected or ignored is not documented):
+    unknown_params "reject" (default): a parameter the fake does not know
+                     is a 400 {"error": "unknown parameter: NAME"};
+                     "ignore": it is accepted and not applied
+    filter_names   "current" (default, the newest OpenAPI): the filters
+                     are failureFunctionState and callerIp; "legacy" (the
+                     older docs, Upstash's MCP server): they are
+                     failureCallbackState and callerIP, and
+                     failureFunctionState and callerIp are unknown
+    ignored_params names accepted and never applied, whatever
+                     filter_names says (e.g. ["callerIp"])
+  (FakeAPI(...=), configure(), /_admin/config; --unknown-params,
+  --filter-names, --ignore-param NAME.)  The log keeps every query as
+  sent; a list request's entry also has "not_applied" (the names of the
+  parameters accepted but not applied) when there were any.  `qstash_token` is accepted
   and shows as query_token=True in the log.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
 - state_field (FakeAPI(state_field=), configure(), /_admin/config,
@@ -192,6 +211,9 @@ __all__ = [
     "REFERENCE_NOW_MS",
     "LIST_PATH",
     "ALLOWED_PARAMS",
+    "LEGACY_PARAMS",
+    "FILTER_NAMES",
+    "UNKNOWN_PARAMS",
     "END_CURSOR_MODES",
     "STATE_FIELDS",
     "FAULTS",
@@ -222,6 +244,14 @@ ALLOWED_PARAMS = (
     "callerIp",
     "flowControlKey",
 )
+# filter_names="legacy": a server as the older docs and Upstash's MCP
+# server describe it, with failureCallbackState and callerIP for
+# failureFunctionState and callerIp.
+LEGACY_PARAMS = tuple({"failureFunctionState": "failureCallbackState",
+                       "callerIp": "callerIP"}.get(k, k) for k in ALLOWED_PARAMS)
+PARAMS_BY_FILTER_NAMES = {"current": ALLOWED_PARAMS, "legacy": LEGACY_PARAMS}
+FILTER_NAMES = tuple(PARAMS_BY_FILTER_NAMES)
+UNKNOWN_PARAMS = ("reject", "ignore")
 # Parameters that may be repeated (OR within the parameter).
 MULTI_PARAMS = (
     "workflowUrl",
@@ -230,13 +260,15 @@ MULTI_PARAMS = (
     "failureFunctionState",
     "callerIp",
     "flowControlKey",
+    "failureCallbackState",
+    "callerIP",
 )
 SINGLE_PARAMS = ("cursor", "count", "fromDate", "toDate", "workflowCreatedAt")
 # Array parameters: with comma_lists (the default) one value may name
 # several, comma-separated ("dlqIds=a,b" is "dlqIds=a&dlqIds=b"), as the
 # docs say of array parameters.  workflowRunId is not one of them.
 COMMA_PARAMS = ("dlqIds", "label", "workflowUrl", "failureFunctionState",
-                "callerIp", "flowControlKey")
+                "callerIp", "flowControlKey", "failureCallbackState", "callerIP")
 INT_PARAMS = ("fromDate", "toDate", "workflowCreatedAt")
 
 END_CURSOR_MODES = ("empty", "null", "absent")
@@ -1185,7 +1217,8 @@ def _action_route(method, path):
 # The options of configure() and POST /_admin/config, in the order config()
 # lists them.
 CONFIG_KEYS = ("token", "latency_ms", "end_cursor", "exact_end", "resumed_leave",
-               "state_field", "comma_lists")
+               "state_field", "comma_lists", "unknown_params", "filter_names",
+               "ignored_params")
 
 
 def _choice(name, v, choices):
@@ -1204,6 +1237,15 @@ def _check_option(k, v):
         raise ValueError("latency_ms must be a number >= 0")
     if k == "state_field":
         return _choice(k, v, STATE_FIELDS)
+    if k == "unknown_params":
+        return _choice(k, v, UNKNOWN_PARAMS)
+    if k == "filter_names":
+        return _choice(k, v, FILTER_NAMES)
+    if k == "ignored_params":
+        if isinstance(v, str) or not isinstance(v, (list, tuple, set, frozenset)) \
+                or not all(isinstance(x, str) and x for x in v):
+            raise ValueError("ignored_params must be a list of parameter names")
+        return sorted(set(v))
     return v
 
 
@@ -1222,7 +1264,8 @@ class FakeAPI(object):
     def __init__(self, token="test-token", runs=200, seed=1, latency_ms=0,
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
                  large=None, exact_end=True, messages=None, resumed_leave=True,
-                 state_field="top", comma_lists=True):
+                 state_field="top", comma_lists=True, unknown_params="reject",
+                 filter_names="current", ignored_params=()):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1243,6 +1286,12 @@ class FakeAPI(object):
         the list filters and the dlqIds of bulk actions) is split on ","
         (empty pieces dropped), as the docs say; False: a value is one
         value, commas included.
+        unknown_params: "reject" (a list parameter the fake does not know is
+        a 400) | "ignore" (accepted, not applied).
+        filter_names: "current" (failureFunctionState, callerIp) | "legacy"
+        (failureCallbackState, callerIP; the current names are then unknown).
+        ignored_params: names of list parameters accepted and not applied,
+        whatever filter_names says (e.g. ["callerIp"]).
         Every option after `large` can be changed with configure()."""
         if host == "localhost":
             host = "127.0.0.1"
@@ -1276,6 +1325,9 @@ class FakeAPI(object):
         self.resumed_leave = resumed_leave
         self.state_field = _check_option("state_field", state_field)
         self.comma_lists = _check_option("comma_lists", comma_lists)
+        self.unknown_params = _check_option("unknown_params", unknown_params)
+        self.filter_names = _check_option("filter_names", filter_names)
+        self.ignored_params = _check_option("ignored_params", ignored_params)
         self._actions = collections.deque(maxlen=LOG_LIMIT)
         self._n_unscoped = 0
         self._run_counter = 0
@@ -1414,7 +1466,9 @@ class FakeAPI(object):
         """The options configure() takes, with their current values (what
         POST /_admin/config answers)."""
         with self._lock:
-            return {k: getattr(self, k) for k in CONFIG_KEYS}
+            out = {k: getattr(self, k) for k in CONFIG_KEYS}
+            out["ignored_params"] = list(out["ignored_params"])
+            return out
 
     # -- faults --------------------------------------------------------------
 
@@ -1620,17 +1674,28 @@ class FakeAPI(object):
         self._end_counter += 1
         return mode
 
-    def list_page(self, pairs, fault=None):
+    def list_page(self, pairs, fault=None, entry=None):
         """Answer a list request given its query pairs.  Returns the response
         body bytes; raises _HTTPError for a 400.  fault: None or a
-        (name, params, n) of one of the _PAGE_FAULTS."""
-        comma = self.comma_lists
+        (name, params, n) of one of the _PAGE_FAULTS.  entry: the request's
+        log entry, given "not_applied" when a parameter was accepted but
+        not applied."""
+        with self._lock:
+            comma = self.comma_lists
+            known = PARAMS_BY_FILTER_NAMES[self.filter_names]
+            reject = self.unknown_params == "reject"
+            ignored = frozenset(self.ignored_params)
         values = {}
+        not_applied = []
         for k, v in pairs:
             if k == "qstash_token":
                 continue
-            if k not in ALLOWED_PARAMS:
-                raise _HTTPError(400, "unknown parameter: %s" % k)
+            if k in ignored or k not in known:
+                if k not in ignored and reject:
+                    raise _HTTPError(400, "unknown parameter: %s" % k)
+                if k not in not_applied:
+                    not_applied.append(k)
+                continue
             if k in SINGLE_PARAMS and k in values:
                 raise _HTTPError(400, "parameter given more than once: %s" % k)
             if comma and k in COMMA_PARAMS:
@@ -1640,6 +1705,8 @@ class FakeAPI(object):
         # an array parameter whose every value was empty names nothing:
         # no filter (with comma_lists only; else "" is a value)
         values = {k: v for k, v in values.items() if v}
+        if entry is not None and not_applied:
+            entry["not_applied"] = not_applied
 
         count = MAX_COUNT
         if "count" in values:
@@ -1665,7 +1732,9 @@ class FakeAPI(object):
         checks = []
         for param, attr in (("workflowUrl", "url"), ("workflowRunId", "run"),
                             ("failureFunctionState", "state"),
-                            ("callerIp", "ip"), ("flowControlKey", "fck")):
+                            ("failureCallbackState", "state"),
+                            ("callerIp", "ip"), ("callerIP", "ip"),
+                            ("flowControlKey", "fck")):
             if param in values:
                 checks.append((attr, frozenset(values[param])))
         wca = ints.get("workflowCreatedAt")
@@ -1816,7 +1885,7 @@ class FakeAPI(object):
             entry["fault_params"] = dict(fault[1])
             return self._faulted(h, fault, entry, path, pairs, auth is not None)
         status, body = self._api(h, path, pairs, auth is not None, None,
-                                 entry if route is not None else None)
+                                 entry if route is not None else None, entry)
         self._log_entry(entry, status, is_list)
         h._send(status, body)
 
@@ -1981,7 +2050,7 @@ class FakeAPI(object):
             stopping.wait(p["ms"] / 1000.0)
             fault = None
         status, body = self._api(h, path, pairs, auth_ok, fault,
-                                 None if is_list else entry)
+                                 None if is_list else entry, entry)
         self._log_entry(entry, status, is_list)
         if name not in ("stall_body", "reset", "truncate"):
             return h._send(status, body)
@@ -2002,7 +2071,7 @@ class FakeAPI(object):
             h.server.abort_later(h.connection)
         # truncate: the handler ends; the connection is closed with a FIN
 
-    def _api(self, h, path, pairs, auth_ok, fault=None, action=None):
+    def _api(self, h, path, pairs, auth_ok, fault=None, action=None, log=None):
         prefix = LIST_PATH + "/"
         if path != LIST_PATH and not path.startswith(prefix):
             return 404, {"error": "not found"}
@@ -2018,7 +2087,7 @@ class FakeAPI(object):
             if fault is not None and fault[0] not in _PAGE_FAULTS:
                 fault = None
             try:
-                return 200, self.list_page(pairs, fault)
+                return 200, self.list_page(pairs, fault, log)
             except _HTTPError as e:
                 return e.status, {"error": e.text}
         rest = path[len(prefix):]
@@ -2218,6 +2287,15 @@ def main(argv=None):
     p.add_argument("--no-comma-lists", action="store_true",
                    help="a comma in an array parameter's value is part of "
                    "one value (default: it separates values)")
+    p.add_argument("--unknown-params", choices=UNKNOWN_PARAMS, default="reject",
+                   help="a list parameter the fake does not know: 400 "
+                   "(reject, default) or accepted and not applied (ignore)")
+    p.add_argument("--filter-names", choices=FILTER_NAMES, default="current",
+                   help="current: failureFunctionState and callerIp filters "
+                   "(default); legacy: failureCallbackState and callerIP")
+    p.add_argument("--ignore-param", action="append", default=[], metavar="NAME",
+                   help="accept this list parameter and do not apply it "
+                   "(repeatable)")
     p.add_argument("--demo", action="store_true",
                    help="500 runs, seed 42, token 'demo-token'")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -2253,7 +2331,9 @@ def main(argv=None):
                    end_cursor=a.end_cursor, host=a.host, port=a.port,
                    now_ms=now_ms, large=False if a.no_large else None,
                    state_field=a.state_field,
-                   comma_lists=not a.no_comma_lists)
+                   comma_lists=not a.no_comma_lists,
+                   unknown_params=a.unknown_params, filter_names=a.filter_names,
+                   ignored_params=a.ignore_param)
     for spec in a.fault:
         try:
             name, params = parse_fault_spec(spec)

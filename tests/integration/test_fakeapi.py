@@ -634,6 +634,99 @@ def test_comma_lists_off_keeps_commas_in_values():
         FakeAPI(comma_lists=1)
 
 
+def test_unknown_params_ignore(fake_api):
+    everything = ids(walk(fake_api, count=100)[1])
+    assert fake_api.config()["unknown_params"] == "reject"
+    st, cfg = admin(fake_api, "POST", "/config", {"unknown_params": "ignore"})
+    assert st == 200 and cfg["unknown_params"] == "ignore"
+    fake_api.clear_requests()
+    q = [("trimBody", "0"), ("responseStatus", "500"), ("dlqIds", "x"),
+         ("source", "workflow"), ("callerIP", "2001:db8::5"), ("trimBody", "1")]
+    assert ids(walk(fake_api, q, count=100)[1]) == everything
+    (e, e2) = fake_api.requests()
+    assert e["query"] == q + [("count", "100")]            # logged as sent
+    assert e["not_applied"] == ["trimBody", "responseStatus", "dlqIds", "source", "callerIP"]
+    # known parameters are still applied and checked
+    lab = ids(walk(fake_api, [("label", "emails")])[1])
+    assert lab and ids(walk(fake_api, [("label", "emails"), ("foo", "")])[1]) == lab
+    assert "not_applied" not in fake_api.requests()[-2]
+    assert get_json(fake_api, LIST, [("count", "0"), ("foo", "1")])[0] == 400
+    assert admin(fake_api, "POST", "/config", {"unknown_params": "reject"})[0] == 200
+    assert get_json(fake_api, LIST, [("trimBody", "0")]) == \
+        (400, {"error": "unknown parameter: trimBody"})
+    assert admin(fake_api, "POST", "/config", {"unknown_params": "warn"})[0] == 400
+    with FakeAPI(token=TOKEN, runs=5, seed=1, unknown_params="ignore") as api:
+        assert get_json(api, LIST, [("foo", "1")])[0] == 200
+
+
+@pytest.mark.parametrize("unknown", ["reject", "ignore"])
+def test_filter_names_legacy(shared_api, unknown):
+    msgs = shared_api.messages()
+    fails = [m["dlqId"] for m in msgs if m.get("failureFunctionState") == "CALLBACK_FAIL"]
+    v6 = [m["dlqId"] for m in msgs if m.get("callerIP") == "2001:db8::5"]
+    two = [m["dlqId"] for m in msgs if m.get("callerIP") in ("2001:db8::5", "192.0.2.44")]
+    assert fails and v6 and len(two) > len(v6)
+    with FakeAPI(token=TOKEN, runs=500, seed=42, large=False, filter_names="legacy",
+                 unknown_params=unknown) as api:
+        assert api.config()["filter_names"] == "legacy"
+        assert ids(walk(api, [("failureCallbackState", "CALLBACK_FAIL")], count=50)[1]) == fails
+        assert ids(walk(api, [("callerIP", "2001:db8::5")], count=50)[1]) == v6
+        assert ids(walk(api, [("callerIP", "2001:db8::5,192.0.2.44")])[1]) == two
+        assert ids(walk(api, [("callerIP", "2001:db8::5"), ("callerIP", "192.0.2.44")])[1]) == two
+        # the current names are unknown to this server
+        for name, value in (("failureFunctionState", "CALLBACK_FAIL"),
+                            ("callerIp", "2001:db8::5")):
+            if unknown == "reject":
+                assert get_json(api, LIST, [(name, value)]) == \
+                    (400, {"error": "unknown parameter: %s" % name})
+            else:
+                assert ids(walk(api, [(name, value)], count=100)[1]) == ids(msgs)
+                assert api.requests()[-1]["not_applied"] == [name]
+                assert api.requests()[-1]["query"][0] == (name, value)
+    # and the other way round on a current server
+    assert get_json(shared_api, LIST, [("failureCallbackState", "CALLBACK_FAIL")])[0] == 400
+
+
+def test_filter_names_by_config_and_bad_values(fake_api):
+    fails = ids(walk(fake_api, [("failureFunctionState", "CALLBACK_FAIL")])[1])
+    st, cfg = admin(fake_api, "POST", "/config", {"filter_names": "legacy"})
+    assert st == 200 and cfg["filter_names"] == "legacy"
+    assert ids(walk(fake_api, [("failureCallbackState", "CALLBACK_FAIL")])[1]) == fails
+    assert get_json(fake_api, LIST, [("failureFunctionState", "CALLBACK_FAIL")])[0] == 400
+    fake_api.configure(filter_names="current")
+    assert ids(walk(fake_api, [("failureFunctionState", "CALLBACK_FAIL")])[1]) == fails
+    assert admin(fake_api, "POST", "/config", {"filter_names": "old"})[0] == 400
+    with pytest.raises(ValueError):
+        FakeAPI(filter_names="Legacy")
+
+
+def test_ignored_params(fake_api):
+    everything = ids(walk(fake_api, count=100)[1])
+    v6 = ids(walk(fake_api, [("callerIp", "2001:db8::5")])[1])
+    assert v6 and len(v6) < len(everything)
+    st, cfg = admin(fake_api, "POST", "/config", {"ignored_params": ["callerIp", "trimBody"]})
+    assert st == 200 and cfg["ignored_params"] == ["callerIp", "trimBody"]
+    assert cfg["unknown_params"] == "reject"
+    fake_api.clear_requests()
+    assert ids(walk(fake_api, [("callerIp", "2001:db8::5"), ("trimBody", "0")],
+                    count=100)[1]) == everything
+    assert fake_api.requests()[0]["not_applied"] == ["callerIp", "trimBody"]
+    # the other filters still apply, other unknown names are still refused
+    lab = ids(walk(fake_api, [("label", "emails")])[1])
+    assert ids(walk(fake_api, [("label", "emails"), ("callerIp", "2001:db8::5")])[1]) == lab
+    assert get_json(fake_api, LIST, [("foo", "1")])[0] == 400
+    # whatever filter_names says
+    fake_api.configure(filter_names="legacy", ignored_params=["callerIP"])
+    assert ids(walk(fake_api, [("callerIP", "2001:db8::5")], count=100)[1]) == everything
+    assert get_json(fake_api, LIST, [("callerIp", "2001:db8::5")])[0] == 400
+    fake_api.configure(filter_names="current", ignored_params=[])
+    assert ids(walk(fake_api, [("callerIp", "2001:db8::5")])[1]) == v6
+    for bad in ("callerIp", [1], [""], None, {"callerIp": 1}):
+        assert admin(fake_api, "POST", "/config", {"ignored_params": bad})[0] == 400
+    with FakeAPI(token=TOKEN, runs=20, seed=1, ignored_params=("label",)) as api:
+        assert len(walk(api, [("label", "nope")])[1]) == 20
+
+
 def test_filter_with_cursor_from_unfiltered_walk(shared_api):
     """A cursor is a position: filters may change between pages."""
     _, d = get_json(shared_api, LIST, [("count", "100")])
@@ -1263,12 +1356,21 @@ def test_cli_state_field(tmp_path):
     assert r.returncode != 0 and "state-field" in r.stderr
 
 
-def test_cli_no_comma_lists(tmp_path):
+def test_cli_list_parameter_options(tmp_path):
     proc, port = start_cli(sys.executable, "--runs", "5", "--no-comma-lists",
+                           "--unknown-params", "ignore", "--filter-names", "legacy",
+                           "--ignore-param", "label", "--ignore-param", "callerIP",
                            tmp_path=tmp_path)
     try:
         addr = _Addr(port)
-        assert admin(addr, "POST", "/config", {})[1]["comma_lists"] is False
+        cfg = admin(addr, "POST", "/config", {})[1]
+        assert cfg["comma_lists"] is False and cfg["unknown_params"] == "ignore"
+        assert cfg["filter_names"] == "legacy"
+        assert cfg["ignored_params"] == ["callerIP", "label"]
+        _, d = get_json(addr, LIST, [("label", "nope"), ("foo", "1")])
+        assert len(d["messages"]) == 5
+        _, d = get_json(addr, LIST, [("failureCallbackState", "nope")])
+        assert d["messages"] == []
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
