@@ -58,14 +58,15 @@ Admin endpoints (no auth, never called by the daemon):
                                         "comma_lists", "unknown_params",
                                         "filter_names", "ignored_params"}: any of
                                        them; answers every option (config())
-    GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
+    GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n,
+                                        "quota_refused": n, "quota_until": t|null}
     GET    /_admin/requests            the request log (last 10000 API requests)
     GET    /_admin/actions             {"actions": [...], "unscoped": n}: see actions()
     POST   /_admin/clear-actions       empty the action log, zero the unscoped counter
     POST   /_admin/clear-requests      empty the log and zero the counters
     GET    /_admin/faults              the fault queue (see faults())
     POST   /_admin/faults              {"fault": NAME, "times": N|null, "after": K, ...params}
-    DELETE /_admin/faults              clear the fault queue
+    DELETE /_admin/faults              clear the fault queue (and end a daily quota)
     POST   /_admin/pause               {"seconds": S}: answer, then pause() for S s
 
 Behaviour worth knowing:
@@ -157,10 +158,30 @@ fault at one kind only):
     not_json                200, application/json, body "this is not json {"
     html status=502         nginx-style text/html error page, Server: nginx
     status code=500 message=None   {"error": message or the reason, lowercase}
-    rate_limit reset_in=1 retry_after=None limit=100
-                            429 {"error": "burst rate limit exceeded"},
-                            Burst-RateLimit-Limit/-Remaining: 0/-Reset (unix s,
-                            ceil(now + reset_in)), Retry-After if given
+    rate_limit reset_in=1 retry_after=None limit=100 kind=burst
+               reset_unit=s reset=True
+                            kind=burst: 429 {"error": "burst rate limit
+                            exceeded"}, Burst-RateLimit-Limit: limit,
+                            -Remaining: 0, -Reset: ceil(now + reset_in) in
+                            unix s (reset_unit=ms: unix ms, > 10^12; the
+                            docs only say "unix timestamp"); no Reset header
+                            at all with reset=False; Retry-After if given.
+                            kind=daily: the daily quota: 429 {"error":
+                            "daily rate limit exceeded"} with RateLimit-Limit,
+                            RateLimit-Remaining: 0, RateLimit-Reset (same
+                            rules; qstash-js raises QstashDailyRatelimitError
+                            when RateLimit-Limit is there), and stateful:
+                            the request that takes the fault fixes the reset
+                            time (now + reset_in); until then EVERY
+                            non-admin request (list, action, single-entry
+                            GET, whatever the token) gets that same 429 and
+                            takes no fault (nor counts for `after`); then the
+                            quota is over.  times/after/on say when the quota
+                            is spent (on= restricts that first hit only).
+                            Refused requests are logged with fault
+                            "rate_limit" and quota_refused=True and counted
+                            in stats()["quota_refused"] (the first hit is
+                            not); clear_faults() ends the quota at once.
     repeat_cursor           the normal page, but cursor = the request's cursor
                             (first page: FIRST_PAGE_CURSOR, a cursor that
                             means "from the start", so it repeats too)
@@ -931,7 +952,8 @@ FAULTS = {
     "not_json": {},
     "html": {"status": 502},
     "status": {"code": 500, "message": None},
-    "rate_limit": {"reset_in": 1, "retry_after": None, "limit": 100},
+    "rate_limit": {"reset_in": 1, "retry_after": None, "limit": 100,
+                   "kind": "burst", "reset_unit": "s", "reset": True},
     "repeat_cursor": {},
     "empty_page": {},
     "duplicate": {},
@@ -947,6 +969,9 @@ FAULT_TARGETS = (None, "list", "action")
 
 NOT_JSON_BODY = b"this is not json {"
 RATE_LIMIT_ERROR = "burst rate limit exceeded"
+DAILY_RATE_LIMIT_ERROR = "daily rate limit exceeded"
+RATE_LIMIT_KINDS = ("burst", "daily")
+RESET_UNITS = ("s", "ms")
 
 _NGINX_TITLES = {
     500: "500 Internal Server Error",
@@ -954,6 +979,20 @@ _NGINX_TITLES = {
     503: "503 Service Temporarily Unavailable",
     504: "504 Gateway Time-out",
 }
+
+
+def _send_rate_limit(h, p, until):
+    """A 429 of the rate_limit fault with params p, resetting at `until`
+    (unix seconds)."""
+    prefix = "Burst-RateLimit-" if p["kind"] == "burst" else "RateLimit-"
+    extra = [(prefix + "Limit", str(p["limit"])), (prefix + "Remaining", "0")]
+    if p["reset"]:
+        scale = 1000 if p["reset_unit"] == "ms" else 1
+        extra.append((prefix + "Reset", str(int(math.ceil(until * scale)))))
+    if p["retry_after"] is not None:
+        extra.append(("Retry-After", str(p["retry_after"])))
+    msg = RATE_LIMIT_ERROR if p["kind"] == "burst" else DAILY_RATE_LIMIT_ERROR
+    return h._send(429, {"error": msg}, extra=extra)
 
 
 def _reason(code):
@@ -1003,6 +1042,15 @@ def _check_fault(fault, params):
                 raise ValueError("%s must be an HTTP status (100-599)" % k)
     if p.get("message") is not None and not isinstance(p["message"], str):
         raise ValueError("message must be a string")
+    if "kind" in p:
+        p["kind"] = _choice("kind", p["kind"], RATE_LIMIT_KINDS)
+        p["reset_unit"] = _choice("reset_unit", p["reset_unit"], RESET_UNITS)
+        r = p["reset"]
+        if isinstance(r, str) and r.lower() in ("true", "false"):
+            r = r.lower() == "true"     # from a --fault SPEC
+        if not isinstance(r, bool):
+            raise ValueError("reset must be true or false")
+        p["reset"] = r
     ra = p.get("retry_after")
     if ra is not None and not isinstance(ra, str):
         p["retry_after"] = _number("retry_after", ra)
@@ -1332,6 +1380,8 @@ class FakeAPI(object):
         self._n_unscoped = 0
         self._run_counter = 0
         self._n_faulted = 0
+        self._quota = None          # a spent daily quota: {"params", "until"}
+        self._n_quota_refused = 0
         if messages is not None:
             self._load(messages)
         else:
@@ -1498,9 +1548,10 @@ class FakeAPI(object):
             return self._faults_locked()
 
     def clear_faults(self):
-        """Drop every queued fault."""
+        """Drop every queued fault, and end a spent daily quota."""
         with self._lock:
             self._faults = []
+            self._quota = None
 
     def faults(self):
         """The queue, first due first: dicts with fault, times (copies left,
@@ -1659,11 +1710,21 @@ class FakeAPI(object):
             self._log.clear()
             self._n_requests = 0
             self._n_list = 0
+            self._n_quota_refused = 0
 
     def stats(self):
+        """messages, requests, list_requests (since the start or
+        clear_requests()); quota_refused: requests refused by a spent
+        daily quota (not counting the one that spent it) since then;
+        quota_until: when a spent daily quota ends (unix seconds), or
+        None."""
         with self._lock:
+            q = self._quota
+            until = q["until"] if q is not None and time.time() < q["until"] else None
             return {"messages": len(self._by_id), "requests": self._n_requests,
-                    "list_requests": self._n_list}
+                    "list_requests": self._n_list,
+                    "quota_refused": self._n_quota_refused,
+                    "quota_until": until}
 
     # -- list ----------------------------------------------------------------
 
@@ -1841,7 +1902,10 @@ class FakeAPI(object):
             return h._send(400, {"error": "bad request body"})
         route = _action_route(h.command, path)
         is_list = path == LIST_PATH and route is None
-        if route is not None:
+        quota = self._active_quota()
+        if quota is not None:
+            fault = None    # refused by the daily quota: no fault is taken
+        elif route is not None:
             fault = self._take_fault("action")
         elif is_list and h.command == "GET":
             fault = self._take_fault("list")
@@ -1880,6 +1944,14 @@ class FakeAPI(object):
         }
         if route is not None:
             self._action_entry(entry, route, pairs)
+        if quota is not None:
+            entry["fault"] = "rate_limit"
+            entry["fault_params"] = dict(quota["params"])
+            entry["quota_refused"] = True
+            with self._lock:
+                self._n_quota_refused += 1
+            self._log_entry(entry, 429, is_list)
+            return _send_rate_limit(h, quota["params"], quota["until"])
         if fault is not None:
             entry["fault"] = fault[0]
             entry["fault_params"] = dict(fault[1])
@@ -1888,6 +1960,15 @@ class FakeAPI(object):
                                  entry if route is not None else None, entry)
         self._log_entry(entry, status, is_list)
         h._send(status, body)
+
+    def _active_quota(self):
+        """The daily quota a rate_limit kind=daily fault spent, while it
+        lasts ({"params", "until"}), else None."""
+        with self._lock:
+            q = self._quota
+            if q is not None and time.time() >= q["until"]:
+                q = self._quota = None
+            return q
 
     def _log_entry(self, entry, status, is_list):
         entry["status"] = status
@@ -2038,14 +2119,13 @@ class FakeAPI(object):
             self._log_entry(entry, code, is_list)
             return h._send(code, {"error": msg})
         if name == "rate_limit":
-            reset = int(math.ceil(time.time() + p["reset_in"]))
-            extra = [("Burst-RateLimit-Limit", str(p["limit"])),
-                     ("Burst-RateLimit-Remaining", "0"),
-                     ("Burst-RateLimit-Reset", str(reset))]
-            if p["retry_after"] is not None:
-                extra.append(("Retry-After", str(p["retry_after"])))
+            until = time.time() + p["reset_in"]
+            if p["kind"] == "daily":
+                # the quota is spent: every request until `until` is refused
+                with self._lock:
+                    self._quota = {"params": dict(p), "until": until}
             self._log_entry(entry, 429, is_list)
-            return h._send(429, {"error": RATE_LIMIT_ERROR}, extra=extra)
+            return _send_rate_limit(h, p, until)
         if name == "latency":
             stopping.wait(p["ms"] / 1000.0)
             fault = None

@@ -890,12 +890,14 @@ def test_admin_reset_stats_requests(fake_api):
     assert fake_api.dlq_ids() == ids(api_order(generate(30, 9)))
     assert admin(fake_api, "POST", "/clear-requests")[0] == 200
     assert admin(fake_api, "GET", "/stats")[1] == {"messages": 30, "requests": 0,
-                                                   "list_requests": 0}
+                                                   "list_requests": 0, "quota_refused": 0,
+                                                   "quota_until": None}
     walk(fake_api, count=10)
     get_json(fake_api, LIST + "/" + fake_api.dlq_ids()[0])
     request(fake_api, "GET", LIST, token=None)
     st, d = admin(fake_api, "GET", "/stats")
-    assert d == {"messages": 30, "requests": 5, "list_requests": 4}
+    assert d == {"messages": 30, "requests": 5, "list_requests": 4, "quota_refused": 0,
+                 "quota_until": None}
     st, log = admin(fake_api, "GET", "/requests")
     assert [e["status"] for e in log] == [200, 200, 200, 200, 401]
     assert all(e["query_token"] is False for e in log)
@@ -1634,6 +1636,139 @@ def test_fault_rate_limit(small_api):
     assert st == 429 and headers["Retry-After"] == "3"
     assert t0 + 5 <= int(headers["Burst-RateLimit-Reset"]) <= t0 + 7
     assert faulted_log(small_api) == [("rate_limit", 429)] * 2
+
+
+def test_fault_rate_limit_burst_reset_unit_and_no_reset(small_api):
+    small_api.inject("rate_limit", reset_unit="ms", reset_in=2)
+    t0 = time.time()
+    st, headers, body = request(small_api, "GET", LIST)
+    assert st == 429 and json.loads(body) == {"error": "burst rate limit exceeded"}
+    reset = int(headers["Burst-RateLimit-Reset"])
+    assert reset > 10 ** 12
+    assert (t0 + 2) * 1000 <= reset <= (t0 + 4) * 1000
+    assert headers["RateLimit-Limit"] is None and headers["RateLimit-Reset"] is None
+    small_api.inject("rate_limit", reset=False, limit=7)
+    st, headers, _ = request(small_api, "GET", LIST)
+    assert st == 429
+    assert headers["Burst-RateLimit-Limit"] == "7"
+    assert headers["Burst-RateLimit-Remaining"] == "0"
+    assert headers["Burst-RateLimit-Reset"] is None
+    # a burst limit is not stateful: the next request is served
+    assert request(small_api, "GET", LIST)[0] == 200
+    assert small_api.stats()["quota_refused"] == 0
+    assert small_api.stats()["quota_until"] is None
+    assert [e["fault_params"]["reset_unit"] for e in small_api.requests()[:2]] == ["ms", "s"]
+
+
+def wait_until(t):
+    while time.time() < t:
+        time.sleep(min(0.1, max(0.01, t - time.time())))
+
+
+def test_fault_rate_limit_daily_refuses_every_request_until_reset(small_api):
+    victim = small_api.dlq_ids()[0]
+    small_api.inject("rate_limit", kind="daily", reset_in=1.5, limit=500, on="list")
+    small_api.inject("status", code=500, on="list")
+    t0 = time.time()
+    # a single-entry GET never takes a fault: it does not spend the quota
+    assert request(small_api, "GET", LIST + "/" + victim)[0] == 200
+    st, headers, body = request(small_api, "GET", LIST)
+    assert st == 429 and json.loads(body) == {"error": "daily rate limit exceeded"}
+    assert headers["Content-Type"] == "application/json"
+    assert headers["RateLimit-Limit"] == "500"
+    assert headers["RateLimit-Remaining"] == "0"
+    reset = int(headers["RateLimit-Reset"])
+    assert t0 + 1.5 <= reset <= t0 + 3.5
+    assert headers["Burst-RateLimit-Limit"] is None and headers["Retry-After"] is None
+    assert [f["fault"] for f in small_api.faults()] == ["status"]
+    assert small_api.stats()["quota_until"] >= t0 + 1.5
+    # from now on every API request gets the same 429, whatever it is
+    answers = [request(small_api, "GET", LIST),
+               request(small_api, "GET", LIST + "/" + victim),
+               request(small_api, "DELETE", LIST + "/" + victim),
+               request(small_api, "POST", LIST + "/resume", [("dlqIds", victim)], body=b""),
+               request(small_api, "GET", LIST, token="wrong")]
+    for st, headers, body in answers:
+        assert st == 429 and json.loads(body) == {"error": "daily rate limit exceeded"}
+        assert headers["RateLimit-Reset"] == str(reset)
+    assert small_api.get(victim) is not None                     # nothing was done
+    assert [f["fault"] for f in small_api.faults()] == ["status"]  # no fault taken
+    stats = small_api.stats()
+    assert stats["quota_refused"] == 5 and stats["requests"] == 7
+    log = small_api.requests()
+    assert [(e.get("fault"), e["status"], e.get("quota_refused", False)) for e in log] == \
+        [(None, 200, False), ("rate_limit", 429, False)] + [("rate_limit", 429, True)] * 5
+    assert log[2]["fault_params"]["kind"] == "daily"
+    # after the reset time the quota is over and the queue goes on
+    wait_until(reset + 0.05)
+    assert small_api.stats()["quota_until"] is None
+    assert page(small_api)[0] == 500
+    assert page(small_api)[0] == 200
+    assert request(small_api, "DELETE", LIST + "/" + victim)[0] == 200
+    assert small_api.stats()["quota_refused"] == 5
+    small_api.clear_requests()
+    assert small_api.stats()["quota_refused"] == 0
+
+
+def test_fault_rate_limit_daily_first_hit_by_an_action_ms_and_no_reset(small_api):
+    victim = small_api.dlq_ids()[0]
+    small_api.inject("rate_limit", kind="daily", reset_unit="ms", reset_in=600, on="action")
+    assert page(small_api)[0] == 200                 # lists do not spend it
+    t0 = time.time()
+    st, headers, body = request(small_api, "DELETE", LIST + "/" + victim)
+    assert st == 429 and small_api.get(victim) is not None
+    reset = int(headers["RateLimit-Reset"])
+    assert reset > 10 ** 12 and (t0 + 600) * 1000 <= reset <= (t0 + 602) * 1000
+    # but once spent, lists are refused too
+    st, headers, _ = request(small_api, "GET", LIST)
+    assert st == 429 and headers["RateLimit-Reset"] == str(reset)
+    assert small_api.stats()["quota_refused"] == 1
+    # clear_faults() (DELETE /_admin/faults) ends it at once
+    assert admin(small_api, "DELETE", "/faults") == (200, [])
+    assert page(small_api)[0] == 200 and small_api.stats()["quota_until"] is None
+    # reset=false: no RateLimit-Reset header, the quota still holds
+    name, params = fakeapi.parse_fault_spec("rate_limit:kind=daily,reset=false,reset_in=600")
+    small_api.inject(name, **params)
+    assert small_api.faults()[0]["reset"] is False
+    for _ in range(3):
+        st, headers, body = request(small_api, "GET", LIST)
+        assert st == 429 and json.loads(body)["error"] == "daily rate limit exceeded"
+        assert headers["RateLimit-Limit"] == "100" and headers["RateLimit-Remaining"] == "0"
+        assert headers["RateLimit-Reset"] is None
+    assert small_api.stats()["quota_refused"] == 3
+    small_api.clear_faults()
+    assert page(small_api)[0] == 200
+
+
+def test_fault_rate_limit_daily_times_and_after(small_api):
+    small_api.inject("rate_limit", kind="daily", reset_in=0.5, times=2, after=1,
+                     retry_after=1)
+    assert page(small_api)[0] == 200                 # after=1
+    for copy in range(2):
+        st, headers, _ = request(small_api, "GET", LIST)
+        assert st == 429 and headers["Retry-After"] == "1"
+        reset = int(headers["RateLimit-Reset"])
+        assert request(small_api, "GET", LIST)[0] == 429
+        wait_until(reset + 0.05)
+    assert small_api.faults() == []
+    assert page(small_api)[0] == 200
+    assert small_api.stats()["quota_refused"] == 2
+    assert [e.get("quota_refused", False) for e in small_api.requests()] == \
+        [False, False, True, False, True, False]
+
+
+def test_fault_rate_limit_param_validation(small_api):
+    for kw in ({"kind": "hourly"}, {"kind": None}, {"reset_unit": "us"},
+               {"reset": "maybe"}, {"reset": 1}, {"reset": None}):
+        with pytest.raises(ValueError):
+            small_api.inject("rate_limit", **kw)
+        assert admin(small_api, "POST", "/faults", dict(kw, fault="rate_limit"))[0] == 400
+    assert small_api.faults() == []
+    st, q = admin(small_api, "POST", "/faults", {"fault": "rate_limit", "kind": "daily",
+                                                 "reset": False, "reset_unit": "ms"})
+    assert st == 200 and q == [{"fault": "rate_limit", "times": 1, "after": 0,
+                                "reset_in": 1, "retry_after": None, "limit": 100,
+                                "kind": "daily", "reset_unit": "ms", "reset": False}]
 
 
 def test_fault_repeat_cursor_mid_walk(small_api):
