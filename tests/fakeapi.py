@@ -61,7 +61,8 @@ Admin endpoints (no auth, never called by the daemon):
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n,
                                         "quota_refused": n, "quota_until": t|null}
     GET    /_admin/requests            the request log (last 10000 API requests)
-    GET    /_admin/actions             {"actions": [...], "unscoped": n}: see actions()
+    GET    /_admin/actions             {"actions": [...], "unscoped": n, "acted_counts":
+                                        {dlqId: n}}: see actions(), acted_counts()
     POST   /_admin/clear-actions       empty the action log, zero the unscoped counter
     POST   /_admin/clear-requests      empty the log and zero the counters
     GET    /_admin/faults              the fault queue (see faults())
@@ -132,7 +133,10 @@ Behaviour worth knowing:
   restarted entries leave the DLQ unless resumed_leave=False (the real
   API does not document it).  Every action call is recorded (actions()),
   and a bulk call naming no dlqIds is counted (unscoped()) and, as the
-  real API would, acts on the whole DLQ, so that the bug shows.
+  real API would, acts on the whole DLQ, so that the bug shows.  Each
+  recorded call lists in "acted" the ids it actually acted on, and
+  acted_counts(verb=None) sums them ({dlqId: n}) so a test can check
+  that no id was acted on twice.
   Upstash-Retries must be digits and Upstash-Delay a duration (else 400).
 
 Fault injection (GET /v2/workflows/dlq and the action calls; single-entry
@@ -1988,8 +1992,12 @@ class FakeAPI(object):
         (method, path, raw_query, query, headers without Authorization,
         auth_ok, status, time, fault when faulted) plus action (the verb),
         bulk (bool), dlqIds (the ids named: the path's one, or the dlqIds
-        parameters), unscoped (a bulk call naming no id) and response (the
-        JSON answer as sent, None when there was none or it was not JSON)."""
+        parameters, as read: split on commas with comma_lists), unscoped (a
+        bulk call naming no id), acted (the ids this call actually deleted,
+        resumed, restarted or called back, in order; [] when it did
+        nothing: refused, faulted before acting, 404, 400) and response
+        (the JSON answer as sent, None when there was none or it was not
+        JSON)."""
         with self._lock:
             out = []
             for e in self._actions:
@@ -1997,8 +2005,20 @@ class FakeAPI(object):
                 e["query"] = list(e["query"])
                 e["headers"] = dict(e["headers"])
                 e["dlqIds"] = list(e["dlqIds"])
+                e["acted"] = list(e["acted"])
                 out.append(e)
             return out
+
+    def acted_counts(self, verb=None):
+        """{dlqId: how many times an action call acted on it} over the
+        action log (actions()), for every verb or only `verb` ("delete",
+        "resume", "restart", "callback"): a test can check that no id was
+        acted on twice."""
+        with self._lock:
+            counts = collections.Counter(
+                i for e in self._actions if verb is None or e["action"] == verb
+                for i in e["acted"])
+        return dict(counts)
 
     def unscoped(self):
         """The number of bulk action calls that named no dlqIds since the
@@ -2027,6 +2047,7 @@ class FakeAPI(object):
         entry["dlqIds"] = ids
         entry["unscoped"] = bulk and not any(ids)
         entry["response"] = None
+        entry["acted"] = []
         if entry["unscoped"]:
             with self._lock:
                 self._n_unscoped += 1
@@ -2058,7 +2079,8 @@ class FakeAPI(object):
                         return 400, {"error": "at most %d dlqIds per request"
                                      % BULK_MAX}
                 if verb == "delete":
-                    return 200, {"deleted": sum(1 for i in targets if self.remove(i))}
+                    entry["acted"] = [i for i in targets if self.remove(i)]
+                    return 200, {"deleted": len(entry["acted"])}
                 for i in targets:
                     if i not in self._by_id:
                         return 404, {"error": "dlq message not found: %s" % i}
@@ -2067,6 +2089,7 @@ class FakeAPI(object):
                     runs.append(self._new_run())
                     if self.resumed_leave:
                         self.remove(i)
+                entry["acted"] = targets
                 return 200, {"workflowRuns": runs, "cursor": ""}
             dlq_id = ids[0]
             rec = self._by_id.get(dlq_id)
@@ -2074,16 +2097,19 @@ class FakeAPI(object):
                 return 404, {"error": "dlq message not found: %s" % dlq_id}
             if verb == "delete":
                 self.remove(dlq_id)
+                entry["acted"] = [dlq_id]
                 return 200, b""
             if verb == "callback":
                 if rec.state != "CALLBACK_FAIL":
                     return 400, {"error": "failure callback can only be retried "
                                  "in CALLBACK_FAIL state, not %s" % rec.state}
                 self.patch(dlq_id, _state_patch(rec.message(), "CALLBACK_INPROGRESS"))
+                entry["acted"] = [dlq_id]
                 return 200, self._new_run()
             run = self._new_run()
             if self.resumed_leave:
                 self.remove(dlq_id)
+            entry["acted"] = [dlq_id]
             return 200, run
 
     def _faulted(self, h, fault, entry, path, pairs, auth_ok):
@@ -2278,7 +2304,8 @@ class FakeAPI(object):
                 return h._send(200, self.requests())
             if path == "/_admin/actions" and m == "GET":
                 return h._send(200, {"actions": self.actions(),
-                                     "unscoped": self.unscoped()})
+                                     "unscoped": self.unscoped(),
+                                     "acted_counts": self.acted_counts()})
             if path == "/_admin/clear-actions" and m == "POST":
                 self.clear_actions()
                 return h._send(200, {"cleared": True})

@@ -353,3 +353,74 @@ def test_comma_lists_off_a_comma_is_part_of_the_id(api):
     assert api.get("x,y") is None and len(api) == 60
     assert call(api, "DELETE", LIST, [","]) == (200, {"deleted": 0})
     assert api.unscoped() == 0
+
+
+def test_acted_lists_what_each_call_did(api):
+    ids = api.dlq_ids()
+    api.update(ids[6], failureFunctionState="CALLBACK_FAIL")
+    api.update(ids[7], failureFunctionState="CALLBACK_SUCCESS")
+    calls = [
+        ("DELETE", one(ids[0]), None),                       # [ids[0]]
+        ("DELETE", one(ids[0]), None),                       # 404: []
+        ("DELETE", LIST, [ids[1], "1-0", ids[1], ids[2]]),   # [ids[1], ids[2]]
+        ("POST", LIST + "/resume/" + ids[3], None),          # [ids[3]]
+        ("POST", LIST + "/restart", [ids[4], ids[5], ids[4]]),  # [ids[4], ids[5]]
+        ("POST", LIST + "/callback/" + ids[6], None),        # [ids[6]]
+        ("POST", LIST + "/callback/" + ids[7], None),        # 400: []
+        ("POST", LIST + "/restart", [ids[8], "1-0"]),        # 404, atomic: []
+        ("POST", LIST + "/resume/" + ids[9], None),          # 401: []
+    ]
+    for method, path, dlq_ids in calls:
+        call(api, method, path, dlq_ids, token="wrong" if path.endswith(ids[9]) else TOKEN)
+    recs = api.actions()
+    assert [r["status"] for r in recs] == [200, 404, 200, 200, 200, 200, 400, 404, 401]
+    assert [r["acted"] for r in recs] == [
+        [ids[0]], [], [ids[1], ids[2]], [ids[3]], [ids[4], ids[5]], [ids[6]], [], [], []]
+    assert api.acted_counts() == {i: 1 for i in ids[:7]}
+    assert api.acted_counts("delete") == {ids[0]: 1, ids[1]: 1, ids[2]: 1}
+    assert api.acted_counts("restart") == {ids[4]: 1, ids[5]: 1}
+    assert api.acted_counts("callback") == {ids[6]: 1}
+    assert api.acted_counts("resume") == {ids[3]: 1}
+    # acting twice on one id shows
+    api.configure(resumed_leave=False)
+    call(api, "POST", LIST + "/resume", [ids[8]])
+    call(api, "POST", LIST + "/restart/" + ids[8])
+    assert api.acted_counts()[ids[8]] == 2
+    assert api.acted_counts("resume")[ids[8]] == 1
+    st, d = admin(api, "GET", "/actions")
+    assert d["acted_counts"] == api.acted_counts()
+    assert [a["acted"] for a in d["actions"]][-2:] == [[ids[8]], [ids[8]]]
+    api.clear_actions()
+    assert api.acted_counts() == {}
+
+
+def test_acted_under_faults(api):
+    ids = api.dlq_ids()
+    api.inject("status", code=503, on="action")           # refused: not done
+    api.inject("close", on="action")                      # done, answer lost
+    api.inject("rate_limit", on="action")
+    assert call(api, "DELETE", one(ids[0]))[0] == 503
+    with pytest.raises((http.client.HTTPException, ConnectionError, urllib.error.URLError)):
+        call(api, "DELETE", LIST, ids[1:3])
+    assert call(api, "POST", LIST + "/resume/" + ids[3])[0] == 429
+    assert [(r["fault"], r["acted"]) for r in api.actions()] == [
+        ("status", []), ("close", ids[1:3]), ("rate_limit", [])]
+    assert api.acted_counts() == {ids[1]: 1, ids[2]: 1}
+
+
+def test_daily_quota_refuses_actions(api):
+    ids = api.dlq_ids()
+    api.inject("rate_limit", kind="daily", reset_in=600, on="action")
+    for method, path, dlq_ids in (("DELETE", one(ids[0]), None),
+                                  ("POST", LIST + "/resume", ids[:2]),
+                                  ("POST", LIST + "/callback/" + ids[2], None)):
+        st, body = call(api, method, path, dlq_ids)
+        assert st == 429 and body == {"error": "daily rate limit exceeded"}
+    assert len(api) == 60
+    recs = api.actions()
+    assert [(r["fault"], r.get("quota_refused", False), r["acted"]) for r in recs] == [
+        ("rate_limit", False, []), ("rate_limit", True, []), ("rate_limit", True, [])]
+    assert api.stats()["quota_refused"] == 2 and api.acted_counts() == {}
+    api.clear_faults()
+    assert call(api, "DELETE", one(ids[0]))[0] == 200
+    assert api.acted_counts() == {ids[0]: 1}
