@@ -24,7 +24,7 @@ As a program::
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
         [--state-field top|nested|both] [--no-comma-lists]
         [--unknown-params reject|ignore] [--filter-names current|legacy]
-        [--ignore-param NAME]...
+        [--ignore-param NAME]... [--bulk-404 atomic|partial]
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
 
 Served (see API.md in the shared notes for the real API):
@@ -39,7 +39,7 @@ Served (see API.md in the shared notes for the real API):
     POST /v2/workflows/dlq/{resume,restart}?dlqIds=...
                                        {"workflowRuns": [...], "cursor": ""}
                                        (one run per distinct id, in order;
-                                       404 and nothing done if one is unknown)
+                                       an unknown id: see bulk_404)
     POST /v2/workflows/dlq/callback/{dlqId}
                                        a run; 400 unless the entry's state
                                        is CALLBACK_FAIL (then it becomes
@@ -56,7 +56,8 @@ Admin endpoints (no auth, never called by the daemon):
     POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
                                         "resumed_leave", "state_field",
                                         "comma_lists", "unknown_params",
-                                        "filter_names", "ignored_params"}: any of
+                                        "filter_names", "ignored_params",
+                                        "bulk_404"}: any of
                                        them; answers every option (config())
     GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n,
                                         "quota_refused": n, "quota_until": t|null}
@@ -138,10 +139,21 @@ Behaviour worth knowing:
   acted_counts(verb=None) sums them ({dlqId: n}) so a test can check
   that no id was acted on twice.
   Upstash-Retries must be digits and Upstash-Delay a duration (else 400).
+- bulk_404 (FakeAPI(bulk_404=), configure(), /_admin/config, --bulk-404):
+  a bulk resume or restart naming an id the fake does not know.  Whether
+  the real API acts on the ids it found is not documented.
+    "atomic" (default)  404 {"error": "dlq message not found: ID"}, nothing
+                        done
+    "partial"           every known id is acted on (a new run each, in
+                        "acted") and stays in the DLQ whatever
+                        resumed_leave says, then 404 {"error": "Some DLQ
+                        messages were not found"}
+  A bulk delete skips unknown ids either way ({"deleted": n}).
 
 Fault injection (GET /v2/workflows/dlq and the action calls; single-entry
-GETs and admin calls are never faulted; inject(on="list"|"action") aims a
-fault at one kind only):
+GETs and admin calls are never faulted, though a spent daily quota refuses
+single-entry GETs too (rate_limit kind=daily); inject(on="list"|"action")
+aims a fault at one kind only):
 - inject(fault, times=1, after=0, **params) queues `times` copies (None:
   forever, until clear_faults()).  Every GET on the list path takes the first
   queued fault that is due, FIFO; after=K makes a fault due from the
@@ -1217,6 +1229,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 BULK_MAX = 50  # dlqIds per bulk action request
+BULK_404_MODES = ("atomic", "partial")
+BULK_404_PARTIAL_ERROR = "Some DLQ messages were not found"
 _DELAY_RE = re.compile(r"([0-9]{1,9}(ms|s|m|h|d))+\Z")
 _RETRIES_RE = re.compile(r"[0-9]{1,4}\Z")
 
@@ -1270,7 +1284,7 @@ def _action_route(method, path):
 # lists them.
 CONFIG_KEYS = ("token", "latency_ms", "end_cursor", "exact_end", "resumed_leave",
                "state_field", "comma_lists", "unknown_params", "filter_names",
-               "ignored_params")
+               "ignored_params", "bulk_404")
 
 
 def _choice(name, v, choices):
@@ -1291,6 +1305,8 @@ def _check_option(k, v):
         return _choice(k, v, STATE_FIELDS)
     if k == "unknown_params":
         return _choice(k, v, UNKNOWN_PARAMS)
+    if k == "bulk_404":
+        return _choice(k, v, BULK_404_MODES)
     if k == "filter_names":
         return _choice(k, v, FILTER_NAMES)
     if k == "ignored_params":
@@ -1317,7 +1333,7 @@ class FakeAPI(object):
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
                  large=None, exact_end=True, messages=None, resumed_leave=True,
                  state_field="top", comma_lists=True, unknown_params="reject",
-                 filter_names="current", ignored_params=()):
+                 filter_names="current", ignored_params=(), bulk_404="atomic"):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1344,6 +1360,9 @@ class FakeAPI(object):
         (failureCallbackState, callerIP; the current names are then unknown).
         ignored_params: names of list parameters accepted and not applied,
         whatever filter_names says (e.g. ["callerIp"]).
+        bulk_404: a bulk resume/restart naming an unknown id: "atomic"
+        (404, nothing done) | "partial" (the known ids are acted on and
+        stay in the DLQ, then 404).
         Every option after `large` can be changed with configure()."""
         if host == "localhost":
             host = "127.0.0.1"
@@ -1380,6 +1399,7 @@ class FakeAPI(object):
         self.unknown_params = _check_option("unknown_params", unknown_params)
         self.filter_names = _check_option("filter_names", filter_names)
         self.ignored_params = _check_option("ignored_params", ignored_params)
+        self.bulk_404 = _check_option("bulk_404", bulk_404)
         self._actions = collections.deque(maxlen=LOG_LIMIT)
         self._n_unscoped = 0
         self._run_counter = 0
@@ -2081,9 +2101,15 @@ class FakeAPI(object):
                 if verb == "delete":
                     entry["acted"] = [i for i in targets if self.remove(i)]
                     return 200, {"deleted": len(entry["acted"])}
-                for i in targets:
-                    if i not in self._by_id:
-                        return 404, {"error": "dlq message not found: %s" % i}
+                missing = [i for i in targets if i not in self._by_id]
+                if missing and self.bulk_404 == "partial":
+                    # the known ids are acted on and stay in the DLQ
+                    entry["acted"] = [i for i in targets if i in self._by_id]
+                    for i in entry["acted"]:
+                        self._new_run()
+                    return 404, {"error": BULK_404_PARTIAL_ERROR}
+                if missing:
+                    return 404, {"error": "dlq message not found: %s" % missing[0]}
                 runs = []
                 for i in targets:
                     runs.append(self._new_run())
@@ -2403,6 +2429,10 @@ def main(argv=None):
     p.add_argument("--ignore-param", action="append", default=[], metavar="NAME",
                    help="accept this list parameter and do not apply it "
                    "(repeatable)")
+    p.add_argument("--bulk-404", choices=BULK_404_MODES, default="atomic",
+                   help="a bulk resume/restart naming an unknown id: 404 and "
+                   "nothing done (atomic, default), or the known ids acted on "
+                   "and kept, then 404 (partial)")
     p.add_argument("--demo", action="store_true",
                    help="500 runs, seed 42, token 'demo-token'")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -2440,7 +2470,7 @@ def main(argv=None):
                    state_field=a.state_field,
                    comma_lists=not a.no_comma_lists,
                    unknown_params=a.unknown_params, filter_names=a.filter_names,
-                   ignored_params=a.ignore_param)
+                   ignored_params=a.ignore_param, bulk_404=a.bulk_404)
     for spec in a.fault:
         try:
             name, params = parse_fault_spec(spec)

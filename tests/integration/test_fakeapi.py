@@ -1358,17 +1358,18 @@ def test_cli_state_field(tmp_path):
     assert r.returncode != 0 and "state-field" in r.stderr
 
 
-def test_cli_list_parameter_options(tmp_path):
+def test_cli_variant_options(tmp_path):
     proc, port = start_cli(sys.executable, "--runs", "5", "--no-comma-lists",
                            "--unknown-params", "ignore", "--filter-names", "legacy",
                            "--ignore-param", "label", "--ignore-param", "callerIP",
-                           tmp_path=tmp_path)
+                           "--bulk-404", "partial", tmp_path=tmp_path)
     try:
         addr = _Addr(port)
         cfg = admin(addr, "POST", "/config", {})[1]
         assert cfg["comma_lists"] is False and cfg["unknown_params"] == "ignore"
         assert cfg["filter_names"] == "legacy"
         assert cfg["ignored_params"] == ["callerIP", "label"]
+        assert cfg["bulk_404"] == "partial"
         _, d = get_json(addr, LIST, [("label", "nope"), ("foo", "1")])
         assert len(d["messages"]) == 5
         _, d = get_json(addr, LIST, [("failureCallbackState", "nope")])

@@ -424,3 +424,60 @@ def test_daily_quota_refuses_actions(api):
     api.clear_faults()
     assert call(api, "DELETE", one(ids[0]))[0] == 200
     assert api.acted_counts() == {ids[0]: 1}
+
+
+@pytest.mark.parametrize("verb", ["resume", "restart"])
+@pytest.mark.parametrize("leave", [True, False])
+def test_bulk_404_partial_acts_on_the_known_ids_and_keeps_them(api, verb, leave):
+    api.configure(resumed_leave=leave)
+    assert api.config()["bulk_404"] == "atomic"
+    st, cfg = admin(api, "POST", "/config", {"bulk_404": "partial"})
+    assert st == 200 and cfg["bulk_404"] == "partial"
+    ids = api.dlq_ids()[:3]
+    st, body = call(api, "POST", LIST + "/" + verb, [ids[0], "1-0", ids[1], ids[0], ids[2]])
+    assert st == 404 and body == {"error": "Some DLQ messages were not found"}
+    assert all(api.get(i) is not None for i in ids) and len(api) == 60
+    rec = api.actions()[-1]
+    assert rec["acted"] == ids and rec["response"] == body
+    assert api.acted_counts(verb) == {i: 1 for i in ids}
+    # a run was made for each known id: the next run is the 4th a fake makes
+    st, run = call(api, "POST", LIST + "/%s/%s" % (verb, ids[0]))
+    assert st == 200
+    with FakeAPI(token=TOKEN, runs=5, seed=1) as other:
+        for i in other.dlq_ids()[:4]:
+            call(other, "POST", LIST + "/%s/%s" % (verb, i))
+        assert other.actions()[-1]["response"]["workflowRunId"] == run["workflowRunId"]
+    assert api.acted_counts(verb)[ids[0]] == 2
+    # with every id known, it is an ordinary bulk call
+    st, body = call(api, "POST", LIST + "/" + verb, ids[1:])
+    assert st == 200 and len(body["workflowRuns"]) == 2
+    assert (api.get(ids[1]) is None) == leave
+
+
+def test_bulk_404_partial_with_no_known_id_and_atomic_again(api):
+    api.configure(bulk_404="partial")
+    st, body = call(api, "POST", LIST + "/resume", ["1-0", "2-0"])
+    assert st == 404 and body == {"error": "Some DLQ messages were not found"}
+    assert api.actions()[-1]["acted"] == [] and api.acted_counts() == {}
+    # deletes skip unknown ids in both modes
+    ids = api.dlq_ids()[:2]
+    assert call(api, "DELETE", LIST, [ids[0], "1-0"]) == (200, {"deleted": 1})
+    api.configure(bulk_404="atomic")
+    st, body = call(api, "POST", LIST + "/resume", [ids[1], "1-0"])
+    assert st == 404 and body == {"error": "dlq message not found: 1-0"}
+    assert api.actions()[-1]["acted"] == [] and api.get(ids[1]) is not None
+    assert admin_status(api, {"bulk_404": "some"}) == 400
+    with pytest.raises(ValueError):
+        FakeAPI(bulk_404=True)
+    with FakeAPI(token=TOKEN, runs=3, seed=1, bulk_404="partial") as other:
+        i = other.dlq_ids()[0]
+        assert call(other, "POST", LIST + "/restart", [i, "1-0"])[0] == 404
+        assert other.acted_counts() == {i: 1} and other.get(i) is not None
+
+
+def admin_status(api, config):
+    try:
+        return admin(api, "POST", "/config", config)[0]
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code
