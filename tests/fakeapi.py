@@ -16,6 +16,10 @@ As a module::
         api.inject("status", code=500, times=3); api.inject("reset", after=2)
         api.faults(); api.clear_faults()
         api.pause(); api.resume()      # connection refused in between
+        api.configure(bulk_404="partial"); api.config()
+        api.actions(); api.acted_counts("resume"); api.stats()
+    FakeAPI(state_field="nested", comma_lists=False, unknown_params="ignore",
+            filter_names="legacy", ignored_params=["callerIp"], ...)
 
 As a program::
 
@@ -26,6 +30,7 @@ As a program::
         [--unknown-params reject|ignore] [--filter-names current|legacy]
         [--ignore-param NAME]... [--bulk-404 atomic|partial]
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
+                                       # or rate_limit:kind=daily,reset=false
 
 Served (see API.md in the shared notes for the real API):
 
@@ -80,7 +85,8 @@ Behaviour worth knowing:
 - end_cursor "rotate" steps empty -> null -> absent once per response that
   ends a walk (so three walks in a row see all three); reset() restarts it.
 - Single-value parameters (cursor, count, fromDate, toDate,
-  workflowCreatedAt) given twice are a 400.
+  workflowCreatedAt) given twice are a 400.  `qstash_token` is accepted
+  and shows as query_token=True in the log.
 - comma_lists (FakeAPI(comma_lists=), configure(), /_admin/config,
   --no-comma-lists): the docs say array parameters accept several values
   by repeating the parameter or as one comma-separated value.  True
@@ -106,8 +112,7 @@ Behaviour worth knowing:
   (FakeAPI(...=), configure(), /_admin/config; --unknown-params,
   --filter-names, --ignore-param NAME.)  The log keeps every query as
   sent; a list request's entry also has "not_applied" (the names of the
-  parameters accepted but not applied) when there were any.  `qstash_token` is accepted
-  and shows as query_token=True in the log.
+  parameters accepted but not applied) when there were any.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
 - state_field (FakeAPI(state_field=), configure(), /_admin/config,
   --state-field): where generated entries (the initial data and reset())
@@ -253,6 +258,11 @@ __all__ = [
     "UNKNOWN_PARAMS",
     "END_CURSOR_MODES",
     "STATE_FIELDS",
+    "COMMA_PARAMS",
+    "CONFIG_KEYS",
+    "BULK_404_MODES",
+    "RATE_LIMIT_KINDS",
+    "RESET_UNITS",
     "FAULTS",
     "FIRST_PAGE_CURSOR",
     "parse_fault_spec",

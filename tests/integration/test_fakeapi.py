@@ -1362,7 +1362,9 @@ def test_cli_variant_options(tmp_path):
     proc, port = start_cli(sys.executable, "--runs", "5", "--no-comma-lists",
                            "--unknown-params", "ignore", "--filter-names", "legacy",
                            "--ignore-param", "label", "--ignore-param", "callerIP",
-                           "--bulk-404", "partial", tmp_path=tmp_path)
+                           "--bulk-404", "partial",
+                           "--fault", "rate_limit:kind=daily,reset=false,reset_unit=ms,on=action",
+                           tmp_path=tmp_path)
     try:
         addr = _Addr(port)
         cfg = admin(addr, "POST", "/config", {})[1]
@@ -1370,6 +1372,9 @@ def test_cli_variant_options(tmp_path):
         assert cfg["filter_names"] == "legacy"
         assert cfg["ignored_params"] == ["callerIP", "label"]
         assert cfg["bulk_404"] == "partial"
+        (f,) = admin(addr, "GET", "/faults")[1]
+        assert (f["fault"], f["on"], f["kind"], f["reset"], f["reset_unit"]) == \
+            ("rate_limit", "action", "daily", False, "ms")
         _, d = get_json(addr, LIST, [("label", "nope"), ("foo", "1")])
         assert len(d["messages"]) == 5
         _, d = get_json(addr, LIST, [("failureCallbackState", "nope")])
