@@ -1651,7 +1651,7 @@ def test_fault_rate_limit_burst_reset_unit_and_no_reset(small_api):
     assert st == 429 and json.loads(body) == {"error": "burst rate limit exceeded"}
     reset = int(headers["Burst-RateLimit-Reset"])
     assert reset > 10 ** 12
-    assert (t0 + 2) * 1000 <= reset <= (t0 + 4) * 1000
+    assert (t0 + 2) * 1000 <= reset <= (t0 + 8) * 1000
     assert headers["RateLimit-Limit"] is None and headers["RateLimit-Reset"] is None
     small_api.inject("rate_limit", reset=False, limit=7)
     st, headers, _ = request(small_api, "GET", LIST)
@@ -1673,7 +1673,7 @@ def wait_until(t):
 
 def test_fault_rate_limit_daily_refuses_every_request_until_reset(small_api):
     victim = small_api.dlq_ids()[0]
-    small_api.inject("rate_limit", kind="daily", reset_in=1.5, limit=500, on="list")
+    small_api.inject("rate_limit", kind="daily", reset_in=3, limit=500, on="list")
     small_api.inject("status", code=500, on="list")
     t0 = time.time()
     # a single-entry GET never takes a fault: it does not spend the quota
@@ -1684,10 +1684,10 @@ def test_fault_rate_limit_daily_refuses_every_request_until_reset(small_api):
     assert headers["RateLimit-Limit"] == "500"
     assert headers["RateLimit-Remaining"] == "0"
     reset = int(headers["RateLimit-Reset"])
-    assert t0 + 1.5 <= reset <= t0 + 3.5
+    assert t0 + 3 <= reset <= t0 + 9
     assert headers["Burst-RateLimit-Limit"] is None and headers["Retry-After"] is None
     assert [f["fault"] for f in small_api.faults()] == ["status"]
-    assert small_api.stats()["quota_until"] >= t0 + 1.5
+    assert small_api.stats()["quota_until"] >= t0 + 3
     # from now on every API request gets the same 429, whatever it is
     answers = [request(small_api, "GET", LIST),
                request(small_api, "GET", LIST + "/" + victim),
@@ -1724,7 +1724,7 @@ def test_fault_rate_limit_daily_first_hit_by_an_action_ms_and_no_reset(small_api
     st, headers, body = request(small_api, "DELETE", LIST + "/" + victim)
     assert st == 429 and small_api.get(victim) is not None
     reset = int(headers["RateLimit-Reset"])
-    assert reset > 10 ** 12 and (t0 + 600) * 1000 <= reset <= (t0 + 602) * 1000
+    assert reset > 10 ** 12 and (t0 + 600) * 1000 <= reset <= (t0 + 606) * 1000
     # but once spent, lists are refused too
     st, headers, _ = request(small_api, "GET", LIST)
     assert st == 429 and headers["RateLimit-Reset"] == str(reset)
@@ -1747,7 +1747,7 @@ def test_fault_rate_limit_daily_first_hit_by_an_action_ms_and_no_reset(small_api
 
 
 def test_fault_rate_limit_daily_times_and_after(small_api):
-    small_api.inject("rate_limit", kind="daily", reset_in=0.5, times=2, after=1,
+    small_api.inject("rate_limit", kind="daily", reset_in=1.5, times=2, after=1,
                      retry_after=1)
     assert page(small_api)[0] == 200                 # after=1
     for copy in range(2):
