@@ -16,13 +16,21 @@ As a module::
         api.inject("status", code=500, times=3); api.inject("reset", after=2)
         api.faults(); api.clear_faults()
         api.pause(); api.resume()      # connection refused in between
+        api.configure(bulk_404="partial"); api.config()
+        api.actions(); api.acted_counts("resume"); api.stats()
+    FakeAPI(state_field="nested", comma_lists=False, unknown_params="ignore",
+            filter_names="legacy", ignored_params=["callerIp"], ...)
 
 As a program::
 
     python3 tests/fakeapi.py [--host 127.0.0.1] [--port 0] [--port-file FILE]
         [--token T] [--runs N] [--seed S] [--latency-ms MS]
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
+        [--state-field top|nested|both] [--no-comma-lists]
+        [--unknown-params reject|ignore] [--filter-names current|legacy]
+        [--ignore-param NAME]... [--bulk-404 atomic|partial]
         [--demo] [--fault SPEC]...     # SPEC: status:code=500,times=3
+                                       # or rate_limit:kind=daily,reset=false
 
 Served (see API.md in the shared notes for the real API):
 
@@ -36,11 +44,11 @@ Served (see API.md in the shared notes for the real API):
     POST /v2/workflows/dlq/{resume,restart}?dlqIds=...
                                        {"workflowRuns": [...], "cursor": ""}
                                        (one run per distinct id, in order;
-                                       404 and nothing done if one is unknown)
+                                       an unknown id: see bulk_404)
     POST /v2/workflows/dlq/callback/{dlqId}
-                                       a run; 400 unless failureFunctionState
+                                       a run; 400 unless the entry's state
                                        is CALLBACK_FAIL (then it becomes
-                                       CALLBACK_INPROGRESS)
+                                       CALLBACK_INPROGRESS, see state_field)
 
 Admin endpoints (no auth, never called by the daemon):
 
@@ -51,15 +59,21 @@ Admin endpoints (no auth, never called by the daemon):
     PATCH  /_admin/messages/{dlqId}    merge a JSON object; a null value removes the field
     POST   /_admin/reset               {"runs": N, "seed": S, "now_ms": T, "large": bool}
     POST   /_admin/config              {"token", "latency_ms", "end_cursor", "exact_end",
-                                        "resumed_leave"}
-    GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n}
+                                        "resumed_leave", "state_field",
+                                        "comma_lists", "unknown_params",
+                                        "filter_names", "ignored_params",
+                                        "bulk_404"}: any of
+                                       them; answers every option (config())
+    GET    /_admin/stats               {"messages": n, "requests": n, "list_requests": n,
+                                        "quota_refused": n, "quota_until": t|null}
     GET    /_admin/requests            the request log (last 10000 API requests)
-    GET    /_admin/actions             {"actions": [...], "unscoped": n}: see actions()
+    GET    /_admin/actions             {"actions": [...], "unscoped": n, "acted_counts":
+                                        {dlqId: n}}: see actions(), acted_counts()
     POST   /_admin/clear-actions       empty the action log, zero the unscoped counter
     POST   /_admin/clear-requests      empty the log and zero the counters
     GET    /_admin/faults              the fault queue (see faults())
     POST   /_admin/faults              {"fault": NAME, "times": N|null, "after": K, ...params}
-    DELETE /_admin/faults              clear the fault queue
+    DELETE /_admin/faults              clear the fault queue (and end a daily quota)
     POST   /_admin/pause               {"seconds": S}: answer, then pause() for S s
 
 Behaviour worth knowing:
@@ -73,17 +87,78 @@ Behaviour worth knowing:
 - Single-value parameters (cursor, count, fromDate, toDate,
   workflowCreatedAt) given twice are a 400.  `qstash_token` is accepted
   and shows as query_token=True in the log.
+- comma_lists (FakeAPI(comma_lists=), configure(), /_admin/config,
+  --no-comma-lists): the docs say array parameters accept several values
+  by repeating the parameter or as one comma-separated value.  True
+  (default): each value of dlqIds, label, workflowUrl,
+  failureFunctionState, callerIp or flowControlKey (COMMA_PARAMS) is
+  split on ",", empty pieces dropped, for the list filters and for the
+  dlqIds of bulk actions ("dlqIds=a,b" names two ids; actions() shows
+  them split); a parameter left with no value at all ("label=", ",") is
+  no filter, and a bulk call left with no id is unscoped.  False: a value
+  is one value, commas included.  workflowRunId is never split.
+- Filters the server may not know (list endpoint only; API.md: whether
+  unknown parameters are rejected or ignored is not documented):
+    unknown_params "reject" (default): a parameter the fake does not know
+                     is a 400 {"error": "unknown parameter: NAME"};
+                     "ignore": it is accepted and not applied
+    filter_names   "current" (default, the newest OpenAPI): the filters
+                     are failureFunctionState and callerIp; "legacy" (the
+                     older docs, Upstash's MCP server): they are
+                     failureCallbackState and callerIP, and
+                     failureFunctionState and callerIp are unknown
+    ignored_params names accepted and never applied, whatever
+                     filter_names says (e.g. ["callerIp"])
+  (FakeAPI(...=), configure(), /_admin/config; --unknown-params,
+  --filter-names, --ignore-param NAME.)  The log keeps every query as
+  sent; a list request's entry also has "not_applied" (the names of the
+  parameters accepted but not applied) when there were any.
 - Only non-admin requests are logged, counted and delayed by latency_ms.
+- state_field (FakeAPI(state_field=), configure(), /_admin/config,
+  --state-field): where generated entries (the initial data and reset())
+  carry the failure-callback state.  Only the newest OpenAPI has a
+  top-level failureFunctionState; the SDK's types and the docs' example
+  carry it only as failureCallbackInfo.state (failureCallbackInfo is
+  {state, responseStatus, responseBody, responseHeaders}).
+    "top" (default)  failureFunctionState; about half the CALLBACK_SUCCESS
+                     and CALLBACK_FAIL entries also have failureCallbackInfo
+                     (with its state and the callback's response)
+    "nested"         no failureFunctionState; every entry with a
+                     failureCallback has failureCallbackInfo with its state
+                     (and the response fields where "top" has them)
+    "both"           both on every entry with a failureCallback
+  The data is otherwise the same (the shape is applied after generating,
+  the random draws do not move).  configure(state_field=) applies from the
+  next reset().  Messages given to messages=, add() or patch() are kept
+  as given.  An entry's state, for the failureFunctionState filter and the
+  callback action, is failureFunctionState when it is a string, else
+  failureCallbackInfo.state.  The callback action sets the new state
+  where the entry holds it: both places if both are strings, the nested
+  one if only it is, failureFunctionState otherwise.
 - Actions: bulk calls take at most 50 dlqIds (else 400); resumed and
   restarted entries leave the DLQ unless resumed_leave=False (the real
   API does not document it).  Every action call is recorded (actions()),
   and a bulk call naming no dlqIds is counted (unscoped()) and, as the
-  real API would, acts on the whole DLQ, so that the bug shows.
+  real API would, acts on the whole DLQ, so that the bug shows.  Each
+  recorded call lists in "acted" the ids it actually acted on, and
+  acted_counts(verb=None) sums them ({dlqId: n}) so a test can check
+  that no id was acted on twice.
   Upstash-Retries must be digits and Upstash-Delay a duration (else 400).
+- bulk_404 (FakeAPI(bulk_404=), configure(), /_admin/config, --bulk-404):
+  a bulk resume or restart naming an id the fake does not know.  Whether
+  the real API acts on the ids it found is not documented.
+    "atomic" (default)  404 {"error": "dlq message not found: ID"}, nothing
+                        done
+    "partial"           every known id is acted on (a new run each, in
+                        "acted") and stays in the DLQ whatever
+                        resumed_leave says, then 404 {"error": "Some DLQ
+                        messages were not found"}
+  A bulk delete skips unknown ids either way ({"deleted": n}).
 
 Fault injection (GET /v2/workflows/dlq and the action calls; single-entry
-GETs and admin calls are never faulted; inject(on="list"|"action") aims a
-fault at one kind only):
+GETs and admin calls are never faulted, though a spent daily quota refuses
+single-entry GETs too (rate_limit kind=daily); inject(on="list"|"action")
+aims a fault at one kind only):
 - inject(fault, times=1, after=0, **params) queues `times` copies (None:
   forever, until clear_faults()).  Every GET on the list path takes the first
   queued fault that is due, FIFO; after=K makes a fault due from the
@@ -104,10 +179,30 @@ fault at one kind only):
     not_json                200, application/json, body "this is not json {"
     html status=502         nginx-style text/html error page, Server: nginx
     status code=500 message=None   {"error": message or the reason, lowercase}
-    rate_limit reset_in=1 retry_after=None limit=100
-                            429 {"error": "burst rate limit exceeded"},
-                            Burst-RateLimit-Limit/-Remaining: 0/-Reset (unix s,
-                            ceil(now + reset_in)), Retry-After if given
+    rate_limit reset_in=1 retry_after=None limit=100 kind=burst
+               reset_unit=s reset=True
+                            kind=burst: 429 {"error": "burst rate limit
+                            exceeded"}, Burst-RateLimit-Limit: limit,
+                            -Remaining: 0, -Reset: ceil(now + reset_in) in
+                            unix s (reset_unit=ms: unix ms, > 10^12; the
+                            docs only say "unix timestamp"); no Reset header
+                            at all with reset=False; Retry-After if given.
+                            kind=daily: the daily quota: 429 {"error":
+                            "daily rate limit exceeded"} with RateLimit-Limit,
+                            RateLimit-Remaining: 0, RateLimit-Reset (same
+                            rules; qstash-js raises QstashDailyRatelimitError
+                            when RateLimit-Limit is there), and stateful:
+                            the request that takes the fault fixes the reset
+                            time (now + reset_in); until then EVERY
+                            non-admin request (list, action, single-entry
+                            GET, whatever the token) gets that same 429 and
+                            takes no fault (nor counts for `after`); then the
+                            quota is over.  times/after/on say when the quota
+                            is spent (on= restricts that first hit only).
+                            Refused requests are logged with fault
+                            "rate_limit" and quota_refused=True and counted
+                            in stats()["quota_refused"] (the first hit is
+                            not); clear_faults() ends the quota at once.
     repeat_cursor           the normal page, but cursor = the request's cursor
                             (first page: FIRST_PAGE_CURSOR, a cursor that
                             means "from the start", so it repeats too)
@@ -158,7 +253,16 @@ __all__ = [
     "REFERENCE_NOW_MS",
     "LIST_PATH",
     "ALLOWED_PARAMS",
+    "LEGACY_PARAMS",
+    "FILTER_NAMES",
+    "UNKNOWN_PARAMS",
     "END_CURSOR_MODES",
+    "STATE_FIELDS",
+    "COMMA_PARAMS",
+    "CONFIG_KEYS",
+    "BULK_404_MODES",
+    "RATE_LIMIT_KINDS",
+    "RESET_UNITS",
     "FAULTS",
     "FIRST_PAGE_CURSOR",
     "parse_fault_spec",
@@ -187,6 +291,14 @@ ALLOWED_PARAMS = (
     "callerIp",
     "flowControlKey",
 )
+# filter_names="legacy": a server as the older docs and Upstash's MCP
+# server describe it, with failureCallbackState and callerIP for
+# failureFunctionState and callerIp.
+LEGACY_PARAMS = tuple({"failureFunctionState": "failureCallbackState",
+                       "callerIp": "callerIP"}.get(k, k) for k in ALLOWED_PARAMS)
+PARAMS_BY_FILTER_NAMES = {"current": ALLOWED_PARAMS, "legacy": LEGACY_PARAMS}
+FILTER_NAMES = tuple(PARAMS_BY_FILTER_NAMES)
+UNKNOWN_PARAMS = ("reject", "ignore")
 # Parameters that may be repeated (OR within the parameter).
 MULTI_PARAMS = (
     "workflowUrl",
@@ -195,12 +307,22 @@ MULTI_PARAMS = (
     "failureFunctionState",
     "callerIp",
     "flowControlKey",
+    "failureCallbackState",
+    "callerIP",
 )
 SINGLE_PARAMS = ("cursor", "count", "fromDate", "toDate", "workflowCreatedAt")
+# Array parameters: with comma_lists (the default) one value may name
+# several, comma-separated ("dlqIds=a,b" is "dlqIds=a&dlqIds=b"), as the
+# docs say of array parameters.  workflowRunId is not one of them.
+COMMA_PARAMS = ("dlqIds", "label", "workflowUrl", "failureFunctionState",
+                "callerIp", "flowControlKey", "failureCallbackState", "callerIP")
 INT_PARAMS = ("fromDate", "toDate", "workflowCreatedAt")
 
 END_CURSOR_MODES = ("empty", "null", "absent")
 _END_CURSOR_OPTIONS = END_CURSOR_MODES + ("rotate",)
+
+# Where an entry carries its failure-callback state (FakeAPI(state_field=)).
+STATE_FIELDS = ("top", "nested", "both")
 
 FAILURE_STATES = (
     "CALLBACK_INPROGRESS",
@@ -576,22 +698,49 @@ def _large_text(index, created_at, target=1000 * 1024):
     return "".join(lines)
 
 
-def generate(n, seed, now_ms=None, large=None):
+def generate(n, seed, now_ms=None, large=None, state_field="top"):
     """Return `n` realistic WorkflowDLQMessage dicts, deterministic in
-    (n, seed, now_ms, large).
+    (n, seed, now_ms, large, state_field).
 
     createdAt values lie within the 7 days before now_ms (default
     REFERENCE_NOW_MS).  `large` (default: n >= 100) makes up to 3 entries
     carry a ~1 MB responseBody.  The list is in generation order, not
-    sorted.
+    sorted.  state_field (see STATE_FIELDS) says where an entry with a
+    failure callback carries its state: "top" (failureFunctionState, and
+    failureCallbackInfo only on some CALLBACK_SUCCESS/CALLBACK_FAIL
+    entries), "nested" (only failureCallbackInfo.state, on every such
+    entry) or "both".  The shape is applied after generating: every
+    choice is the same whatever state_field is.
     """
+    if state_field not in STATE_FIELDS:
+        raise ValueError("state_field must be one of %s" % (STATE_FIELDS,))
     if now_ms is None:
         now_ms = REFERENCE_NOW_MS
     now_ms = int(now_ms)
     if large is None:
         large = n >= 100
     with _NoGC():
-        return _generate(n, seed, now_ms, large)
+        msgs = _generate(n, seed, now_ms, large)
+        if state_field != "top":
+            msgs = [_shape_state(m, state_field) if "failureCallback" in m else m
+                    for m in msgs]
+        return msgs
+
+
+def _shape_state(msg, state_field):
+    """A generated entry with a failure callback, its state moved to
+    failureCallbackInfo.state ("nested") or copied there ("both"); the
+    keys keep their order, failureCallbackInfo right after
+    failureCallback."""
+    state = msg["failureFunctionState"]
+    out = {}
+    for k, v in msg.items():
+        if k == "failureFunctionState" and state_field == "nested":
+            continue
+        out[k] = v
+        if k == "failureCallback" and "failureCallbackInfo" not in msg:
+            out["failureCallbackInfo"] = {"state": state}
+    return out
 
 
 def _generate(n, seed, now_ms, large):
@@ -732,7 +881,7 @@ def _generate(n, seed, now_ms, large):
             msg["flowControlKey"] = run["fck"]
         r = rng.random()
         if r < 0.06:
-            msg["retryDelay"] = "pow(2, retried) * 1000"
+            msg["retryDelayExpression"] = "pow(2, retried) * 1000"
         elif r < 0.10:
             msg["x-future-field"] = {"version": 2, "tags": ["a", "b"],
                                      "nested": {"ok": True, "n": None}}
@@ -777,7 +926,13 @@ class _Record(object):
         else:
             labels = [msg.get("label")]
         self.labels = tuple(x for x in labels if isinstance(x, str))
-        self.state = s(msg.get("failureFunctionState"))
+        # the run's state: the top-level one if it is a string, else
+        # failureCallbackInfo.state (API.md: "the first of the two")
+        state = msg.get("failureFunctionState")
+        if not isinstance(state, str):
+            info = msg.get("failureCallbackInfo")
+            state = info.get("state") if isinstance(info, dict) else None
+        self.state = s(state)
         self.ip = s(msg.get("callerIP"))
         self.fck = s(msg.get("flowControlKey"))
         try:
@@ -823,7 +978,8 @@ FAULTS = {
     "not_json": {},
     "html": {"status": 502},
     "status": {"code": 500, "message": None},
-    "rate_limit": {"reset_in": 1, "retry_after": None, "limit": 100},
+    "rate_limit": {"reset_in": 1, "retry_after": None, "limit": 100,
+                   "kind": "burst", "reset_unit": "s", "reset": True},
     "repeat_cursor": {},
     "empty_page": {},
     "duplicate": {},
@@ -839,6 +995,9 @@ FAULT_TARGETS = (None, "list", "action")
 
 NOT_JSON_BODY = b"this is not json {"
 RATE_LIMIT_ERROR = "burst rate limit exceeded"
+DAILY_RATE_LIMIT_ERROR = "daily rate limit exceeded"
+RATE_LIMIT_KINDS = ("burst", "daily")
+RESET_UNITS = ("s", "ms")
 
 _NGINX_TITLES = {
     500: "500 Internal Server Error",
@@ -846,6 +1005,20 @@ _NGINX_TITLES = {
     503: "503 Service Temporarily Unavailable",
     504: "504 Gateway Time-out",
 }
+
+
+def _send_rate_limit(h, p, until):
+    """A 429 of the rate_limit fault with params p, resetting at `until`
+    (unix seconds)."""
+    prefix = "Burst-RateLimit-" if p["kind"] == "burst" else "RateLimit-"
+    extra = [(prefix + "Limit", str(p["limit"])), (prefix + "Remaining", "0")]
+    if p["reset"]:
+        scale = 1000 if p["reset_unit"] == "ms" else 1
+        extra.append((prefix + "Reset", str(int(math.ceil(until * scale)))))
+    if p["retry_after"] is not None:
+        extra.append(("Retry-After", str(p["retry_after"])))
+    msg = RATE_LIMIT_ERROR if p["kind"] == "burst" else DAILY_RATE_LIMIT_ERROR
+    return h._send(429, {"error": msg}, extra=extra)
 
 
 def _reason(code):
@@ -895,6 +1068,15 @@ def _check_fault(fault, params):
                 raise ValueError("%s must be an HTTP status (100-599)" % k)
     if p.get("message") is not None and not isinstance(p["message"], str):
         raise ValueError("message must be a string")
+    if "kind" in p:
+        p["kind"] = _choice("kind", p["kind"], RATE_LIMIT_KINDS)
+        p["reset_unit"] = _choice("reset_unit", p["reset_unit"], RESET_UNITS)
+        r = p["reset"]
+        if isinstance(r, str) and r.lower() in ("true", "false"):
+            r = r.lower() == "true"     # from a --fault SPEC
+        if not isinstance(r, bool):
+            raise ValueError("reset must be true or false")
+        p["reset"] = r
     ra = p.get("retry_after")
     if ra is not None and not isinstance(ra, str):
         p["retry_after"] = _number("retry_after", ra)
@@ -1057,8 +1239,34 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 BULK_MAX = 50  # dlqIds per bulk action request
+BULK_404_MODES = ("atomic", "partial")
+BULK_404_PARTIAL_ERROR = "Some DLQ messages were not found"
 _DELAY_RE = re.compile(r"([0-9]{1,9}(ms|s|m|h|d))+\Z")
 _RETRIES_RE = re.compile(r"[0-9]{1,4}\Z")
+
+
+def _split_list(value):
+    """The values of one comma-separated array parameter value; empty
+    pieces are dropped ("a,,b," -> ["a", "b"], "" -> [])."""
+    return [p for p in value.split(",") if p]
+
+
+def _state_patch(msg, state):
+    """The patch that sets an entry's failure-callback state where the
+    entry holds it: failureFunctionState if it is a string, and
+    failureCallbackInfo.state if that is a string (both when both);
+    failureFunctionState if neither."""
+    top = isinstance(msg.get("failureFunctionState"), str)
+    info = msg.get("failureCallbackInfo")
+    nested = isinstance(info, dict) and isinstance(info.get("state"), str)
+    fields = {}
+    if top or not nested:
+        fields["failureFunctionState"] = state
+    if nested:
+        info = dict(info)
+        info["state"] = state
+        fields["failureCallbackInfo"] = info
+    return fields
 
 
 def _action_route(method, path):
@@ -1082,6 +1290,43 @@ def _action_route(method, path):
     return None
 
 
+# The options of configure() and POST /_admin/config, in the order config()
+# lists them.
+CONFIG_KEYS = ("token", "latency_ms", "end_cursor", "exact_end", "resumed_leave",
+               "state_field", "comma_lists", "unknown_params", "filter_names",
+               "ignored_params", "bulk_404")
+
+
+def _choice(name, v, choices):
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError("%s must be one of %s" % (name, ", ".join(choices)))
+    return v
+
+
+def _check_option(k, v):
+    """The value of option k, checked (ValueError if bad)."""
+    if k == "end_cursor":
+        return _choice(k, v, _END_CURSOR_OPTIONS)
+    if k in ("resumed_leave", "comma_lists") and not isinstance(v, bool):
+        raise ValueError("%s must be true or false" % k)
+    if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        raise ValueError("latency_ms must be a number >= 0")
+    if k == "state_field":
+        return _choice(k, v, STATE_FIELDS)
+    if k == "unknown_params":
+        return _choice(k, v, UNKNOWN_PARAMS)
+    if k == "bulk_404":
+        return _choice(k, v, BULK_404_MODES)
+    if k == "filter_names":
+        return _choice(k, v, FILTER_NAMES)
+    if k == "ignored_params":
+        if isinstance(v, str) or not isinstance(v, (list, tuple, set, frozenset)) \
+                or not all(isinstance(x, str) and x for x in v):
+            raise ValueError("ignored_params must be a list of parameter names")
+        return sorted(set(v))
+    return v
+
+
 def _is_loopback(host):
     if host == "localhost":
         return True
@@ -1096,7 +1341,9 @@ class FakeAPI(object):
 
     def __init__(self, token="test-token", runs=200, seed=1, latency_ms=0,
                  end_cursor="rotate", host="127.0.0.1", port=0, now_ms=None,
-                 large=None, exact_end=True, messages=None, resumed_leave=True):
+                 large=None, exact_end=True, messages=None, resumed_leave=True,
+                 state_field="top", comma_lists=True, unknown_params="reject",
+                 filter_names="current", ignored_params=(), bulk_404="atomic"):
         """token: the accepted bearer token (None: accept anything).
         runs, seed, now_ms, large: passed to generate() for the initial data;
         messages: use these instead (runs/seed ignored).
@@ -1108,7 +1355,25 @@ class FakeAPI(object):
         False: a full page always carries a cursor, so a walk may end with
         an empty page.
         resumed_leave: True: an entry resumed or restarted leaves the DLQ
-        (whether the real API does is not documented); False: it stays."""
+        (whether the real API does is not documented); False: it stays.
+        state_field: "top" | "nested" | "both": the shape of generated
+        entries' failure-callback state (see generate()); used by reset(),
+        so the initial data and every later reset() have it.  Messages
+        given to messages=, add() or patch() are stored as given.
+        comma_lists: True: a value of an array parameter (COMMA_PARAMS:
+        the list filters and the dlqIds of bulk actions) is split on ","
+        (empty pieces dropped), as the docs say; False: a value is one
+        value, commas included.
+        unknown_params: "reject" (a list parameter the fake does not know is
+        a 400) | "ignore" (accepted, not applied).
+        filter_names: "current" (failureFunctionState, callerIp) | "legacy"
+        (failureCallbackState, callerIP; the current names are then unknown).
+        ignored_params: names of list parameters accepted and not applied,
+        whatever filter_names says (e.g. ["callerIp"]).
+        bulk_404: a bulk resume/restart naming an unknown id: "atomic"
+        (404, nothing done) | "partial" (the known ids are acted on and
+        stay in the DLQ, then 404).
+        Every option after `large` can be changed with configure()."""
         if host == "localhost":
             host = "127.0.0.1"
         if not _is_loopback(host):
@@ -1139,10 +1404,18 @@ class FakeAPI(object):
         # requests that may take a fault, by target (never reset)
         self._seq = {None: 0, "list": 0, "action": 0}
         self.resumed_leave = resumed_leave
+        self.state_field = _check_option("state_field", state_field)
+        self.comma_lists = _check_option("comma_lists", comma_lists)
+        self.unknown_params = _check_option("unknown_params", unknown_params)
+        self.filter_names = _check_option("filter_names", filter_names)
+        self.ignored_params = _check_option("ignored_params", ignored_params)
+        self.bulk_404 = _check_option("bulk_404", bulk_404)
         self._actions = collections.deque(maxlen=LOG_LIMIT)
         self._n_unscoped = 0
         self._run_counter = 0
         self._n_faulted = 0
+        self._quota = None          # a spent daily quota: {"params", "until"}
+        self._n_quota_refused = 0
         if messages is not None:
             self._load(messages)
         else:
@@ -1249,7 +1522,8 @@ class FakeAPI(object):
         The request log is kept (see clear_requests)."""
         runs = 200 if runs is None else int(runs)
         seed = 1 if seed is None else seed
-        msgs = generate(runs, seed, now_ms=now_ms, large=large)
+        msgs = generate(runs, seed, now_ms=now_ms, large=large,
+                        state_field=self.state_field)
         with _NoGC():
             by_id = {m["dlqId"]: _Record(m) for m in msgs}
         with self._lock:
@@ -1258,22 +1532,27 @@ class FakeAPI(object):
             self._end_counter = 0
 
     def configure(self, **opts):
-        """Change token, latency_ms, end_cursor, exact_end or resumed_leave
-        at run time."""
+        """Change options at run time: token, latency_ms, end_cursor,
+        exact_end, resumed_leave, state_field (from the next reset()).
+        All are checked before any is changed (ValueError)."""
+        checked = {}
+        for k, v in opts.items():
+            if k not in CONFIG_KEYS:
+                raise ValueError("unknown option: %s" % k)
+            checked[k] = _check_option(k, v)
         with self._lock:
-            for k, v in opts.items():
-                if k not in ("token", "latency_ms", "end_cursor", "exact_end",
-                             "resumed_leave"):
-                    raise ValueError("unknown option: %s" % k)
-                if k == "end_cursor" and v not in _END_CURSOR_OPTIONS:
-                    raise ValueError("end_cursor must be one of %s" % (_END_CURSOR_OPTIONS,))
-                if k == "resumed_leave" and not isinstance(v, bool):
-                    raise ValueError("resumed_leave must be true or false")
-                if k == "latency_ms" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-                    raise ValueError("latency_ms must be a number >= 0")
+            for k, v in checked.items():
                 setattr(self, k, v)
                 if k == "end_cursor":
                     self._end_counter = 0
+
+    def config(self):
+        """The options configure() takes, with their current values (what
+        POST /_admin/config answers)."""
+        with self._lock:
+            out = {k: getattr(self, k) for k in CONFIG_KEYS}
+            out["ignored_params"] = list(out["ignored_params"])
+            return out
 
     # -- faults --------------------------------------------------------------
 
@@ -1303,9 +1582,10 @@ class FakeAPI(object):
             return self._faults_locked()
 
     def clear_faults(self):
-        """Drop every queued fault."""
+        """Drop every queued fault, and end a spent daily quota."""
         with self._lock:
             self._faults = []
+            self._quota = None
 
     def faults(self):
         """The queue, first due first: dicts with fault, times (copies left,
@@ -1464,11 +1744,21 @@ class FakeAPI(object):
             self._log.clear()
             self._n_requests = 0
             self._n_list = 0
+            self._n_quota_refused = 0
 
     def stats(self):
+        """messages, requests, list_requests (since the start or
+        clear_requests()); quota_refused: requests refused by a spent
+        daily quota (not counting the one that spent it) since then;
+        quota_until: when a spent daily quota ends (unix seconds), or
+        None."""
         with self._lock:
+            q = self._quota
+            until = q["until"] if q is not None and time.time() < q["until"] else None
             return {"messages": len(self._by_id), "requests": self._n_requests,
-                    "list_requests": self._n_list}
+                    "list_requests": self._n_list,
+                    "quota_refused": self._n_quota_refused,
+                    "quota_until": until}
 
     # -- list ----------------------------------------------------------------
 
@@ -1479,19 +1769,39 @@ class FakeAPI(object):
         self._end_counter += 1
         return mode
 
-    def list_page(self, pairs, fault=None):
+    def list_page(self, pairs, fault=None, entry=None):
         """Answer a list request given its query pairs.  Returns the response
         body bytes; raises _HTTPError for a 400.  fault: None or a
-        (name, params, n) of one of the _PAGE_FAULTS."""
+        (name, params, n) of one of the _PAGE_FAULTS.  entry: the request's
+        log entry, given "not_applied" when a parameter was accepted but
+        not applied."""
+        with self._lock:
+            comma = self.comma_lists
+            known = PARAMS_BY_FILTER_NAMES[self.filter_names]
+            reject = self.unknown_params == "reject"
+            ignored = frozenset(self.ignored_params)
         values = {}
+        not_applied = []
         for k, v in pairs:
             if k == "qstash_token":
                 continue
-            if k not in ALLOWED_PARAMS:
-                raise _HTTPError(400, "unknown parameter: %s" % k)
+            if k in ignored or k not in known:
+                if k not in ignored and reject:
+                    raise _HTTPError(400, "unknown parameter: %s" % k)
+                if k not in not_applied:
+                    not_applied.append(k)
+                continue
             if k in SINGLE_PARAMS and k in values:
                 raise _HTTPError(400, "parameter given more than once: %s" % k)
-            values.setdefault(k, []).append(v)
+            if comma and k in COMMA_PARAMS:
+                values.setdefault(k, []).extend(_split_list(v))
+            else:
+                values.setdefault(k, []).append(v)
+        # an array parameter whose every value was empty names nothing:
+        # no filter (with comma_lists only; else "" is a value)
+        values = {k: v for k, v in values.items() if v}
+        if entry is not None and not_applied:
+            entry["not_applied"] = not_applied
 
         count = MAX_COUNT
         if "count" in values:
@@ -1517,7 +1827,9 @@ class FakeAPI(object):
         checks = []
         for param, attr in (("workflowUrl", "url"), ("workflowRunId", "run"),
                             ("failureFunctionState", "state"),
-                            ("callerIp", "ip"), ("flowControlKey", "fck")):
+                            ("failureCallbackState", "state"),
+                            ("callerIp", "ip"), ("callerIP", "ip"),
+                            ("flowControlKey", "fck")):
             if param in values:
                 checks.append((attr, frozenset(values[param])))
         wca = ints.get("workflowCreatedAt")
@@ -1624,7 +1936,10 @@ class FakeAPI(object):
             return h._send(400, {"error": "bad request body"})
         route = _action_route(h.command, path)
         is_list = path == LIST_PATH and route is None
-        if route is not None:
+        quota = self._active_quota()
+        if quota is not None:
+            fault = None    # refused by the daily quota: no fault is taken
+        elif route is not None:
             fault = self._take_fault("action")
         elif is_list and h.command == "GET":
             fault = self._take_fault("list")
@@ -1663,14 +1978,31 @@ class FakeAPI(object):
         }
         if route is not None:
             self._action_entry(entry, route, pairs)
+        if quota is not None:
+            entry["fault"] = "rate_limit"
+            entry["fault_params"] = dict(quota["params"])
+            entry["quota_refused"] = True
+            with self._lock:
+                self._n_quota_refused += 1
+            self._log_entry(entry, 429, is_list)
+            return _send_rate_limit(h, quota["params"], quota["until"])
         if fault is not None:
             entry["fault"] = fault[0]
             entry["fault_params"] = dict(fault[1])
             return self._faulted(h, fault, entry, path, pairs, auth is not None)
         status, body = self._api(h, path, pairs, auth is not None, None,
-                                 entry if route is not None else None)
+                                 entry if route is not None else None, entry)
         self._log_entry(entry, status, is_list)
         h._send(status, body)
+
+    def _active_quota(self):
+        """The daily quota a rate_limit kind=daily fault spent, while it
+        lasts ({"params", "until"}), else None."""
+        with self._lock:
+            q = self._quota
+            if q is not None and time.time() >= q["until"]:
+                q = self._quota = None
+            return q
 
     def _log_entry(self, entry, status, is_list):
         entry["status"] = status
@@ -1690,8 +2022,12 @@ class FakeAPI(object):
         (method, path, raw_query, query, headers without Authorization,
         auth_ok, status, time, fault when faulted) plus action (the verb),
         bulk (bool), dlqIds (the ids named: the path's one, or the dlqIds
-        parameters), unscoped (a bulk call naming no id) and response (the
-        JSON answer as sent, None when there was none or it was not JSON)."""
+        parameters, as read: split on commas with comma_lists), unscoped (a
+        bulk call naming no id), acted (the ids this call actually deleted,
+        resumed, restarted or called back, in order; [] when it did
+        nothing: refused, faulted before acting, 404, 400) and response
+        (the JSON answer as sent, None when there was none or it was not
+        JSON)."""
         with self._lock:
             out = []
             for e in self._actions:
@@ -1699,8 +2035,20 @@ class FakeAPI(object):
                 e["query"] = list(e["query"])
                 e["headers"] = dict(e["headers"])
                 e["dlqIds"] = list(e["dlqIds"])
+                e["acted"] = list(e["acted"])
                 out.append(e)
             return out
+
+    def acted_counts(self, verb=None):
+        """{dlqId: how many times an action call acted on it} over the
+        action log (actions()), for every verb or only `verb` ("delete",
+        "resume", "restart", "callback"): a test can check that no id was
+        acted on twice."""
+        with self._lock:
+            counts = collections.Counter(
+                i for e in self._actions if verb is None or e["action"] == verb
+                for i in e["acted"])
+        return dict(counts)
 
     def unscoped(self):
         """The number of bulk action calls that named no dlqIds since the
@@ -1720,6 +2068,8 @@ class FakeAPI(object):
         verb, bulk, dlq_id = route
         if bulk:
             ids = [v for k, v in pairs if k == "dlqIds"]
+            if self.comma_lists:
+                ids = [i for v in ids for i in _split_list(v)]
         else:
             ids = [dlq_id]
         entry["action"] = verb
@@ -1727,6 +2077,7 @@ class FakeAPI(object):
         entry["dlqIds"] = ids
         entry["unscoped"] = bulk and not any(ids)
         entry["response"] = None
+        entry["acted"] = []
         if entry["unscoped"]:
             with self._lock:
                 self._n_unscoped += 1
@@ -1758,15 +2109,23 @@ class FakeAPI(object):
                         return 400, {"error": "at most %d dlqIds per request"
                                      % BULK_MAX}
                 if verb == "delete":
-                    return 200, {"deleted": sum(1 for i in targets if self.remove(i))}
-                for i in targets:
-                    if i not in self._by_id:
-                        return 404, {"error": "dlq message not found: %s" % i}
+                    entry["acted"] = [i for i in targets if self.remove(i)]
+                    return 200, {"deleted": len(entry["acted"])}
+                missing = [i for i in targets if i not in self._by_id]
+                if missing and self.bulk_404 == "partial":
+                    # the known ids are acted on and stay in the DLQ
+                    entry["acted"] = [i for i in targets if i in self._by_id]
+                    for i in entry["acted"]:
+                        self._new_run()
+                    return 404, {"error": BULK_404_PARTIAL_ERROR}
+                if missing:
+                    return 404, {"error": "dlq message not found: %s" % missing[0]}
                 runs = []
                 for i in targets:
                     runs.append(self._new_run())
                     if self.resumed_leave:
                         self.remove(i)
+                entry["acted"] = targets
                 return 200, {"workflowRuns": runs, "cursor": ""}
             dlq_id = ids[0]
             rec = self._by_id.get(dlq_id)
@@ -1774,16 +2133,19 @@ class FakeAPI(object):
                 return 404, {"error": "dlq message not found: %s" % dlq_id}
             if verb == "delete":
                 self.remove(dlq_id)
+                entry["acted"] = [dlq_id]
                 return 200, b""
             if verb == "callback":
                 if rec.state != "CALLBACK_FAIL":
                     return 400, {"error": "failure callback can only be retried "
                                  "in CALLBACK_FAIL state, not %s" % rec.state}
-                self.patch(dlq_id, {"failureFunctionState": "CALLBACK_INPROGRESS"})
+                self.patch(dlq_id, _state_patch(rec.message(), "CALLBACK_INPROGRESS"))
+                entry["acted"] = [dlq_id]
                 return 200, self._new_run()
             run = self._new_run()
             if self.resumed_leave:
                 self.remove(dlq_id)
+            entry["acted"] = [dlq_id]
             return 200, run
 
     def _faulted(self, h, fault, entry, path, pairs, auth_ok):
@@ -1819,19 +2181,18 @@ class FakeAPI(object):
             self._log_entry(entry, code, is_list)
             return h._send(code, {"error": msg})
         if name == "rate_limit":
-            reset = int(math.ceil(time.time() + p["reset_in"]))
-            extra = [("Burst-RateLimit-Limit", str(p["limit"])),
-                     ("Burst-RateLimit-Remaining", "0"),
-                     ("Burst-RateLimit-Reset", str(reset))]
-            if p["retry_after"] is not None:
-                extra.append(("Retry-After", str(p["retry_after"])))
+            until = time.time() + p["reset_in"]
+            if p["kind"] == "daily":
+                # the quota is spent: every request until `until` is refused
+                with self._lock:
+                    self._quota = {"params": dict(p), "until": until}
             self._log_entry(entry, 429, is_list)
-            return h._send(429, {"error": RATE_LIMIT_ERROR}, extra=extra)
+            return _send_rate_limit(h, p, until)
         if name == "latency":
             stopping.wait(p["ms"] / 1000.0)
             fault = None
         status, body = self._api(h, path, pairs, auth_ok, fault,
-                                 None if is_list else entry)
+                                 None if is_list else entry, entry)
         self._log_entry(entry, status, is_list)
         if name not in ("stall_body", "reset", "truncate"):
             return h._send(status, body)
@@ -1852,7 +2213,7 @@ class FakeAPI(object):
             h.server.abort_later(h.connection)
         # truncate: the handler ends; the connection is closed with a FIN
 
-    def _api(self, h, path, pairs, auth_ok, fault=None, action=None):
+    def _api(self, h, path, pairs, auth_ok, fault=None, action=None, log=None):
         prefix = LIST_PATH + "/"
         if path != LIST_PATH and not path.startswith(prefix):
             return 404, {"error": "not found"}
@@ -1868,7 +2229,7 @@ class FakeAPI(object):
             if fault is not None and fault[0] not in _PAGE_FAULTS:
                 fault = None
             try:
-                return 200, self.list_page(pairs, fault)
+                return 200, self.list_page(pairs, fault, log)
             except _HTTPError as e:
                 return e.status, {"error": e.text}
         rest = path[len(prefix):]
@@ -1943,10 +2304,7 @@ class FakeAPI(object):
                     self.configure(**data)
                 except ValueError as e:
                     raise _HTTPError(400, str(e))
-                return h._send(200, {"token": self.token, "latency_ms": self.latency_ms,
-                                     "end_cursor": self.end_cursor,
-                                     "exact_end": self.exact_end,
-                                     "resumed_leave": self.resumed_leave})
+                return h._send(200, self.config())
             if path == "/_admin/faults":
                 if m == "GET":
                     return h._send(200, self.faults())
@@ -1982,7 +2340,8 @@ class FakeAPI(object):
                 return h._send(200, self.requests())
             if path == "/_admin/actions" and m == "GET":
                 return h._send(200, {"actions": self.actions(),
-                                     "unscoped": self.unscoped()})
+                                     "unscoped": self.unscoped(),
+                                     "acted_counts": self.acted_counts()})
             if path == "/_admin/clear-actions" and m == "POST":
                 self.clear_actions()
                 return h._send(200, {"cleared": True})
@@ -2064,6 +2423,26 @@ def main(argv=None):
                    "(default: %d, 2026-11-20T00:00:00Z)" % REFERENCE_NOW_MS)
     p.add_argument("--no-large", action="store_true",
                    help="no ~1 MB response bodies")
+    p.add_argument("--state-field", choices=STATE_FIELDS, default="top",
+                   help="where generated entries carry the failure-callback "
+                   "state: top-level failureFunctionState (default), "
+                   "failureCallbackInfo.state (nested) or both")
+    p.add_argument("--no-comma-lists", action="store_true",
+                   help="a comma in an array parameter's value is part of "
+                   "one value (default: it separates values)")
+    p.add_argument("--unknown-params", choices=UNKNOWN_PARAMS, default="reject",
+                   help="a list parameter the fake does not know: 400 "
+                   "(reject, default) or accepted and not applied (ignore)")
+    p.add_argument("--filter-names", choices=FILTER_NAMES, default="current",
+                   help="current: failureFunctionState and callerIp filters "
+                   "(default); legacy: failureCallbackState and callerIP")
+    p.add_argument("--ignore-param", action="append", default=[], metavar="NAME",
+                   help="accept this list parameter and do not apply it "
+                   "(repeatable)")
+    p.add_argument("--bulk-404", choices=BULK_404_MODES, default="atomic",
+                   help="a bulk resume/restart naming an unknown id: 404 and "
+                   "nothing done (atomic, default), or the known ids acted on "
+                   "and kept, then 404 (partial)")
     p.add_argument("--demo", action="store_true",
                    help="500 runs, seed 42, token 'demo-token'")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -2097,7 +2476,11 @@ def main(argv=None):
 
     fake = FakeAPI(token=token, runs=runs, seed=seed, latency_ms=a.latency_ms,
                    end_cursor=a.end_cursor, host=a.host, port=a.port,
-                   now_ms=now_ms, large=False if a.no_large else None)
+                   now_ms=now_ms, large=False if a.no_large else None,
+                   state_field=a.state_field,
+                   comma_lists=not a.no_comma_lists,
+                   unknown_params=a.unknown_params, filter_names=a.filter_names,
+                   ignored_params=a.ignore_param, bulk_404=a.bulk_404)
     for spec in a.fault:
         try:
             name, params = parse_fault_spec(spec)

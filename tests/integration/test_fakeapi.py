@@ -7,6 +7,7 @@ Standard library only (urllib, http.client, subprocess).
 import base64
 import collections
 import gc
+import hashlib
 import http.client
 import json
 import os
@@ -570,6 +571,162 @@ def test_filters_and_across_or_within(shared_api):
                             and m["createdAt"] <= hi), 5)
 
 
+@pytest.mark.parametrize("param,values", [
+    ("label", ["emails", "onboarding"]),
+    ("failureFunctionState", ["CALLBACK_INPROGRESS", "CALLBACK_CANCELED"]),
+    ("callerIp", ["203.0.113.7", "192.0.2.44"]),
+    ("flowControlKey", ["tenant:acme", "payments-api"]),
+    ("workflowUrl", ["https://app.example.com/api/workflows/onboarding",
+                     "http://localhost:3000/api/workflow"]),
+])
+def test_comma_lists_one_value_names_several(shared_api, param, values):
+    assert shared_api.config()["comma_lists"] is True      # the default
+    repeated = ids(walk(shared_api, [(param, v) for v in values], count=30)[1])
+    singles = [ids(walk(shared_api, [(param, v)], count=30)[1]) for v in values]
+    assert all(singles) and set(repeated) == set().union(*singles)
+    assert all(len(repeated) > len(x) for x in singles)
+    for q in ([(param, ",".join(values))],
+              [(param, "," + values[0] + ",,"), (param, values[1] + ",")],
+              [(param, ",".join(values)), (param, values[0])]):
+        assert ids(walk(shared_api, q, count=30)[1]) == repeated, q
+    # the log keeps the query as sent
+    shared_api.clear_requests()
+    get_json(shared_api, LIST, [(param, ",".join(values))])
+    assert shared_api.requests()[-1]["query"] == [(param, ",".join(values))]
+    # sent with a bare comma (not %2C) too
+    st, _, body = request(shared_api, "GET", LIST,
+                          raw_query="%s=%s&count=100" % (param, ",".join(
+                              urllib.parse.quote(v, safe="") for v in values)))
+    assert st == 200 and ids(json.loads(body)["messages"]) == repeated[:100]
+
+
+def test_comma_lists_an_empty_list_is_no_filter(shared_api):
+    everything = ids(walk(shared_api, count=100)[1])
+    for q in ([("label", "")], [("label", ",")], [("failureFunctionState", ",,")],
+              [("callerIp", ""), ("flowControlKey", ",")]):
+        assert ids(walk(shared_api, q, count=100)[1]) == everything, q
+    # with another value it is no different from that value alone
+    assert ids(walk(shared_api, [("label", ""), ("label", "emails")])[1]) == \
+        ids(walk(shared_api, [("label", "emails")])[1])
+
+
+def test_comma_lists_off_keeps_commas_in_values():
+    msgs = [{"dlqId": "ab", "createdAt": 5, "labels": ["a,b"], "workflowRunId": "r1,r2"},
+            {"dlqId": "a", "createdAt": 4, "labels": ["a"], "workflowRunId": "r1"},
+            {"dlqId": "b", "createdAt": 3, "label": "b", "workflowRunId": "r2"},
+            {"dlqId": "empty", "createdAt": 2, "labels": [""]},
+            {"dlqId": "none", "createdAt": 1}]
+    with FakeAPI(token=TOKEN, messages=msgs) as api:
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["a", "b"]
+        assert ids(walk(api, [("label", "")])[1]) == ids(msgs)
+        # workflowRunId is not an array parameter: never split
+        assert ids(walk(api, [("workflowRunId", "r1,r2")])[1]) == ["ab"]
+        st, cfg = admin(api, "POST", "/config", {"comma_lists": False})
+        assert st == 200 and cfg["comma_lists"] is False
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["ab"]
+        assert ids(walk(api, [("label", "a,b"), ("label", "b")])[1]) == ["ab", "b"]
+        assert ids(walk(api, [("label", "")])[1]) == ["empty"]
+        assert ids(walk(api, [("workflowRunId", "r1,r2")])[1]) == ["ab"]
+        assert admin(api, "POST", "/config", {"comma_lists": "no"})[0] == 400
+    with FakeAPI(token=TOKEN, messages=msgs, comma_lists=False) as api:
+        assert ids(walk(api, [("label", "a,b")])[1]) == ["ab"]
+    with pytest.raises(ValueError):
+        FakeAPI(comma_lists=1)
+
+
+def test_unknown_params_ignore(fake_api):
+    everything = ids(walk(fake_api, count=100)[1])
+    assert fake_api.config()["unknown_params"] == "reject"
+    st, cfg = admin(fake_api, "POST", "/config", {"unknown_params": "ignore"})
+    assert st == 200 and cfg["unknown_params"] == "ignore"
+    fake_api.clear_requests()
+    q = [("trimBody", "0"), ("responseStatus", "500"), ("dlqIds", "x"),
+         ("source", "workflow"), ("callerIP", "2001:db8::5"), ("trimBody", "1")]
+    assert ids(walk(fake_api, q, count=100)[1]) == everything
+    (e, e2) = fake_api.requests()
+    assert e["query"] == q + [("count", "100")]            # logged as sent
+    assert e["not_applied"] == ["trimBody", "responseStatus", "dlqIds", "source", "callerIP"]
+    # known parameters are still applied and checked
+    lab = ids(walk(fake_api, [("label", "emails")])[1])
+    assert lab and ids(walk(fake_api, [("label", "emails"), ("foo", "")])[1]) == lab
+    assert "not_applied" not in fake_api.requests()[-2]
+    assert get_json(fake_api, LIST, [("count", "0"), ("foo", "1")])[0] == 400
+    assert admin(fake_api, "POST", "/config", {"unknown_params": "reject"})[0] == 200
+    assert get_json(fake_api, LIST, [("trimBody", "0")]) == \
+        (400, {"error": "unknown parameter: trimBody"})
+    assert admin(fake_api, "POST", "/config", {"unknown_params": "warn"})[0] == 400
+    with FakeAPI(token=TOKEN, runs=5, seed=1, unknown_params="ignore") as api:
+        assert get_json(api, LIST, [("foo", "1")])[0] == 200
+
+
+@pytest.mark.parametrize("unknown", ["reject", "ignore"])
+def test_filter_names_legacy(shared_api, unknown):
+    msgs = shared_api.messages()
+    fails = [m["dlqId"] for m in msgs if m.get("failureFunctionState") == "CALLBACK_FAIL"]
+    v6 = [m["dlqId"] for m in msgs if m.get("callerIP") == "2001:db8::5"]
+    two = [m["dlqId"] for m in msgs if m.get("callerIP") in ("2001:db8::5", "192.0.2.44")]
+    assert fails and v6 and len(two) > len(v6)
+    with FakeAPI(token=TOKEN, runs=500, seed=42, large=False, filter_names="legacy",
+                 unknown_params=unknown) as api:
+        assert api.config()["filter_names"] == "legacy"
+        assert ids(walk(api, [("failureCallbackState", "CALLBACK_FAIL")], count=50)[1]) == fails
+        assert ids(walk(api, [("callerIP", "2001:db8::5")], count=50)[1]) == v6
+        assert ids(walk(api, [("callerIP", "2001:db8::5,192.0.2.44")])[1]) == two
+        assert ids(walk(api, [("callerIP", "2001:db8::5"), ("callerIP", "192.0.2.44")])[1]) == two
+        # the current names are unknown to this server
+        for name, value in (("failureFunctionState", "CALLBACK_FAIL"),
+                            ("callerIp", "2001:db8::5")):
+            if unknown == "reject":
+                assert get_json(api, LIST, [(name, value)]) == \
+                    (400, {"error": "unknown parameter: %s" % name})
+            else:
+                assert ids(walk(api, [(name, value)], count=100)[1]) == ids(msgs)
+                assert api.requests()[-1]["not_applied"] == [name]
+                assert api.requests()[-1]["query"][0] == (name, value)
+    # and the other way round on a current server
+    assert get_json(shared_api, LIST, [("failureCallbackState", "CALLBACK_FAIL")])[0] == 400
+
+
+def test_filter_names_by_config_and_bad_values(fake_api):
+    fails = ids(walk(fake_api, [("failureFunctionState", "CALLBACK_FAIL")])[1])
+    st, cfg = admin(fake_api, "POST", "/config", {"filter_names": "legacy"})
+    assert st == 200 and cfg["filter_names"] == "legacy"
+    assert ids(walk(fake_api, [("failureCallbackState", "CALLBACK_FAIL")])[1]) == fails
+    assert get_json(fake_api, LIST, [("failureFunctionState", "CALLBACK_FAIL")])[0] == 400
+    fake_api.configure(filter_names="current")
+    assert ids(walk(fake_api, [("failureFunctionState", "CALLBACK_FAIL")])[1]) == fails
+    assert admin(fake_api, "POST", "/config", {"filter_names": "old"})[0] == 400
+    with pytest.raises(ValueError):
+        FakeAPI(filter_names="Legacy")
+
+
+def test_ignored_params(fake_api):
+    everything = ids(walk(fake_api, count=100)[1])
+    v6 = ids(walk(fake_api, [("callerIp", "2001:db8::5")])[1])
+    assert v6 and len(v6) < len(everything)
+    st, cfg = admin(fake_api, "POST", "/config", {"ignored_params": ["callerIp", "trimBody"]})
+    assert st == 200 and cfg["ignored_params"] == ["callerIp", "trimBody"]
+    assert cfg["unknown_params"] == "reject"
+    fake_api.clear_requests()
+    assert ids(walk(fake_api, [("callerIp", "2001:db8::5"), ("trimBody", "0")],
+                    count=100)[1]) == everything
+    assert fake_api.requests()[0]["not_applied"] == ["callerIp", "trimBody"]
+    # the other filters still apply, other unknown names are still refused
+    lab = ids(walk(fake_api, [("label", "emails")])[1])
+    assert ids(walk(fake_api, [("label", "emails"), ("callerIp", "2001:db8::5")])[1]) == lab
+    assert get_json(fake_api, LIST, [("foo", "1")])[0] == 400
+    # whatever filter_names says
+    fake_api.configure(filter_names="legacy", ignored_params=["callerIP"])
+    assert ids(walk(fake_api, [("callerIP", "2001:db8::5")], count=100)[1]) == everything
+    assert get_json(fake_api, LIST, [("callerIp", "2001:db8::5")])[0] == 400
+    fake_api.configure(filter_names="current", ignored_params=[])
+    assert ids(walk(fake_api, [("callerIp", "2001:db8::5")])[1]) == v6
+    for bad in ("callerIp", [1], [""], None, {"callerIp": 1}):
+        assert admin(fake_api, "POST", "/config", {"ignored_params": bad})[0] == 400
+    with FakeAPI(token=TOKEN, runs=20, seed=1, ignored_params=("label",)) as api:
+        assert len(walk(api, [("label", "nope")])[1]) == 20
+
+
 def test_filter_with_cursor_from_unfiltered_walk(shared_api):
     """A cursor is a position: filters may change between pages."""
     _, d = get_json(shared_api, LIST, [("count", "100")])
@@ -733,12 +890,14 @@ def test_admin_reset_stats_requests(fake_api):
     assert fake_api.dlq_ids() == ids(api_order(generate(30, 9)))
     assert admin(fake_api, "POST", "/clear-requests")[0] == 200
     assert admin(fake_api, "GET", "/stats")[1] == {"messages": 30, "requests": 0,
-                                                   "list_requests": 0}
+                                                   "list_requests": 0, "quota_refused": 0,
+                                                   "quota_until": None}
     walk(fake_api, count=10)
     get_json(fake_api, LIST + "/" + fake_api.dlq_ids()[0])
     request(fake_api, "GET", LIST, token=None)
     st, d = admin(fake_api, "GET", "/stats")
-    assert d == {"messages": 30, "requests": 5, "list_requests": 4}
+    assert d == {"messages": 30, "requests": 5, "list_requests": 4, "quota_refused": 0,
+                 "quota_until": None}
     st, log = admin(fake_api, "GET", "/requests")
     assert [e["status"] for e in log] == [200, 200, 200, 200, 401]
     assert all(e["query_token"] is False for e in log)
@@ -857,7 +1016,8 @@ def test_generator_variety():
     assert frac(lambda m: "responseStatus" not in m) > 0
     assert frac(lambda m: "header" not in m) > 0
     assert frac(lambda m: "responseHeader" not in m) > 0
-    assert frac(lambda m: "retryDelay" in m) > 0
+    assert frac(lambda m: "retryDelayExpression" in m) > 0
+    assert not any("retryDelay" in m for m in msgs)
     assert frac(lambda m: "x-future-field" in m) > 0
     assert frac(lambda m: "failureCallbackInfo" in m) > 0
     assert frac(lambda m: m.get("bodyBase64") == "" and m["body"]) > 0
@@ -882,6 +1042,155 @@ def test_generator_variety():
     assert any(v.startswith("REDACTED:") for m in msgs
                for vs in m.get("header", {}).values() for v in vs)
     assert any(len(vs) > 1 for m in msgs for vs in m.get("header", {}).values())
+
+
+# sha256 of json.dumps(generate(n, seed), sort_keys=True) as generated before
+# retryDelay was renamed retryDelayExpression (the name put back): the demo's
+# README figures depend on the default data, so no option may draw an extra
+# random number or change what an entry gets.
+PINNED_DATA = {
+    (500, 42): "17dbdb12889a5e1dee8043451a9abcad4496d14095d7665000156b928340c26e",
+    (200, 1): "4471bcc247ef9ae1c584d54ce43329eb9d2e890ddee4c75b65000b88a79ec13b",
+}
+
+
+def data_digest(msgs, rename_back=True):
+    msgs = [dict(m) for m in msgs]
+    if rename_back:
+        for m in msgs:
+            if "retryDelayExpression" in m:
+                m["retryDelay"] = m.pop("retryDelayExpression")
+    return hashlib.sha256(json.dumps(msgs, sort_keys=True).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("n,seed", sorted(PINNED_DATA))
+def test_generator_default_data_is_pinned(n, seed):
+    msgs = generate(n, seed)
+    assert sum(1 for m in msgs if "retryDelayExpression" in m) > 0
+    assert data_digest(msgs) == PINNED_DATA[(n, seed)]
+
+
+def test_generator_state_field_shapes():
+    top = generate(1000, 42)
+    nested = generate(1000, 42, state_field="nested")
+    both = generate(1000, 42, state_field="both")
+    assert generate(1000, 42, state_field="top") == top
+    assert generate(1000, 42, state_field="nested") == nested
+    assert len(top) == len(nested) == len(both) == 1000
+    n_cb = n_info = 0
+    for t, n, b in zip(top, nested, both):
+        if "failureCallback" not in t:
+            assert n == t and b == t
+            assert "failureFunctionState" not in t and "failureCallbackInfo" not in t
+            continue
+        n_cb += 1
+        state = t["failureFunctionState"]
+        assert "failureFunctionState" not in n
+        assert n["failureCallbackInfo"]["state"] == state
+        assert b["failureFunctionState"] == state
+        assert b["failureCallbackInfo"] == n["failureCallbackInfo"]
+        if "failureCallbackInfo" in t:
+            # the callback's response is kept as "top" has it
+            n_info += 1
+            assert n["failureCallbackInfo"] == t["failureCallbackInfo"]
+            assert set(t["failureCallbackInfo"]) == {"state", "responseStatus",
+                                                     "responseBody", "responseHeaders"}
+            assert state in ("CALLBACK_SUCCESS", "CALLBACK_FAIL")
+        else:
+            assert n["failureCallbackInfo"] == {"state": state}
+        # nothing else differs, and failureCallbackInfo follows failureCallback
+        rest = {k: v for k, v in n.items() if k != "failureCallbackInfo"}
+        assert rest == {k: v for k, v in t.items()
+                        if k not in ("failureCallbackInfo", "failureFunctionState")}
+        keys = list(n)
+        assert keys[keys.index("failureCallback") + 1] == "failureCallbackInfo"
+    assert n_cb > 500 and 0 < n_info < n_cb
+    assert {m["failureCallbackInfo"]["state"] for m in nested
+            if "failureCallbackInfo" in m} == set(fakeapi.FAILURE_STATES)
+    # the default shape is the pinned data: no random draw moved
+    assert data_digest(generate(500, 42, state_field="top")) == PINNED_DATA[(500, 42)]
+    with pytest.raises(ValueError):
+        generate(3, 1, state_field="deep")
+
+
+@pytest.mark.parametrize("shape", ["top", "nested", "both"])
+def test_state_field_fake_filters_on_the_state(shape):
+    with FakeAPI(token=TOKEN, runs=300, seed=7, large=False, state_field=shape) as api:
+        assert api.config()["state_field"] == shape
+        msgs = api.messages()
+        assert ids(msgs) == ids(api_order(generate(300, 7)))
+        if shape == "nested":
+            assert not any("failureFunctionState" in m for m in msgs)
+        for state in fakeapi.FAILURE_STATES:
+            if shape == "nested":
+                exp = [m for m in msgs if m.get("failureCallbackInfo", {}).get("state") == state]
+            else:
+                exp = [m for m in msgs if m.get("failureFunctionState") == state]
+            assert exp, state
+            _, got = walk(api, [("failureFunctionState", state)], count=50)
+            assert ids(got) == ids(exp)
+
+
+def test_state_field_nested_filter_matches_the_top_shape():
+    with FakeAPI(token=TOKEN, runs=300, seed=7, large=False) as top, \
+            FakeAPI(token=TOKEN, runs=300, seed=7, large=False, state_field="nested") as nested:
+        for states in (["CALLBACK_FAIL"], ["CALLBACK_SUCCESS", "CALLBACK_CANCELED"]):
+            q = [("failureFunctionState", st) for st in states]
+            a, b = ids(walk(top, q)[1]), ids(walk(nested, q)[1])
+            assert a and a == b
+        got = walk(nested, [("failureFunctionState", "CALLBACK_INPROGRESS")])[1]
+        assert got and all(m["failureCallbackInfo"]["state"] == "CALLBACK_INPROGRESS"
+                           and "failureFunctionState" not in m for m in got)
+
+
+def test_state_field_config_applies_at_the_next_reset(fake_api):
+    before = fake_api.messages()
+    st, cfg = admin(fake_api, "POST", "/config", {"state_field": "nested"})
+    assert st == 200 and cfg["state_field"] == "nested"
+    assert fake_api.messages() == before          # the current data is kept
+    assert admin(fake_api, "POST", "/reset", {"runs": 200, "seed": 1, "large": False})[0] == 200
+    after = fake_api.messages()
+    assert ids(after) == ids(before)
+    assert not any("failureFunctionState" in m for m in after)
+    assert after == api_order(generate(200, 1, large=False, state_field="nested"))
+    fake_api.configure(state_field="both")
+    fake_api.reset(runs=200, seed=1, large=False)
+    assert fake_api.messages() == api_order(generate(200, 1, large=False, state_field="both"))
+    for bad in ("deep", None, 1):
+        assert admin(fake_api, "POST", "/config", {"state_field": bad})[0] == 400
+        with pytest.raises(ValueError):
+            fake_api.configure(state_field=bad)
+    with pytest.raises(ValueError):
+        FakeAPI(state_field="Top")
+    # a bad option changes nothing, not even the good ones next to it
+    assert admin(fake_api, "POST", "/config", {"latency_ms": 5, "state_field": "x"})[0] == 400
+    assert fake_api.config()["latency_ms"] == 0 and fake_api.config()["state_field"] == "both"
+
+
+def test_state_of_added_messages_is_top_else_nested():
+    msgs = [
+        {"dlqId": "top", "createdAt": 6, "failureFunctionState": "CALLBACK_FAIL"},
+        {"dlqId": "nested", "createdAt": 5,
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL", "responseStatus": 500}},
+        {"dlqId": "both-differ", "createdAt": 4, "failureFunctionState": "CALLBACK_SUCCESS",
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL"}},
+        {"dlqId": "top-not-a-string", "createdAt": 3, "failureFunctionState": 3,
+         "failureCallbackInfo": {"state": "CALLBACK_FAIL"}},
+        {"dlqId": "info-not-an-object", "createdAt": 2, "failureCallbackInfo": "CALLBACK_FAIL"},
+        {"dlqId": "none", "createdAt": 1},
+    ]
+    with FakeAPI(token=TOKEN, messages=msgs, state_field="nested") as api:
+        assert api.messages() == msgs[::1]           # stored as given
+        fails = ids(walk(api, [("failureFunctionState", "CALLBACK_FAIL")])[1])
+        assert fails == ["top", "nested", "top-not-a-string"]
+        assert ids(walk(api, [("failureFunctionState", "CALLBACK_SUCCESS")])[1]) == \
+            ["both-differ"]
+        api.add({"dlqId": "added", "createdAt": 7,
+                 "failureCallbackInfo": {"state": "CALLBACK_FAIL"}})
+        assert "failureFunctionState" not in api.get("added")
+        api.update("nested", failureCallbackInfo={"state": "CALLBACK_CANCELED"})
+        assert ids(walk(api, [("failureFunctionState", "CALLBACK_FAIL")])[1]) == \
+            ["added", "top", "top-not-a-string"]
 
 
 def test_generator_small_sets_have_shared_runs_and_label_only():
@@ -1022,6 +1331,54 @@ def test_cli_demo(tmp_path):
         st, one = get_json(addr, LIST + "/" + ids(api_order(generate(500, 42)))[0],
                            token="demo-token")
         assert st == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_cli_state_field(tmp_path):
+    proc, port = start_cli(sys.executable, "--runs", "40", "--seed", "2",
+                           "--state-field", "nested", tmp_path=tmp_path)
+    try:
+        addr = _Addr(port)
+        assert admin(addr, "POST", "/config", {})[1]["state_field"] == "nested"
+        _, d = get_json(addr, LIST)
+        assert d["messages"] == api_order(generate(40, 2, state_field="nested"))
+        assert any("failureCallbackInfo" in m for m in d["messages"])
+        assert not any("failureFunctionState" in m for m in d["messages"])
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    r = subprocess.run([sys.executable, FAKEAPI_PY, "--port", "0", "--state-field", "deep"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode != 0 and "state-field" in r.stderr
+
+
+def test_cli_variant_options(tmp_path):
+    proc, port = start_cli(sys.executable, "--runs", "5", "--no-comma-lists",
+                           "--unknown-params", "ignore", "--filter-names", "legacy",
+                           "--ignore-param", "label", "--ignore-param", "callerIP",
+                           "--bulk-404", "partial",
+                           "--fault", "rate_limit:kind=daily,reset=false,reset_unit=ms,on=action",
+                           tmp_path=tmp_path)
+    try:
+        addr = _Addr(port)
+        cfg = admin(addr, "POST", "/config", {})[1]
+        assert cfg["comma_lists"] is False and cfg["unknown_params"] == "ignore"
+        assert cfg["filter_names"] == "legacy"
+        assert cfg["ignored_params"] == ["callerIP", "label"]
+        assert cfg["bulk_404"] == "partial"
+        (f,) = admin(addr, "GET", "/faults")[1]
+        assert (f["fault"], f["on"], f["kind"], f["reset"], f["reset_unit"]) == \
+            ("rate_limit", "action", "daily", False, "ms")
+        _, d = get_json(addr, LIST, [("label", "nope"), ("foo", "1")])
+        assert len(d["messages"]) == 5
+        _, d = get_json(addr, LIST, [("failureCallbackState", "nope")])
+        assert d["messages"] == []
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
@@ -1285,6 +1642,139 @@ def test_fault_rate_limit(small_api):
     assert st == 429 and headers["Retry-After"] == "3"
     assert t0 + 5 <= int(headers["Burst-RateLimit-Reset"]) <= t0 + 7
     assert faulted_log(small_api) == [("rate_limit", 429)] * 2
+
+
+def test_fault_rate_limit_burst_reset_unit_and_no_reset(small_api):
+    small_api.inject("rate_limit", reset_unit="ms", reset_in=2)
+    t0 = time.time()
+    st, headers, body = request(small_api, "GET", LIST)
+    assert st == 429 and json.loads(body) == {"error": "burst rate limit exceeded"}
+    reset = int(headers["Burst-RateLimit-Reset"])
+    assert reset > 10 ** 12
+    assert (t0 + 2) * 1000 <= reset <= (t0 + 8) * 1000
+    assert headers["RateLimit-Limit"] is None and headers["RateLimit-Reset"] is None
+    small_api.inject("rate_limit", reset=False, limit=7)
+    st, headers, _ = request(small_api, "GET", LIST)
+    assert st == 429
+    assert headers["Burst-RateLimit-Limit"] == "7"
+    assert headers["Burst-RateLimit-Remaining"] == "0"
+    assert headers["Burst-RateLimit-Reset"] is None
+    # a burst limit is not stateful: the next request is served
+    assert request(small_api, "GET", LIST)[0] == 200
+    assert small_api.stats()["quota_refused"] == 0
+    assert small_api.stats()["quota_until"] is None
+    assert [e["fault_params"]["reset_unit"] for e in small_api.requests()[:2]] == ["ms", "s"]
+
+
+def wait_until(t):
+    while time.time() < t:
+        time.sleep(min(0.1, max(0.01, t - time.time())))
+
+
+def test_fault_rate_limit_daily_refuses_every_request_until_reset(small_api):
+    victim = small_api.dlq_ids()[0]
+    small_api.inject("rate_limit", kind="daily", reset_in=3, limit=500, on="list")
+    small_api.inject("status", code=500, on="list")
+    t0 = time.time()
+    # a single-entry GET never takes a fault: it does not spend the quota
+    assert request(small_api, "GET", LIST + "/" + victim)[0] == 200
+    st, headers, body = request(small_api, "GET", LIST)
+    assert st == 429 and json.loads(body) == {"error": "daily rate limit exceeded"}
+    assert headers["Content-Type"] == "application/json"
+    assert headers["RateLimit-Limit"] == "500"
+    assert headers["RateLimit-Remaining"] == "0"
+    reset = int(headers["RateLimit-Reset"])
+    assert t0 + 3 <= reset <= t0 + 9
+    assert headers["Burst-RateLimit-Limit"] is None and headers["Retry-After"] is None
+    assert [f["fault"] for f in small_api.faults()] == ["status"]
+    assert small_api.stats()["quota_until"] >= t0 + 3
+    # from now on every API request gets the same 429, whatever it is
+    answers = [request(small_api, "GET", LIST),
+               request(small_api, "GET", LIST + "/" + victim),
+               request(small_api, "DELETE", LIST + "/" + victim),
+               request(small_api, "POST", LIST + "/resume", [("dlqIds", victim)], body=b""),
+               request(small_api, "GET", LIST, token="wrong")]
+    for st, headers, body in answers:
+        assert st == 429 and json.loads(body) == {"error": "daily rate limit exceeded"}
+        assert headers["RateLimit-Reset"] == str(reset)
+    assert small_api.get(victim) is not None                     # nothing was done
+    assert [f["fault"] for f in small_api.faults()] == ["status"]  # no fault taken
+    stats = small_api.stats()
+    assert stats["quota_refused"] == 5 and stats["requests"] == 7
+    log = small_api.requests()
+    assert [(e.get("fault"), e["status"], e.get("quota_refused", False)) for e in log] == \
+        [(None, 200, False), ("rate_limit", 429, False)] + [("rate_limit", 429, True)] * 5
+    assert log[2]["fault_params"]["kind"] == "daily"
+    # after the reset time the quota is over and the queue goes on
+    wait_until(reset + 0.05)
+    assert small_api.stats()["quota_until"] is None
+    assert page(small_api)[0] == 500
+    assert page(small_api)[0] == 200
+    assert request(small_api, "DELETE", LIST + "/" + victim)[0] == 200
+    assert small_api.stats()["quota_refused"] == 5
+    small_api.clear_requests()
+    assert small_api.stats()["quota_refused"] == 0
+
+
+def test_fault_rate_limit_daily_first_hit_by_an_action_ms_and_no_reset(small_api):
+    victim = small_api.dlq_ids()[0]
+    small_api.inject("rate_limit", kind="daily", reset_unit="ms", reset_in=600, on="action")
+    assert page(small_api)[0] == 200                 # lists do not spend it
+    t0 = time.time()
+    st, headers, body = request(small_api, "DELETE", LIST + "/" + victim)
+    assert st == 429 and small_api.get(victim) is not None
+    reset = int(headers["RateLimit-Reset"])
+    assert reset > 10 ** 12 and (t0 + 600) * 1000 <= reset <= (t0 + 606) * 1000
+    # but once spent, lists are refused too
+    st, headers, _ = request(small_api, "GET", LIST)
+    assert st == 429 and headers["RateLimit-Reset"] == str(reset)
+    assert small_api.stats()["quota_refused"] == 1
+    # clear_faults() (DELETE /_admin/faults) ends it at once
+    assert admin(small_api, "DELETE", "/faults") == (200, [])
+    assert page(small_api)[0] == 200 and small_api.stats()["quota_until"] is None
+    # reset=false: no RateLimit-Reset header, the quota still holds
+    name, params = fakeapi.parse_fault_spec("rate_limit:kind=daily,reset=false,reset_in=600")
+    small_api.inject(name, **params)
+    assert small_api.faults()[0]["reset"] is False
+    for _ in range(3):
+        st, headers, body = request(small_api, "GET", LIST)
+        assert st == 429 and json.loads(body)["error"] == "daily rate limit exceeded"
+        assert headers["RateLimit-Limit"] == "100" and headers["RateLimit-Remaining"] == "0"
+        assert headers["RateLimit-Reset"] is None
+    assert small_api.stats()["quota_refused"] == 3
+    small_api.clear_faults()
+    assert page(small_api)[0] == 200
+
+
+def test_fault_rate_limit_daily_times_and_after(small_api):
+    small_api.inject("rate_limit", kind="daily", reset_in=1.5, times=2, after=1,
+                     retry_after=1)
+    assert page(small_api)[0] == 200                 # after=1
+    for copy in range(2):
+        st, headers, _ = request(small_api, "GET", LIST)
+        assert st == 429 and headers["Retry-After"] == "1"
+        reset = int(headers["RateLimit-Reset"])
+        assert request(small_api, "GET", LIST)[0] == 429
+        wait_until(reset + 0.05)
+    assert small_api.faults() == []
+    assert page(small_api)[0] == 200
+    assert small_api.stats()["quota_refused"] == 2
+    assert [e.get("quota_refused", False) for e in small_api.requests()] == \
+        [False, False, True, False, True, False]
+
+
+def test_fault_rate_limit_param_validation(small_api):
+    for kw in ({"kind": "hourly"}, {"kind": None}, {"reset_unit": "us"},
+               {"reset": "maybe"}, {"reset": 1}, {"reset": None}):
+        with pytest.raises(ValueError):
+            small_api.inject("rate_limit", **kw)
+        assert admin(small_api, "POST", "/faults", dict(kw, fault="rate_limit"))[0] == 400
+    assert small_api.faults() == []
+    st, q = admin(small_api, "POST", "/faults", {"fault": "rate_limit", "kind": "daily",
+                                                 "reset": False, "reset_unit": "ms"})
+    assert st == 200 and q == [{"fault": "rate_limit", "times": 1, "after": 0,
+                                "reset_in": 1, "retry_after": None, "limit": 100,
+                                "kind": "daily", "reset_unit": "ms", "reset": False}]
 
 
 def test_fault_repeat_cursor_mid_walk(small_api):
