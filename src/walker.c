@@ -41,17 +41,18 @@ struct walker {
 	unsigned long answered;
 };
 
-/* The cursors a walk has seen, as hashes: a cursor that comes back means
- * the API is sending us round in a loop. */
-struct cursor_set {
+/* Strings seen, as hashes: the cursors of a chain (one that comes back
+ * means the API is sending us round in a loop), the dlqIds of the entries
+ * a walk left out of the scope (counted once each). */
+struct seen_set {
 	uint64_t *slots; /* 0: empty */
 	size_t cap, n;	 /* cap: power of two */
 };
 
 /* Adds @cursor. Returns 1 if it was new, 0 if seen before, -ENOMEM. */
-static int cursor_set_add(struct cursor_set *cs, const char *cursor)
+static int seen_set_add(struct seen_set *cs, const char *str)
 {
-	uint64_t h = names_hash64(cursor, strlen(cursor)) | 1;
+	uint64_t h = names_hash64(str, strlen(str)) | 1;
 	size_t i;
 
 	if ((cs->n + 1) * 2 > cs->cap) {
@@ -97,10 +98,10 @@ static int cursor_set_add(struct cursor_set *cs, const char *cursor)
 /* A createdAt range of the scope and where its cursor chain stands. */
 struct range {
 	struct range *next;
-	int64_t from, to;	/* ms, inclusive; -1: unbounded */
-	char *cursor;		/* NULL: the first page */
-	int leaf;		/* a piece cut to size: never cut again */
-	struct cursor_set seen; /* this chain's cursors */
+	int64_t from, to;     /* ms, inclusive; -1: unbounded */
+	char *cursor;	      /* NULL: the first page */
+	int leaf;	      /* a piece cut to size: never cut again */
+	struct seen_set seen; /* this chain's cursors */
 };
 
 /* One walk in progress, shared by its workers. */
@@ -117,10 +118,11 @@ struct walk {
 	struct api_error err;
 	struct snapshot_builder *b;
 	size_t pages, malformed, dups, problems;
-	size_t outside;		   /* entries outside the scope, left out */
-	unsigned missed;	   /* bit i: an entry failed scope option i */
-	size_t cuts;		   /* ranges cut so far */
-	struct timespec next_slot; /* rate cap: the next request's turn */
+	size_t outside;		     /* entries outside the scope, left out */
+	struct seen_set outside_ids; /* their dlqIds: each counted once */
+	unsigned missed;	     /* bit i: an entry failed scope option i */
+	size_t cuts;		     /* ranges cut so far */
+	struct timespec next_slot;   /* rate cap: the next request's turn */
 	struct timespec started, shown;
 };
 
@@ -332,10 +334,14 @@ static int walk_take(struct walk *wk, struct message_page *page)
 
 		if (miss >= 0) {
 			/* the API did not apply that filter */
-			wk->outside++;
+			r = seen_set_add(&wk->outside_ids,
+					 page->msgs[i]->id.data);
+			wk->outside += r > 0;
 			wk->missed |= 1u << miss;
 			message_free(page->msgs[i]);
 			page->msgs[i] = NULL;
+			if (r < 0)
+				return r;
 			continue;
 		}
 		wk->problems += page->msgs[i]->problems;
@@ -417,7 +423,7 @@ static void *walk_worker(void *arg)
 		}
 		if (rc == 0 && page.cursor) {
 			/* a chain that comes back to a cursor is a loop */
-			rc = cursor_set_add(&r->seen, page.cursor);
+			rc = seen_set_add(&r->seen, page.cursor);
 			if (rc <= 0) {
 				char text[200];
 
@@ -538,6 +544,7 @@ int walker_walk_since(const struct walker_source *src,
 	pthread_mutex_lock(&wk.lock);
 	walk_progress(&wk, 1);
 	pthread_mutex_unlock(&wk.lock);
+	free(wk.outside_ids.slots);
 	pthread_mutex_destroy(&wk.lock);
 	pthread_cond_destroy(&wk.cond);
 	if (st) {
