@@ -323,6 +323,32 @@ def _check_429_reset(ctx):
     ctx["note"] = "retry %.2f s later, at the reset time" % (t1 - t0)
 
 
+def _check_429_reset_ms(ctx):
+    att = ctx["attempts"]
+    assert len(att) == 2, "want one 429 and one retry, got %d" % len(att)
+    t0, t1 = att[0]["time"], att[1]["time"]
+    reset = math.ceil((t0 + 1) * 1000) / 1000.0   # what the fake sent, in ms
+    assert t1 >= reset - 0.002, \
+        "retried %.3f s before Burst-RateLimit-Reset (ms)" % (reset - t1)
+    assert t1 - t0 < 1 + 2.5, "waited %.2f s for a 1 s reset" % (t1 - t0)
+    ctx["note"] = "retry %.2f s later, at the reset time" % (t1 - t0)
+
+
+def _check_daily_quota(ctx):
+    s, fake = ctx["status"], ctx["fake"]
+    q = s["daily_quota"]
+    assert q and q["reset_known"] is True and q["limit"] == 100, q
+    assert fake.stats()["quota_refused"] == 0, "sent during the quota"
+    ctx["note"] = "nothing sent until the reset (daily_quota: %s)" % (
+        q["exhausted_until"] and "exhausted_until set")
+
+
+def _wait_quota_reset(fake):
+    # dlqfs sends nothing until the reset it was told: ceil(t + 1) s, at
+    # most 2 s after the 429
+    time.sleep(2.5)
+
+
 def _check_429_retry_after(ctx):
     att = ctx["attempts"]
     assert len(att) == 2, "want one 429 and one retry, got %d" % len(att)
@@ -496,6 +522,10 @@ CASES = [
          "1 s, on page 2, once",
          _inj("rate_limit", reset_in=1, after=1), "ready", tries=2,
          check=_check_429_reset),
+    Case("rate_limit-reset-ms", "`rate_limit` 429, Burst-RateLimit-Reset "
+         "in 1 s given in ms, on page 2, once",
+         _inj("rate_limit", reset_in=1, reset_unit="ms", after=1), "ready",
+         tries=2, check=_check_429_reset_ms),
     Case("rate_limit-retry_after", "`rate_limit` 429, Retry-After: 2, "
          "on page 2, once",
          _inj("rate_limit", reset_in=0, retry_after=2, after=1), "ready",
@@ -504,6 +534,11 @@ CASES = [
          "try", _inj("rate_limit", reset_in=1, times=None, after=1), "stale",
          words=("429", "rate limit"), tries=MAX_TRIES,
          check=_check_429_every_try),
+    Case("daily_quota", "`rate_limit` 429 of the daily quota (RateLimit-*, "
+         "reset in 1 s) on page 2", _inj("rate_limit", kind="daily",
+                                         reset_in=1, after=1), "stale",
+         words=("daily request quota",), tries=1, clear=_wait_quota_reset,
+         check=_check_daily_quota),
     Case("401", "token revoked (401 on page 1)", _revoke, "stale",
          words=("401",), tries=1, clear=_restore_token),
     Case("repeat_cursor", "`repeat_cursor` on page 2",
@@ -844,6 +879,9 @@ STARTUP_FAILS = [
      _inj("status", code=500, times=None), ("500",)),
     ("rate_limit", "`rate_limit` 429, every try",
      _inj("rate_limit", reset_in=1, times=None), ("429",)),
+    ("daily_quota", "`rate_limit` 429 of the daily quota (not retried)",
+     _inj("rate_limit", kind="daily", reset_in=60),
+     ("429", "daily request quota", "resets at")),
     ("401", "wrong token (401)", _revoke, ("401",)),
     ("huge", "`huge` (2 MiB, max_response=1M)",
      _inj("huge", bytes=2 * 1024 * 1024, times=None),
@@ -899,7 +937,7 @@ def test_startup_fault_fails_with_one_line(fake_factory, tmp_path, cid,
         assert elapsed < STARTUP_LIMIT_S, "start-up took %.1f s" % elapsed
         assert not is_mounted(mp)
         assert tries <= MAX_TRIES, "%d tries at start-up" % tries
-        if cid in ("401", "not_json", "huge"):
+        if cid in ("401", "not_json", "huge", "daily_quota"):
             assert tries == 1, \
                 "%s must not be retried (%d tries)" % (cid, tries)
         if cid == "refused":
