@@ -811,11 +811,10 @@ static int quota_error(struct http *h, const struct origin *o, char *err,
 		       size_t errlen)
 {
 	const struct http_quota *q = quota(h);
-	char when[TIMEFMT_ISO_SIZE];
 	long long limit = atomic_load(&q->limit);
-	timefmt_iso(atomic_load(&q->until_ms), when);
-	char lim[40] = "";
+	char when[TIMEFMT_ISO_SIZE], lim[40] = "";
 
+	timefmt_iso(atomic_load(&q->until_ms), when);
 	if (limit > 0)
 		snprintf(lim, sizeof(lim), " of %lld requests", limit);
 	return set_error(
