@@ -259,7 +259,7 @@ static void test_thread(void)
 			     NULL};
 	atomic_int cancel = 0;
 	struct walker_config cfg = {.refresh_ms = 3600 * 1000,
-				    .limits = {100, 1, 0, &cancel, -1}};
+				    .limits = {100, 1, 0, &cancel, -1, NULL}};
 	struct status st;
 	struct walker *w;
 
@@ -629,7 +629,7 @@ static void test_schedule(void)
 	struct walker_config cfg = {.refresh_ms = 20,
 				    .reconcile_ms = 3600 * 1000,
 				    .late_window_ms = 60 * MINUTE_MS,
-				    .limits = {0, 2, 0, &cancel, -1}};
+				    .limits = {0, 2, 0, &cancel, -1, NULL}};
 	struct status st;
 	struct walker *w;
 	int fulls, incs;
