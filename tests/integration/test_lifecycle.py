@@ -41,9 +41,18 @@ def closed_loopback_port():
 
 
 def timed_run(args, **kw):
+    """Runs a dlqfs that is expected to fail before mounting. One that
+    mounts after all (a regression) is unmounted here, whether it exited
+    or was killed at the timeout, so that no test leaves a mount behind."""
     kw.setdefault("timeout", STARTUP_LIMIT_S)
     t0 = time.monotonic()
-    r = run_dlqfs(args, **kw)
+    mp = args[-1] if args else None
+    try:
+        r = run_dlqfs(args, **kw)
+    finally:
+        if mp and not mp.startswith("-") and is_mounted(mp):
+            unmount(mp)
+            pytest.fail("dlqfs mounted %s where it should have failed" % mp)
     return r, time.monotonic() - t0
 
 
