@@ -62,7 +62,7 @@ cmd_mount() {
 		fi
 		rm -f "$st/port"
 		# python3 -I: the demo server uses the standard library only
-		nohup python3 -I tests/fakeapi.py --demo --port-file "$st/port" \
+		nohup python3 -I tests/fakeapi/fakeapi.py --demo --port-file "$st/port" \
 			>"$st/fakeapi.log" 2>&1 &
 		echo $! >"$st/pid"
 		for _ in $(seq 100); do [ -s "$st/port" ] && break; sleep 0.1; done

@@ -82,10 +82,6 @@ char *api_list_url(const struct api *a, const char *cursor);
 char *api_list_range_url(const struct api *a, int64_t from, int64_t to,
 			 const char *cursor);
 
-/* Percent-encodes @len bytes of @s for a query string (RFC 3986
- * unreserved characters stay). Returns a new string or NULL. */
-char *api_query_escape(const char *s, size_t len);
-
 /* ---- actions (issue 5) ------------------------------------------------
  *
  * Every call below changes the DLQ. Each one names the entries it acts

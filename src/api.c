@@ -1,14 +1,15 @@
 /* api: the DLQ endpoints over http: the list, and the actions.
  *
- * Owns: the client's copies of the base URL, token and filters; building
- * list URLs (filters in the given order, percent-encoded values and
- * cursor) and action URLs (ids percent-encoded, in the path or as
- * repeated dlqIds); the guard that no bulk action goes out unscoped; the
- * option headers of resume and restart; the one table mapping HTTP statuses to
- * errno; the one-line error texts for statuses (with the API's own {"error":
- * ...} words, or a sanitized excerpt of a body that is not JSON), never showing
- * the token. Leaves to others: transport, retries and 429 waits (http), the
- * JSON of pages and error bodies (message), walking pages (walker).
+ * Owns: the client's copies of the base URL and token, and its filters as a
+ * query string; building list URLs (filters in the given order,
+ * percent-encoded values and cursor) and action URLs (ids percent-encoded,
+ * in the path or as repeated dlqIds); the guard that no bulk action goes out
+ * unscoped; the option headers of resume and restart; the one table mapping
+ * HTTP statuses to errno; the one-line error texts for statuses (with the
+ * API's own {"error": ...} words, or a sanitized excerpt of a body that is
+ * not JSON), never showing the token. Leaves to others: transport, retries,
+ * 429 waits and percent-encoding itself (http), the JSON of pages and error
+ * bodies (message), walking pages (walker).
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,17 +26,13 @@
 #define API_EXCERPT_BYTES 80 /* of a body that is not a JSON error */
 #define API_SNIFF_BYTES 1024 /* of a body searched for an HTML <title> */
 
-/* struct api_filter, but owning its strings. */
-struct api_owned_filter {
-	char *param, *value;
-};
-
 struct api {
 	int64_t scope_from, scope_to; /* fromDate/toDate filters, or -1 */
 	char *base_url;		      /* no trailing '/' */
 	char *token; /* NULL: no Authorization header; wiped on free */
-	struct api_owned_filter *filters;
-	size_t nfilters;
+	/* The filters as "&param=value", escaped, in the order given: all of
+	 * them, and all but fromDate and toDate (for a range's list URL). */
+	char *query, *query_undated;
 	struct http *http;
 	/* api_config.on_retry, told through http_config.on_retry */
 	void (*on_retry)(void *ctx, const char *text, unsigned tries);
@@ -45,11 +42,7 @@ struct api {
 static void base_origin(const char *url, char *buf, size_t len);
 static void body_words(const char *body, size_t len, char *buf, size_t buflen);
 static void scrub_token(char *s, const char *token);
-
-static char *strdup_or_empty(const char *s)
-{
-	return strdup(s ? s : "");
-}
+static char *filter_query(const struct api_filter *f, size_t n, bool dated);
 
 /* http_config.on_retry: the attempt in words, for api_config.on_retry. */
 static void api_retrying(void *ctx, const struct http_retry *r)
@@ -96,26 +89,20 @@ struct api *api_new(const struct api_config *cfg)
 		if (!a->token)
 			goto fail;
 	}
-	if (cfg->nfilters) {
-		a->filters = calloc(cfg->nfilters, sizeof(*a->filters));
-		if (!a->filters)
-			goto fail;
-		for (size_t i = 0; i < cfg->nfilters; i++) {
-			a->nfilters++;
-			a->filters[i].param =
-				strdup_or_empty(cfg->filters[i].param);
-			a->filters[i].value =
-				strdup_or_empty(cfg->filters[i].value);
-			if (!a->filters[i].param || !a->filters[i].value)
-				goto fail;
-			if (!strcmp(a->filters[i].param, "fromDate"))
-				a->scope_from =
-					strtoll(a->filters[i].value, NULL, 10);
-			if (!strcmp(a->filters[i].param, "toDate"))
-				a->scope_to =
-					strtoll(a->filters[i].value, NULL, 10);
-		}
+	for (size_t i = 0; i < cfg->nfilters; i++) {
+		const char *p = cfg->filters[i].param;
+		const char *v =
+			cfg->filters[i].value ? cfg->filters[i].value : "";
+
+		if (p && !strcmp(p, "fromDate"))
+			a->scope_from = strtoll(v, NULL, 10);
+		if (p && !strcmp(p, "toDate"))
+			a->scope_to = strtoll(v, NULL, 10);
 	}
+	a->query = filter_query(cfg->filters, cfg->nfilters, true);
+	a->query_undated = filter_query(cfg->filters, cfg->nfilters, false);
+	if (!a->query || !a->query_undated)
+		goto fail;
 	if (cfg->on_retry) {
 		a->on_retry = cfg->on_retry;
 		a->retry_ctx = cfg->retry_ctx;
@@ -138,11 +125,8 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	http_free(a->http);
-	for (size_t i = 0; i < a->nfilters; i++) {
-		free(a->filters[i].param);
-		free(a->filters[i].value);
-	}
-	free(a->filters);
+	free(a->query);
+	free(a->query_undated);
 	if (a->token) {
 		explicit_bzero(a->token, strlen(a->token));
 		free(a->token);
@@ -153,54 +137,27 @@ void api_free(struct api *a)
 
 /* URLs. */
 
-static bool unreserved(unsigned char c)
+/* Appends @sep and the percent-encoding of @value to the new string *@s.
+ * On failure frees it and sets it to NULL, and does nothing to a NULL
+ * *@s: a URL is built with a chain of appends and checked once. */
+static void append_escaped(char **s, const char *sep, const char *value)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-	       c == '~';
-}
+	char *esc, *grown = NULL;
+	size_t have;
 
-/* Writes the escape of @s into @dst (room for 3 * @len bytes), returns the
- * number of bytes written. */
-static size_t escape_into(char *dst, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t j = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (unreserved(c)) {
-			dst[j++] = (char)c;
-		} else {
-			dst[j++] = '%';
-			dst[j++] = hex[c >> 4];
-			dst[j++] = hex[c & 15];
-		}
+	if (!*s)
+		return;
+	esc = http_escape(value, strlen(value));
+	if (esc) {
+		have = strlen(*s);
+		grown = realloc(*s, have + strlen(sep) + strlen(esc) + 1);
+		if (grown)
+			sprintf(grown + have, "%s%s", sep, esc);
 	}
-	return j;
-}
-
-static size_t escaped_len(const char *s, size_t len)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i++)
-		n += unreserved((unsigned char)s[i]) ? 1 : 3;
-	return n;
-}
-
-char *api_query_escape(const char *s, size_t len)
-{
-	char *out;
-
-	if (len > (SIZE_MAX - 1) / 3)
-		return NULL;
-	out = malloc(escaped_len(s, len) + 1);
-	if (!out)
-		return NULL;
-	out[escape_into(out, s, len)] = '\0';
-	return out;
+	free(esc);
+	if (!grown)
+		free(*s);
+	*s = grown;
 }
 
 static int is_date_param(const char *p)
@@ -208,55 +165,45 @@ static int is_date_param(const char *p)
 	return !strcmp(p, "fromDate") || !strcmp(p, "toDate");
 }
 
+/* "&param=value" for each of the @n filters @f in order, escaped (a NULL
+ * param or value is ""), without fromDate and toDate unless @dated. New
+ * string, or NULL. */
+static char *filter_query(const struct api_filter *f, size_t n, bool dated)
+{
+	char *q = strdup("");
+
+	for (size_t i = 0; i < n; i++) {
+		const char *p = f[i].param ? f[i].param : "";
+
+		if (!dated && is_date_param(p))
+			continue;
+		append_escaped(&q, "&", p);
+		append_escaped(&q, "=", f[i].value ? f[i].value : "");
+	}
+	return q;
+}
+
 /* The list URL; with a range (@from or @to >= 0), the scope's own
  * fromDate/toDate are replaced by @from/@to (already intersected). */
 static char *list_url(const struct api *a, int64_t from, int64_t to,
 		      const char *cursor)
 {
-	static const char head[] = API_LIST_PATH "?count=";
-	int ranged = from >= 0 || to >= 0;
-	char count[24], range[64] = "";
-	size_t n, j;
+	bool ranged = from >= 0 || to >= 0;
+	char range[64] = "";
 	char *url;
 
-	snprintf(count, sizeof(count), "%d", API_PAGE_COUNT);
 	if (from >= 0)
 		snprintf(range, sizeof(range), "&fromDate=%lld",
 			 (long long)from);
 	if (to >= 0)
 		snprintf(range + strlen(range), sizeof(range) - strlen(range),
 			 "&toDate=%lld", (long long)to);
-	n = strlen(a->base_url) + strlen(head) + strlen(count) + strlen(range);
-	for (size_t i = 0; i < a->nfilters; i++) {
-		const struct api_owned_filter *f = &a->filters[i];
-
-		n += 2 + escaped_len(f->param, strlen(f->param)) +
-		     escaped_len(f->value, strlen(f->value));
-	}
-	if (cursor)
-		n += strlen("&cursor=") + escaped_len(cursor, strlen(cursor));
-
-	url = malloc(n + 1);
-	if (!url)
+	if (asprintf(&url, "%s" API_LIST_PATH "?count=%d%s%s", a->base_url,
+		     API_PAGE_COUNT, ranged ? a->query_undated : a->query,
+		     range) < 0)
 		return NULL;
-	j = (size_t)sprintf(url, "%s%s%s", a->base_url, head, count);
-	for (size_t i = 0; i < a->nfilters; i++) {
-		const struct api_owned_filter *f = &a->filters[i];
-
-		if (ranged && is_date_param(f->param))
-			continue;
-		url[j++] = '&';
-		j += escape_into(url + j, f->param, strlen(f->param));
-		url[j++] = '=';
-		j += escape_into(url + j, f->value, strlen(f->value));
-	}
-	j += (size_t)sprintf(url + j, "%s", range);
-	if (cursor) {
-		memcpy(url + j, "&cursor=", strlen("&cursor="));
-		j += strlen("&cursor=");
-		j += escape_into(url + j, cursor, strlen(cursor));
-	}
-	url[j] = '\0';
+	if (cursor)
+		append_escaped(&url, "&cursor=", cursor);
 	return url;
 }
 
@@ -587,30 +534,16 @@ static const char *guard(bool bulk, const char *const *ids, size_t n)
 char *api_action_url(const struct api *a, const char *path, bool bulk,
 		     const char *const *ids, size_t n)
 {
-	static const char param[] = "dlqIds=";
-	size_t len, j;
 	char *url;
 
 	if (guard(bulk, ids, n))
 		return NULL;
-	len = strlen(a->base_url) + strlen(API_LIST_PATH) + strlen(path) + 1;
-	for (size_t i = 0; i < n; i++)
-		len += 1 + strlen(param) + escaped_len(ids[i], strlen(ids[i]));
-	url = malloc(len + 1);
-	if (!url)
+	if (asprintf(&url, "%s" API_LIST_PATH "%s", a->base_url, path) < 0)
 		return NULL;
-	j = (size_t)sprintf(url, "%s%s%s", a->base_url, API_LIST_PATH, path);
-	if (!bulk) {
-		url[j++] = '/';
-		j += escape_into(url + j, ids[0], strlen(ids[0]));
-	}
-	for (size_t i = 0; bulk && i < n; i++) {
-		url[j++] = i ? '&' : '?';
-		memcpy(url + j, param, strlen(param));
-		j += strlen(param);
-		j += escape_into(url + j, ids[i], strlen(ids[i]));
-	}
-	url[j] = '\0';
+	if (!bulk)
+		append_escaped(&url, "/", ids[0]);
+	for (size_t i = 0; bulk && i < n; i++)
+		append_escaped(&url, i ? "&dlqIds=" : "?dlqIds=", ids[i]);
 	return url;
 }
 

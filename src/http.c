@@ -5,10 +5,11 @@
  * the request methods (GET, DELETE, POST with an empty body) and extra
  * headers, the retry policy (what is retried per method, exponential
  * backoff with jitter, 429 waits), cancellation, the CURLcode -> errno table,
- * and the one-line error texts for transport failures. It is the only includer
- * of <curl/curl.h>. Leaves to others: building URLs and mapping HTTP statuses
- * (api), reading bodies (message), deciding whether a clear-text URL may carry
- * a token (main, through http_url_is_loopback()).
+ * the one-line error texts for transport failures, and percent-encoding
+ * (curl's, through http_escape()). It is the only includer of <curl/curl.h>.
+ * Leaves to others: building URLs and mapping HTTP statuses (api), reading
+ * bodies (message), deciding whether a clear-text URL may carry a token
+ * (main, through http_url_is_loopback()).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -483,6 +484,41 @@ bool http_url_is_loopback(const char *url)
 out:
 	curl_url_cleanup(u);
 	return yes;
+}
+
+/* curl_easy_escape() takes an int, reads a length of 0 as "up to the NUL",
+ * and gives up (NULL) beyond CURL_MAX_INPUT_LENGTH * 3 bytes of output
+ * (24 MB in 7.88): input is escaped in pieces well below that, which
+ * gives the same bytes, as each byte is escaped on its own. A NULL
+ * handle is allowed since 7.82. */
+#define HTTP_ESCAPE_PIECE (1 << 20)
+
+char *http_escape(const char *s, size_t len)
+{
+	char *out = malloc(1), *grown, *piece;
+	size_t used = 0, n, plen;
+
+	while (out && len > 0) {
+		n = len < HTTP_ESCAPE_PIECE ? len : HTTP_ESCAPE_PIECE;
+		/* curl's memory, for curl_free(); the caller gets ours */
+		piece = curl_easy_escape(NULL, s, (int)n);
+		plen = piece ? strlen(piece) : 0;
+		grown = piece ? realloc(out, used + plen + 1) : NULL;
+		if (!grown) {
+			curl_free(piece);
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		memcpy(out + used, piece, plen);
+		used += plen;
+		curl_free(piece);
+		s += n;
+		len -= n;
+	}
+	if (out)
+		out[used] = '\0';
+	return out;
 }
 
 /* Errors. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The fake DLQ API (tests/fakeapi.py) in a process of its own, for the
-benchmark: so the harness's own Python (the sequential baseline client,
-timers, polling) never competes with the server for one interpreter lock.
+"""The fake DLQ API (tests/fakeapi/fakeapi.py) in a process of its own,
+for the benchmark: so the harness's own Python (the sequential baseline
+client, timers, polling) never competes with the server for one
+interpreter lock.
 
     python3 contrib/bench/fakeserver.py --runs 100000 --port-file F \
         [--seed 1] [--latency-ms 20] [--token T] [--base 20000] [--detie]
@@ -27,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fakeapi"))
 
 import fakeapi  # noqa: E402
 

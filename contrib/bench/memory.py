@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Memory over many refreshes of an unchanged DLQ.
 
-Starts the fake API (tests/fakeapi.py) with N runs, mounts dlqfs on it with
--o refresh=0.05, and samples the daemon's VmRSS (/proc/PID/status) after
-walks 10, 50, 100 and 200 (through the 5 walks from each, as RSS moves
-within a refresh cycle). Nothing changes on the server, so every walk
-builds an identical snapshot and frees the one it replaces: RSS must stay
-flat. Prints a table and the ratio RSS(last)/RSS(first) against the target
-(<= 1.10); exits 1 if the target is missed, 2 if the run itself failed.
+Starts the fake API (tests/fakeapi/fakeapi.py) with N runs, mounts dlqfs
+on it with -o refresh=0.05, and samples the daemon's VmRSS
+(/proc/PID/status) after walks 10, 50, 100 and 200 (through the 5 walks
+from each, as RSS moves within a refresh cycle). Nothing changes on the
+server, so every walk builds an identical snapshot and frees the one it
+replaces: RSS must stay flat. Prints a table and the ratio
+RSS(last)/RSS(first) against the target (<= 1.10); exits 1 if the target
+is missed, 2 if the run itself failed.
 
     meson setup build && meson compile -C build     # no sanitizers
     python3 contrib/bench/memory.py [--dlqfs build/dlqfs] [--runs 1000]
@@ -28,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fakeapi"))
 
 import fakeapi  # noqa: E402
 

@@ -25,7 +25,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("DLQFS_SOURCE_ROOT",
                              os.path.dirname(os.path.dirname(HERE)))
-sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests"))
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "fakeapi"))
 
 import fakeapi  # noqa: E402
 

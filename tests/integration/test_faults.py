@@ -1,8 +1,8 @@
 """Faults from the API, each one a test against the fake API.
 
-For every fault of tests/fakeapi.py (and a revoked token, and a server that
-refuses connections) this file checks what dlqfs promises in README.md
-("Semantics"):
+For every fault of tests/fakeapi/fakeapi.py (and a revoked token, and a
+server that refuses connections) this file checks what dlqfs promises in
+README.md ("Semantics"):
 
 - retryable faults (network errors, 5xx, 429) are retried with exponential
   backoff and jitter, a bounded number of times (-o retries=2: 3 attempts of

@@ -2,9 +2,9 @@
 requests it sends, scope options, refreshes (file, SIGHUP, timer), API
 failures, first-walk gating, signals, mount.fuse3 / mount(8), privacy.
 
-Every test talks to the fake API in tests/fakeapi.py on loopback; every
-mount is unmounted in `finally` (fixtures, or explicit try/finally for the
-daemonized mounts).
+Every test talks to the fake API in tests/fakeapi/fakeapi.py on loopback;
+every mount is unmounted in `finally` (fixtures, or explicit try/finally for
+the daemonized mounts).
 """
 import json
 import os

@@ -58,11 +58,66 @@ static void test_escape(void)
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		char *got = api_query_escape(t[i].in, t[i].len);
+		char *got = http_escape(t[i].in, t[i].len);
 
 		is_str(got, t[i].want, "escape %zu -> %s", i, t[i].want);
 		free(got);
 	}
+}
+
+/* RFC 3986: unreserved bytes stay, every other one is %XX, uppercase. */
+static size_t escape_reference(char *dst, const char *s, size_t len)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || (c && strchr("-._~", c)))
+			dst[j++] = (char)c;
+		else
+			j += (size_t)sprintf(dst + j, "%%%02X", c);
+	}
+	return j;
+}
+
+static void test_http_escape(void)
+{
+	/* more than three of http.c's 1 MiB pieces, every byte value */
+	size_t n = 3 * (1 << 20) + 5, bad = 0, want_len;
+	char *in = malloc(n), *want = malloc(3 * n + 1), *got;
+
+	if (!ok(in && want, "buffers for the http_escape tests")) {
+		free(in);
+		free(want);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		in[i] = (char)(i * 7 % 256);
+	want_len = escape_reference(want, in, n);
+	got = http_escape(in, n);
+	is_mem(got, got ? strlen(got) : 0, want, want_len,
+	       "http_escape of %zu bytes, in pieces", n);
+	free(got);
+
+	for (int c = 0; c < 256; c++) {
+		char b = (char)c;
+
+		got = http_escape(&b, 1);
+		want_len = escape_reference(want, &b, 1);
+		if (!got || strlen(got) != want_len ||
+		    memcmp(got, want, want_len))
+			bad++;
+		free(got);
+	}
+	is_int(bad, 0, "http_escape of each byte: as RFC 3986");
+
+	got = http_escape("abc", 0);
+	is_str(got, "", "http_escape of 0 bytes is \"\", not the whole string");
+	free(got);
+	free(in);
+	free(want);
 }
 
 static struct api *api_for(const char *base, const struct api_filter *f,
@@ -1487,6 +1542,7 @@ int main(void)
 		return 1;
 	}
 	test_escape();
+	test_http_escape();
 	test_list_url();
 	test_range_url();
 	test_loopback();

@@ -23,7 +23,7 @@ As a module::
 
 As a program::
 
-    python3 tests/fakeapi.py [--host 127.0.0.1] [--port 0] [--port-file FILE]
+    python3 tests/fakeapi/fakeapi.py [--host 127.0.0.1] [--port 0] [--port-file FILE]
         [--token T] [--runs N] [--seed S] [--latency-ms MS]
         [--end-cursor empty|null|absent|rotate] [--now-ms MS|now] [--no-large]
         [--state-field top|nested|both] [--no-comma-lists]

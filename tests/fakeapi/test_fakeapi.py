@@ -1,6 +1,7 @@
-"""Tests of the fake Upstash Workflow DLQ API (tests/fakeapi.py) itself.
+"""Tests of the fake Upstash Workflow DLQ API (tests/fakeapi/fakeapi.py)
+itself.
 
-Run: /usr/bin/python3 -m pytest -q tests/integration/test_fakeapi.py
+Run: /usr/bin/python3 -m pytest -q tests/fakeapi/test_fakeapi.py
 Standard library only (urllib, http.client, subprocess).
 """
 
@@ -25,14 +26,14 @@ import urllib.request
 
 import pytest
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 import fakeapi  # noqa: E402
 from fakeapi import FakeAPI, generate  # noqa: E402
 
-FAKEAPI_PY = os.path.join(TESTS_DIR, "fakeapi.py")
+FAKEAPI_PY = os.path.join(HERE, "fakeapi.py")
 TOKEN = "test-token"
 LIST = "/v2/workflows/dlq"
 

@@ -1,8 +1,8 @@
-"""Tests of the fake API's action endpoints (tests/fakeapi.py): delete,
-resume, restart (single and bulk), callback, their recording, the
+"""Tests of the fake API's action endpoints (tests/fakeapi/fakeapi.py):
+delete, resume, restart (single and bulk), callback, their recording, the
 unscoped-call counter and faults on actions.
 
-Run: /usr/bin/python3 -m pytest -q tests/integration/test_fakeapi_actions.py
+Run: /usr/bin/python3 -m pytest -q tests/fakeapi/test_fakeapi_actions.py
 Standard library only.
 """
 
@@ -16,9 +16,9 @@ import urllib.request
 
 import pytest
 
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 from fakeapi import FakeAPI  # noqa: E402
 from test_fakeapi import request  # noqa: E402  (one HTTP helper)
