@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "action.h"
 #include "snapshot.h"
 
 enum tree_kind {
@@ -55,8 +54,13 @@ struct tree_node {
 #define TREE_INO_CTL (TREE_INO_VIEW0 + VIEW_COUNT)
 #define TREE_INO_STATUS (TREE_INO_CTL + 1)
 #define TREE_INO_REFRESH (TREE_INO_CTL + 2)
+/* The control files .dlqfs/{delete,resume,...}: one per enum action_verb
+ * (ACTION_NVERBS; tree.c checks that the two agree). Their number fixes
+ * the inode numbers after them, so it is a constant here rather than a
+ * reason to include the action module. */
+#define TREE_NACTIONS 4
 #define TREE_INO_ACTION0 (TREE_INO_CTL + 3) /* + enum action_verb */
-#define TREE_INO_ACTLOG (TREE_INO_ACTION0 + ACTION_NVERBS)
+#define TREE_INO_ACTLOG (TREE_INO_ACTION0 + TREE_NACTIONS)
 #define TREE_INO_FIXED_END (TREE_INO_ACTLOG + 1)
 
 #define TREE_CTL_NAME ".dlqfs"

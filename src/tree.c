@@ -9,7 +9,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "action.h"
 #include "tree.h"
+
+_Static_assert(TREE_NACTIONS == ACTION_NVERBS,
+	       "one control file per action verb");
 
 #define KEY_MASK (~((1ULL << SNAPSHOT_KEY_SHIFT) - 1))
 #define LINK_SLOT 7

@@ -1,6 +1,7 @@
 /* Unit tests for tree: inode numbers, lookup, listings, stat, links, diff. */
 #include <errno.h>
 
+#include "action.h"
 #include "msgfile.h"
 #include "msgs.h"
 #include "tap.h"
