@@ -144,11 +144,7 @@ struct handle {
 	 * finish rendering; reads of a handle may run side by side) */
 	_Atomic(struct rendered *) file;
 	int gone; /* directory: not in the served snapshot any more */
-	/* an action control file: the part of the last line not yet ended
-	 * by a newline, the option lines that came before the first id */
-	char *pending, *prefix;
-	size_t npending, nprefix;
-	bool ids_started;
+	struct action_input input; /* an action control file: its lines */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -198,8 +194,7 @@ static void handle_free(struct fs *fs, struct handle *h)
 	snapshot_unref(h->s);
 	rendered_put(atomic_load_explicit(&h->file, memory_order_acquire));
 	free(h->text);
-	free(h->pending);
-	free(h->prefix);
+	action_input_release(&h->input);
 	free(h);
 }
 
@@ -1021,63 +1016,16 @@ static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
 	return 1;
 }
 
-/* The kinds of line in @len bytes of whole lines, as a bit set. */
-static unsigned line_kinds(const char *text, size_t len)
+/* Hands @len bytes of lines from control file @h's input (@text, freed
+ * here) to the actor. Returns 1 (the actor replies) or -errno. */
+static int act_on(struct fs *fs, fuse_req_t req, struct handle *h, char *text,
+		  size_t len, enum job_reply reply, size_t size)
 {
-	unsigned kinds = 0;
+	int r = submit(fs, req, h->n.index, text, len, reply, size);
 
-	while (len) {
-		const char *nl = memchr(text, '\n', len);
-		size_t l = nl ? (size_t)(nl - text) : len;
-
-		kinds |= 1u << action_line_kind(text, l);
-		l += nl != NULL;
-		text += l;
-		len -= l;
-	}
-	return kinds;
-}
-
-/* Acts on @len bytes of whole lines written to @h. Option lines before
- * the first id are kept and apply to every id written after them on this
- * open file. Returns 0 (nothing to send), 1 (submitted) or -errno. */
-static int act_on(struct fs *fs, fuse_req_t req, struct handle *h,
-		  const char *text, size_t len, enum job_reply reply,
-		  size_t size)
-{
-	unsigned kinds = line_kinds(text, len);
-	char *all;
-	int r;
-
-	if (!(kinds & (1u << ACTION_LINE_ID))) {
-		if (h->ids_started)
-			return kinds & (1u << ACTION_LINE_OPTION) ? -EINVAL : 0;
-		if (!(kinds & (1u << ACTION_LINE_OPTION)))
-			return -EINVAL; /* blank: no id to act on */
-		if (h->nprefix + len > ACTION_MAX_INPUT)
-			return -EFBIG;
-		all = realloc(h->prefix, h->nprefix + len);
-		if (!all)
-			return -ENOMEM;
-		memcpy(all + h->nprefix, text, len);
-		h->prefix = all;
-		h->nprefix += len;
-		return 0;
-	}
-	if (h->ids_started && (kinds & (1u << ACTION_LINE_OPTION)))
-		return -EINVAL; /* an option after ids */
-	if (h->nprefix + len > ACTION_MAX_INPUT)
-		return -EFBIG;
-	all = malloc(h->nprefix + len + 1);
-	if (!all)
-		return -ENOMEM;
-	if (h->nprefix)
-		memcpy(all, h->prefix, h->nprefix);
-	memcpy(all + h->nprefix, text, len);
-	r = submit(fs, req, h->n.index, all, h->nprefix + len, reply, size);
-	free(all);
+	free(text);
 	if (r >= 0)
-		h->ids_started = true;
+		action_input_acted(&h->input);
 	return r;
 }
 
@@ -1087,56 +1035,22 @@ static int act_on(struct fs *fs, fuse_req_t req, struct handle *h,
 static int action_write(struct fs *fs, fuse_req_t req, struct handle *h,
 			const char *buf, size_t size)
 {
-	const char *nl;
-	char *p;
-	size_t whole;
-	int r;
+	char *text;
+	size_t len;
+	int r = action_input_write(&h->input, buf, size, &text, &len);
 
-	if (h->npending + size > ACTION_MAX_INPUT) {
-		h->npending = 0;
-		return -EFBIG;
-	}
-	p = realloc(h->pending, h->npending + size + 1); /* +1: size 0 */
-	if (!p)
-		return -ENOMEM;
-	memcpy(p + h->npending, buf, size);
-	h->pending = p;
-	h->npending += size;
-	nl = memrchr(p, '\n', h->npending);
-	if (!nl) {
-		if (h->npending <= ACTION_MAX_LINE)
-			return 0;
-		h->npending = 0;
-		return -EINVAL; /* a line too long: refused whole */
-	}
-	whole = (size_t)(nl - p) + 1;
-	/* the whole lines leave h->pending before they are handed on: once
-	 * submitted, the reply (and so this file's next write, on another
-	 * thread) may come before this function returns */
-	p = malloc(whole);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p, h->pending, whole);
-	memmove(h->pending, h->pending + whole, h->npending - whole);
-	h->npending -= whole;
-	r = act_on(fs, req, h, p, whole, JOB_WRITE, size);
-	free(p);
-	return r;
+	return r == 1 ? act_on(fs, req, h, text, len, JOB_WRITE, size) : r;
 }
 
-/* close(2) with a last line not ended by a newline. Returns 0, 1 (the
- * actor replies) or -errno. */
+/* close(2) of a control file: a last line not ended by a newline is
+ * acted on now. Returns 0, 1 (the actor replies) or -errno. */
 static int action_flush(struct fs *fs, fuse_req_t req, struct handle *h)
 {
-	char *p = h->pending;
-	size_t n = h->npending;
-	int r;
+	char *text;
+	size_t len;
+	int r = action_input_close(&h->input, &text, &len);
 
-	h->pending = NULL;
-	h->npending = 0;
-	r = act_on(fs, req, h, p, n, JOB_FLUSH, 0);
-	free(p);
-	return r;
+	return r == 1 ? act_on(fs, req, h, text, len, JOB_FLUSH, 0) : r;
 }
 
 /* rmdir runs/<id>, rm <view>/<value>/<id>: delete that one run. */
@@ -1373,10 +1287,8 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = 0;
 
 	(void)ino;
-	if (h->n.kind == TREE_ACTION && h->npending)
+	if (h->n.kind == TREE_ACTION)
 		r = action_flush(fs_of(req), req, h);
-	else if (h->n.kind == TREE_ACTION && h->nprefix && !h->ids_started)
-		r = -EINVAL; /* options, and no id to apply them to */
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else if (r == 0)
