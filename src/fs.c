@@ -322,32 +322,41 @@ static void fill_entry(struct fs *fs, const struct snapshot *s,
 
 /* --- lookup, getattr, readlink ---------------------------------------- */
 
-static void do_lookup(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
-		      const char *name)
+/* Looks @name up in directory @parent. Returns 0 and the entry in @ret
+ * (a negative one, with its timeout, for a name that does not exist), 1
+ * when @req was kept for after the first walk, or -errno. */
+static int lookup(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
+		  const char *name, struct fuse_entry_param *ret)
 {
 	struct snapshot *s;
 	struct tree_node dir, n;
-	struct fuse_entry_param e;
 	int r = begin(fs, req, OP_LOOKUP, parent, name, NULL, &s, &dir);
 
-	if (r == 1)
-		return;
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
+	if (r != 0)
+		return r;
 	r = tree_lookup(s, &dir, name, &n);
 	if (r == -ENOENT) {
-		memset(&e, 0, sizeof(e));
-		e.entry_timeout = fs->cfg.neg_timeout;
-		fuse_reply_entry(req, &e);
-	} else if (r < 0) {
-		fuse_reply_err(req, -r);
-	} else {
-		fill_entry(fs, s, &n, &e);
-		fuse_reply_entry(req, &e);
+		memset(ret, 0, sizeof(*ret));
+		ret->entry_timeout = fs->cfg.neg_timeout;
+		r = 0;
+	} else if (r == 0) {
+		fill_entry(fs, s, &n, ret);
 	}
 	snapshot_unref(s);
+	return r;
+}
+
+static void do_lookup(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
+		      const char *name)
+{
+	struct fuse_entry_param e;
+	int r = lookup(fs, req, parent, name, &e);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (r == 0)
+		fuse_reply_entry(req, &e);
+	/* 1: kept, and answered after the first walk (replay()) */
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -382,14 +391,16 @@ static struct snapshot *resolve_any(struct fs *fs, fuse_ino_t ino,
 	return s;
 }
 
-static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+/* The attributes of @ino, or of the node of the handle in @fi (may be
+ * NULL): 0 with them in @ret and their timeout in @ret_timeout, or
+ * -ENOENT. */
+static int getattr(struct fs *fs, fuse_ino_t ino,
+		   const struct fuse_file_info *fi, struct stat *ret,
+		   double *ret_timeout)
 {
-	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? handle_of(fi) : NULL;
 	struct tree_node n;
 	struct snapshot *s;
-	struct stat st;
 
 	if (h) {
 		s = snapshot_ref(h->s);
@@ -397,98 +408,138 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 	} else {
 		s = resolve_any(fs, ino, &n);
 	}
-	if (!s) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	stat_node(fs, s, &n, &st);
-	fuse_reply_attr(req, &st, attr_timeout(fs, &n));
+	if (!s)
+		return -ENOENT;
+	stat_node(fs, s, &n, ret);
+	*ret_timeout = attr_timeout(fs, &n);
 	snapshot_unref(s);
+	return 0;
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct stat st;
+	double timeout = 0;
+	int r = getattr(fs_of(req), ino, fi, &st, &timeout);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+/* Changes the attributes @to_set of @ino: only a truncation (or times)
+ * of .dlqfs/refresh or a control file, which is accepted and ignored
+ * ("echo > .dlqfs/refresh" truncates first). Returns 0 with the
+ * attributes in @ret and their timeout in @ret_timeout, -ENOENT or
+ * -EROFS. */
+static int setattr(struct fs *fs, fuse_ino_t ino, int to_set, struct stat *ret,
+		   double *ret_timeout)
+{
+	struct snapshot *s = acquire(fs);
+	struct tree_node n;
+	int r = tree_resolve(s, ino, &n);
+
+	if (r == 0 &&
+	    ((n.kind != TREE_REFRESH && n.kind != TREE_ACTION) ||
+	     (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+			 FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+			 FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))))
+		r = -EROFS;
+	if (r == 0) {
+		stat_node(fs, s, &n, ret);
+		*ret_timeout = attr_timeout(fs, &n);
+	}
+	snapshot_unref(s);
+	return r;
 }
 
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
-	struct snapshot *s = acquire(fs);
-	struct tree_node n;
 	struct stat st;
+	double timeout = 0;
+	int r;
 
 	(void)attr;
 	(void)fi;
-	/* "echo > .dlqfs/refresh" truncates first: accept and ignore that
-	 * (and so for the action control files) */
-	if (tree_resolve(s, ino, &n) < 0) {
-		fuse_reply_err(req, ENOENT);
-	} else if ((n.kind != TREE_REFRESH && n.kind != TREE_ACTION) ||
-		   (to_set &
-		    ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
-		      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-		      FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME))) {
-		fuse_reply_err(req, EROFS);
-	} else {
-		stat_node(fs, s, &n, &st);
-		fuse_reply_attr(req, &st, attr_timeout(fs, &n));
-	}
+	r = setattr(fs_of(req), ino, to_set, &st, &timeout);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+/* The target of symlink @ino into @buf (TREE_LINK_MAX bytes). Returns 0,
+ * -ENOENT or -EINVAL (not a symlink). */
+static int readlink_of(struct fs *fs, fuse_ino_t ino, char *buf)
+{
+	struct tree_node n;
+	struct snapshot *s = resolve_any(fs, ino, &n);
+	int r = !s ? -ENOENT : n.kind != TREE_LINK ? -EINVAL : 0;
+
+	if (r == 0)
+		tree_readlink(s, &n, buf);
 	snapshot_unref(s);
+	return r;
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct tree_node n;
-	struct snapshot *s = resolve_any(fs_of(req), ino, &n);
 	char buf[TREE_LINK_MAX];
+	int r = readlink_of(fs_of(req), ino, buf);
 
-	if (!s)
-		fuse_reply_err(req, ENOENT);
-	else if (n.kind != TREE_LINK)
-		fuse_reply_err(req, EINVAL);
-	else {
-		tree_readlink(s, &n, buf);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
 		fuse_reply_readlink(req, buf);
-	}
-	snapshot_unref(s);
 }
 
 /* --- directories ------------------------------------------------------ */
 
-static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+/* Opens directory @ino: a handle on the served snapshot in @fi. Returns
+ * 0, 1 when @req was kept for after the first walk, or -errno. */
+static int opendir_handle(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
 {
 	struct snapshot *s;
 	struct tree_node n;
 	struct handle *h;
 	int r = begin(fs, req, OP_OPENDIR, ino, NULL, fi, &s, &n);
 
-	if (r == 1)
-		return;
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	if (!is_dir(&n)) {
-		snapshot_unref(s);
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	if (fs->no_opendir && s->generation) {
+	if (r != 0)
+		return r;
+	if (!is_dir(&n))
+		r = -ENOTDIR;
+	else if (fs->no_opendir && s->generation)
 		/* once a walk is served, the kernel opens directories
 		 * itself from now on: readdir cookies name their listing */
+		r = -ENOSYS;
+	if (r < 0) {
 		snapshot_unref(s);
-		fuse_reply_err(req, ENOSYS);
-		return;
+		return r;
 	}
 	h = handle_new(fs, s, &n);
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!h)
+		return -ENOMEM;
 	fi->fh = (uintptr_t)h;
 	/* listings change only with a swap, which invalidates them */
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted */
-		handle_free(fs, h);
+	return 0;
+}
+
+static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	int r = opendir_handle(fs, req, ino, fi);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (r == 0 && fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(fs, handle_of(fi)); /* interrupted */
+	/* 1: kept, and answered after the first walk (replay()) */
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -611,12 +662,13 @@ static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 	return current;
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi, int plus)
+/* The entries of directory @ino for handle @h from @off, as many as fit
+ * in @size bytes: a new buffer in @ret_buf, @ret_len bytes of it used.
+ * Returns 0 or -ENOMEM. */
+static int listing(struct fs *fs, fuse_req_t req, struct handle *h,
+		   fuse_ino_t ino, size_t size, off_t off, int plus,
+		   char **ret_buf, size_t *ret_len)
 {
-	struct fs *fs = fs_of(req);
-	/* no handle once the kernel opens directories itself */
-	struct handle none = {0}, *h = fi->fh ? handle_of(fi) : &none;
 	int current = rebind(fs, h, ino, off);
 	size_t total = 2 + (h->gone ? 0 : tree_dir_size(h->s, &h->n)), pos = 0;
 	uint64_t tag = h->gone ? 0 : listing_tag(h->s, &h->n);
@@ -625,12 +677,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (size > 1024 * 1024)
 		size = 1024 * 1024;
 	buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		if (h == &none)
-			snapshot_unref(none.s);
-		return;
-	}
+	if (!buf)
+		return -ENOMEM;
 	for (size_t i = cookie_index(off); i < total; i++) {
 		struct fuse_entry_param e;
 		struct tree_node n;
@@ -672,7 +720,24 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		pos += need;
 	}
-	fuse_reply_buf(req, buf, pos);
+	*ret_buf = buf;
+	*ret_len = pos;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
+{
+	/* no handle once the kernel opens directories itself */
+	struct handle none = {0}, *h = fi->fh ? handle_of(fi) : &none;
+	char *buf = NULL;
+	size_t len = 0;
+	int r = listing(fs_of(req), req, h, ino, size, off, plus, &buf, &len);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, buf, len);
 	free(buf);
 	if (h == &none)
 		snapshot_unref(none.s);
@@ -1053,43 +1118,45 @@ static int action_flush(struct fs *fs, fuse_req_t req, struct handle *h)
 	return r == 1 ? act_on(fs, req, h, text, len, JOB_FLUSH, 0) : r;
 }
 
-/* rmdir runs/<id>, rm <view>/<value>/<id>: delete that one run. */
-static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
-			 enum tree_kind parent_kind)
+/* Deletes run @name of directory @parent, which must be of
+ * @parent_kind: runs/ (rmdir runs/<id>) or a view value (rm
+ * <view>/<value>/<id>). Returns 1 (the actor replies) or -errno. */
+static int remove_run(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
+		      const char *name, enum tree_kind parent_kind)
 {
-	struct fs *fs = fs_of(req);
 	struct tree_node dir, n;
 	struct snapshot *s;
 	char *text;
 	size_t len = strlen(name);
 	int r;
 
-	if (!allowed(fs, ACTION_DELETE)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
+	if (!allowed(fs, ACTION_DELETE))
+		return -EROFS;
 	s = resolve_any(fs, parent, &dir);
-	if (!s) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
+	if (!s)
+		return -ENOENT;
 	r = dir.kind != parent_kind ? -EROFS : tree_lookup(s, &dir, name, &n);
 	snapshot_unref(s);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
+	if (r < 0)
+		return r;
 	text = malloc(len + 2);
-	if (!text) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!text)
+		return -ENOMEM;
 	memcpy(text, name, len);
 	memcpy(text + len, "\n", 2);
 	r = submit(fs, req, ACTION_DELETE, text, len + 1, JOB_NOW, 0);
 	free(text);
+	return r;
+}
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 enum tree_kind parent_kind)
+{
+	int r = remove_run(fs_of(req), req, parent, name, parent_kind);
+
 	if (r < 0)
 		fuse_reply_err(req, -r);
+	/* 1: the actor replies */
 }
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1104,9 +1171,11 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* --- files ------------------------------------------------------------ */
 
-static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Opens @ino for a process of user @uid: a handle in @fi, and how the
+ * kernel may cache it. Returns 0 or -errno. */
+static int open_handle(struct fs *fs, uid_t uid, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
 	struct tree_node n;
 	/* an inode the kernel still has from a recent snapshot opens there */
 	struct snapshot *s = resolve_any(fs, ino, &n);
@@ -1116,31 +1185,26 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int wr = (fi->flags & O_ACCMODE) != O_RDONLY;
 	int r = 0;
 
-	if (!s) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
+	if (!s)
+		return -ENOENT;
 	if (is_dir(&n))
 		r = -EISDIR;
 	else if (wr && n.kind != TREE_REFRESH && n.kind != TREE_ACTION)
 		r = -EACCES;
 	else if (wr && n.kind == TREE_ACTION && !allowed(fs, n.index))
 		r = -EROFS;
-	else if (wr && fuse_req_ctx(req)->uid != fs->cfg.uid &&
-		 fuse_req_ctx(req)->uid != 0)
+	else if (wr && uid != fs->cfg.uid && uid != 0)
 		r = -EACCES; /* allow_other: only the owner writes */
 	else if (n.kind == TREE_STATUS)
 		r = status_render(fs->st, &text, &len, NULL);
 	if (r < 0) {
 		snapshot_unref(s);
-		fuse_reply_err(req, -r);
-		return;
+		return r;
 	}
 	h = handle_new(fs, s, &n);
 	if (!h) {
 		free(text);
-		fuse_reply_err(req, ENOMEM);
-		return;
+		return -ENOMEM;
 	}
 	h->text = text;
 	h->len = len;
@@ -1153,8 +1217,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				       (message.json gets a new one) */
 	else
 		fi->direct_io = 1; /* generated at open */
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_free(fs, h);
+	return 0;
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	int r = open_handle(fs, fuse_req_ctx(req)->uid, ino, fi);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(fs, handle_of(fi)); /* interrupted */
 }
 
 /* The bytes of run file @h, rendered by the first read; a new reference in
@@ -1205,78 +1279,99 @@ static size_t read_span(struct message_bytes b, off_t off, size_t size,
 	return n < size ? n : size;
 }
 
+/* What a read answers: @len bytes at @data. The bytes must outlive the
+ * reply: once the kernel has them, the reader may close the file and
+ * RELEASE may run on another thread before fuse_reply_buf() returns. So
+ * a run file's bytes are held by a reference (@file), and the status
+ * text and the log are copied (@copy, new). */
+struct read_reply {
+	const char *data;
+	size_t len;
+	struct rendered *file;
+	char *copy;
+};
+
+/* Reads up to @size bytes at @off of @h into @ret (released by
+ * read_reply_release(), on failure too). Returns 0 or -errno. */
+static int read_handle(struct fs *fs, struct handle *h, size_t size, off_t off,
+		       struct read_reply *ret)
+{
+	int r;
+
+	if (h->n.kind == TREE_FILE) {
+		r = file_bytes(h, &ret->file);
+		if (r < 0)
+			return r;
+		ret->len = read_span(
+			(struct message_bytes){ret->file->data, ret->file->len},
+			off, size, &ret->data);
+	} else if (h->n.kind == TREE_ACTLOG && fs->log && off >= 0) {
+		ret->copy = malloc(size ? size : 1);
+		if (!ret->copy)
+			return -ENOMEM;
+		ret->len = action_log_read(fs->log, (uint64_t)off, ret->copy,
+					   size);
+		ret->data = ret->copy;
+	} else if (h->n.kind == TREE_STATUS) {
+		ret->len = read_span((struct message_bytes){h->text, h->len},
+				     off, size, &ret->data);
+		if (ret->len) {
+			ret->copy = malloc(ret->len);
+			if (!ret->copy)
+				return -ENOMEM;
+			ret->data = memcpy(ret->copy, ret->data, ret->len);
+		}
+	}
+	return 0;
+}
+
+static void read_reply_release(struct read_reply *rr)
+{
+	free(rr->copy);
+	rendered_put(rr->file);
+}
+
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct handle *h = handle_of(fi);
-	struct rendered *file = NULL;
-	const char *data = NULL;
-	char *copy = NULL;
-	size_t n = 0;
-	int r;
+	struct read_reply rr = {NULL, 0, NULL, NULL};
+	int r = read_handle(fs_of(req), handle_of(fi), size, off, &rr);
 
 	(void)ino;
-	/* The bytes must outlive the reply: once the kernel has them, the
-	 * reader may close the file and RELEASE may run on another thread
-	 * before fuse_reply_buf() returns. So a run file's bytes are held by
-	 * a reference, and the (small) status text is copied. */
-	if (h->n.kind == TREE_FILE) {
-		r = file_bytes(h, &file);
-		if (r < 0) {
-			fuse_reply_err(req, -r);
-			return;
-		}
-		n = read_span((struct message_bytes){file->data, file->len},
-			      off, size, &data);
-	} else if (h->n.kind == TREE_ACTLOG && fs_of(req)->log && off >= 0) {
-		copy = malloc(size ? size : 1);
-		if (!copy) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		n = action_log_read(fs_of(req)->log, (uint64_t)off, copy, size);
-		data = copy;
-	} else if (h->n.kind == TREE_STATUS) {
-		n = read_span((struct message_bytes){h->text, h->len}, off,
-			      size, &data);
-		if (n) {
-			copy = malloc(n);
-			if (!copy) {
-				fuse_reply_err(req, ENOMEM);
-				return;
-			}
-			data = memcpy(copy, data, n);
-		}
-	}
-	fuse_reply_buf(req, n ? data : NULL, n);
-	free(copy);
-	rendered_put(file);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_buf(req, rr.len ? rr.data : NULL, rr.len);
+	read_reply_release(&rr);
+}
+
+/* A write to @h: a control file's lines go to the actor, and a write to
+ * .dlqfs/refresh asks for a walk. Returns 0 (reply now), 1 (the actor
+ * replies) or -errno. */
+static int write_handle(struct fs *fs, fuse_req_t req, struct handle *h,
+			const char *buf, size_t size)
+{
+	if (h->n.kind == TREE_ACTION)
+		return action_write(fs, req, h, buf, size);
+	if (h->n.kind != TREE_REFRESH)
+		return -EROFS;
+	if (fs->cfg.refresh)
+		fs->cfg.refresh(fs->cfg.refresh_ctx);
+	return 0;
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
-	struct handle *h = handle_of(fi);
-	int r;
+	int r = write_handle(fs_of(req), req, handle_of(fi), buf, size);
 
 	(void)ino;
 	(void)off; /* a control file is a stream: writes append */
-	if (h->n.kind == TREE_ACTION) {
-		r = action_write(fs, req, h, buf, size);
-		if (r < 0)
-			fuse_reply_err(req, -r);
-		else if (r == 0)
-			fuse_reply_write(req, size);
-		return; /* r == 1: the actor replies */
-	}
-	if (h->n.kind != TREE_REFRESH) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (fs->cfg.refresh)
-		fs->cfg.refresh(fs->cfg.refresh_ctx);
-	fuse_reply_write(req, size);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (r == 0)
+		fuse_reply_write(req, size);
+	/* 1: the actor replies */
 }
 
 /* close(2): a last line without its newline is acted on now, and close
@@ -1284,15 +1379,12 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = handle_of(fi);
-	int r = 0;
+	int r = h->n.kind == TREE_ACTION ? action_flush(fs_of(req), req, h) : 0;
 
 	(void)ino;
-	if (h->n.kind == TREE_ACTION)
-		r = action_flush(fs_of(req), req, h);
-	if (r < 0)
-		fuse_reply_err(req, -r);
-	else if (r == 0)
-		fuse_reply_err(req, 0);
+	if (r <= 0)
+		fuse_reply_err(req, -r); /* 0: success */
+					 /* 1: the actor replies */
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
