@@ -1,16 +1,19 @@
 /* fs: FUSE low-level operations over the served snapshot.
  *
- * Owns: the served snapshot pointer and its swap, file and directory
- * handles (each keeps the snapshot it was opened on, so listings and open
- * files stay consistent across swaps), the requests that wait for the
- * first walk (kept and answered later from the notifier thread, so no
- * FUSE thread ever blocks), kernel cache parameters, and the notifier
- * thread that invalidates kernel caches after a swap.
- * Also owns the action log and the actor, and the tombstones: runs an
- * action removed, kept out of the snapshots a walk publishes until a walk
- * that started after the action says what is true.
- * Leaves to others: what the tree looks like (tree), the status text
- * (status), fetching (walker), parsing and running actions (action, actor).
+ * Owns: the FUSE side of the mount: its requests and replies, file and
+ * directory handles (each keeps the snapshot it was opened on, so
+ * listings and open files stay consistent across swaps), the requests
+ * that wait for the first walk (kept, and answered later from the
+ * notifier thread, so no FUSE thread ever blocks), kernel cache
+ * parameters, the kernel notifications the notifier asks for, and the
+ * mount context's life (struct fs, in fs_internal.h).
+ * Also owns the action log and the actor, and turns writes to control
+ * files, rmdir and rm into actions for the actor.
+ * Leaves to others: swapping snapshots, the snapshots kept after a swap,
+ * the tombstones, held replies and the notifier thread (notifier.c), what
+ * the tree looks like (tree), the status text (status), fetching
+ * (walker), control-file input, parsing and running actions (action,
+ * actor).
  * Callbacks decode, call one function and reply exactly once.
  */
 #include <errno.h>
@@ -24,18 +27,10 @@
 
 #include "action.h"
 #include "actor.h"
-#include "fs.h"
+#include "fs_internal.h"
 #include "tree.h"
 
 enum op { OP_LOOKUP, OP_OPENDIR };
-
-/* Snapshots kept after their swap (see struct fs): every one until the
- * kernel has been told it is gone, then for FS_RETIRED_GRACE seconds (a
- * listing read from the kernel's cache just before it was invalidated
- * goes on with its cookies; a lookup answered just before it was
- * replaced is used), the newest FS_RETIRED_MAX of those. */
-#define FS_RETIRED_MAX 8
-#define FS_RETIRED_GRACE 30.0
 
 /* A request that came before the first walk finished. */
 struct deferred {
@@ -45,75 +40,6 @@ struct deferred {
 	fuse_ino_t ino;
 	struct fuse_file_info fi;
 	char name[]; /* OP_LOOKUP */
-};
-
-struct fs {
-	struct fs_config cfg;
-	struct status *st;
-	struct fuse_session *se;
-	struct timespec mounted;
-
-	pthread_mutex_t lock;	   /* protects the fields below */
-	pthread_cond_t wake;	   /* notifier: something to do */
-	struct snapshot *current;  /* served; never NULL */
-	int first_done;		   /* the first walk has finished */
-	int ready;		   /* a walked snapshot is served */
-	struct deferred *deferred; /* waiting for the first walk */
-	struct handle *handles;	   /* open files and directories */
-	/* the snapshots served before, oldest first: the kernel may still
-	 * use their inodes and readdir cookies until it has been told */
-	struct retired *retired;
-	size_t nretired, capretired;
-	uint64_t served;   /* refresh requests answered by walks */
-	uint64_t told;	   /* generation the kernel has been told of */
-	struct held *held; /* write replies waiting for told */
-	int stop;
-	bool no_opendir; /* the kernel may open directories itself */
-
-	pthread_t notifier;
-	int notifier_running;
-
-	struct action_log *log; /* .dlqfs/actions.log; NULL without actions */
-	struct actor *actor;	/* NULL without actions */
-	/* Serializes swaps (walker and actor) and protects the fields
-	 * below; taken before fs->lock, never inside it. */
-	pthread_mutex_t publish_lock;
-	uint64_t gen; /* generation of the last snapshot published */
-	struct tombstone *tombs;
-	size_t ntombs;
-};
-
-/* A snapshot served before. */
-struct retired {
-	struct snapshot *s;
-	double told_at; /* when the kernel was told of a newer one, or 0 */
-};
-
-/* The reply to a write, held until the kernel has been told of the
- * snapshot without the runs it removed. */
-/* How an action's FUSE request is answered: a write (its size, or an
- * error), a close (an error or 0: both wait, like the write, until the
- * kernel has been told of the removed runs), or rmdir/unlink (at once:
- * they hold their directory's lock, which an invalidation needs). */
-enum job_reply { JOB_WRITE, JOB_FLUSH, JOB_NOW };
-
-struct held {
-	struct held *next;
-	fuse_req_t req;
-	enum job_reply reply;
-	size_t size;
-	int result;
-	uint64_t gen;
-};
-
-/* A run an action removed. A walk published after the action may have
- * listed it before the action (it is kept out); the one after that
- * started after the action, and is the truth (resumed runs may stay in
- * the DLQ: the API does not say). */
-struct tombstone {
-	char *id; /* raw dlqId */
-	size_t len;
-	int publishes; /* walks published since the action */
 };
 
 /* A run file's bytes, rendered at the first read of a handle (a warm
@@ -244,7 +170,7 @@ out:
 	return r;
 }
 
-static struct snapshot *acquire(struct fs *fs)
+struct snapshot *fs_acquire(struct fs *fs)
 {
 	struct snapshot *s;
 
@@ -437,7 +363,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino,
 static int setattr(struct fs *fs, fuse_ino_t ino, int to_set, struct stat *ret,
 		   double *ret_timeout)
 {
-	struct snapshot *s = acquire(fs);
+	struct snapshot *s = fs_acquire(fs);
 	struct tree_node n;
 	int r = tree_resolve(s, ino, &n);
 
@@ -773,236 +699,12 @@ static bool allowed(const struct fs *fs, uint32_t verb)
 				     : fs->cfg.allow_resume;
 }
 
-static int tomb_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	if (alen != blen)
-		return alen < blen ? -1 : 1;
-	return memcmp(a, b, alen);
-}
-
-static int tomb_sort(const void *a, const void *b)
-{
-	const struct tombstone *x = a, *y = b;
-
-	return tomb_cmp(x->id, x->len, y->id, y->len);
-}
-
-/* snapshot_drop_fn: is @m's run a tombstone? (fs->tombs is sorted;
- * called under publish_lock) */
-static bool tombstoned(void *ctx, const struct message *m)
-{
-	struct fs *fs = ctx;
-	size_t lo = 0, hi = fs->ntombs;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = tomb_cmp(m->id.data, m->id.len, fs->tombs[mid].id,
-				 fs->tombs[mid].len);
-
-		if (c == 0)
-			return true;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return false;
-}
-
-static double monotonic_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* Takes out of fs->retired what no one may need any more (see
- * FS_RETIRED_MAX), up to @max of them into @out; returns how many. Call
- * with fs->lock held, unref them without. */
-static size_t prune_retired(struct fs *fs, struct snapshot **out, size_t max)
-{
-	double now = monotonic_now();
-	size_t n = 0, k = 0;
-
-	for (size_t i = 0; i < fs->nretired; i++) {
-		struct retired *r = &fs->retired[i];
-		size_t newer = fs->nretired - 1 - i;
-		bool keep =
-			!r->told_at || (newer < FS_RETIRED_MAX &&
-					now - r->told_at < FS_RETIRED_GRACE);
-
-		if (!keep && n < max)
-			out[n++] = r->s;
-		else
-			fs->retired[k++] = *r;
-	}
-	fs->nretired = k;
-	return n;
-}
-
-static void unref_all(struct snapshot **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		snapshot_unref(v[i]);
-}
-
-/* Moves the served snapshot to fs->retired. Returns 0, or -ENOMEM (then
- * it is dropped: readers holding it finish on it). Call with fs->lock. */
-static int retire_current(struct fs *fs)
-{
-	if (fs->nretired == fs->capretired) {
-		size_t cap = fs->capretired ? fs->capretired * 2 : 8;
-		struct retired *p =
-			realloc(fs->retired, cap * sizeof(*fs->retired));
-
-		if (!p)
-			return -ENOMEM;
-		fs->retired = p;
-		fs->capretired = cap;
-	}
-	fs->retired[fs->nretired++] = (struct retired){fs->current, 0};
-	return 0;
-}
-
-/* Serves @snap (taking its reference; NULL: a failed walk). Called under
- * publish_lock. Returns the generation it gave @snap (0 for NULL). */
-static uint64_t swap_in(struct fs *fs, struct snapshot *snap, uint64_t served)
-{
-	struct snapshot *old[FS_RETIRED_MAX + 1];
-	size_t nold = 0;
-	uint64_t gen = 0;
-
-	pthread_mutex_lock(&fs->lock);
-	if (served > fs->served)
-		fs->served = served;
-	if (snap) {
-		/* walks and actions both publish: one numbering for both,
-		 * which the notifier relies on (not yet visible to anyone) */
-		gen = snap->generation = ++fs->gen;
-		if (retire_current(fs) < 0)
-			old[nold++] = fs->current;
-		fs->current = snap;
-		fs->ready = 1;
-		nold += prune_retired(fs, old + nold, FS_RETIRED_MAX);
-	}
-	fs->first_done = 1;
-	pthread_cond_broadcast(&fs->wake);
-	pthread_mutex_unlock(&fs->lock);
-	unref_all(old, nold); /* readers holding them finish on them */
-	return gen;
-}
-
-/* After @act ran: the runs it removed from the DLQ leave the served
- * snapshot now, and stay out of the next walk published (it may have
- * listed them before the action). */
-static uint64_t remove_runs(struct fs *fs, const struct action *act)
-{
-	struct snapshot *base, *next;
-	uint64_t gen = 0;
-	size_t added = 0;
-	int r;
-
-	if (act->verb == ACTION_CALLBACK)
-		return 0; /* the run stays in the DLQ; its state changes */
-	pthread_mutex_lock(&fs->publish_lock);
-	for (size_t i = 0; i < act->n; i++) {
-		const struct action_outcome *o = &act->out[i];
-		struct tombstone *t;
-
-		/* after a delete, a run the API did not know (404, or
-		 * "unknown": a bulk delete that deleted fewer) is not in the
-		 * DLQ either */
-		if (o->err &&
-		    !(o->err == -ENOENT && act->verb == ACTION_DELETE))
-			continue;
-		t = realloc(fs->tombs, (fs->ntombs + 1) * sizeof(*t));
-		if (!t)
-			break;
-		fs->tombs = t;
-		t = &fs->tombs[fs->ntombs];
-		t->len = strlen(act->ids[i]);
-		t->id = strdup(act->ids[i]);
-		t->publishes = 0;
-		if (!t->id)
-			break;
-		fs->ntombs++;
-		added++;
-	}
-	if (added) {
-		qsort(fs->tombs, fs->ntombs, sizeof(*fs->tombs), tomb_sort);
-		base = acquire(fs);
-		r = snapshot_without(base, tombstoned, fs, &next);
-		if (r > 0)
-			gen = swap_in(fs, next, 0);
-		else if (r == 0)
-			snapshot_unref(next); /* base again: nothing to drop */
-		snapshot_unref(base); /* -ENOMEM: the next walk drops them */
-	}
-	pthread_mutex_unlock(&fs->publish_lock);
-	return gen;
-}
-
-static void reply_job(fuse_req_t req, enum job_reply reply, int result,
-		      size_t size)
+void fs_reply_job(fuse_req_t req, enum job_reply reply, int result, size_t size)
 {
 	if (reply == JOB_WRITE && result >= 0)
 		fuse_reply_write(req, size);
 	else
 		fuse_reply_err(req, result < 0 ? -result : 0);
-}
-
-/* Holds the reply to a write or close until the kernel has been told of
- * @gen; 0, or -ENOMEM / -ESHUTDOWN: reply now. */
-static int hold_reply(struct fs *fs, fuse_req_t req, enum job_reply reply,
-		      int result, size_t size, uint64_t gen)
-{
-	struct held *h = malloc(sizeof(*h));
-	int r = 0;
-
-	if (!h)
-		return -ENOMEM;
-	*h = (struct held){NULL, req, reply, size, result, gen};
-	pthread_mutex_lock(&fs->lock);
-	if (fs->stop || !fs->notifier_running || fs->told >= gen) {
-		r = -ESHUTDOWN;
-	} else {
-		h->next = fs->held;
-		fs->held = h;
-		pthread_cond_broadcast(&fs->wake);
-	}
-	pthread_mutex_unlock(&fs->lock);
-	if (r < 0)
-		free(h);
-	return r;
-}
-
-/* Answers the held writes the kernel now knows about (all of them with
- * @all). Called by the notifier, without fs->lock. */
-static void release_held(struct fs *fs, bool all)
-{
-	struct held *ready = NULL, **p;
-
-	pthread_mutex_lock(&fs->lock);
-	for (p = &fs->held; *p;) {
-		struct held *h = *p;
-
-		if (all || h->gen <= fs->told) {
-			*p = h->next;
-			h->next = ready;
-			ready = h;
-		} else {
-			p = &h->next;
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
-	while (ready) {
-		struct held *next = ready->next;
-
-		reply_job(ready->req, ready->reply, ready->result, ready->size);
-		free(ready);
-		ready = next;
-	}
 }
 
 /* A FUSE request waiting for its action. */
@@ -1017,7 +719,7 @@ struct job {
 static void job_done(void *ctx, struct action *act, int result)
 {
 	struct job *j = ctx;
-	uint64_t gen = act->ran ? remove_runs(j->fs, act) : 0;
+	uint64_t gen = act->ran ? notifier_remove_runs(j->fs, act) : 0;
 
 	/* A write's or close's reply waits until no kernel cache shows the
 	 * removed runs: the notifier sends it then (the writer holds no
@@ -1026,8 +728,8 @@ static void job_done(void *ctx, struct action *act, int result)
 	 * directory's, so they cannot wait: the kernel drops the entry they
 	 * name itself, and the other views follow within moments. */
 	if (j->reply == JOB_NOW || !gen ||
-	    hold_reply(j->fs, j->req, j->reply, result, j->size, gen) < 0)
-		reply_job(j->req, j->reply, result, j->size);
+	    notifier_hold(j->fs, j->req, j->reply, result, j->size, gen) < 0)
+		fs_reply_job(j->req, j->reply, result, j->size);
 	action_free(act);
 	free(j);
 }
@@ -1055,7 +757,7 @@ static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
 		  const char *text, size_t len, enum job_reply reply,
 		  size_t size)
 {
-	struct snapshot *s = acquire(fs);
+	struct snapshot *s = fs_acquire(fs);
 	struct action *act;
 	struct job *j;
 	char err[256];
@@ -1389,7 +1091,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct snapshot *s = acquire(fs_of(req));
+	struct snapshot *s = fs_acquire(fs_of(req));
 	struct statvfs sv;
 	uint64_t inodes = TREE_INO_FIXED_END + s->nruns * (MESSAGE_NFILES + 2);
 
@@ -1530,7 +1232,7 @@ size_t fs_ops_size(void)
 	return sizeof(ops);
 }
 
-/* --- publishing and the notifier -------------------------------------- */
+/* --- the mount context, and what the notifier asks of FUSE ------------- */
 
 struct fs *fs_new(const struct fs_config *cfg, struct status *st)
 {
@@ -1565,64 +1267,21 @@ struct fs *fs_new(const struct fs_config *cfg, struct status *st)
 	return fs;
 }
 
-void fs_publish(void *arg, struct snapshot *snap, uint64_t served)
-{
-	struct fs *fs = arg;
-
-	pthread_mutex_lock(&fs->publish_lock);
-	if (snap && fs->ntombs) {
-		struct snapshot *kept;
-		size_t k = 0;
-
-		/* a walk published after the one that followed an action
-		 * started after it: it is the truth */
-		for (size_t i = 0; i < fs->ntombs; i++) {
-			if (fs->tombs[i].publishes >= 1)
-				free(fs->tombs[i].id);
-			else
-				fs->tombs[k++] = fs->tombs[i];
-		}
-		fs->ntombs = k;
-		if (k && snapshot_without(snap, tombstoned, fs, &kept) >= 0) {
-			snapshot_unref(snap);
-			snap = kept;
-		}
-		for (size_t i = 0; i < fs->ntombs; i++)
-			fs->tombs[i].publishes++;
-	}
-	swap_in(fs, snap, served);
-	pthread_mutex_unlock(&fs->publish_lock);
-}
-
-struct snapshot *fs_served(void *arg)
-{
-	struct fs *fs = arg;
-	struct snapshot *s = acquire(fs);
-
-	if (!s->generation) { /* the empty one served before any walk */
-		snapshot_unref(s);
-		return NULL;
-	}
-	return s;
-}
-
-static void notify_entry(void *ctx, uint64_t parent, const char *name)
+void fs_notify_entry(void *ctx, uint64_t parent, const char *name)
 {
 	struct fs *fs = ctx;
 
 	fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
 }
 
-static void notify_inode(void *ctx, uint64_t ino)
+void fs_notify_inode(void *ctx, uint64_t ino)
 {
 	struct fs *fs = ctx;
 
 	fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
-static const struct tree_diff_ops notify_ops = {notify_entry, notify_inode};
-
-static void replay(struct fs *fs, struct deferred *d)
+void fs_replay(struct fs *fs, struct deferred *d)
 {
 	while (d) {
 		struct deferred *next = d->next;
@@ -1638,145 +1297,14 @@ static void replay(struct fs *fs, struct deferred *d)
 	}
 }
 
-/* The notifier's wait for something to do, in which it drops the
- * snapshots whose grace has passed. Called and returns with fs->lock
- * held. Returns 0, or -1 when the wait failed. */
-static int wait_or_prune(struct fs *fs)
-{
-	struct snapshot *old[FS_RETIRED_MAX];
-	double due = 0;
-	size_t nold;
-	int r;
-
-	for (size_t i = 0; i < fs->nretired; i++)
-		if (fs->retired[i].told_at &&
-		    (!due || fs->retired[i].told_at < due))
-			due = fs->retired[i].told_at;
-	if (!due)
-		return pthread_cond_wait(&fs->wake, &fs->lock) ? -1 : 0;
-	due += FS_RETIRED_GRACE + 0.01;
-	r = pthread_cond_timedwait(
-		&fs->wake, &fs->lock,
-		&(struct timespec){(time_t)due,
-				   (long)((due - (double)(time_t)due) * 1e9)});
-	if (r && r != ETIMEDOUT)
-		return -1;
-	nold = prune_retired(fs, old, FS_RETIRED_MAX);
-	if (nold) {
-		pthread_mutex_unlock(&fs->lock);
-		unref_all(old, nold);
-		pthread_mutex_lock(&fs->lock);
-	}
-	return 0;
-}
-
-/* After each swap: answer the requests that waited for the first walk,
- * then tell the kernel what changed. Runs outside every request and holds
- * no lock while notifying (libfuse: notifying from a request path or under
- * a lock a request needs can deadlock). */
-static void *notifier_main(void *arg)
-{
-	struct fs *fs = arg;
-	struct snapshot *last, **chain;
-	size_t nchain;
-	uint64_t told = 0; /* refresh requests whose changes the kernel has */
-
-	pthread_mutex_lock(&fs->lock);
-	last = snapshot_ref(fs->current);
-	for (;;) {
-		struct deferred *waiting = NULL;
-		struct snapshot *cur;
-		uint64_t served;
-
-		while (!fs->stop && fs->current == last && fs->served == told &&
-		       !(fs->first_done && fs->deferred) && !fs->held)
-			if (wait_or_prune(fs) < 0)
-				break; /* cannot wait: go round */
-		if (fs->first_done || fs->stop) {
-			waiting = fs->deferred;
-			fs->deferred = NULL;
-		}
-		cur = snapshot_ref(fs->current);
-		served = fs->served;
-		/* Every snapshot served since the last one told, oldest first:
-		 * the kernel may have looked names up in each. Told only the
-		 * difference between the ends, a name that changed and changed
-		 * back (A, B, A) would keep B's inode in the kernel, after B's
-		 * snapshot is gone. (They are all kept until told; short of
-		 * memory for the chain, only the ends are compared.) */
-		nchain = 0;
-		chain = NULL;
-		if (cur != last && fs->nretired)
-			chain = malloc(fs->nretired * sizeof(*chain));
-		for (size_t i = 0; chain && i < fs->nretired; i++)
-			if (fs->retired[i].s->generation > last->generation)
-				chain[nchain++] =
-					snapshot_ref(fs->retired[i].s);
-		pthread_mutex_unlock(&fs->lock);
-
-		for (size_t i = 0; cur != last && i <= nchain; i++) {
-			struct snapshot *from = i ? chain[i - 1] : last;
-			struct snapshot *to = i < nchain ? chain[i] : cur;
-
-			if (from->generation == 0) {
-				/* nothing below runs/ was ever answered */
-				notify_inode(fs, TREE_INO_ROOT);
-				notify_inode(fs, TREE_INO_RUNS);
-				for (int v = 0; v < VIEW_COUNT; v++)
-					notify_inode(fs, TREE_INO_VIEW0 +
-								 (uint64_t)v);
-			} else {
-				tree_diff(from, to, &notify_ops, fs);
-			}
-		}
-		unref_all(chain, nchain);
-		free(chain);
-		replay(fs, waiting);
-		snapshot_unref(last);
-		last = cur;
-		pthread_mutex_lock(&fs->lock);
-		fs->told = cur->generation;
-		{
-			struct snapshot *old[FS_RETIRED_MAX];
-			double now = monotonic_now();
-			size_t nold;
-
-			for (size_t i = 0; i < fs->nretired; i++)
-				if (!fs->retired[i].told_at &&
-				    fs->retired[i].s->generation < fs->told)
-					fs->retired[i].told_at = now;
-			nold = prune_retired(fs, old, FS_RETIRED_MAX);
-			pthread_mutex_unlock(&fs->lock);
-			unref_all(old, nold);
-		}
-		release_held(fs, false);
-		if (served != told) {
-			told = served;
-			pthread_mutex_lock(&fs->st->lock);
-			fs->st->refresh_served = served;
-			status_touch(fs->st);
-			pthread_mutex_unlock(&fs->st->lock);
-		}
-
-		pthread_mutex_lock(&fs->lock);
-		if (fs->stop && !fs->deferred)
-			break;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	release_held(fs, true); /* the loop still answers: no write waits */
-	snapshot_unref(last);
-	return NULL;
-}
-
 int fs_start(struct fs *fs, struct fuse_session *se)
 {
 	int r;
 
 	fs->se = se;
-	r = pthread_create(&fs->notifier, NULL, notifier_main, fs);
-	if (r)
-		return -r;
-	fs->notifier_running = 1;
+	r = notifier_start(fs);
+	if (r < 0)
+		return r;
 	if (!fs->cfg.api)
 		return 0;
 	fs->actor = actor_new(fs->cfg.api, fs->log);
@@ -1791,14 +1319,7 @@ void fs_stop(struct fs *fs)
 		return;
 	/* first: finishing actions publish, which the notifier tells */
 	actor_stop(fs->actor);
-	if (!fs->notifier_running)
-		return;
-	pthread_mutex_lock(&fs->lock);
-	fs->stop = 1;
-	pthread_cond_broadcast(&fs->wake);
-	pthread_mutex_unlock(&fs->lock);
-	pthread_join(fs->notifier, NULL);
-	fs->notifier_running = 0;
+	notifier_stop(fs);
 }
 
 void fs_free(struct fs *fs)
@@ -1808,15 +1329,10 @@ void fs_free(struct fs *fs)
 	fs_stop(fs);
 	while (fs->handles) /* never released by the kernel (unmounted) */
 		handle_free(fs, fs->handles);
-	for (size_t i = 0; i < fs->nretired; i++)
-		snapshot_unref(fs->retired[i].s);
-	free(fs->retired);
+	notifier_release(fs);
 	snapshot_unref(fs->current);
 	actor_free(fs->actor);
 	action_log_free(fs->log);
-	for (size_t i = 0; i < fs->ntombs; i++)
-		free(fs->tombs[i].id);
-	free(fs->tombs);
 	pthread_mutex_destroy(&fs->publish_lock);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->wake);
