@@ -93,9 +93,9 @@ void fs_reply_job(struct fuse_req *req, enum job_reply reply, int result,
 		  size_t size);
 
 /* Answers the requests @d kept for after the first walk (a list, freed):
- * with EIO once stopping, else as they would have been. Call without
+ * with EIO when @stopping, else as they would have been. Call without
  * fs->lock. */
-void fs_replay(struct fs *fs, struct deferred *d);
+void fs_replay(struct fs *fs, struct deferred *d, bool stopping);
 
 /* tree_diff_ops for @fs: tells the kernel to forget a name, an inode.
  * Never from a request, never under a lock a request needs. */

@@ -1281,12 +1281,12 @@ void fs_notify_inode(void *ctx, uint64_t ino)
 	fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
-void fs_replay(struct fs *fs, struct deferred *d)
+void fs_replay(struct fs *fs, struct deferred *d, bool stopping)
 {
 	while (d) {
 		struct deferred *next = d->next;
 
-		if (fs->stop)
+		if (stopping)
 			fuse_reply_err(d->req, EIO);
 		else if (d->op == OP_LOOKUP)
 			do_lookup(fs, d->req, d->ino, d->name);

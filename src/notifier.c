@@ -363,6 +363,7 @@ static void *notifier_main(void *arg)
 	last = snapshot_ref(fs->current);
 	for (;;) {
 		struct deferred *waiting = NULL;
+		bool stopping = false;
 		struct snapshot *cur;
 		uint64_t served;
 
@@ -373,6 +374,7 @@ static void *notifier_main(void *arg)
 		if (fs->first_done || fs->stop) {
 			waiting = fs->deferred;
 			fs->deferred = NULL;
+			stopping = fs->stop;
 		}
 		cur = snapshot_ref(fs->current);
 		served = fs->served;
@@ -410,7 +412,7 @@ static void *notifier_main(void *arg)
 		}
 		unref_all(chain, nchain);
 		free(chain);
-		fs_replay(fs, waiting);
+		fs_replay(fs, waiting, stopping);
 		snapshot_unref(last);
 		last = cur;
 		pthread_mutex_lock(&fs->lock);
