@@ -752,10 +752,12 @@ static int resolve(void *ctx, const char *name, char **ret_id)
 }
 
 /* Parses @len bytes for @verb and hands the action to the actor, which
- * answers @req. Returns 1 (submitted) or a negative errno. */
+ * answers @req; @in (may be NULL), the control file's input the text came
+ * from, learns first that it was accepted. Returns 1 (submitted) or a
+ * negative errno. */
 static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
-		  const char *text, size_t len, enum job_reply reply,
-		  size_t size)
+		  const char *text, size_t len, struct action_input *in,
+		  enum job_reply reply, size_t size)
 {
 	struct snapshot *s = fs_acquire(fs);
 	struct action *act;
@@ -774,6 +776,11 @@ static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
 		return -ENOMEM;
 	}
 	*j = (struct job){fs, req, reply, size};
+	/* the reply may come before actor_submit() returns, and with it the
+	 * file's next write, on another thread: nothing here touches @in
+	 * after this */
+	if (in)
+		action_input_acted(in);
 	r = actor_submit(fs->actor, act, job_done, j);
 	if (r < 0) {
 		action_free(act);
@@ -788,11 +795,9 @@ static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
 static int act_on(struct fs *fs, fuse_req_t req, struct handle *h, char *text,
 		  size_t len, enum job_reply reply, size_t size)
 {
-	int r = submit(fs, req, h->n.index, text, len, reply, size);
+	int r = submit(fs, req, h->n.index, text, len, &h->input, reply, size);
 
 	free(text);
-	if (r >= 0)
-		action_input_acted(&h->input);
 	return r;
 }
 
@@ -846,7 +851,7 @@ static int remove_run(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 		return -ENOMEM;
 	memcpy(text, name, len);
 	memcpy(text + len, "\n", 2);
-	r = submit(fs, req, ACTION_DELETE, text, len + 1, JOB_NOW, 0);
+	r = submit(fs, req, ACTION_DELETE, text, len + 1, NULL, JOB_NOW, 0);
 	free(text);
 	return r;
 }
