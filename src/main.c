@@ -1,10 +1,11 @@
-/* main: options, token, start-up checks, mount, signals.
+/* main: options, start-up checks, mount, signals.
  *
- * Owns: the command line and -o options, reading the token (environment
- * or a private file, never argv), the pre-mount check that the API answers
- * (so a bad token or URL fails here with one line, before daemonizing),
- * the one mount context, and the wiring of walker -> fs.
- * Leaves to others: everything that happens once mounted.
+ * Owns: the command line and -o options, the order of the start-up
+ * checks, the pre-mount check that the API answers (so a bad token or
+ * URL fails here with one line, before daemonizing), the one mount
+ * context, the wiring of walker -> fs, and the order of the shutdown.
+ * Leaves to others: where the URL and the token come from (credentials),
+ * everything that happens once mounted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <fuse_lowlevel.h>
 
 #include "api.h"
+#include "credentials.h"
 #include "fs.h"
 #include "scope.h"
 #include "status.h"
@@ -32,7 +34,6 @@
 #define DLQFS_VERSION "dev"
 #endif
 
-#define TOKEN_MAX 4096	     /* bytes of a token file we read */
 #define REFRESH_DEFAULT 60.0 /* seconds */
 #define REFRESH_MIN 0.01     /* seconds */
 #define RETRIES_MAX 20
@@ -298,179 +299,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 	exit(1);
 }
 
-/* Reads the token from a file that only its owner can read. */
-static char *read_token_file(const char *path)
+/* Dies saying @why (a credentials_*() error; NULL: out of memory). */
+__attribute__((noreturn)) static void die_why(const char *why)
 {
-	char buf[TOKEN_MAX + 1];
-	struct stat st;
-	ssize_t n;
-	size_t len;
-	char *tok;
-	/* O_NONBLOCK: a FIFO must not hang start-up before the check
-	 * below refuses it */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-
-	if (fd < 0) {
-		fprintf(stderr, "dlqfs: cannot read token file %s: %s\n", path,
-			strerror(errno));
-		exit(1);
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "dlqfs: token file %s is not a regular file\n",
-			path);
-		exit(1);
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		fprintf(stderr,
-			"dlqfs: token file %s is accessible by group or "
-			"others (mode %04o): run chmod 600 %s\n",
-			path, (unsigned)(st.st_mode & 07777), path);
-		exit(1);
-	}
-	n = read(fd, buf, TOKEN_MAX + 1);
-	close(fd);
-	if (n < 0 || n > TOKEN_MAX) {
-		fprintf(stderr, "dlqfs: token file %s: %s\n", path,
-			n < 0 ? strerror(errno) : "too large");
-		exit(1);
-	}
-	len = (size_t)n;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-		       buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		len--;
-	buf[len] = '\0';
-	if (!len || memchr(buf, '\0', len) || strpbrk(buf, "\r\n")) {
-		explicit_bzero(buf, sizeof(buf));
-		fprintf(stderr, "dlqfs: token file %s holds no token\n", path);
-		exit(1);
-	}
-	tok = strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	if (!tok)
-		die("out of memory");
-	return tok;
-}
-
-/* getenv() of @a followed by @b, or NULL when unset or empty. */
-static const char *getenv_nonempty(const char *a, const char *b)
-{
-	char name[96];
-	const char *v;
-
-	snprintf(name, sizeof(name), "%s%s", a, b);
-	v = getenv(name);
-	return v && *v ? v : NULL;
-}
-
-/* The regions of QSTASH_REGION, as the Upstash SDKs know them. */
-static const char *const regions[] = {"EU_CENTRAL_1", "US_EAST_1"};
-
-/* Where the URL and the token come from in the environment. */
-struct env_names {
-	char url[64], token[64];
-};
-
-/* QSTASH_REGION (EU_CENTRAL_1 or US_EAST_1; "us-east-1" too, as
- * qstash-js normalizes it) selects <REGION>_QSTASH_URL and
- * <REGION>_QSTASH_TOKEN; when they are not both set, the SDKs fall back to
- * QSTASH_URL and QSTASH_TOKEN, and so does dlqfs, saying so. An unknown
- * region is a mistake: dies. */
-static void env_names(struct env_names *e)
-{
-	const char *r = getenv("QSTASH_REGION");
-	char region[32];
-	size_t i, n;
-
-	snprintf(e->url, sizeof(e->url), "QSTASH_URL");
-	snprintf(e->token, sizeof(e->token), "QSTASH_TOKEN");
-	if (!r || !*r)
-		return;
-	n = strlen(r);
-	for (i = 0; i < n && i + 1 < sizeof(region); i++)
-		region[i] = r[i] == '-'			 ? '_'
-			    : r[i] >= 'a' && r[i] <= 'z' ? (char)(r[i] - 32)
-							 : r[i];
-	region[i] = '\0';
-	for (i = 0; i < sizeof(regions) / sizeof(regions[0]); i++)
-		if (n < sizeof(region) && !strcmp(region, regions[i]))
-			break;
-	if (i == sizeof(regions) / sizeof(regions[0]))
-		die("QSTASH_REGION=%.64s%s is not a region: use EU_CENTRAL_1 or "
-		    "US_EAST_1 (or unset it to use QSTASH_URL and QSTASH_TOKEN)",
-		    r, n > 64 ? "..." : "");
-	if (getenv_nonempty(region, "_QSTASH_URL") &&
-	    getenv_nonempty(region, "_QSTASH_TOKEN")) {
-		snprintf(e->url, sizeof(e->url), "%s_QSTASH_URL", region);
-		snprintf(e->token, sizeof(e->token), "%s_QSTASH_TOKEN", region);
-		return;
-	}
-	fprintf(stderr,
-		"dlqfs: QSTASH_REGION is %s but %s_QSTASH_URL and "
-		"%s_QSTASH_TOKEN are not both set: using QSTASH_URL and "
-		"QSTASH_TOKEN, as the Upstash SDKs do\n",
-		region, region, region);
-}
-
-/* Wipes and unsets every token variable dlqfs reads: no child process,
- * nor /proc/PID/environ, keeps one. */
-static void forget_env_tokens(void)
-{
-	char name[64];
-
-	for (size_t i = 0; i <= sizeof(regions) / sizeof(regions[0]); i++) {
-		const char *v;
-
-		if (i < sizeof(regions) / sizeof(regions[0]))
-			snprintf(name, sizeof(name), "%s_QSTASH_TOKEN",
-				 regions[i]);
-		else
-			snprintf(name, sizeof(name), "QSTASH_TOKEN");
-		v = getenv(name);
-		if (v)
-			explicit_bzero((char *)v, strlen(v));
-		unsetenv(name);
-	}
-}
-
-static char *get_token(const struct options *o, const struct env_names *e)
-{
-	const char *env = getenv(e->token);
-	char *tok;
-
-	if (o->token_file)
-		tok = read_token_file(o->token_file);
-	else if (env && *env)
-		tok = strdup(env);
-	else
-		die("no token: set %s or use -o token_file=PATH", e->token);
-	if (!tok)
-		die("out of memory");
-	forget_env_tokens();
-	return tok;
-}
-
-static char *get_url(const struct options *o, const struct env_names *e)
-{
-	const char *u = o->url ? o->url : getenv(e->url);
-	char *url;
-	size_t len;
-
-	if (!u || !*u)
-		u = API_DEFAULT_URL;
-	if (strncmp(u, "https://", 8) && strncmp(u, "http://", 7))
-		die("the API URL must start with https:// (got %s)", u);
-	if (!strncmp(u, "http://", 7) && !http_url_is_loopback(u) &&
-	    !o->allow_insecure_http)
-		die("refusing to send the token in clear to %s: use https://, "
-		    "or -o allow_insecure_http",
-		    u);
-	url = strdup(u);
-	if (!url)
-		die("out of memory");
-	len = strlen(url);
-	while (len > 8 && url[len - 1] == '/')
-		url[--len] = '\0';
-	return url;
+	die("%s", why ? why : "out of memory");
 }
 
 static void check_mountpoint(const char *mp)
@@ -831,10 +663,12 @@ static void walker_config_of(struct mount *m, const struct timings *t)
 static int configure(struct mount *m, struct fuse_args *args)
 {
 	const struct api_filter *filters;
+	struct credentials_env env;
 	struct fs_config fcfg;
-	struct env_names env;
 	struct timings t;
+	char *why = NULL;
 	size_t nfilters;
+	int r;
 
 	/* from here on, die() exits with everything still reachable */
 	m->mountpoint =
@@ -842,8 +676,15 @@ static int configure(struct mount *m, struct fuse_args *args)
 	check_mountpoint(m->mountpoint);
 	parse_timings(&m->opts, &t);
 
-	env_names(&env);
-	m->url = get_url(&m->opts, &env);
+	r = credentials_env(&env, &why);
+	if (r < 0)
+		die_why(why);
+	if (r == 1 && why) /* a note: it falls back to the plain ones */
+		fprintf(stderr, "dlqfs: %s\n", why);
+	free(why);
+	if (credentials_url(&env, m->opts.url, m->opts.allow_insecure_http,
+			    &m->url, &why) < 0)
+		die_why(why);
 	filters = scope_filters(m->opts.scope, &nfilters);
 	if (status_init(&m->status, m->url, filters, nfilters, t.refresh) < 0)
 		die("out of memory");
@@ -861,7 +702,8 @@ static int configure(struct mount *m, struct fuse_args *args)
 	if (!m->se)
 		return -1; /* libfuse said why (an unknown option) */
 
-	m->token = get_token(&m->opts, &env);
+	if (credentials_token(&env, m->opts.token_file, &m->token, &why) < 0)
+		die_why(why);
 	/* no core dump, and no ptrace by other processes of the same user,
 	 * can read the token out of this process */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
