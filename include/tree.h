@@ -87,6 +87,10 @@ uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n);
  * cannot be answered before the first walk). */
 int tree_needs_runs(const struct tree_node *n);
 
+/* True for a directory: anything but a file, a symlink, or one of the
+ * files of .dlqfs/. */
+int tree_is_dir(const struct tree_node *n);
+
 /* Looks @name up in directory @dir. Returns 0 and @ret, -ENOENT, or
  * -ENOTDIR when @dir is not a directory. */
 int tree_lookup(const struct snapshot *s, const struct tree_node *dir,

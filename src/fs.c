@@ -180,13 +180,6 @@ struct snapshot *fs_acquire(struct fs *fs)
 	return s;
 }
 
-static int is_dir(const struct tree_node *n)
-{
-	return n->kind != TREE_FILE && n->kind != TREE_LINK &&
-	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH &&
-	       n->kind != TREE_ACTION && n->kind != TREE_ACTLOG;
-}
-
 static void stat_node(struct fs *fs, const struct snapshot *s,
 		      const struct tree_node *n, struct stat *st)
 {
@@ -436,7 +429,7 @@ static int opendir_handle(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 
 	if (r != 0)
 		return r;
-	if (!is_dir(&n))
+	if (!tree_is_dir(&n))
 		r = -ENOTDIR;
 	else if (fs->no_opendir && s->generation)
 		/* once a walk is served, the kernel opens directories
@@ -518,7 +511,7 @@ static size_t cookie_index(off_t off)
 static bool lists(const struct snapshot *s, fuse_ino_t ino, uint64_t tag,
 		  struct tree_node *ret)
 {
-	return tree_resolve(s, ino, ret) == 0 && is_dir(ret) &&
+	return tree_resolve(s, ino, ret) == 0 && tree_is_dir(ret) &&
 	       listing_tag(s, ret) == tag;
 }
 
@@ -574,7 +567,7 @@ static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
 		h->gone = 0;
 		h->n = n;
 	} else if (to != h->s) {
-		h->gone = tree_resolve(to, ino, &n) < 0 || !is_dir(&n);
+		h->gone = tree_resolve(to, ino, &n) < 0 || !tree_is_dir(&n);
 		if (!h->gone)
 			h->n = n;
 	}
@@ -628,7 +621,7 @@ static int listing(struct fs *fs, fuse_req_t req, struct handle *h,
 					e.ino = 0;
 			} else {
 				e.attr.st_ino = tree_ino(h->s, &n);
-				e.attr.st_mode = is_dir(&n) ? S_IFDIR
+				e.attr.st_mode = tree_is_dir(&n) ? S_IFDIR
 						 : n.kind == TREE_LINK
 							 ? S_IFLNK
 							 : S_IFREG;
@@ -894,7 +887,7 @@ static int open_handle(struct fs *fs, uid_t uid, fuse_ino_t ino,
 
 	if (!s)
 		return -ENOENT;
-	if (is_dir(&n))
+	if (tree_is_dir(&n))
 		r = -EISDIR;
 	else if (wr && n.kind != TREE_REFRESH && n.kind != TREE_ACTION)
 		r = -EACCES;

@@ -145,6 +145,13 @@ int tree_needs_runs(const struct tree_node *n)
 	return n->kind == TREE_RUNS || n->kind == TREE_VIEW;
 }
 
+int tree_is_dir(const struct tree_node *n)
+{
+	return n->kind != TREE_FILE && n->kind != TREE_LINK &&
+	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH &&
+	       n->kind != TREE_ACTION && n->kind != TREE_ACTLOG;
+}
+
 int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
 		const char *name, struct tree_node *ret)
 {
