@@ -7,8 +7,8 @@
  * its own notifier thread. Actions go the other way: a write to a control
  * file, rmdir or rm becomes an action for the actor, and the runs it
  * removed leave the served snapshot at once.
- * Two files: fs.c answers the requests, notifier.c publishes and tells
- * the kernel (fs_publish(), fs_served()).
+ * Three files: fs.c answers the requests, handle.c keeps what is open,
+ * notifier.c publishes and tells the kernel (fs_publish(), fs_served()).
  */
 #ifndef DLQFS_FS_H
 #define DLQFS_FS_H

@@ -1,9 +1,11 @@
-/* fs_internal: the mount context that the two halves of fs share, and
- * what each calls of the other. Only fs.c and notifier.c include it.
+/* fs_internal: the mount context that the parts of fs share, and what
+ * fs.c and notifier.c call of each other. Only fs.c, notifier.c and
+ * handle.c include it.
  *
  * fs.c answers FUSE requests (and alone speaks FUSE); notifier.c
  * publishes snapshots (walks, and the runs actions removed) and tells the
- * kernel what changed, from its own thread, through fs.c.
+ * kernel what changed, from its own thread, through fs.c; handle.c keeps
+ * the open files and directories, listed here.
  */
 #ifndef DLQFS_FS_INTERNAL_H
 #define DLQFS_FS_INTERNAL_H

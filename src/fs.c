@@ -1,15 +1,14 @@
 /* fs: FUSE low-level operations over the served snapshot.
  *
- * Owns: the FUSE side of the mount: its requests and replies, file and
- * directory handles (each keeps the snapshot it was opened on, so
- * listings and open files stay consistent across swaps), the requests
- * that wait for the first walk (kept, and answered later from the
- * notifier thread, so no FUSE thread ever blocks), kernel cache
+ * Owns: the FUSE side of the mount: its requests and replies, the
+ * requests that wait for the first walk (kept, and answered later from
+ * the notifier thread, so no FUSE thread ever blocks), kernel cache
  * parameters, the kernel notifications the notifier asks for, and the
  * mount context's life (struct fs, in fs_internal.h).
  * Also owns the action log and the actor, and turns writes to control
  * files, rmdir and rm into actions for the actor.
- * Leaves to others: swapping snapshots, the snapshots kept after a swap,
+ * Leaves to others: open files and directories and the snapshots they
+ * read (handle.c), swapping snapshots, the snapshots kept after a swap,
  * the tombstones, held replies and the notifier thread (notifier.c), what
  * the tree looks like (tree), the status text (status), fetching
  * (walker), control-file input, parsing and running actions (action,
@@ -28,6 +27,7 @@
 #include "action.h"
 #include "actor.h"
 #include "fs_internal.h"
+#include "handle.h"
 #include "tree.h"
 
 enum op { OP_LOOKUP, OP_OPENDIR };
@@ -42,37 +42,6 @@ struct deferred {
 	char name[]; /* OP_LOOKUP */
 };
 
-/* A run file's bytes, rendered at the first read of a handle (a warm
- * open, its pages in the kernel's cache, never reads and costs nothing).
- * Each read holds a reference until its reply is sent: RELEASE may free
- * the handle meanwhile (see fs_read()). */
-struct rendered {
-	atomic_uint refs;
-	size_t len;
-	char data[];
-};
-
-static void rendered_put(struct rendered *b)
-{
-	if (b &&
-	    atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-		free(b);
-}
-
-/* An open file or directory. */
-struct handle {
-	struct handle *prev, *next; /* fs->handles, under fs->lock */
-	struct snapshot *s;	    /* the snapshot it was opened on */
-	struct tree_node n;
-	char *text; /* .dlqfs/status: the text at open */
-	size_t len;
-	/* a run file: its bytes once read (set once, by the first read to
-	 * finish rendering; reads of a handle may run side by side) */
-	_Atomic(struct rendered *) file;
-	int gone; /* directory: not in the served snapshot any more */
-	struct action_input input; /* an action control file: its lines */
-};
-
 static struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -81,47 +50,6 @@ static struct fs *fs_of(fuse_req_t req)
 static struct handle *handle_of(const struct fuse_file_info *fi)
 {
 	return (struct handle *)(uintptr_t)fi->fh;
-}
-
-/* Registers a new handle on @s (taking that reference). NULL when out of
- * memory (the reference is dropped then). */
-static struct handle *handle_new(struct fs *fs, struct snapshot *s,
-				 const struct tree_node *n)
-{
-	struct handle *h = calloc(1, sizeof(*h));
-
-	if (!h) {
-		snapshot_unref(s);
-		return NULL;
-	}
-	h->s = s;
-	h->n = *n;
-	pthread_mutex_lock(&fs->lock);
-	h->next = fs->handles;
-	if (h->next)
-		h->next->prev = h;
-	fs->handles = h;
-	pthread_mutex_unlock(&fs->lock);
-	return h;
-}
-
-static void handle_free(struct fs *fs, struct handle *h)
-{
-	if (!h)
-		return;
-	pthread_mutex_lock(&fs->lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&fs->lock);
-	snapshot_unref(h->s);
-	rendered_put(atomic_load_explicit(&h->file, memory_order_acquire));
-	free(h->text);
-	action_input_release(&h->input);
-	free(h);
 }
 
 /* Takes the served snapshot and resolves @ino in it. Returns 0 with a
@@ -283,33 +211,6 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	do_lookup(fs_of(req), req, parent, name);
 }
 
-/* Resolves @ino in the served snapshot, else in one that an open handle
- * still pins (an open file whose run is gone, or an older message.json):
- * fstat() on an open file must keep working. Returns a reference. */
-static struct snapshot *resolve_any(struct fs *fs, fuse_ino_t ino,
-				    struct tree_node *ret)
-{
-	struct snapshot *s = NULL;
-
-	pthread_mutex_lock(&fs->lock);
-	if (tree_resolve(fs->current, ino, ret) == 0) {
-		s = snapshot_ref(fs->current);
-	} else {
-		for (size_t i = fs->nretired; i-- > 0 && !s;)
-			if (tree_resolve(fs->retired[i].s, ino, ret) == 0)
-				s = snapshot_ref(fs->retired[i].s);
-		for (struct handle *h = fs->handles; h && !s; h = h->next) {
-			if (h->s != fs->current &&
-			    tree_resolve(h->s, ino, ret) == 0) {
-				s = snapshot_ref(h->s);
-				break;
-			}
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return s;
-}
-
 /* The attributes of @ino, or of the node of the handle in @fi (may be
  * NULL): 0 with them in @ret and their timeout in @ret_timeout, or
  * -ENOENT. */
@@ -325,7 +226,7 @@ static int getattr(struct fs *fs, fuse_ino_t ino,
 		s = snapshot_ref(h->s);
 		n = h->n;
 	} else {
-		s = resolve_any(fs, ino, &n);
+		s = handle_resolve_any(fs, ino, &n);
 	}
 	if (!s)
 		return -ENOENT;
@@ -395,7 +296,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 static int readlink_of(struct fs *fs, fuse_ino_t ino, char *buf)
 {
 	struct tree_node n;
-	struct snapshot *s = resolve_any(fs, ino, &n);
+	struct snapshot *s = handle_resolve_any(fs, ino, &n);
 	int r = !s ? -ENOENT : n.kind != TREE_LINK ? -EINVAL : 0;
 
 	if (r == 0)
@@ -481,106 +382,6 @@ static fuse_ino_t parent_ino(const struct snapshot *s,
 	}
 }
 
-/* Readdir cookies: the listing's identity (tree_dir_tag()) above the
- * entry's position. The kernel's readdir cache (one per directory, shared
- * by every handle, and kept while the listing does not change) hands a
- * handle cookies of whatever listing filled it, perhaps in a snapshot
- * long replaced; the cookie still names the listing, which any snapshot
- * that lists the same entries (the served one, while the directory is
- * unchanged) goes on with. */
-#define COOKIE_SHIFT 32
-#define COOKIE_TAG_MASK 0x3fffffffULL
-
-static uint64_t listing_tag(const struct snapshot *s, const struct tree_node *n)
-{
-	return ((tree_dir_tag(s, n) * 0x9e3779b97f4a7c15ULL) >> 34) &
-	       COOKIE_TAG_MASK;
-}
-
-static uint64_t cookie_tag(off_t off)
-{
-	return ((uint64_t)off >> COOKIE_SHIFT) & COOKIE_TAG_MASK;
-}
-
-static size_t cookie_index(off_t off)
-{
-	return off <= 0 ? 0 : (size_t)((uint64_t)off & 0xffffffffULL);
-}
-
-/* Whether directory @ino of @s is the listing tagged @tag (then in @ret). */
-static bool lists(const struct snapshot *s, fuse_ino_t ino, uint64_t tag,
-		  struct tree_node *ret)
-{
-	return tree_resolve(s, ino, ret) == 0 && tree_is_dir(ret) &&
-	       listing_tag(s, ret) == tag;
-}
-
-/* A snapshot in which directory @ino is the listing tagged @tag: the
- * served one first (its entries may make kernel dentries), then @mine
- * (the handle's), the ones served before, those open handles pin. NULL if
- * none. Call with fs->lock held. */
-static struct snapshot *snapshot_listing(struct fs *fs, fuse_ino_t ino,
-					 uint64_t tag, struct snapshot *mine,
-					 struct tree_node *ret)
-{
-	if (lists(fs->current, ino, tag, ret))
-		return fs->current;
-	if (mine && lists(mine, ino, tag, ret))
-		return mine;
-	for (size_t i = fs->nretired; i-- > 0;)
-		if (lists(fs->retired[i].s, ino, tag, ret))
-			return fs->retired[i].s;
-	for (struct handle *h = fs->handles; h; h = h->next)
-		if (h->s != mine && lists(h->s, ino, tag, ret))
-			return h->s;
-	return NULL;
-}
-
-/* Binds handle @h to the snapshot to list from @off: at offset 0
- * (opendir, rewinddir) the served one (an empty listing if the directory
- * is gone); else one with the listing the cookie came from. Returns
- * whether that is the served snapshot; when it is not (a listing that
- * began before a swap), its entries must not create kernel dentries,
- * which would bring back removed names. */
-static int rebind(struct fs *fs, struct handle *h, fuse_ino_t ino, off_t off)
-{
-	struct snapshot *old = NULL, *to = NULL;
-	struct tree_node n;
-	bool listed = false;
-	int current;
-
-	pthread_mutex_lock(&fs->lock);
-	if (off != 0) {
-		to = snapshot_listing(fs, ino, cookie_tag(off), h->s, &n);
-		listed = to != NULL;
-		if (!listed) {
-			/* a cookie older than every snapshot kept: the
-			 * handle's own listing is the best guess left, else
-			 * the served one */
-			atomic_fetch_add(&fs->st->lost_cookies, 1);
-			to = h->s;
-		}
-	}
-	if (!to) /* offset 0 (opendir, rewinddir), or no guess left */
-		to = fs->current;
-	if (listed) {
-		h->gone = 0;
-		h->n = n;
-	} else if (to != h->s) {
-		h->gone = tree_resolve(to, ino, &n) < 0 || !tree_is_dir(&n);
-		if (!h->gone)
-			h->n = n;
-	}
-	if (to != h->s) {
-		old = h->s;
-		h->s = snapshot_ref(to);
-	}
-	current = h->s == fs->current;
-	pthread_mutex_unlock(&fs->lock);
-	snapshot_unref(old);
-	return current;
-}
-
 /* The entries of directory @ino for handle @h from @off, as many as fit
  * in @size bytes: a new buffer in @ret_buf, @ret_len bytes of it used.
  * Returns 0 or -ENOMEM. */
@@ -588,9 +389,8 @@ static int listing(struct fs *fs, fuse_req_t req, struct handle *h,
 		   fuse_ino_t ino, size_t size, off_t off, int plus,
 		   char **ret_buf, size_t *ret_len)
 {
-	int current = rebind(fs, h, ino, off);
+	int current = handle_rebind(fs, h, ino, off);
 	size_t total = 2 + (h->gone ? 0 : tree_dir_size(h->s, &h->n)), pos = 0;
-	uint64_t tag = h->gone ? 0 : listing_tag(h->s, &h->n);
 	char *buf;
 
 	if (size > 1024 * 1024)
@@ -598,7 +398,7 @@ static int listing(struct fs *fs, fuse_req_t req, struct handle *h,
 	buf = malloc(size);
 	if (!buf)
 		return -ENOMEM;
-	for (size_t i = cookie_index(off); i < total; i++) {
+	for (size_t i = handle_cookie_index(off); i < total; i++) {
 		struct fuse_entry_param e;
 		struct tree_node n;
 		const char *name;
@@ -628,13 +428,13 @@ static int listing(struct fs *fs, fuse_req_t req, struct handle *h,
 			}
 		}
 		if (plus)
-			need = fuse_add_direntry_plus(
-				req, buf + pos, size - pos, name, &e,
-				(off_t)(tag << COOKIE_SHIFT | (i + 1)));
+			need = fuse_add_direntry_plus(req, buf + pos,
+						      size - pos, name, &e,
+						      handle_cookie(h, i));
 		else
-			need = fuse_add_direntry(
-				req, buf + pos, size - pos, name, &e.attr,
-				(off_t)(tag << COOKIE_SHIFT | (i + 1)));
+			need = fuse_add_direntry(req, buf + pos, size - pos,
+						 name, &e.attr,
+						 handle_cookie(h, i));
 		if (need > size - pos)
 			break;
 		pos += need;
@@ -832,7 +632,7 @@ static int remove_run(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 
 	if (!allowed(fs, ACTION_DELETE))
 		return -EROFS;
-	s = resolve_any(fs, parent, &dir);
+	s = handle_resolve_any(fs, parent, &dir);
 	if (!s)
 		return -ENOENT;
 	r = dir.kind != parent_kind ? -EROFS : tree_lookup(s, &dir, name, &n);
@@ -878,7 +678,7 @@ static int open_handle(struct fs *fs, uid_t uid, fuse_ino_t ino,
 {
 	struct tree_node n;
 	/* an inode the kernel still has from a recent snapshot opens there */
-	struct snapshot *s = resolve_any(fs, ino, &n);
+	struct snapshot *s = handle_resolve_any(fs, ino, &n);
 	struct handle *h;
 	char *text = NULL;
 	size_t len = 0;
@@ -931,41 +731,6 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_free(fs, handle_of(fi)); /* interrupted */
 }
 
-/* The bytes of run file @h, rendered by the first read; a new reference in
- * @ret. Returns 0, -ENOMEM or -EIO. */
-static int file_bytes(struct handle *h, struct rendered **ret)
-{
-	struct rendered *b =
-		atomic_load_explicit(&h->file, memory_order_acquire);
-	struct rendered *none = NULL;
-
-	if (!b) {
-		const struct message *m = tree_file(h->s, &h->n);
-		size_t len = message_file_size(m, h->n.file);
-		int r;
-
-		b = malloc(sizeof(*b) + (len ? len : 1));
-		if (!b)
-			return -ENOMEM;
-		atomic_init(&b->refs, 1); /* the handle's */
-		b->len = len;
-		r = message_file_render(m, h->n.file, b->data);
-		if (r < 0) {
-			free(b);
-			return r == -ENOMEM ? r : -EIO;
-		}
-		if (!atomic_compare_exchange_strong_explicit(
-			    &h->file, &none, b, memory_order_acq_rel,
-			    memory_order_acquire)) {
-			free(b); /* another read was first */
-			b = none;
-		}
-	}
-	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-	*ret = b;
-	return 0;
-}
-
 /* The bytes of a read: @len bytes at @data from @b, from @off. */
 static size_t read_span(struct message_bytes b, off_t off, size_t size,
 			const char **data)
@@ -987,7 +752,7 @@ static size_t read_span(struct message_bytes b, off_t off, size_t size,
 struct read_reply {
 	const char *data;
 	size_t len;
-	struct rendered *file;
+	struct handle_bytes *file;
 	char *copy;
 };
 
@@ -999,7 +764,7 @@ static int read_handle(struct fs *fs, struct handle *h, size_t size, off_t off,
 	int r;
 
 	if (h->n.kind == TREE_FILE) {
-		r = file_bytes(h, &ret->file);
+		r = handle_bytes(h, &ret->file);
 		if (r < 0)
 			return r;
 		ret->len = read_span(
@@ -1028,7 +793,7 @@ static int read_handle(struct fs *fs, struct handle *h, size_t size, off_t off,
 static void read_reply_release(struct read_reply *rr)
 {
 	free(rr->copy);
-	rendered_put(rr->file);
+	handle_bytes_put(rr->file);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
