@@ -1,6 +1,6 @@
 /* fs_internal: the mount context that the parts of fs share, and what
- * fs.c and notifier.c call of each other. Only fs.c, notifier.c and
- * handle.c include it.
+ * fs.c and notifier.c call of each other. Only fs.c, notifier.c,
+ * handle.c and job.c include it.
  *
  * fs.c answers FUSE requests (and alone speaks FUSE); notifier.c
  * publishes snapshots (walks, and the runs actions removed) and tells the
@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fs.h"
+#include "job.h"
 
 struct action;
 struct action_log;
@@ -77,12 +78,6 @@ struct fs {
 	struct tombstone *tombs;
 	size_t ntombs;
 };
-
-/* How an action's FUSE request is answered: a write (its size, or an
- * error), a close (an error or 0: both wait, like the write, until the
- * kernel has been told of the removed runs), or rmdir/unlink (at once:
- * they hold their directory's lock, which an invalidation needs). */
-enum job_reply { JOB_WRITE, JOB_FLUSH, JOB_NOW };
 
 /* ---- fs.c, for the notifier ---- */
 

@@ -5,14 +5,14 @@
  * the notifier thread, so no FUSE thread ever blocks), kernel cache
  * parameters, the kernel notifications the notifier asks for, and the
  * mount context's life (struct fs, in fs_internal.h).
- * Also owns the action log and the actor, and turns writes to control
- * files, rmdir and rm into actions for the actor.
+ * Also owns the action log and the actor, and which requests may act
+ * (-o allow_delete, allow_resume; only the owner writes).
  * Leaves to others: open files and directories and the snapshots they
- * read (handle.c), swapping snapshots, the snapshots kept after a swap,
- * the tombstones, held replies and the notifier thread (notifier.c), what
- * the tree looks like (tree), the status text (status), fetching
- * (walker), control-file input, parsing and running actions (action,
- * actor).
+ * read (handle.c), requests that wait for their action (job.c), swapping
+ * snapshots, the snapshots kept after a swap, the tombstones, held
+ * replies and the notifier thread (notifier.c), what the tree looks like
+ * (tree), the status text (status), fetching (walker), control-file
+ * input, parsing and running actions (action, actor).
  * Callbacks decode, call one function and reply exactly once.
  */
 #include <errno.h>
@@ -28,6 +28,7 @@
 #include "actor.h"
 #include "fs_internal.h"
 #include "handle.h"
+#include "job.h"
 #include "tree.h"
 
 enum op { OP_LOOKUP, OP_OPENDIR };
@@ -500,124 +501,6 @@ void fs_reply_job(fuse_req_t req, enum job_reply reply, int result, size_t size)
 		fuse_reply_err(req, result < 0 ? -result : 0);
 }
 
-/* A FUSE request waiting for its action. */
-struct job {
-	struct fs *fs;
-	fuse_req_t req;
-	enum job_reply reply;
-	size_t size; /* JOB_WRITE: the bytes written */
-};
-
-/* actor_done_fn */
-static void job_done(void *ctx, struct action *act, int result)
-{
-	struct job *j = ctx;
-	uint64_t gen = act->ran ? notifier_remove_runs(j->fs, act) : 0;
-
-	/* A write's or close's reply waits until no kernel cache shows the
-	 * removed runs: the notifier sends it then (the writer holds no
-	 * lock an invalidation needs; the actor must not wait, an rmdir
-	 * behind it in line holds one). rmdir and unlink hold their
-	 * directory's, so they cannot wait: the kernel drops the entry they
-	 * name itself, and the other views follow within moments. */
-	if (j->reply == JOB_NOW || !gen ||
-	    notifier_hold(j->fs, j->req, j->reply, result, j->size, gen) < 0)
-		fs_reply_job(j->req, j->reply, result, j->size);
-	action_free(act);
-	free(j);
-}
-
-/* action_resolve_fn over a snapshot: a run's name gives its raw dlqId
- * (1: listed); another name goes to the API as it is (0: a run not
- * walked yet, or gone: the API answers 404). */
-static int resolve(void *ctx, const char *name, char **ret_id)
-{
-	const struct snapshot *s = ctx;
-	int64_t i = snapshot_find_run(s, name);
-	char *id = i >= 0 ? strndup(s->runs[i].msg->id.data,
-				    s->runs[i].msg->id.len)
-			  : strdup(name);
-
-	if (!id)
-		return -ENOMEM;
-	*ret_id = id;
-	return i >= 0;
-}
-
-/* Parses @len bytes for @verb and hands the action to the actor, which
- * answers @req; @in (may be NULL), the control file's input the text came
- * from, learns first that it was accepted. Returns 1 (submitted) or a
- * negative errno. */
-static int submit(struct fs *fs, fuse_req_t req, uint32_t verb,
-		  const char *text, size_t len, struct action_input *in,
-		  enum job_reply reply, size_t size)
-{
-	struct snapshot *s = fs_acquire(fs);
-	struct action *act;
-	struct job *j;
-	char err[256];
-	int r;
-
-	r = action_parse((enum action_verb)verb, text, len, resolve, s, &act,
-			 err, sizeof(err));
-	snapshot_unref(s);
-	if (r < 0)
-		return r;
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		action_free(act);
-		return -ENOMEM;
-	}
-	*j = (struct job){fs, req, reply, size};
-	/* the reply may come before actor_submit() returns, and with it the
-	 * file's next write, on another thread: nothing here touches @in
-	 * after this */
-	if (in)
-		action_input_acted(in);
-	r = actor_submit(fs->actor, act, job_done, j);
-	if (r < 0) {
-		action_free(act);
-		free(j);
-		return r;
-	}
-	return 1;
-}
-
-/* Hands @len bytes of lines from control file @h's input (@text, freed
- * here) to the actor. Returns 1 (the actor replies) or -errno. */
-static int act_on(struct fs *fs, fuse_req_t req, struct handle *h, char *text,
-		  size_t len, enum job_reply reply, size_t size)
-{
-	int r = submit(fs, req, h->n.index, text, len, &h->input, reply, size);
-
-	free(text);
-	return r;
-}
-
-/* A write to a control file: whole lines are acted on at once, a last
- * line without its newline waits for the next write or close(2).
- * Returns 0 (reply now), 1 (the actor replies) or -errno. */
-static int action_write(struct fs *fs, fuse_req_t req, struct handle *h,
-			const char *buf, size_t size)
-{
-	char *text;
-	size_t len;
-	int r = action_input_write(&h->input, buf, size, &text, &len);
-
-	return r == 1 ? act_on(fs, req, h, text, len, JOB_WRITE, size) : r;
-}
-
-/* close(2) of a control file: a last line not ended by a newline is
- * acted on now. Returns 0, 1 (the actor replies) or -errno. */
-static int action_flush(struct fs *fs, fuse_req_t req, struct handle *h)
-{
-	char *text;
-	size_t len;
-	int r = action_input_close(&h->input, &text, &len);
-
-	return r == 1 ? act_on(fs, req, h, text, len, JOB_FLUSH, 0) : r;
-}
-
 /* Deletes run @name of directory @parent, which must be of
  * @parent_kind: runs/ (rmdir runs/<id>) or a view value (rm
  * <view>/<value>/<id>). Returns 1 (the actor replies) or -errno. */
@@ -644,7 +527,7 @@ static int remove_run(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 		return -ENOMEM;
 	memcpy(text, name, len);
 	memcpy(text + len, "\n", 2);
-	r = submit(fs, req, ACTION_DELETE, text, len + 1, NULL, JOB_NOW, 0);
+	r = job_submit(fs, req, ACTION_DELETE, text, len + 1, NULL, JOB_NOW, 0);
 	free(text);
 	return r;
 }
@@ -817,7 +700,7 @@ static int write_handle(struct fs *fs, fuse_req_t req, struct handle *h,
 			const char *buf, size_t size)
 {
 	if (h->n.kind == TREE_ACTION)
-		return action_write(fs, req, h, buf, size);
+		return job_write(fs, req, h, buf, size);
 	if (h->n.kind != TREE_REFRESH)
 		return -EROFS;
 	if (fs->cfg.refresh)
@@ -844,7 +727,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = handle_of(fi);
-	int r = h->n.kind == TREE_ACTION ? action_flush(fs_of(req), req, h) : 0;
+	int r = h->n.kind == TREE_ACTION ? job_flush(fs_of(req), req, h) : 0;
 
 	(void)ino;
 	if (r <= 0)
