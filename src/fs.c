@@ -204,7 +204,7 @@ static void do_lookup(struct fs *fs, fuse_req_t req, fuse_ino_t parent,
 		fuse_reply_err(req, -r);
 	else if (r == 0)
 		fuse_reply_entry(req, &e);
-	/* 1: kept, and answered after the first walk (replay()) */
+	/* 1: kept, and answered after the first walk (fs_replay()) */
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -360,7 +360,7 @@ static void do_opendir(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -r);
 	else if (r == 0 && fuse_reply_open(req, fi) == -ENOENT)
 		handle_free(fs, handle_of(fi)); /* interrupted */
-	/* 1: kept, and answered after the first walk (replay()) */
+	/* 1: kept, and answered after the first walk (fs_replay()) */
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino,
