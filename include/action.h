@@ -128,7 +128,8 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
  * newline waits for the next write, or is taken as it is at close(2).
  * Option lines written before the first id are kept, and apply to every
  * id written after them on the same open file; an option line after
- * that is refused.
+ * that is refused. (Option lines that end in the same write as the
+ * first ids go with those ids only: they are not kept for later ones.)
  *
  * Not locked: the caller makes the calls for one open file one at a
  * time (the kernel sends a file's writes one at a time). All zeros is an
