@@ -3,13 +3,14 @@
  *
  * Three parts, none of them FUSE's:
  * - the parser of what a user writes to .dlqfs/{delete,resume,restart,
- *   callback}: option lines, then ids or paths ending in one;
+ *   callback}: option lines, then ids or paths ending in one, and the
+ *   input of one open control file, whose writes cut lines anywhere;
  * - the runner: one id goes to the single endpoint, several go in bulk
  *   requests of at most API_BULK_MAX ids (callback has no bulk form: one
  *   request each), with an outcome per id;
  * - the action log: the JSON lines of .dlqfs/actions.log, in memory.
  * The FUSE layer owns names, permissions (-o allow_delete/allow_resume),
- * when a write is complete, and the snapshot after an action.
+ * and the snapshot after an action.
  */
 #ifndef DLQFS_ACTION_H
 #define DLQFS_ACTION_H
@@ -119,15 +120,60 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 		 action_resolve_fn resolve, void *ctx,
 		 struct action **ret_action, char *err, size_t errlen);
 
-/* What one line (without its LF) is to action_parse(): blank (ignored),
- * an option line ("key=value"), or anything else (an id, or garbage it
- * refuses). For writers that deliver lines in several pieces. */
-enum action_line {
-	ACTION_LINE_BLANK,
-	ACTION_LINE_OPTION,
-	ACTION_LINE_ID,
+/* ---- control-file input ------------------------------------------------
+ *
+ * What has been written so far to one open control file, turned into the
+ * texts to give action_parse(). Writes cut lines anywhere: whole lines
+ * are acted on as soon as they are written, and a last line without its
+ * newline waits for the next write, or is taken as it is at close(2).
+ * Option lines written before the first id are kept, and apply to every
+ * id written after them on the same open file; an option line after
+ * that is refused. (Option lines that end in the same write as the
+ * first ids go with those ids only: they are not kept for later ones.)
+ *
+ * Not locked: the caller makes the calls for one open file one at a
+ * time (the kernel sends a file's writes one at a time). All zeros is an
+ * empty input; action_input_release() frees what it holds. */
+struct action_input {
+	char *pending; /* the last line, not yet ended by a newline */
+	size_t npending;
+	char *prefix; /* the option lines that came before the first id */
+	size_t nprefix;
+	bool ids_started; /* a text with ids was acted on */
 };
-enum action_line action_line_kind(const char *line, size_t len);
+
+/* Takes @len bytes written to the control file (a stream: each write
+ * appends). Returns
+ *   1 when whole lines with an id were completed: @ret_text (new, not
+ *     NUL-terminated) holds @ret_len bytes, the option lines kept, then
+ *     those lines, for action_parse(); call action_input_acted() once
+ *     it accepted them;
+ *   0 when there is nothing to act on yet: a line not ended, option
+ *     lines kept for the ids to come, blank lines after ids;
+ *   -EFBIG when more than ACTION_MAX_INPUT bytes would be pending, or
+ *     kept with the lines (then they are dropped);
+ *   -EINVAL when a line grows beyond ACTION_MAX_LINE bytes without its
+ *     newline (dropped), when whole lines hold only blanks before any id,
+ *     or an option line after ids;
+ *   -ENOMEM.
+ * Whole lines, once taken in, leave @in whatever it returns: a caller
+ * that hands the text on is done with @in. */
+int action_input_write(struct action_input *in, const char *buf, size_t len,
+		       char **ret_text, size_t *ret_len);
+
+/* At close(2): a last line without its newline is taken as if it had
+ * one, with action_input_write()'s returns (a last option line is kept
+ * like the others: 0). Without one: -EINVAL when option lines were kept
+ * and no id came to apply them to, else 0. */
+int action_input_close(struct action_input *in, char **ret_text,
+		       size_t *ret_len);
+
+/* The text returned last was accepted: ids have started, and option
+ * lines are refused from now on. */
+void action_input_acted(struct action_input *in);
+
+/* Frees what @in holds; it is empty again. */
+void action_input_release(struct action_input *in);
 
 /* x_free(NULL) is a no-op. */
 void action_free(struct action *act);

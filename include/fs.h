@@ -7,6 +7,9 @@
  * its own notifier thread. Actions go the other way: a write to a control
  * file, rmdir or rm becomes an action for the actor, and the runs it
  * removed leave the served snapshot at once.
+ * In four files: fs.c answers the requests, handle.c keeps what is open,
+ * job.c hands actions to the actor and answers when they are done,
+ * notifier.c publishes and tells the kernel (fs_publish(), fs_served()).
  */
 #ifndef DLQFS_FS_H
 #define DLQFS_FS_H

@@ -15,7 +15,12 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "api.h"
+struct api_filter;
+struct http_quota;
+
+/* Bytes of an error text kept here: an api_error's text fits (status.c
+ * checks). */
+#define STATUS_TEXT_MAX 512
 
 enum status_state {
 	STATUS_WALKING, /* no snapshot yet, the first walk runs */
@@ -69,12 +74,12 @@ struct status {
 	struct timespec last_success; /* end of the last good walk */
 	struct timespec stale_since;  /* first failure after a success */
 	bool has_error;
-	char last_error[sizeof(((struct api_error *)0)->text)];
+	char last_error[STATUS_TEXT_MAX];
 	/* A request of the walk that failed and will be tried again: how
 	 * many are (several workers), and the last one's attempt in words
 	 * (status_retrying()). */
 	unsigned retrying;
-	char retry_text[sizeof(((struct api_error *)0)->text)];
+	char retry_text[STATUS_TEXT_MAX];
 	/* The account's daily quota (shown while exhausted); NULL: none.
 	 * Borrowed, read without ->lock. */
 	const struct http_quota *quota;

@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "action.h"
 #include "snapshot.h"
 
 enum tree_kind {
@@ -55,8 +54,13 @@ struct tree_node {
 #define TREE_INO_CTL (TREE_INO_VIEW0 + VIEW_COUNT)
 #define TREE_INO_STATUS (TREE_INO_CTL + 1)
 #define TREE_INO_REFRESH (TREE_INO_CTL + 2)
+/* The control files .dlqfs/{delete,resume,...}: one per enum action_verb
+ * (ACTION_NVERBS; tree.c checks that the two agree). Their number fixes
+ * the inode numbers after them, so it is a constant here rather than a
+ * reason to include the action module. */
+#define TREE_NACTIONS 4
 #define TREE_INO_ACTION0 (TREE_INO_CTL + 3) /* + enum action_verb */
-#define TREE_INO_ACTLOG (TREE_INO_ACTION0 + ACTION_NVERBS)
+#define TREE_INO_ACTLOG (TREE_INO_ACTION0 + TREE_NACTIONS)
 #define TREE_INO_FIXED_END (TREE_INO_ACTLOG + 1)
 
 #define TREE_CTL_NAME ".dlqfs"
@@ -82,6 +86,10 @@ uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n);
 /* True for the directories whose content comes from the snapshot (they
  * cannot be answered before the first walk). */
 int tree_needs_runs(const struct tree_node *n);
+
+/* True for a directory: anything but a file, a symlink, or one of the
+ * files of .dlqfs/. */
+int tree_is_dir(const struct tree_node *n);
 
 /* Looks @name up in directory @dir. Returns 0 and @ret, -ENOENT, or
  * -ENOTDIR when @dir is not a directory. */

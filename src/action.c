@@ -1,7 +1,9 @@
 /* action: control-file requests, running them, and the action log.
  *
  * Owns: reading what a user writes to a control file (option lines, ids,
- * paths ending in ids; the limits on all of it), deduplicating ids,
+ * paths ending in ids; the limits on all of it), joining the pieces that
+ * writes to one open control file deliver into whole lines (and keeping
+ * its option lines for the ids written after them), deduplicating ids,
  * cutting them into requests (single, or bulk of at most API_BULK_MAX),
  * the outcome of each id and the errno of the whole, and the in-memory
  * actions.log with its size bound.
@@ -102,7 +104,16 @@ static void trim(const char **s, size_t *n)
 		(*n)--;
 }
 
-enum action_line action_line_kind(const char *line, size_t len)
+/* What one line (without its LF) is to action_parse(): blank (ignored),
+ * an option line ("key=value"), or anything else (an id, or garbage it
+ * refuses). */
+enum action_line {
+	ACTION_LINE_BLANK,
+	ACTION_LINE_OPTION,
+	ACTION_LINE_ID,
+};
+
+static enum action_line line_kind(const char *line, size_t len)
 {
 	trim(&line, &len);
 	if (len == 0)
@@ -569,6 +580,124 @@ void action_free(struct action *act)
 	free(act->listed);
 	free(act->out);
 	free(act);
+}
+
+/* ---- control-file input ------------------------------------------------ */
+
+/* The kinds of line in @len bytes of whole lines, as a bit set. */
+static unsigned line_kinds(const char *text, size_t len)
+{
+	unsigned kinds = 0;
+
+	while (len) {
+		const char *nl = memchr(text, '\n', len);
+		size_t l = nl ? (size_t)(nl - text) : len;
+
+		kinds |= 1u << line_kind(text, l);
+		l += nl != NULL;
+		text += l;
+		len -= l;
+	}
+	return kinds;
+}
+
+/* Takes @len bytes of lines, all ended but perhaps the last (at close):
+ * option lines before the first id are kept, lines with ids come back
+ * behind them. Returns as action_input_write(). */
+static int input_take(struct action_input *in, const char *text, size_t len,
+		      char **ret_text, size_t *ret_len)
+{
+	unsigned kinds = line_kinds(text, len);
+	char *all;
+
+	if (!(kinds & (1u << ACTION_LINE_ID))) {
+		if (in->ids_started)
+			return kinds & (1u << ACTION_LINE_OPTION) ? -EINVAL : 0;
+		if (!(kinds & (1u << ACTION_LINE_OPTION)))
+			return -EINVAL; /* blank: no id to act on */
+		if (in->nprefix + len > ACTION_MAX_INPUT)
+			return -EFBIG;
+		all = realloc(in->prefix, in->nprefix + len);
+		if (!all)
+			return -ENOMEM;
+		memcpy(all + in->nprefix, text, len);
+		in->prefix = all;
+		in->nprefix += len;
+		return 0;
+	}
+	if (in->ids_started && (kinds & (1u << ACTION_LINE_OPTION)))
+		return -EINVAL; /* an option after ids */
+	if (in->nprefix + len > ACTION_MAX_INPUT)
+		return -EFBIG;
+	all = malloc(in->nprefix + len + 1);
+	if (!all)
+		return -ENOMEM;
+	if (in->nprefix)
+		memcpy(all, in->prefix, in->nprefix);
+	memcpy(all + in->nprefix, text, len);
+	*ret_text = all;
+	*ret_len = in->nprefix + len;
+	return 1;
+}
+
+int action_input_write(struct action_input *in, const char *buf, size_t len,
+		       char **ret_text, size_t *ret_len)
+{
+	const char *nl;
+	char *p;
+	size_t whole;
+	int r;
+
+	if (in->npending + len > ACTION_MAX_INPUT) {
+		in->npending = 0;
+		return -EFBIG;
+	}
+	p = realloc(in->pending, in->npending + len + 1); /* +1: len 0 */
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + in->npending, buf, len);
+	in->pending = p;
+	in->npending += len;
+	nl = memrchr(p, '\n', in->npending);
+	if (!nl) {
+		if (in->npending <= ACTION_MAX_LINE)
+			return 0;
+		in->npending = 0;
+		return -EINVAL; /* a line too long: refused whole */
+	}
+	whole = (size_t)(nl - p) + 1;
+	r = input_take(in, p, whole, ret_text, ret_len);
+	memmove(p, p + whole, in->npending - whole);
+	in->npending -= whole;
+	return r;
+}
+
+int action_input_close(struct action_input *in, char **ret_text,
+		       size_t *ret_len)
+{
+	char *p = in->pending;
+	size_t n = in->npending;
+	int r;
+
+	if (!n)
+		return in->nprefix && !in->ids_started ? -EINVAL : 0;
+	in->pending = NULL;
+	in->npending = 0;
+	r = input_take(in, p, n, ret_text, ret_len);
+	free(p);
+	return r;
+}
+
+void action_input_acted(struct action_input *in)
+{
+	in->ids_started = true;
+}
+
+void action_input_release(struct action_input *in)
+{
+	free(in->pending);
+	free(in->prefix);
+	*in = (struct action_input){0};
 }
 
 /* ---- running ---------------------------------------------------------- */

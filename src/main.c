@@ -1,10 +1,11 @@
-/* main: options, token, start-up checks, mount, signals.
+/* main: options, start-up checks, mount, signals.
  *
- * Owns: the command line and -o options, reading the token (environment
- * or a private file, never argv), the pre-mount check that the API answers
- * (so a bad token or URL fails here with one line, before daemonizing),
- * the one mount context, and the wiring of walker -> fs.
- * Leaves to others: everything that happens once mounted.
+ * Owns: the command line and -o options, the order of the start-up
+ * checks, the pre-mount check that the API answers (so a bad token or
+ * URL fails here with one line, before daemonizing), the one mount
+ * context, the wiring of walker -> fs, and the order of the shutdown.
+ * Leaves to others: where the URL and the token come from (credentials),
+ * everything that happens once mounted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <fuse_lowlevel.h>
 
 #include "api.h"
+#include "credentials.h"
 #include "fs.h"
 #include "scope.h"
 #include "status.h"
@@ -32,7 +34,6 @@
 #define DLQFS_VERSION "dev"
 #endif
 
-#define TOKEN_MAX 4096	     /* bytes of a token file we read */
 #define REFRESH_DEFAULT 60.0 /* seconds */
 #define REFRESH_MIN 0.01     /* seconds */
 #define RETRIES_MAX 20
@@ -67,10 +68,17 @@ struct options {
 /* The mount: one per process, passed to everything that needs it. */
 struct mount {
 	struct options opts;
+	struct fuse_cmdline_opts cmd; /* libfuse's: -f, -s, the mount point */
+	const char *mountpoint;	      /* as given, checked before mounting */
+	char *url;		      /* the API base URL */
 	struct http_quota quota; /* the token's daily quota, for every client */
 	char *token;
+	struct api_config api;	       /* the walk's clients */
+	struct api_config actions_api; /* the actor's client */
+	struct walker_config walker_cfg;
 	struct walker_source source;
 	struct status status;
+	bool status_ready; /* status_init() succeeded */
 	struct fs *fs;
 	struct walker *walker;
 	atomic_int cancel;
@@ -291,179 +299,10 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 	exit(1);
 }
 
-/* Reads the token from a file that only its owner can read. */
-static char *read_token_file(const char *path)
+/* Dies saying @why (a credentials_*() error; NULL: out of memory). */
+__attribute__((noreturn)) static void die_why(const char *why)
 {
-	char buf[TOKEN_MAX + 1];
-	struct stat st;
-	ssize_t n;
-	size_t len;
-	char *tok;
-	/* O_NONBLOCK: a FIFO must not hang start-up before the check
-	 * below refuses it */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-
-	if (fd < 0) {
-		fprintf(stderr, "dlqfs: cannot read token file %s: %s\n", path,
-			strerror(errno));
-		exit(1);
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "dlqfs: token file %s is not a regular file\n",
-			path);
-		exit(1);
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		fprintf(stderr,
-			"dlqfs: token file %s is accessible by group or "
-			"others (mode %04o): run chmod 600 %s\n",
-			path, (unsigned)(st.st_mode & 07777), path);
-		exit(1);
-	}
-	n = read(fd, buf, TOKEN_MAX + 1);
-	close(fd);
-	if (n < 0 || n > TOKEN_MAX) {
-		fprintf(stderr, "dlqfs: token file %s: %s\n", path,
-			n < 0 ? strerror(errno) : "too large");
-		exit(1);
-	}
-	len = (size_t)n;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-		       buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		len--;
-	buf[len] = '\0';
-	if (!len || memchr(buf, '\0', len) || strpbrk(buf, "\r\n")) {
-		explicit_bzero(buf, sizeof(buf));
-		fprintf(stderr, "dlqfs: token file %s holds no token\n", path);
-		exit(1);
-	}
-	tok = strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	if (!tok)
-		die("out of memory");
-	return tok;
-}
-
-/* getenv() of @a followed by @b, or NULL when unset or empty. */
-static const char *getenv_nonempty(const char *a, const char *b)
-{
-	char name[96];
-	const char *v;
-
-	snprintf(name, sizeof(name), "%s%s", a, b);
-	v = getenv(name);
-	return v && *v ? v : NULL;
-}
-
-/* The regions of QSTASH_REGION, as the Upstash SDKs know them. */
-static const char *const regions[] = {"EU_CENTRAL_1", "US_EAST_1"};
-
-/* Where the URL and the token come from in the environment. */
-struct env_names {
-	char url[64], token[64];
-};
-
-/* QSTASH_REGION (EU_CENTRAL_1 or US_EAST_1; "us-east-1" too, as
- * qstash-js normalizes it) selects <REGION>_QSTASH_URL and
- * <REGION>_QSTASH_TOKEN; when they are not both set, the SDKs fall back to
- * QSTASH_URL and QSTASH_TOKEN, and so does dlqfs, saying so. An unknown
- * region is a mistake: dies. */
-static void env_names(struct env_names *e)
-{
-	const char *r = getenv("QSTASH_REGION");
-	char region[32];
-	size_t i, n;
-
-	snprintf(e->url, sizeof(e->url), "QSTASH_URL");
-	snprintf(e->token, sizeof(e->token), "QSTASH_TOKEN");
-	if (!r || !*r)
-		return;
-	n = strlen(r);
-	for (i = 0; i < n && i + 1 < sizeof(region); i++)
-		region[i] = r[i] == '-'			 ? '_'
-			    : r[i] >= 'a' && r[i] <= 'z' ? (char)(r[i] - 32)
-							 : r[i];
-	region[i] = '\0';
-	for (i = 0; i < sizeof(regions) / sizeof(regions[0]); i++)
-		if (n < sizeof(region) && !strcmp(region, regions[i]))
-			break;
-	if (i == sizeof(regions) / sizeof(regions[0]))
-		die("QSTASH_REGION=%.64s%s is not a region: use EU_CENTRAL_1 or "
-		    "US_EAST_1 (or unset it to use QSTASH_URL and QSTASH_TOKEN)",
-		    r, n > 64 ? "..." : "");
-	if (getenv_nonempty(region, "_QSTASH_URL") &&
-	    getenv_nonempty(region, "_QSTASH_TOKEN")) {
-		snprintf(e->url, sizeof(e->url), "%s_QSTASH_URL", region);
-		snprintf(e->token, sizeof(e->token), "%s_QSTASH_TOKEN", region);
-		return;
-	}
-	fprintf(stderr,
-		"dlqfs: QSTASH_REGION is %s but %s_QSTASH_URL and "
-		"%s_QSTASH_TOKEN are not both set: using QSTASH_URL and "
-		"QSTASH_TOKEN, as the Upstash SDKs do\n",
-		region, region, region);
-}
-
-/* Wipes and unsets every token variable dlqfs reads: no child process,
- * nor /proc/PID/environ, keeps one. */
-static void forget_env_tokens(void)
-{
-	char name[64];
-
-	for (size_t i = 0; i <= sizeof(regions) / sizeof(regions[0]); i++) {
-		const char *v;
-
-		if (i < sizeof(regions) / sizeof(regions[0]))
-			snprintf(name, sizeof(name), "%s_QSTASH_TOKEN",
-				 regions[i]);
-		else
-			snprintf(name, sizeof(name), "QSTASH_TOKEN");
-		v = getenv(name);
-		if (v)
-			explicit_bzero((char *)v, strlen(v));
-		unsetenv(name);
-	}
-}
-
-static char *get_token(const struct options *o, const struct env_names *e)
-{
-	const char *env = getenv(e->token);
-	char *tok;
-
-	if (o->token_file)
-		tok = read_token_file(o->token_file);
-	else if (env && *env)
-		tok = strdup(env);
-	else
-		die("no token: set %s or use -o token_file=PATH", e->token);
-	if (!tok)
-		die("out of memory");
-	forget_env_tokens();
-	return tok;
-}
-
-static char *get_url(const struct options *o, const struct env_names *e)
-{
-	const char *u = o->url ? o->url : getenv(e->url);
-	char *url;
-	size_t len;
-
-	if (!u || !*u)
-		u = API_DEFAULT_URL;
-	if (strncmp(u, "https://", 8) && strncmp(u, "http://", 7))
-		die("the API URL must start with https:// (got %s)", u);
-	if (!strncmp(u, "http://", 7) && !http_url_is_loopback(u) &&
-	    !o->allow_insecure_http)
-		die("refusing to send the token in clear to %s: use https://, "
-		    "or -o allow_insecure_http",
-		    u);
-	url = strdup(u);
-	if (!url)
-		die("out of memory");
-	len = strlen(url);
-	while (len > 8 && url[len - 1] == '/')
-		url[--len] = '\0';
-	return url;
+	die("%s", why ? why : "out of memory");
 }
 
 static void check_mountpoint(const char *mp)
@@ -696,128 +535,200 @@ static void options_release(struct options *o)
 	free(o->error);
 }
 
-int main(int argc, char *argv[])
+/* Sets up @m before anything is parsed. */
+static void mount_init(struct mount *m)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts cmd = {0};
-	struct fuse_session *se;
-	struct fuse_loop_config *loop;
-	struct api_config acfg = {0}, xcfg = {0};
-	struct walker_config wcfg = {0};
-	struct walker_limits limits = {0};
-	struct fs_config fcfg = {0};
-	struct sigaction sa;
-	sigset_t block, oldmask;
-	struct mount m;
-	const struct api_filter *filters;
-	struct env_names env;
-	size_t nfilters;
-	const char *mp;
-	double refresh, reconcile, late_window;
-	char *url;
-	int r = 1;
+	memset(m, 0, sizeof(*m));
+	m->opts.scope = scope_new(); /* NULL: add_filter() says so */
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->quiet_cond, NULL);
+}
 
-	memset(&m, 0, sizeof(m));
-	m.opts.scope = scope_new(); /* NULL: add_filter() says so */
-	pthread_mutex_init(&m.lock, NULL);
-	pthread_cond_init(&m.quiet_cond, NULL);
-	if (fuse_opt_parse(&args, &m.opts, opt_spec, opt_proc) < 0)
-		goto out_opts;
-	if (m.opts.show_help || m.opts.show_version) {
-		if (m.opts.show_help)
-			usage(argv[0]);
+/* Parses the command line, dlqfs's options and then libfuse's, into @m.
+ * Returns 0 to go on, 1 when there is nothing more to do (--help,
+ * --version), or -1 once dlqfs or libfuse has said what is wrong. */
+static int parse_options(struct mount *m, struct fuse_args *args,
+			 const char *prog)
+{
+	if (fuse_opt_parse(args, &m->opts, opt_spec, opt_proc) < 0)
+		return -1;
+	if (m->opts.show_help || m->opts.show_version) {
+		if (m->opts.show_help)
+			usage(prog);
 		else
 			printf("dlqfs %s (libfuse %s)\n", DLQFS_VERSION,
 			       fuse_pkgversion());
-		r = 0;
-		goto out_opts;
+		return 1;
 	}
-	if (m.opts.error) {
-		fprintf(stderr, "dlqfs: %s\n", m.opts.error);
-		goto out_opts;
+	if (m->opts.error) {
+		fprintf(stderr, "dlqfs: %s\n", m->opts.error);
+		return -1;
 	}
-	if (!m.opts.scope)
+	if (!m->opts.scope)
 		die("out of memory");
-	if (fuse_parse_cmdline(&args, &cmd) < 0)
-		goto out_opts;
-	/* from here on, die() exits with everything still reachable */
-	mp = m.opts.nonopt[1] ? m.opts.nonopt[1] : m.opts.nonopt[0];
-	check_mountpoint(mp);
-	refresh = m.opts.refresh ? parse_seconds("refresh", m.opts.refresh,
-						 REFRESH_MIN, 86400 * 7)
-				 : REFRESH_DEFAULT;
-	reconcile = m.opts.reconcile
-			    ? parse_seconds("reconcile", m.opts.reconcile, 0,
-					    86400 * 90)
-			    : refresh * WALKER_RECONCILE_FACTOR;
-	late_window = m.opts.late_window
-			      ? parse_seconds("late_window", m.opts.late_window,
-					      0, 86400 * 90)
-			      : WALKER_LATE_WINDOW_MS / 1000.0;
+	if (fuse_parse_cmdline(args, &m->cmd) < 0)
+		return -1;
+	return 0;
+}
 
-	env_names(&env);
-	url = get_url(&m.opts, &env);
-	filters = scope_filters(m.opts.scope, &nfilters);
-	if (status_init(&m.status, url, filters, nfilters, refresh) < 0)
-		die("out of memory");
-	m.status.reconcile_s = reconcile;
-	m.status.late_window_s = late_window;
-	fcfg.uid = getuid();
-	fcfg.gid = getgid();
+/* The seconds of -o refresh=, reconcile= and late_window=. */
+struct timings {
+	double refresh, reconcile, late_window;
+};
+
+/* Reads @o's timings into @ret, or their defaults; dies on a bad one. */
+static void parse_timings(const struct options *o, struct timings *ret)
+{
+	ret->refresh = o->refresh ? parse_seconds("refresh", o->refresh,
+						  REFRESH_MIN, 86400 * 7)
+				  : REFRESH_DEFAULT;
+	ret->reconcile = o->reconcile ? parse_seconds("reconcile", o->reconcile,
+						      0, 86400 * 90)
+				      : ret->refresh * WALKER_RECONCILE_FACTOR;
+	ret->late_window =
+		o->late_window ? parse_seconds("late_window", o->late_window, 0,
+					       86400 * 90)
+			       : WALKER_LATE_WINDOW_MS / 1000.0;
+}
+
+/* What fs is given: the owner, the kernel's cache timeouts, the refresh
+ * hook and the actions allowed. Its api points to m->actions_api, which
+ * configure() fills in before fs_start() copies it. */
+static void fs_config_of(struct mount *m, double refresh, struct fs_config *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->uid = getuid();
+	ret->gid = getgid();
 	/* at least 1 s: a timeout near 0 makes the kernel look up every
 	 * entry again, and the notifier invalidates changes anyway */
-	fcfg.dir_timeout = refresh < 1 ? 1 : refresh;
-	fcfg.file_timeout = FILE_TIMEOUT;
-	fcfg.neg_timeout = NEG_TIMEOUT;
-	fcfg.refresh = on_refresh;
-	fcfg.refresh_ctx = &m;
-	fcfg.api = &xcfg; /* filled in below, before fs_start() */
-	fcfg.allow_delete = m.opts.allow_delete;
-	fcfg.allow_resume = m.opts.allow_resume;
-	fcfg.zero_opendir = !m.opts.dir_handles;
-	m.fs = fs_new(&fcfg, &m.status);
-	if (!m.fs)
+	ret->dir_timeout = refresh < 1 ? 1 : refresh;
+	ret->file_timeout = FILE_TIMEOUT;
+	ret->neg_timeout = NEG_TIMEOUT;
+	ret->refresh = on_refresh;
+	ret->refresh_ctx = m;
+	ret->api = &m->actions_api;
+	ret->allow_delete = m->opts.allow_delete;
+	ret->allow_resume = m->opts.allow_resume;
+	ret->zero_opendir = !m->opts.dir_handles;
+}
+
+/* The walk's API client configuration, m->api: the URL, the token, the
+ * scope's @n @filters, the request bounds of the options (dies on a bad
+ * one), and the cancel flag and quota every client shares. */
+static void api_config_of(struct mount *m, const struct api_filter *filters,
+			  size_t n)
+{
+	struct api_config *c = &m->api;
+
+	c->base_url = m->url;
+	c->token = m->token;
+	c->filters = filters;
+	c->nfilters = n;
+	http_config_defaults(&c->http);
+	http_options(&m->opts, &c->http);
+	c->http.cancel = &m->cancel;
+	c->http.quota = &m->quota;
+}
+
+/* The walker's configuration, m->walker_cfg, from @t and the options;
+ * dies on a bad one. */
+static void walker_config_of(struct mount *m, const struct timings *t)
+{
+	struct walker_config *c = &m->walker_cfg;
+	struct walker_limits *l = &c->limits;
+
+	l->max_pages = m->opts.max_pages;
+	l->workers = m->opts.walkers ? m->opts.walkers : WALKER_WORKERS;
+	if (l->workers > 64)
+		die("-o walkers=%u: at most 64", l->workers);
+	l->max_rps = m->opts.max_rps
+			     ? parse_number("max_rps", m->opts.max_rps, 0.1,
+					    10000, "requests per second")
+			     : WALKER_MAX_RPS;
+	l->cancel = &m->cancel;
+	l->scope = m->opts.scope;
+	/* a progress line on a terminal, in the foreground only */
+	l->progress_fd = m->cmd.foreground && isatty(2) ? 2 : -1;
+	c->refresh_ms = (unsigned)(t->refresh * 1000);
+	c->reconcile_ms = (int64_t)(t->reconcile * 1000);
+	c->late_window_ms = (int64_t)(t->late_window * 1000);
+	c->served = fs_served;
+}
+
+/* Checks everything a user can get wrong, in this order, and builds the
+ * configurations and the session: the mount point and the options
+ * first, then the token, and the API last (the only step that touches
+ * the network). Dies with one line on a mistake, before daemonizing.
+ * Returns 0, or -1 when libfuse refused an option (it said why). */
+static int configure(struct mount *m, struct fuse_args *args)
+{
+	const struct api_filter *filters;
+	struct credentials_env env;
+	struct fs_config fcfg;
+	struct timings t;
+	char *why = NULL;
+	size_t nfilters;
+	int r;
+
+	/* from here on, die() exits with everything still reachable */
+	m->mountpoint =
+		m->opts.nonopt[1] ? m->opts.nonopt[1] : m->opts.nonopt[0];
+	check_mountpoint(m->mountpoint);
+	parse_timings(&m->opts, &t);
+
+	r = credentials_env(&env, &why);
+	if (r < 0)
+		die_why(why);
+	if (r == 1 && why) /* a note: it falls back to the plain ones */
+		fprintf(stderr, "dlqfs: %s\n", why);
+	free(why);
+	if (credentials_url(&env, m->opts.url, m->opts.allow_insecure_http,
+			    &m->url, &why) < 0)
+		die_why(why);
+	filters = scope_filters(m->opts.scope, &nfilters);
+	if (status_init(&m->status, m->url, filters, nfilters, t.refresh) < 0)
+		die("out of memory");
+	m->status_ready = true;
+	m->status.reconcile_s = t.reconcile;
+	m->status.late_window_s = t.late_window;
+	fs_config_of(m, t.refresh, &fcfg);
+	m->fs = fs_new(&fcfg, &m->status);
+	if (!m->fs)
 		die("out of memory");
 	/* the session checks the remaining (FUSE) options; nothing is
 	 * mounted yet and the network has not been touched */
-	fuse_opt_add_arg(&args, "-odefault_permissions,fsname=dlqfs");
-	se = fuse_session_new(&args, fs_ops(), fs_ops_size(), m.fs);
-	if (!se)
-		goto out_fs; /* libfuse said why (an unknown option) */
+	fuse_opt_add_arg(args, "-odefault_permissions,fsname=dlqfs");
+	m->se = fuse_session_new(args, fs_ops(), fs_ops_size(), m->fs);
+	if (!m->se)
+		return -1; /* libfuse said why (an unknown option) */
 
-	m.token = get_token(&m.opts, &env);
+	if (credentials_token(&env, m->opts.token_file, &m->token, &why) < 0)
+		die_why(why);
 	/* no core dump, and no ptrace by other processes of the same user,
 	 * can read the token out of this process */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (http_global_init() < 0)
 		die("cannot initialize libcurl");
-	acfg.base_url = url;
-	acfg.token = m.token;
-	acfg.filters = filters;
-	acfg.nfilters = nfilters;
-	http_config_defaults(&acfg.http);
-	http_options(&m.opts, &acfg.http);
-	limits.max_pages = m.opts.max_pages;
-	limits.workers = m.opts.walkers ? m.opts.walkers : WALKER_WORKERS;
-	if (limits.workers > 64)
-		die("-o walkers=%u: at most 64", limits.workers);
-	limits.max_rps = m.opts.max_rps
-				 ? parse_number("max_rps", m.opts.max_rps, 0.1,
-						10000, "requests per second")
-				 : WALKER_MAX_RPS;
-	limits.cancel = &m.cancel;
-	limits.scope = m.opts.scope;
-	acfg.http.cancel = &m.cancel;
-	acfg.http.quota = &m.quota;
-	m.status.quota = &m.quota;
-	check_api(&acfg, url);
+	api_config_of(m, filters, nfilters);
+	walker_config_of(m, &t);
+	m->status.quota = &m->quota;
+	check_api(&m->api, m->url);
 	/* actions have a client of their own; a retried request of the walk
 	 * shows in .dlqfs/status */
-	xcfg = acfg;
-	acfg.on_retry = status_retrying;
-	acfg.retry_ctx = &m.status;
+	m->actions_api = m->api;
+	m->api.on_retry = status_retrying;
+	m->api.retry_ctx = &m->status;
+	return 0;
+}
 
-	/* everything a user can get wrong was checked: mount */
+/* Mounts, daemonizes and starts the threads: the walker, fs's notifier
+ * and actor, and the stopper. Returns 0, or -1 when the mount failed
+ * (libfuse said why); dies when a thread cannot start. */
+static int start(struct mount *m)
+{
+	struct sigaction sa;
+	sigset_t block, oldmask;
+
 	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error, not death */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_wake;
@@ -827,81 +738,119 @@ int main(int argc, char *argv[])
 	 * stop_signals()); one arriving before it runs is taken then */
 	stop_signals(&block);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
-	if (fuse_session_mount(se, mp) < 0)
-		goto out_session;
-	fuse_daemonize(cmd.foreground);
+	if (fuse_session_mount(m->se, m->mountpoint) < 0)
+		return -1;
+	fuse_daemonize(m->cmd.foreground);
 
 	/* threads start after the fork of fuse_daemonize() */
-	m.source.list = source_list;
-	m.source.open = source_open;
-	m.source.close = source_close;
-	m.source.ctx = &acfg;
-	wcfg.refresh_ms = (unsigned)(refresh * 1000);
-	wcfg.reconcile_ms = (int64_t)(reconcile * 1000);
-	wcfg.late_window_ms = (int64_t)(late_window * 1000);
-	wcfg.served = fs_served;
-	wcfg.limits = limits;
-	wcfg.limits.progress_fd = cmd.foreground && isatty(2) ? 2 : -1;
-	m.walker = walker_new(&wcfg, &m.source, &m.status, fs_publish, m.fs);
+	m->source.list = source_list;
+	m->source.open = source_open;
+	m->source.close = source_close;
+	m->source.ctx = &m->api;
+	m->walker = walker_new(&m->walker_cfg, &m->source, &m->status,
+			       fs_publish, m->fs);
 	/* Our threads (and the walk workers they start) also block SIGQUIT,
 	 * as libfuse's workers do: it stays the main thread's. */
 	sigaddset(&block, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
-	m.se = se;
-	m.main_thread = pthread_self();
-	if (asprintf(&m.knock_path, "%s/.dlqfs/status", cmd.mountpoint) < 0)
+	m->main_thread = pthread_self();
+	if (asprintf(&m->knock_path, "%s/.dlqfs/status", m->cmd.mountpoint) < 0)
 		die("out of memory");
-	if (!m.walker || fs_start(m.fs, se) < 0 || walker_start(m.walker) < 0 ||
-	    pthread_create(&m.stopper, NULL, stopper_main, &m))
+	if (!m->walker || fs_start(m->fs, m->se) < 0 ||
+	    walker_start(m->walker) < 0 ||
+	    pthread_create(&m->stopper, NULL, stopper_main, m))
 		die("cannot start threads");
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
+	return 0;
+}
 
-	if (cmd.singlethread) {
-		r = fuse_session_loop(se);
-	} else {
-		loop = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd.clone_fd);
-		/* UINT_MAX means "not given": keep libfuse's defaults */
-		if (cmd.max_idle_threads != UINT_MAX)
-			fuse_loop_cfg_set_idle_threads(loop,
-						       cmd.max_idle_threads);
-		if (cmd.max_threads != UINT_MAX)
-			fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
-		r = fuse_session_loop_mt(se, loop);
-		fuse_loop_cfg_destroy(loop);
-	}
-	r = r < 0 ? 1 : 0;
+/* Answers requests until an unmount, or a signal through the stopper.
+ * Returns 0, or -1 when the loop failed. */
+static int run_session(struct mount *m)
+{
+	struct fuse_loop_config *loop;
+	int r;
 
-	/* ended by an unmount, or by a signal through the stopper: either
-	 * way the stopper runs to its end before anything is freed */
-	atomic_store(&m.loop_done, 1);
-	pthread_kill(m.stopper, SIGTERM);
+	if (m->cmd.singlethread)
+		return fuse_session_loop(m->se) < 0 ? -1 : 0;
+	loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned)m->cmd.clone_fd);
+	/* UINT_MAX means "not given": keep libfuse's defaults */
+	if (m->cmd.max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(loop, m->cmd.max_idle_threads);
+	if (m->cmd.max_threads != UINT_MAX)
+		fuse_loop_cfg_set_max_threads(loop, m->cmd.max_threads);
+	r = fuse_session_loop_mt(m->se, loop);
+	fuse_loop_cfg_destroy(loop);
+	return r < 0 ? -1 : 0;
+}
+
+/* After the loop, ended by an unmount or by a signal through the
+ * stopper: either way the stopper runs to its end before anything is
+ * freed, and the walker and the notifier are quiet before the unmount. */
+static void shut_down(struct mount *m)
+{
+	atomic_store(&m->loop_done, 1);
+	pthread_kill(m->stopper, SIGTERM);
 	/* unmount once the stopper has quietened the walker and the
 	 * notifier, but before joining it: that fails its last knock */
-	pthread_mutex_lock(&m.lock);
-	while (!m.quiet)
-		pthread_cond_wait(&m.quiet_cond, &m.lock);
-	pthread_mutex_unlock(&m.lock);
-	fuse_session_unmount(se);
-	pthread_join(m.stopper, NULL);
-	walker_free(m.walker);
-out_session:
-	fuse_session_destroy(se);
-out_fs:
-	fs_free(m.fs);
-	status_release(&m.status);
-	if (m.token) {
-		explicit_bzero(m.token, strlen(m.token));
-		free(m.token);
+	pthread_mutex_lock(&m->lock);
+	while (!m->quiet)
+		pthread_cond_wait(&m->quiet_cond, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+	fuse_session_unmount(m->se);
+	pthread_join(m->stopper, NULL);
+}
+
+/* Runs the session, then the ordered shutdown. Returns 0, or -1 when the
+ * loop failed. */
+static int loop(struct mount *m)
+{
+	int r = run_session(m);
+
+	shut_down(m);
+	return r;
+}
+
+/* Frees what the steps before made, however far they got: the walker,
+ * then the session, then fs (the session's userdata); the token is wiped
+ * first. */
+static void mount_release(struct mount *m)
+{
+	walker_free(m->walker);
+	if (m->se)
+		fuse_session_destroy(m->se);
+	fs_free(m->fs);
+	if (m->status_ready)
+		status_release(&m->status);
+	if (m->token) {
+		explicit_bzero(m->token, strlen(m->token));
+		free(m->token);
 		http_global_cleanup();
 	}
-	free(url);
-	free(cmd.mountpoint);
-	free(m.knock_path);
-out_opts:
-	pthread_cond_destroy(&m.quiet_cond);
-	pthread_mutex_destroy(&m.lock);
-	options_release(&m.opts);
+	free(m->url);
+	free(m->cmd.mountpoint);
+	free(m->knock_path);
+	pthread_cond_destroy(&m->quiet_cond);
+	pthread_mutex_destroy(&m->lock);
+	options_release(&m->opts);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct mount m;
+	int r;
+
+	mount_init(&m);
+	r = parse_options(&m, &args, argv[0]);
+	if (r == 0)
+		r = configure(&m, &args);
+	if (r == 0)
+		r = start(&m);
+	if (r == 0)
+		r = loop(&m);
+	mount_release(&m);
 	fuse_opt_free_args(&args);
-	return r;
+	return r < 0 ? 1 : 0;
 }

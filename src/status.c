@@ -11,10 +11,15 @@
 
 #include <unistd.h>
 
+#include "api.h"
 #include "scope.h"
 #include "status.h"
 #include "timefmt.h"
 #include "utf8.h"
+
+/* last_error and retry_text hold an api_error's text whole */
+_Static_assert(sizeof(((struct api_error *)0)->text) <= STATUS_TEXT_MAX,
+	       "STATUS_TEXT_MAX is smaller than an api_error text");
 
 /* The daemon's resident set in bytes, now, or -1 when unknown. */
 static long long rss_bytes(void)

@@ -9,7 +9,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "action.h"
 #include "tree.h"
+
+_Static_assert(TREE_NACTIONS == ACTION_NVERBS,
+	       "one control file per action verb");
 
 #define KEY_MASK (~((1ULL << SNAPSHOT_KEY_SHIFT) - 1))
 #define LINK_SLOT 7
@@ -139,6 +143,13 @@ uint64_t tree_ino(const struct snapshot *s, const struct tree_node *n)
 int tree_needs_runs(const struct tree_node *n)
 {
 	return n->kind == TREE_RUNS || n->kind == TREE_VIEW;
+}
+
+int tree_is_dir(const struct tree_node *n)
+{
+	return n->kind != TREE_FILE && n->kind != TREE_LINK &&
+	       n->kind != TREE_STATUS && n->kind != TREE_REFRESH &&
+	       n->kind != TREE_ACTION && n->kind != TREE_ACTLOG;
 }
 
 int tree_lookup(const struct snapshot *s, const struct tree_node *dir,

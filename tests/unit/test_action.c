@@ -1,4 +1,6 @@
 /* test_action: the control-file parser (table-driven, garbage included),
+ * the input of an open control file (writes cutting lines anywhere,
+ * options kept for later ids, close, limits),
  * running actions against a small HTTP server forked on 127.0.0.1 that
  * answers like the DLQ API and records every request (batching into 50s,
  * single endpoints, per-id outcomes, the errno of the whole), log lines,
@@ -327,6 +329,322 @@ static void test_verbs(void)
 	}
 	is_int(action_verb_parse("status", &v), -EINVAL, "not a verb");
 	is_int(action_verb_parse(NULL, &v), -EINVAL, "NULL is not a verb");
+}
+
+/* ---- control-file input ----------------------------------------------- */
+
+/* A step that closes the file (compared by address). */
+static const char input_close[] = "(close)";
+#define INPUT_CLOSE input_close
+
+/* One call on an action_input: a write of @write, or a close, what it
+ * returns, the text it hands on (r == 1), and whether the caller's parse
+ * refused that text (else it calls action_input_acted()). The steps of a
+ * case end at the first without @write. */
+struct input_step {
+	const char *write;
+	int r;
+	const char *text;
+	bool refused;
+};
+
+static void test_input_table(void)
+{
+	static const struct {
+		const char *name;
+		struct input_step steps[8];
+	} t[] = {
+		{"one line",
+		 {{"1-0\n", 1, "1-0\n", false}, {INPUT_CLOSE, 0, NULL, false}}},
+		{"an empty input", {{INPUT_CLOSE, 0, NULL, false}}},
+		{"an empty write",
+		 {{"", 0, NULL, false}, {INPUT_CLOSE, 0, NULL, false}}},
+		{"CRLF lines pass as they are",
+		 {{"1-0\r\n2-0\r\n", 1, "1-0\r\n2-0\r\n", false}}},
+		{"chunks cut lines anywhere",
+		 {{"1-", 0, NULL, false},
+		  {"0\n2", 1, "1-0\n", false},
+		  {"-0", 0, NULL, false},
+		  {"\n", 1, "2-0\n", false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"whole lines go, the cut one waits",
+		 {{"1-0\n2-0\n3-", 1, "1-0\n2-0\n", false},
+		  {"0\n", 1, "3-0\n", false}}},
+		{"a last line without newline, at close",
+		 {{"1-0", 0, NULL, false},
+		  {INPUT_CLOSE, 1, "1-0", false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"a cut last line, at close",
+		 {{"1-0\n2", 1, "1-0\n", false},
+		  {"-0", 0, NULL, false},
+		  {INPUT_CLOSE, 1, "2-0", false}}},
+		{"option lines, then ids across writes",
+		 {{"retries=3\n", 0, NULL, false},
+		  {"delay=10s\n", 0, NULL, false},
+		  {"1-0\n", 1, "retries=3\ndelay=10s\n1-0\n", false},
+		  {"2-0\n3-0\n", 1, "retries=3\ndelay=10s\n2-0\n3-0\n", false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"an option line cut across writes",
+		 {{"retr", 0, NULL, false},
+		  {"ies=3\n1-", 0, NULL, false},
+		  {"0\n", 1, "retries=3\n1-0\n", false}}},
+		{"blank lines among options are kept with them",
+		 {{"\nretries=3\n\n", 0, NULL, false},
+		  {"1-0\n", 1, "\nretries=3\n\n1-0\n", false}}},
+		{"options and the first ids in one write",
+		 {{"retries=3\n1-0\n", 1, "retries=3\n1-0\n", false},
+		  /* the options went with the ids they came with, and are
+		   * not kept for the next ones */
+		  {"2-0\n", 1, "2-0\n", false}}},
+		{"options with no id, at close",
+		 {{"retries=3\n", 0, NULL, false},
+		  {INPUT_CLOSE, -EINVAL, NULL, false}}},
+		{"an option line without newline, at close",
+		 /* kept like the others: nothing follows it to refuse */
+		 {{"retries=3", 0, NULL, false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"blank lines before any id",
+		 {{"\n", -EINVAL, NULL, false},
+		  {" \t\r\n\n", -EINVAL, NULL, false},
+		  {"1-0\n", 1, "1-0\n", false}}},
+		{"a blank line alone, after options, before ids",
+		 /* refused as a blank write is, and the options stay */
+		 {{"retries=3\n", 0, NULL, false},
+		  {"\n", -EINVAL, NULL, false},
+		  {"1-0\n", 1, "retries=3\n1-0\n", false}}},
+		{"blank lines after ids",
+		 {{"1-0\n", 1, "1-0\n", false},
+		  {"\n \n", 0, NULL, false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"an option after ids, alone",
+		 {{"1-0\n", 1, "1-0\n", false},
+		  {"retries=3\n", -EINVAL, NULL, false},
+		  {"2-0\n", 1, "2-0\n", false}}},
+		{"an option after ids, with more ids",
+		 {{"1-0\n", 1, "1-0\n", false},
+		  {"retries=3\n2-0\n", -EINVAL, NULL, false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
+		{"an option after ids, at close",
+		 {{"1-0\n", 1, "1-0\n", false},
+		  {"retries=3", 0, NULL, false},
+		  {INPUT_CLOSE, -EINVAL, NULL, false}}},
+		{"options stay for the ids after a refused text",
+		 {{"retries=3\n", 0, NULL, false},
+		  {"*\n", 1, "retries=3\n*\n", true},
+		  {"delay=1s\n", 0, NULL, false},
+		  {"1-0\n", 1, "retries=3\ndelay=1s\n1-0\n", false},
+		  {"retries=4\n", -EINVAL, NULL, false}}},
+		{"a refused text at close: options still unused",
+		 {{"retries=3\n", 0, NULL, false},
+		  {"*", 0, NULL, false},
+		  {INPUT_CLOSE, 1, "retries=3\n*", true},
+		  {INPUT_CLOSE, -EINVAL, NULL, false}}},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct action_input in = {0};
+
+		for (size_t k = 0; k < 8; k++) {
+			const struct input_step *s = &t[i].steps[k];
+			char *text = NULL;
+			size_t len = 0;
+			int r;
+
+			if (!s->write)
+				break;
+			r = s->write == input_close
+				    ? action_input_close(&in, &text, &len)
+				    : action_input_write(&in, s->write,
+							 strlen(s->write),
+							 &text, &len);
+			is_int(r, s->r, "input: %s: step %zu", t[i].name, k);
+			if (r == 1) {
+				is_mem(text, len, s->text, tap_strlen(s->text),
+				       "input: %s: step %zu: text", t[i].name,
+				       k);
+				if (!s->refused)
+					action_input_acted(&in);
+				free(text);
+			}
+		}
+		action_input_release(&in);
+		ok(!in.pending && !in.prefix && !in.npending && !in.nprefix,
+		   "input: %s: released", t[i].name);
+	}
+}
+
+/* What a chunked feed of an action_input handed on. */
+struct fed {
+	char ids[256];	    /* every id parsed, joined with ',' */
+	size_t texts;	    /* texts handed on */
+	size_t errors;	    /* calls that failed, texts the parser refused */
+	bool first_options; /* the first text had retries=3 and delay=10s */
+};
+
+/* One call's outcome @r (and its text) into @f. */
+static void fed_take(struct fed *f, struct action_input *in, int r, char *text,
+		     size_t len)
+{
+	struct action *act = NULL;
+	char one[256];
+
+	if (r < 0)
+		f->errors++;
+	if (r != 1)
+		return;
+	if (action_parse(ACTION_RESUME, text, len, NULL, NULL, &act, NULL, 0)) {
+		f->errors++;
+	} else {
+		if (!f->texts)
+			f->first_options = act->opt.retries == 3 &&
+					   act->opt.delay &&
+					   !strcmp(act->opt.delay, "10s");
+		joined(act, one, sizeof(one));
+		if (strlen(f->ids) + strlen(one) + 2 < sizeof(f->ids)) {
+			if (f->ids[0])
+				strcat(f->ids, ",");
+			strcat(f->ids, one);
+		}
+		action_input_acted(in);
+		action_free(act);
+	}
+	f->texts++;
+	free(text);
+}
+
+/* Every way of cutting a text into writes of equal size hands on texts
+ * the parser accepts, that name every id once, in order; the first of
+ * them carries every option line (whatever came before it). */
+static void test_input_chunks(void)
+{
+	static const struct {
+		const char *text;
+		const char *ids;
+		bool options;
+	} t[] = {
+		{"1-0\n2-0\nruns/3-0/\nby-label/x/4-0", "1-0,2-0,3-0,4-0",
+		 false},
+		{"retries=3\ndelay=10s\n1-0\n2-0\r\n  3-0\n\n", "1-0,2-0,3-0",
+		 true},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		size_t len = strlen(t[i].text);
+
+		for (size_t chunk = 1; chunk <= len; chunk++) {
+			struct action_input in = {0};
+			struct fed f = {0};
+			char *text = NULL;
+			size_t tlen = 0;
+			int r;
+
+			for (size_t off = 0; off < len; off += chunk) {
+				size_t n =
+					len - off < chunk ? len - off : chunk;
+
+				r = action_input_write(&in, t[i].text + off, n,
+						       &text, &tlen);
+				fed_take(&f, &in, r, text, tlen);
+			}
+			r = action_input_close(&in, &text, &tlen);
+			fed_take(&f, &in, r, text, tlen);
+			is_int(f.errors, 0,
+			       "input cut every %zu bytes, text %zu: no error",
+			       chunk, i);
+			is_str(f.ids, t[i].ids,
+			       "input cut every %zu bytes, text %zu: the ids",
+			       chunk, i);
+			ok(f.first_options == t[i].options,
+			   "input cut every %zu bytes, text %zu: options",
+			   chunk, i);
+			action_input_release(&in);
+		}
+	}
+}
+
+static void test_input_limits(void)
+{
+	size_t big = ACTION_MAX_INPUT, half = ACTION_MAX_INPUT / 2;
+	struct action_input in = {0};
+	char *buf = malloc(big + 1), *text = NULL;
+	size_t len;
+
+	/* a line without its newline waits up to ACTION_MAX_LINE bytes; one
+	 * more refuses it, and it is dropped */
+	memset(buf, 'a', ACTION_MAX_LINE);
+	is_int(action_input_write(&in, buf, ACTION_MAX_LINE - 1, &text, &len),
+	       0, "input: a line of ACTION_MAX_LINE - 1 bytes waits");
+	is_int(action_input_write(&in, buf, 1, &text, &len), 0,
+	       "input: a line of ACTION_MAX_LINE bytes waits");
+	is_int(action_input_write(&in, buf, 1, &text, &len), -EINVAL,
+	       "input: a line past ACTION_MAX_LINE: -EINVAL");
+	is_int(action_input_write(&in, "1-0\n", 4, &text, &len), 1,
+	       "input: after a long line, the next one");
+	is_mem(text, len, "1-0\n", 4, "input: the long line was dropped");
+	free(text);
+	action_input_release(&in);
+
+	/* a line of ACTION_MAX_LINE bytes ended by its newline is whole:
+	 * what it holds is the parser's to judge */
+	memset(buf, 'a', ACTION_MAX_LINE);
+	buf[ACTION_MAX_LINE] = '\n';
+	is_int(action_input_write(&in, buf, ACTION_MAX_LINE, &text, &len), 0,
+	       "input: ACTION_MAX_LINE bytes wait");
+	is_int(action_input_write(&in, "\n", 1, &text, &len), 1,
+	       "input: then their newline");
+	is_mem(text, len, buf, ACTION_MAX_LINE + 1,
+	       "input: the line of ACTION_MAX_LINE bytes, whole");
+	free(text);
+	action_input_release(&in);
+
+	/* ACTION_MAX_INPUT bytes of whole lines in one write: handed on */
+	for (size_t i = 0; i < big; i += 64) {
+		memset(buf + i, 'b', 63);
+		buf[i + 63] = '\n';
+	}
+	is_int(action_input_write(&in, buf, big, &text, &len), 1,
+	       "input: ACTION_MAX_INPUT bytes in one write");
+	is_int(len, big, "input: all of them");
+	free(text);
+	/* pending bytes and a write past ACTION_MAX_INPUT together: -EFBIG,
+	 * and the pending bytes are dropped */
+	is_int(action_input_write(&in, "x", 1, &text, &len), 0,
+	       "input: a byte pending");
+	is_int(action_input_write(&in, buf, big, &text, &len), -EFBIG,
+	       "input: a write past ACTION_MAX_INPUT: -EFBIG");
+	is_int(action_input_write(&in, "1-0\n", 4, &text, &len), 1,
+	       "input: the next line after -EFBIG");
+	is_mem(text, len, "1-0\n", 4, "input: what was pending is gone");
+	free(text);
+	action_input_release(&in);
+
+	/* option lines kept, and lines that would pass ACTION_MAX_INPUT with
+	 * them: -EFBIG; those lines are dropped, the options stay */
+	is_int(action_input_write(&in, "retries=3\n", 10, &text, &len), 0,
+	       "input: an option line");
+	is_int(action_input_write(&in, buf, big, &text, &len), -EFBIG,
+	       "input: options and ACTION_MAX_INPUT bytes of ids: -EFBIG");
+	is_int(action_input_write(&in, "1-0\n", 4, &text, &len), 1,
+	       "input: an id after -EFBIG");
+	is_mem(text, len, "retries=3\n1-0\n", 14,
+	       "input: with the options kept before");
+	free(text);
+	action_input_release(&in);
+
+	/* option lines alone, up to ACTION_MAX_INPUT bytes and past it */
+	for (size_t i = 0; i < half; i += 64) {
+		memcpy(buf + i, "label=", 6);
+		memset(buf + i + 6, 'c', 57);
+		buf[i + 63] = '\n';
+	}
+	is_int(action_input_write(&in, buf, half, &text, &len), 0,
+	       "input: half of ACTION_MAX_INPUT in option lines");
+	is_int(action_input_write(&in, buf, half, &text, &len), 0,
+	       "input: ACTION_MAX_INPUT bytes of option lines");
+	is_int(action_input_write(&in, "label=d\n", 8, &text, &len), -EFBIG,
+	       "input: option lines past ACTION_MAX_INPUT: -EFBIG");
+	action_input_release(&in);
+	free(buf);
 }
 
 /* ---- running, against a fake DLQ -------------------------------------- */
@@ -1021,6 +1339,9 @@ int main(void)
 	test_parse_options();
 	test_parse_resolver();
 	test_parse_limits();
+	test_input_table();
+	test_input_chunks();
+	test_input_limits();
 	test_answers();
 	test_log_line();
 	test_log_bounds();

@@ -1,6 +1,7 @@
 /* Unit tests for tree: inode numbers, lookup, listings, stat, links, diff. */
 #include <errno.h>
 
+#include "action.h"
 #include "msgfile.h"
 #include "msgs.h"
 #include "tap.h"
@@ -422,8 +423,29 @@ static void test_dir_size_diff(void)
 	snapshot_unref(s3);
 }
 
+static void test_is_dir(void)
+{
+	static const struct {
+		enum tree_kind kind;
+		int dir;
+	} t[] = {
+		{TREE_ROOT, 1},	  {TREE_RUNS, 1},   {TREE_VIEW, 1},
+		{TREE_CTL, 1},	  {TREE_STATUS, 0}, {TREE_REFRESH, 0},
+		{TREE_ACTION, 0}, {TREE_ACTLOG, 0}, {TREE_RUN, 1},
+		{TREE_FILE, 0},	  {TREE_VALUE, 1},  {TREE_LINK, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct tree_node n = {.kind = t[i].kind};
+
+		is_int(tree_is_dir(&n), t[i].dir, "tree_is_dir, kind %d",
+		       (int)t[i].kind);
+	}
+}
+
 int main(void)
 {
+	test_is_dir();
 	test_fixed();
 	test_runs();
 	test_diff();
