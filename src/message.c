@@ -19,7 +19,6 @@
  * that text re-indented (numbers and escapes read as they were sent).
  */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -32,6 +31,7 @@
 
 #include <jansson.h>
 
+#include "jsontext.h"
 #include "message.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -135,304 +135,21 @@ static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
  * message.json is the entry's own bytes, re-indented: its tokens are copied
  * as they are (numbers and string escapes as sent), only the whitespace
  * between them changes. So the parser keeps, for each entry, where its text
- * lies in what was received. The text has mostly been accepted by jansson
- * before it is scanned here, but the scanner still checks all it reads: it
- * is strict (RFC 8259 tokens), bounded (depth, length) and never reads past
- * the end. When jansson refuses a page, the scanner alone decides whether
- * it is one (page_from_text()): then it reads the page with skip_value(),
- * which has no depth limit, and checks its bytes (utf8_valid()) too. */
+ * lies in what was received, and reads that text with jsontext.h. The text
+ * has mostly been accepted by jansson before it is scanned here, but the
+ * scanner still checks all it reads. When jansson refuses a page, the
+ * scanner alone decides whether it is one (page_from_text()): then it reads
+ * the page with jsontext_skip(), which has no depth limit, and checks its
+ * bytes (utf8_valid()) too. */
 
-/* Deeper than jansson accepts: not text jansson loaded. */
-#define TEXT_MAX_DEPTH JSON_PARSER_MAX_DEPTH
-
-/* Tokens: the structural characters themselves, and these. */
-enum {
-	TOK_BAD = -1,
-	TOK_END = 0,
-	TOK_STRING = '"',
-	TOK_NUMBER = '0',
-	TOK_WORD = 'w', /* true, false, null */
-};
-
-struct text {
-	const char *s;
-	size_t n, pos;
-};
-
-static void text_skip_ws(struct text *t)
-{
-	while (t->pos < t->n && (t->s[t->pos] == ' ' || t->s[t->pos] == '\t' ||
-				 t->s[t->pos] == '\n' || t->s[t->pos] == '\r'))
-		t->pos++;
-}
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static bool is_hex(char c)
-{
-	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Runs of digits at *@i; false when there is none. */
-static bool digits(const char *s, size_t n, size_t *i)
-{
-	size_t start = *i;
-
-	while (*i < n && is_digit(s[*i]))
-		(*i)++;
-	return *i > start;
-}
-
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at t->pos. */
-static int tok_number(struct text *t)
-{
-	const char *s = t->s;
-	size_t i = t->pos, n = t->n;
-
-	if (i < n && s[i] == '-')
-		i++;
-	if (i < n && s[i] == '0')
-		i++;
-	else if (!digits(s, n, &i))
-		return TOK_BAD;
-	if (i < n && s[i] == '.') {
-		i++;
-		if (!digits(s, n, &i))
-			return TOK_BAD;
-	}
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		if (!digits(s, n, &i))
-			return TOK_BAD;
-	}
-	t->pos = i;
-	return TOK_NUMBER;
-}
-
-/* A string at t->pos (on its opening quote): escapes checked, raw control
- * bytes refused; the bytes themselves are jansson's to check (UTF-8). */
-static int tok_string(struct text *t)
-{
-	const char *s = t->s;
-	size_t i = t->pos + 1, n = t->n;
-
-	while (i < n) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"') {
-			t->pos = i + 1;
-			return TOK_STRING;
-		}
-		if (c < 0x20)
-			return TOK_BAD;
-		if (c != '\\') {
-			i++;
-			continue;
-		}
-		if (i + 1 >= n)
-			return TOK_BAD;
-		if (s[i + 1] == 'u') {
-			if (n - i < 6 || !is_hex(s[i + 2]) ||
-			    !is_hex(s[i + 3]) || !is_hex(s[i + 4]) ||
-			    !is_hex(s[i + 5]))
-				return TOK_BAD;
-			i += 6;
-		} else if (strchr("\"\\/bfnrt", s[i + 1]) && s[i + 1]) {
-			i += 2;
-		} else {
-			return TOK_BAD;
-		}
-	}
-	return TOK_BAD;
-}
-
-/* The next token: its kind, its first byte in *@ret_start; t->pos after
- * it. */
-static int tok_next(struct text *t, size_t *ret_start)
-{
-	static const char *const words[] = {"true", "false", "null"};
-	char c;
-
-	text_skip_ws(t);
-	*ret_start = t->pos;
-	if (t->pos >= t->n)
-		return TOK_END;
-	c = t->s[t->pos];
-	switch (c) {
-	case '{':
-	case '}':
-	case '[':
-	case ']':
-	case ',':
-	case ':':
-		t->pos++;
-		return c;
-	case '"':
-		return tok_string(t);
-	case 't':
-	case 'f':
-	case 'n':
-		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-			size_t k = strlen(words[i]);
-
-			if (t->n - t->pos >= k &&
-			    memcmp(t->s + t->pos, words[i], k) == 0) {
-				t->pos += k;
-				return TOK_WORD;
-			}
-		}
-		return TOK_BAD;
-	default:
-		return tok_number(t);
-	}
-}
-
-static unsigned hex4(const char *p)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v = v * 16 + (unsigned)(is_digit(c) ? c - '0'
-					: (c >= 'a' && c <= 'f')
-						? c - 'a' + 10
-						: c - 'A' + 10);
-	}
-	return v;
-}
-
-/* Decodes the body of a string token (@n bytes between the quotes, escapes
- * already checked by tok_string()) as jansson does, into @out (room for @n
- * bytes: the value is never longer), or only measures when @out is NULL.
- * Returns false for an escape jansson refuses (a lone surrogate). */
-static bool string_decode(const char *p, size_t n, char *out, size_t *ret_len)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n;) {
-		unsigned u;
-
-		if (p[i] != '\\') {
-			if (out)
-				out[o] = p[i];
-			o++;
-			i++;
-			continue;
-		}
-		if (p[i + 1] != 'u') {
-			static const char from[] = "\"\\/bfnrt",
-					  to[] = "\"\\/\b\f\n\r\t";
-
-			if (out)
-				out[o] = to[strchr(from, p[i + 1]) - from];
-			o++;
-			i += 2;
-			continue;
-		}
-		u = hex4(p + i + 2);
-		i += 6;
-		if (u >= 0xdc00 && u <= 0xdfff)
-			return false;
-		if (u >= 0xd800 && u <= 0xdbff) {
-			unsigned lo;
-
-			if (n - i < 6 || p[i] != '\\' || p[i + 1] != 'u')
-				return false;
-			lo = hex4(p + i + 2);
-			if (lo < 0xdc00 || lo > 0xdfff)
-				return false;
-			i += 6;
-			u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-		}
-		if (out) {
-			if (u < 0x80) {
-				out[o] = (char)u;
-			} else if (u < 0x800) {
-				out[o] = (char)(0xc0 | (u >> 6));
-				out[o + 1] = (char)(0x80 | (u & 0x3f));
-			} else if (u < 0x10000) {
-				out[o] = (char)(0xe0 | (u >> 12));
-				out[o + 1] = (char)(0x80 | ((u >> 6) & 0x3f));
-				out[o + 2] = (char)(0x80 | (u & 0x3f));
-			} else {
-				out[o] = (char)(0xf0 | (u >> 18));
-				out[o + 1] = (char)(0x80 | ((u >> 12) & 0x3f));
-				out[o + 2] = (char)(0x80 | ((u >> 6) & 0x3f));
-				out[o + 3] = (char)(0x80 | (u & 0x3f));
-			}
-		}
-		o += u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
-	}
-	*ret_len = o;
-	return true;
-}
-
-/* Whether the string token @p (@n bytes, quotes included) means @want (a
- * short ASCII string), however it is escaped. */
-static bool string_is(const char *p, size_t n, const char *want)
-{
-	char buf[16];
-	size_t len, wlen = strlen(want);
-
-	if (n < 2 || !string_decode(p + 1, n - 2, NULL, &len) || len != wlen ||
-	    len > sizeof(buf))
-		return false;
-	string_decode(p + 1, n - 2, buf, &len);
-	return memcmp(buf, want, wlen) == 0;
-}
-
-/* An integer literal (no fraction, no exponent) that fits in 64 bits, in
- * @ret; false for anything else. */
-static bool int_literal(const char *p, size_t n, json_int_t *ret)
-{
-	bool neg = n > 0 && p[0] == '-';
-	uint64_t v = 0, max = neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
-
-	for (size_t i = neg; i < n; i++) {
-		unsigned d;
-
-		if (!is_digit(p[i]))
-			return false;
-		d = (unsigned)(p[i] - '0');
-		if (v > (max - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	if (neg)
-		*ret = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-						    : -(json_int_t)v;
-	else
-		*ret = (json_int_t)v;
-	return true;
-}
-
-/* The double jansson makes of a number literal (it calls strtod() too;
- * dlqfs never changes the locale). Returns 0 or -ENOMEM. */
-static int real_literal(const char *p, size_t n, double *ret)
-{
-	char small[64], *buf = n < sizeof(small) ? small : malloc(n + 1);
-
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	*ret = strtod(buf, NULL);
-	if (buf != small)
-		free(buf);
-	return 0;
-}
+_Static_assert(JSONTEXT_MAX_DEPTH == JSON_PARSER_MAX_DEPTH,
+	       "jsontext knows how deep jansson goes");
 
 /* Walking a value's text. With a tree (@restore), the numbers of the text
  * are put back into the tree as jansson would have made them on its own,
  * had it not read every number as a real (see load()). */
 struct walk {
-	struct text t;
+	struct jsontext t;
 	bool restore;
 	uint32_t lost; /* integers beyond 64 bits met */
 };
@@ -483,20 +200,20 @@ static int slot_set(const struct slot *sl, json_t *v)
 static int restore_number(struct walk *w, const char *p, size_t n, json_t *node,
 			  const struct slot *sl)
 {
-	json_int_t i;
+	int64_t i;
 	double d;
 	int r;
 
 	if (!sl->parent || !json_is_number(node))
 		return 0; /* an earlier occurrence, of another type */
-	if (int_literal(p, n, &i)) {
+	if (jsontext_int(p, n, &i)) {
 		if (json_is_integer(node))
 			return json_integer_set(node, i) ? -EPROTO : 0;
 		return slot_set(sl, json_integer(i));
 	}
 	if (!memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n))
 		problem(&w->lost); /* an integer jansson cannot hold */
-	r = real_literal(p, n, &d);
+	r = jsontext_real(p, n, &d);
 	if (r < 0)
 		return r;
 	if (!isfinite(d))
@@ -514,7 +231,7 @@ static int walk_object(struct walk *w, json_t *node, unsigned depth)
 {
 	struct slot sl = {.parent = json_is_object(node) ? node : NULL};
 	size_t start, save = w->t.pos;
-	int tok = tok_next(&w->t, &start), r;
+	int tok = jsontext_next(&w->t, &start), r;
 
 	if (tok == '}')
 		return 0;
@@ -524,7 +241,7 @@ static int walk_object(struct walk *w, json_t *node, unsigned depth)
 		const char *raw;
 		size_t len;
 
-		if (tok_next(&w->t, &start) != TOK_STRING)
+		if (jsontext_next(&w->t, &start) != JSONTEXT_STRING)
 			return -EPROTO;
 		raw = w->t.s + start + 1;
 		len = w->t.pos - start - 2;
@@ -534,7 +251,7 @@ static int walk_object(struct walk *w, json_t *node, unsigned depth)
 			key = len < sizeof(small) ? small : malloc(len + 1);
 			if (!key)
 				return -ENOMEM;
-			if (!string_decode(raw, len, key, &sl.klen)) {
+			if (!jsontext_string_decode(raw, len, key, &sl.klen)) {
 				if (key != small)
 					free(key);
 				return -EPROTO;
@@ -542,7 +259,7 @@ static int walk_object(struct walk *w, json_t *node, unsigned depth)
 			key[sl.klen] = '\0';
 			sl.key = key;
 		}
-		r = tok_next(&w->t, &start) == ':'
+		r = jsontext_next(&w->t, &start) == ':'
 			    ? walk_value(w,
 					 sl.parent ? member_get(node, sl.key,
 								sl.klen)
@@ -553,7 +270,7 @@ static int walk_object(struct walk *w, json_t *node, unsigned depth)
 			free(key);
 		if (r < 0)
 			return r;
-		tok = tok_next(&w->t, &start);
+		tok = jsontext_next(&w->t, &start);
 		if (tok == '}')
 			return 0;
 		if (tok != ',')
@@ -566,7 +283,7 @@ static int walk_array(struct walk *w, json_t *node, unsigned depth)
 {
 	struct slot sl = {.parent = json_is_array(node) ? node : NULL};
 	size_t start, save = w->t.pos;
-	int tok = tok_next(&w->t, &start), r;
+	int tok = jsontext_next(&w->t, &start), r;
 
 	if (tok == ']')
 		return 0;
@@ -578,7 +295,7 @@ static int walk_array(struct walk *w, json_t *node, unsigned depth)
 		if (r < 0)
 			return r;
 		sl.index++;
-		tok = tok_next(&w->t, &start);
+		tok = jsontext_next(&w->t, &start);
 		if (tok == ']')
 			return 0;
 		if (tok != ',')
@@ -588,7 +305,7 @@ static int walk_array(struct walk *w, json_t *node, unsigned depth)
 
 /* Reads one value from w->t; with w->restore, @node (borrowed, may be
  * NULL: nothing to restore) is the tree jansson made of it, at @sl.
- * Recursion is bounded by TEXT_MAX_DEPTH. Returns 0, -EPROTO (not JSON
+ * Recursion is bounded by JSONTEXT_MAX_DEPTH. Returns 0, -EPROTO (not JSON
  * text) or -ENOMEM. */
 static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
 		      unsigned depth)
@@ -596,23 +313,23 @@ static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
 	size_t start;
 	int tok;
 
-	if (depth > TEXT_MAX_DEPTH)
+	if (depth > JSONTEXT_MAX_DEPTH)
 		return -EPROTO;
 	if (!w->restore)
 		node = NULL;
-	tok = tok_next(&w->t, &start);
+	tok = jsontext_next(&w->t, &start);
 	switch (tok) {
 	case '{':
 		return walk_object(w, node, depth);
 	case '[':
 		return walk_array(w, node, depth);
-	case TOK_NUMBER:
+	case JSONTEXT_NUMBER:
 		if (!node)
 			return 0;
 		return restore_number(w, w->t.s + start, w->t.pos - start, node,
 				      sl);
-	case TOK_STRING:
-	case TOK_WORD:
+	case JSONTEXT_STRING:
+	case JSONTEXT_WORD:
 		return 0;
 	default:
 		return -EPROTO;
@@ -627,7 +344,7 @@ static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
 	size_t start;
 	int r;
 
-	text_skip_ws(&w->t);
+	jsontext_skip_ws(&w->t);
 	start = w->t.pos;
 	r = walk_value(w, node, &top, 0);
 	if (r < 0)
@@ -635,115 +352,6 @@ static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
 	*ret_start = start;
 	*ret_len = w->t.pos - start;
 	return 0;
-}
-
-/* Whether @s (@n bytes) is UTF-8 as jansson checks it (no overlong form,
- * no surrogate, nothing beyond U+10FFFF). jansson reads every byte of a
- * text that way; the scanner leaves bytes to it, except in
- * page_from_text(), where jansson has refused the text already. */
-/* A member name then ":" at t->pos. */
-static bool tok_member(struct text *t)
-{
-	size_t start;
-
-	return tok_next(t, &start) == TOK_STRING && tok_next(t, &start) == ':';
-}
-
-static bool bit_get(const unsigned char *bits, size_t i)
-{
-	return bits[i / CHAR_BIT] >> (i % CHAR_BIT) & 1;
-}
-
-static void bit_set(unsigned char *bits, size_t i, bool v)
-{
-	unsigned char m = (unsigned char)(1u << (i % CHAR_BIT));
-
-	bits[i / CHAR_BIT] = (unsigned char)(v ? bits[i / CHAR_BIT] | m
-					       : bits[i / CHAR_BIT] & ~m);
-}
-
-/* Skips one value at t->pos, as strictly as walk_value() reads it but
- * without recursion and at any depth: jansson refuses nesting beyond
- * JSON_PARSER_MAX_DEPTH, and such an entry must not take its page with
- * it (page_from_text()). Each open container takes one bit (object or
- * array): on the stack up to TEXT_MAX_DEPTH levels, so text jansson
- * loaded never allocates here; beyond, on the heap, doubling, so at most
- * a quarter of the text's size (each level is one byte of text). If the
- * value is an array, its elements are counted in *@ret_elems (when not
- * NULL). Returns 0, -EPROTO (not one JSON value) or -ENOMEM. */
-static int skip_value(struct text *t, size_t *ret_elems)
-{
-	unsigned char small[TEXT_MAX_DEPTH / CHAR_BIT], *is_obj = small;
-	size_t cap = sizeof(small) * CHAR_BIT, depth = 0, elems = 0, start;
-	bool top_array = false;
-	int tok, r = -EPROTO;
-
-	for (;;) {
-		/* A value is expected. */
-		tok = tok_next(t, &start);
-		if (tok == '{' || tok == '[') {
-			size_t save;
-
-			if (depth == cap) {
-				unsigned char *p =
-					is_obj == small
-						? malloc(cap / CHAR_BIT * 2)
-						: realloc(is_obj,
-							  cap / CHAR_BIT * 2);
-
-				if (!p) {
-					r = -ENOMEM;
-					goto out;
-				}
-				if (is_obj == small)
-					memcpy(p, small, sizeof(small));
-				is_obj = p;
-				cap *= 2;
-			}
-			bit_set(is_obj, depth, tok == '{');
-			top_array |= depth == 0 && tok == '[';
-			depth++;
-			save = t->pos;
-			if (tok_next(t, &start) == (tok == '{' ? '}' : ']')) {
-				depth--;
-			} else {
-				t->pos = save;
-				if (tok == '{' && !tok_member(t))
-					goto out;
-				continue;
-			}
-		} else if (tok != TOK_STRING && tok != TOK_NUMBER &&
-			   tok != TOK_WORD) {
-			goto out;
-		}
-		/* A value is complete: close what it completes. */
-		for (;;) {
-			bool obj;
-
-			if (depth == 0) {
-				r = 0;
-				goto out;
-			}
-			if (depth == 1 && top_array)
-				elems++;
-			obj = bit_get(is_obj, depth - 1);
-			tok = tok_next(t, &start);
-			if (tok == ',') {
-				if (obj && !tok_member(t))
-					goto out;
-				break;
-			}
-			if (tok != (obj ? '}' : ']'))
-				goto out;
-			depth--;
-		}
-	}
-out:
-	if (is_obj != small)
-		free(is_obj);
-	if (r == 0 && ret_elems)
-		*ret_elems = elems;
-	return r;
 }
 
 /* Output of a re-indentation: measured only while @w is NULL; stops
@@ -790,25 +398,26 @@ static void out_newline(struct out *o, unsigned depth)
  * false when the text is not a run of JSON tokens (nesting, too). */
 static bool reindent(const char *s, size_t n, struct out *o)
 {
-	struct text t = {.s = s, .n = n};
+	struct jsontext t = {.s = s, .n = n};
 	unsigned depth = 0;
 
 	for (;;) {
 		size_t start, save;
-		int tok = tok_next(&t, &start);
+		int tok = jsontext_next(&t, &start);
 
 		switch (tok) {
-		case TOK_END:
+		case JSONTEXT_END:
 			return depth == 0;
 		case '{':
 		case '[':
 			save = t.pos;
-			if (tok_next(&t, &start) == (tok == '{' ? '}' : ']')) {
+			if (jsontext_next(&t, &start) ==
+			    (tok == '{' ? '}' : ']')) {
 				out_put(o, tok == '{' ? "{}" : "[]", 2);
 				break;
 			}
 			t.pos = save;
-			if (depth == TEXT_MAX_DEPTH)
+			if (depth == JSONTEXT_MAX_DEPTH)
 				return false;
 			out_put(o, tok == '{' ? "{" : "[", 1);
 			out_newline(o, ++depth);
@@ -827,9 +436,9 @@ static bool reindent(const char *s, size_t n, struct out *o)
 		case ':':
 			out_put(o, ": ", 2);
 			break;
-		case TOK_STRING:
-		case TOK_NUMBER:
-		case TOK_WORD:
+		case JSONTEXT_STRING:
+		case JSONTEXT_NUMBER:
+		case JSONTEXT_WORD:
 			out_put(o, s + start, t.pos - start);
 			break;
 		default:
@@ -954,40 +563,21 @@ static const char *const field_names[FIELD_COUNT] = {
 
 #define FIELD_NAME_MAX 24 /* longer than every field name */
 
-/* Copies the tokens of @s (@n bytes) into @w without the whitespace
- * between them, or only measures when @w is NULL. Returns the length, or
- * SIZE_MAX when @s is not a run of JSON tokens. */
-static size_t compact(const char *s, size_t n, char *w)
-{
-	struct text t = {.s = s, .n = n};
-	size_t len = 0, start;
-	int tok;
-
-	while ((tok = tok_next(&t, &start)) != TOK_END) {
-		if (tok == TOK_BAD)
-			return SIZE_MAX;
-		if (w)
-			memcpy(w + len, s + start, t.pos - start);
-		len += t.pos - start;
-	}
-	return len;
-}
-
 /* Where the value of each field lies in the text @s (@n bytes, one
  * object): at the last occurrence of its key, compared as jansson decodes
  * it; SIZE_MAX when absent. Returns 0, -EPROTO (not an object) or
  * -ENOMEM. */
 static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
 {
-	struct text t = {.s = s, .n = n};
+	struct jsontext t = {.s = s, .n = n};
 	size_t start;
 	int tok, r;
 
 	for (int i = 0; i < FIELD_COUNT; i++)
 		ret_at[i] = SIZE_MAX;
-	if (tok_next(&t, &start) != '{')
+	if (jsontext_next(&t, &start) != '{')
 		return -EPROTO;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	if (tok == '}')
 		return 0;
 	for (;;) {
@@ -996,30 +586,30 @@ static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
 		size_t rawlen = t.pos - start - 2, klen;
 		int which = -1;
 
-		if (tok != TOK_STRING)
+		if (tok != JSONTEXT_STRING)
 			return -EPROTO;
-		if (string_decode(raw, rawlen, NULL, &klen) &&
+		if (jsontext_string_decode(raw, rawlen, NULL, &klen) &&
 		    klen < sizeof(key)) {
-			string_decode(raw, rawlen, key, &klen);
+			jsontext_string_decode(raw, rawlen, key, &klen);
 			for (int i = 0; i < FIELD_COUNT && which < 0; i++)
 				if (strlen(field_names[i]) == klen &&
 				    !memcmp(field_names[i], key, klen))
 					which = i;
 		}
-		if (tok_next(&t, &start) != ':')
+		if (jsontext_next(&t, &start) != ':')
 			return -EPROTO;
-		text_skip_ws(&t);
+		jsontext_skip_ws(&t);
 		if (which >= 0)
 			ret_at[which] = t.pos;
-		r = skip_value(&t, NULL);
+		r = jsontext_skip(&t, NULL);
 		if (r < 0)
 			return r;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == '}')
 			return 0;
 		if (tok != ',')
 			return -EPROTO;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 	}
 }
 
@@ -1043,7 +633,7 @@ static bool out_string(struct out *o, const char *p, size_t n, bool line,
 	bool plain = !memchr(p, '\\', n);
 	size_t len = n;
 
-	if (!plain && !string_decode(p, n, NULL, &len))
+	if (!plain && !jsontext_string_decode(p, n, NULL, &len))
 		return false;
 	if (ret_len)
 		*ret_len = len;
@@ -1056,7 +646,7 @@ static bool out_string(struct out *o, const char *p, size_t n, bool line,
 	if (o->w && plain) {
 		memcpy(o->w + o->len, p, n);
 	} else if (o->w) {
-		string_decode(p, n, o->w + o->len, &len);
+		jsontext_string_decode(p, n, o->w + o->len, &len);
 		if (line)
 			one_line(o->w + o->len, len);
 	}
@@ -1076,7 +666,7 @@ static int out_base64(struct out *o, const char *p, size_t n)
 		tmp = malloc(n ? n : 1);
 		if (!tmp)
 			return -ENOMEM;
-		if (!string_decode(p, n, tmp, &n)) {
+		if (!jsontext_string_decode(p, n, tmp, &n)) {
 			free(tmp);
 			return -EILSEQ;
 		}
@@ -1140,30 +730,30 @@ static bool header_line(struct out *o, const struct hkey *k, const char *p,
 static int header_lines(struct out *o, const char *s, size_t n,
 			const struct hkey *k, size_t *lines, uint32_t *problems)
 {
-	struct text t = {.s = s, .n = n, .pos = k->at};
+	struct jsontext t = {.s = s, .n = n, .pos = k->at};
 	size_t start, save;
-	int tok = tok_next(&t, &start), r;
+	int tok = jsontext_next(&t, &start), r;
 	bool array = tok == '[';
 
 	if (array) {
 		save = t.pos;
-		if (tok_next(&t, &start) == ']')
+		if (jsontext_next(&t, &start) == ']')
 			return 0;
 		t.pos = save;
 	}
 	for (;;) {
 		if (array) {
-			text_skip_ws(&t);
+			jsontext_skip_ws(&t);
 			save = t.pos;
-			tok = tok_next(&t, &start);
-			if (tok != TOK_STRING) {
+			tok = jsontext_next(&t, &start);
+			if (tok != JSONTEXT_STRING) {
 				t.pos = save;
-				r = skip_value(&t, NULL);
+				r = jsontext_skip(&t, NULL);
 				if (r < 0)
 					return r;
 			}
 		}
-		if (tok != TOK_STRING) {
+		if (tok != JSONTEXT_STRING) {
 			if (problems)
 				problem(problems);
 		} else if (*lines == MESSAGE_MAX_HEADER_VALUES) {
@@ -1178,7 +768,7 @@ static int header_lines(struct out *o, const char *s, size_t n,
 		}
 		if (!array)
 			return 0;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == ']')
 			return 0;
 		if (tok != ',')
@@ -1189,7 +779,7 @@ static int header_lines(struct out *o, const char *s, size_t n,
 /* Puts the header object whose "{" is just read from @t in @o: names
  * sorted (by their bytes), the last value of a repeated name. Returns 0,
  * -EPROTO or -ENOMEM. */
-static int out_header(struct out *o, struct text *t, uint32_t *problems)
+static int out_header(struct out *o, struct jsontext *t, uint32_t *problems)
 {
 	const size_t first = t->pos;
 	size_t start, count = 0, escaped = 0, used = 0, lines = 0;
@@ -1198,20 +788,20 @@ static int out_header(struct out *o, struct text *t, uint32_t *problems)
 	int tok, r = -EPROTO;
 
 	/* Count the members, and the bytes of the names to decode. */
-	for (tok = tok_next(t, &start); tok != '}';) {
-		if (tok != TOK_STRING)
+	for (tok = jsontext_next(t, &start); tok != '}';) {
+		if (tok != JSONTEXT_STRING)
 			return -EPROTO;
 		if (memchr(t->s + start + 1, '\\', t->pos - start - 2))
 			escaped += t->pos - start - 2;
 		count++;
-		if (tok_next(t, &start) != ':')
+		if (jsontext_next(t, &start) != ':')
 			return -EPROTO;
-		r = skip_value(t, NULL);
+		r = jsontext_skip(t, NULL);
 		if (r < 0)
 			return r;
-		tok = tok_next(t, &start);
+		tok = jsontext_next(t, &start);
 		if (tok == ',')
-			tok = tok_next(t, &start);
+			tok = jsontext_next(t, &start);
 		else if (tok != '}')
 			return -EPROTO;
 	}
@@ -1229,14 +819,14 @@ static int out_header(struct out *o, struct text *t, uint32_t *problems)
 		size_t rawlen;
 
 		if (i > 0)
-			tok_next(t, &start); /* "," */
-		tok_next(t, &start);
+			jsontext_next(t, &start); /* "," */
+		jsontext_next(t, &start);
 		raw = t->s + start + 1;
 		rawlen = t->pos - start - 2;
 		if (memchr(raw, '\\', rawlen)) {
 			keys[i].k = scratch + used;
-			if (!string_decode(raw, rawlen, scratch + used,
-					   &keys[i].klen)) {
+			if (!jsontext_string_decode(raw, rawlen, scratch + used,
+						    &keys[i].klen)) {
 				r = -EPROTO;
 				goto out;
 			}
@@ -1246,10 +836,10 @@ static int out_header(struct out *o, struct text *t, uint32_t *problems)
 			keys[i].klen = rawlen;
 		}
 		keys[i].order = i;
-		tok_next(t, &start); /* ":" */
-		text_skip_ws(t);
+		jsontext_next(t, &start); /* ":" */
+		jsontext_skip_ws(t);
 		keys[i].at = t->pos;
-		r = skip_value(t, NULL);
+		r = jsontext_skip(t, NULL);
 		if (r < 0)
 			goto out;
 	}
@@ -1279,9 +869,9 @@ out:
 static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
 		    struct out *o, uint32_t *problems)
 {
-	struct text t = {.s = s, .n = n, .pos = at};
+	struct jsontext t = {.s = s, .n = n, .pos = at};
 	char num[24];
-	json_int_t v;
+	int64_t v;
 	size_t start, len;
 	int tok;
 
@@ -1293,11 +883,11 @@ static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
 	}
 	if (at > n)
 		return -EPROTO;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	switch (kind) {
 	case FILE_STRING:
 	case FILE_LINE:
-		if (tok != TOK_STRING ||
+		if (tok != JSONTEXT_STRING ||
 		    !out_string(o, s + start + 1, t.pos - start - 2, false,
 				&len))
 			return -EPROTO;
@@ -1305,15 +895,15 @@ static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
 			out_put(o, "\n", 1);
 		return 0;
 	case FILE_INT:
-		if (tok != TOK_NUMBER ||
-		    !int_literal(s + start, t.pos - start, &v))
+		if (tok != JSONTEXT_NUMBER ||
+		    !jsontext_int(s + start, t.pos - start, &v))
 			return -EPROTO;
 		out_put(o, num,
 			(size_t)snprintf(num, sizeof(num), "%lld\n",
 					 (long long)v));
 		return 0;
 	case FILE_BASE64:
-		if (tok != TOK_STRING)
+		if (tok != JSONTEXT_STRING)
 			return -EPROTO;
 		return out_base64(o, s + start + 1, t.pos - start - 2);
 	case FILE_HEADER:
@@ -1356,9 +946,9 @@ int message_file_render(const struct message *m, enum message_file f, char *buf)
 static bool value_text(const struct message *m, size_t at,
 		       struct message_bytes *ret)
 {
-	struct text t = {.s = m->text.data, .n = m->text.len, .pos = at};
+	struct jsontext t = {.s = m->text.data, .n = m->text.len, .pos = at};
 
-	if (at > m->text.len || skip_value(&t, NULL) < 0)
+	if (at > m->text.len || jsontext_skip(&t, NULL) < 0)
 		return false;
 	ret->data = m->text.data + at;
 	ret->len = t.pos - at;
@@ -1773,14 +1363,15 @@ static char *put(char *w, const char *p, size_t n, struct message_bytes *ret)
 }
 
 /* Whether the token at @t (string body or number) is @v byte for byte. */
-static bool token_is(const struct text *t, size_t start, int tok,
+static bool token_is(const struct jsontext *t, size_t start, int tok,
 		     const struct message_bytes *v, size_t *ret_at)
 {
-	size_t at = tok == TOK_STRING ? start + 1 : start;
-	size_t len = tok == TOK_STRING ? t->pos - start - 2 : t->pos - start;
+	size_t at = tok == JSONTEXT_STRING ? start + 1 : start;
+	size_t len =
+		tok == JSONTEXT_STRING ? t->pos - start - 2 : t->pos - start;
 
-	if ((tok != TOK_STRING && tok != TOK_NUMBER) || len != v->len ||
-	    memcmp(t->s + at, v->data, len))
+	if ((tok != JSONTEXT_STRING && tok != JSONTEXT_NUMBER) ||
+	    len != v->len || memcmp(t->s + at, v->data, len))
 		return false;
 	*ret_at = at;
 	return true;
@@ -1793,28 +1384,28 @@ static bool token_is(const struct text *t, size_t start, int tok,
 static size_t value_in_text(const char *s, size_t n, size_t at,
 			    const struct message_bytes *v)
 {
-	struct text t = {.s = s, .n = n, .pos = at};
+	struct jsontext t = {.s = s, .n = n, .pos = at};
 	size_t start, where;
 	int tok;
 
 	if (at >= n)
 		return SIZE_MAX;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	if (tok != '[')
 		return token_is(&t, start, tok, v, &where) ? where : SIZE_MAX;
 	/* labels: MESSAGE_MAX_LABELS values, each looked for once */
-	tok = tok_next(&t, &start);
-	while (tok != ']' && tok != TOK_END && tok != TOK_BAD) {
+	tok = jsontext_next(&t, &start);
+	while (tok != ']' && tok != JSONTEXT_END && tok != JSONTEXT_BAD) {
 		if (token_is(&t, start, tok, v, &where))
 			return where;
 		if (tok == '{' || tok == '[') {
 			t.pos = start;
-			if (skip_value(&t, NULL) < 0)
+			if (jsontext_skip(&t, NULL) < 0)
 				return SIZE_MAX;
 		}
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == ',')
-			tok = tok_next(&t, &start);
+			tok = jsontext_next(&t, &start);
 	}
 	return SIZE_MAX;
 }
@@ -1830,7 +1421,7 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 {
 	size_t total = sizeof(struct message) +
 		       pl->nvals * sizeof(struct message_bytes);
-	size_t clen = compact(text, textlen, NULL), at[FIELD_COUNT];
+	size_t clen = jsontext_compact(text, textlen, NULL), at[FIELD_COUNT];
 	struct message_bytes *arr;
 	struct message *m;
 	char *tmp, *w;
@@ -1844,7 +1435,7 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	tmp = malloc(clen + 1);
 	if (!tmp)
 		return -ENOMEM;
-	compact(text, textlen, tmp);
+	jsontext_compact(text, textlen, tmp);
 	tmp[clen] = '\0';
 	r = text_fields(tmp, clen, at);
 	if (r == 0)
@@ -2015,30 +1606,32 @@ struct page_text {
 /* Reads the text @s (@n bytes) as one object and nothing after it, and
  * finds its last "cursor" and "messages" members: jansson keeps the last
  * value of a repeated key, and the key is compared as jansson decodes it.
- * Values are skipped at any depth (skip_value()). Returns 0, -EPROTO (not
+ * Values are skipped at any depth (jsontext_skip()). Returns 0, -EPROTO (not
  * JSON text, or not an object) or -ENOMEM. */
 static int page_scan(const char *s, size_t n, struct page_text *ret)
 {
-	struct text t = {.s = s, .n = n};
+	struct jsontext t = {.s = s, .n = n};
 	struct page_text pt = {.cursor = SIZE_MAX, .messages = SIZE_MAX};
 	size_t start, count;
-	int tok = tok_next(&t, &start), r;
+	int tok = jsontext_next(&t, &start), r;
 	bool is_msgs, is_cursor;
 
 	if (tok != '{')
 		return -EPROTO;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	while (tok != '}') {
-		if (tok != TOK_STRING)
+		if (tok != JSONTEXT_STRING)
 			return -EPROTO;
-		is_msgs = string_is(s + start, t.pos - start, "messages");
-		is_cursor = string_is(s + start, t.pos - start, "cursor");
-		if (tok_next(&t, &start) != ':')
+		is_msgs = jsontext_string_is(s + start, t.pos - start,
+					     "messages");
+		is_cursor =
+			jsontext_string_is(s + start, t.pos - start, "cursor");
+		if (jsontext_next(&t, &start) != ':')
 			return -EPROTO;
-		text_skip_ws(&t);
+		jsontext_skip_ws(&t);
 		start = t.pos;
 		count = 0;
-		r = skip_value(&t, &count);
+		r = jsontext_skip(&t, &count);
 		if (r < 0)
 			return r;
 		if (is_msgs) {
@@ -2047,16 +1640,16 @@ static int page_scan(const char *s, size_t n, struct page_text *ret)
 		}
 		if (is_cursor)
 			pt.cursor = start;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == ',') {
-			tok = tok_next(&t, &start);
-			if (tok != TOK_STRING)
+			tok = jsontext_next(&t, &start);
+			if (tok != JSONTEXT_STRING)
 				return -EPROTO;
 		} else if (tok != '}') {
 			return -EPROTO;
 		}
 	}
-	if (tok_next(&t, &start) != TOK_END)
+	if (jsontext_next(&t, &start) != JSONTEXT_END)
 		return -EPROTO;
 	*ret = pt;
 	return 0;
@@ -2161,10 +1754,10 @@ static int page_from_tree(const char *buf, size_t len, json_t *root, bool lossy,
 	    pt.count != count)
 		goto fail_text;
 	w.t.pos = pt.messages;
-	if (tok_next(&w.t, &start) != '[')
+	if (jsontext_next(&w.t, &start) != '[')
 		goto fail_text;
 	for (size_t i = 0; i < count; i++) {
-		if (i > 0 && tok_next(&w.t, &start) != ',')
+		if (i > 0 && jsontext_next(&w.t, &start) != ',')
 			goto fail_text;
 		r = message_render(&w, json_array_get(msgs, i), &budget,
 				   &pg->msgs[pg->n]);
@@ -2179,7 +1772,7 @@ static int page_from_tree(const char *buf, size_t len, json_t *root, bool lossy,
 		else
 			pg->n++;
 	}
-	if (tok_next(&w.t, &start) != ']')
+	if (jsontext_next(&w.t, &start) != ']')
 		goto fail_text;
 	return 0;
 
@@ -2205,7 +1798,7 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 {
 	size_t budget = budget_of(len), start, end;
 	struct page_text pt;
-	struct text t = {.s = buf, .n = len};
+	struct jsontext t = {.s = buf, .n = len};
 	int tok, r;
 
 	r = utf8_valid(buf, len) ? page_scan(buf, len, &pt) : -EPROTO;
@@ -2224,21 +1817,23 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 		size_t n;
 
 		t.pos = pt.cursor;
-		tok = tok_next(&t, &start);
-		if (tok == TOK_STRING) {
-			if (!string_decode(buf + start + 1, t.pos - start - 2,
-					   NULL, &n)) {
+		tok = jsontext_next(&t, &start);
+		if (tok == JSONTEXT_STRING) {
+			if (!jsontext_string_decode(buf + start + 1,
+						    t.pos - start - 2, NULL,
+						    &n)) {
 				set_err(err, errlen,
 					"\"cursor\" holds a lone surrogate");
 				return -EPROTO;
 			}
 			if (n <= sizeof(cur))
-				string_decode(buf + start + 1,
-					      t.pos - start - 2, cur, &n);
+				jsontext_string_decode(buf + start + 1,
+						       t.pos - start - 2, cur,
+						       &n);
 			r = page_cursor(pg, cur, n, err, errlen);
 			if (r < 0)
 				return r;
-		} else if (!(tok == TOK_WORD && buf[start] == 'n')) {
+		} else if (!(tok == JSONTEXT_WORD && buf[start] == 'n')) {
 			set_err(err, errlen, "\"cursor\" is not a string");
 			return -EPROTO;
 		}
@@ -2249,9 +1844,9 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 		return -EPROTO;
 	}
 	t.pos = pt.messages;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	if (tok != '[') {
-		if (tok == TOK_WORD && buf[start] == 'n')
+		if (tok == JSONTEXT_WORD && buf[start] == 'n')
 			return 0; /* null: no entries */
 		set_err(err, errlen, "\"messages\" is not an array");
 		return -EPROTO;
@@ -2265,11 +1860,11 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 		struct walk w;
 		bool lossy;
 
-		if (i > 0 && tok_next(&t, &start) != ',')
+		if (i > 0 && jsontext_next(&t, &start) != ',')
 			return -EPROTO; /* cannot happen: scanned already */
-		text_skip_ws(&t);
+		jsontext_skip_ws(&t);
 		start = t.pos;
-		r = skip_value(&t, NULL);
+		r = jsontext_skip(&t, NULL);
 		if (r == -ENOMEM)
 			goto fail_nomem;
 		if (r < 0)
