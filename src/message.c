@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 
+#include "base64.h"
 #include "jsontext.h"
 #include "message.h"
 #include "timefmt.h"
@@ -447,62 +448,6 @@ static bool reindent(const char *s, size_t n, struct out *o)
 	}
 }
 
-/* ---- base64 ----------------------------------------------------------- */
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-/* Decodes @n bytes of base64 (standard or URL-safe alphabet, padding
- * optional, CR and LF ignored) into @out, or only measures when @out is
- * NULL. Returns false when the text is not base64. */
-static bool b64_decode(const char *s, size_t n, char *out, size_t *ret_len)
-{
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0, data = 0, pad = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int v;
-
-		if (c == '\r' || c == '\n')
-			continue;
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		v = b64_value(c);
-		if (v < 0 || pad)
-			return false;
-		data++;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (out)
-				out[o] = (char)((acc >> bits) & 0xff);
-			o++;
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (data % 4 == 1 || pad > 2 || (pad && (data + pad) % 4))
-		return false;
-	*ret_len = o;
-	return true;
-}
-
 /* ---- the files -------------------------------------------------------- *
  * A message keeps its entry's text (compact: no whitespace between
  * tokens) and, for each file, the kind of rendering it takes and where its
@@ -672,13 +617,13 @@ static int out_base64(struct out *o, const char *p, size_t n)
 		}
 		p = tmp;
 	}
-	if (!b64_decode(p, n, NULL, &len))
+	if (!base64_decode(p, n, NULL, &len))
 		r = -EILSEQ;
 	else if (!o->over && len > o->limit - o->len)
 		o->over = true;
 	else if (!o->over) {
 		if (o->w)
-			b64_decode(p, n, o->w + o->len, &len);
+			base64_decode(p, n, o->w + o->len, &len);
 		o->len += len;
 	}
 	free(tmp);
