@@ -33,6 +33,7 @@
 
 #include "base64.h"
 #include "jsontext.h"
+#include "jsonw.h"
 #include "message.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -2059,57 +2060,14 @@ static void logw_raw(struct logw *w, const char *s)
 	w->len += n;
 }
 
-/* Length of the well-formed UTF-8 sequence at @p (at most @n bytes), or 0
- * when the bytes there are not one. */
-/* "s" as a JSON string, at most @budget bytes of output including the
- * quotes; a cut ends at a character boundary, marked with "...". */
-static void logw_str(struct logw *w, const char *s, size_t n, size_t budget)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t used = 2, i = 0;
-
-	w->buf[w->len++] = '"';
-	while (i < n) {
-		char unit[8];
-		size_t k = utf8_seq(s + i, n - i), u = 0;
-
-		if (k == 0) {
-			memcpy(unit, "\xef\xbf\xbd", 3); /* U+FFFD */
-			u = 3;
-			k = 1;
-		} else if (p[i] == '"' || p[i] == '\\') {
-			unit[u++] = '\\';
-			unit[u++] = (char)p[i];
-		} else if (p[i] < 0x20 || p[i] == 0x7f) {
-			memcpy(unit, "\\u00", 4);
-			unit[4] = hex[p[i] >> 4];
-			unit[5] = hex[p[i] & 15];
-			u = 6;
-		} else {
-			memcpy(unit, p + i, k);
-			u = k;
-		}
-		/* room is kept for "..." until the last unit */
-		if (used + u + 3 > budget && (i + k < n || used + u > budget)) {
-			logw_raw(w, "...");
-			break;
-		}
-		memcpy(w->buf + w->len, unit, u);
-		w->len += u;
-		used += u;
-		i += k;
-	}
-	w->buf[w->len++] = '"';
-}
-
 static void logw_field(struct logw *w, const char *key, const char *s, size_t n,
 		       size_t budget)
 {
 	w->buf[w->len++] = ',';
-	logw_str(w, key, strlen(key), LOG_BUDGET_SHORT);
+	w->len +=
+		jsonw_str(w->buf + w->len, key, strlen(key), LOG_BUDGET_SHORT);
 	w->buf[w->len++] = ':';
-	logw_str(w, s, n, budget);
+	w->len += jsonw_str(w->buf + w->len, s, n, budget);
 }
 
 size_t message_log_line(const struct message_log_entry *e,
