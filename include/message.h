@@ -223,31 +223,4 @@ void message_runs_release(struct message_runs *runs);
  * @ret_deleted; -EPROTO otherwise; -ENOMEM. */
 int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted);
 
-/* One line of .dlqfs/actions.log. Strings may hold any bytes (ids come
- * from users and from the API): the line is valid JSON and UTF-8 whatever
- * they hold (invalid UTF-8 becomes U+FFFD, control bytes \u00XX). */
-struct message_log_entry {
-	int64_t time_ms;  /* wall clock, ms since the epoch */
-	const char *verb; /* "delete", "resume", ... */
-	const char *id;	  /* dlqId (@id_len bytes) */
-	size_t id_len;
-	const char *outcome; /* "ok", "error", "unknown" */
-	long http_status;    /* 0: no response (written as null) */
-	const char *run_id;  /* new workflowRunId, or NULL/"": omitted */
-	const char *error;   /* errno name ("ENOENT"), or NULL: omitted */
-	const char *text;    /* what went wrong in words, or NULL */
-};
-
-/* Longest line message_log_line() writes (ids and texts are cut to fit,
- * at a character boundary). */
-#define MESSAGE_LOG_LINE_MAX 8192
-
-/* Renders @e as one JSON object and a newline:
- * {"time":"2026-11-20T00:00:00.000Z","verb":"resume","dlqId":"...",
- *  "outcome":"ok","status":200,"workflowRunId":"wfr_..."}
- * Returns the length (without the NUL), at most MESSAGE_LOG_LINE_MAX - 1,
- * written into @buf (MESSAGE_LOG_LINE_MAX bytes). */
-size_t message_log_line(const struct message_log_entry *e,
-			char buf[MESSAGE_LOG_LINE_MAX]);
-
 #endif

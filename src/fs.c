@@ -23,6 +23,7 @@
 #include <fuse_lowlevel.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "actor.h"
 #include "fs.h"
 #include "tree.h"

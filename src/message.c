@@ -35,7 +35,6 @@
 #include "jsontext.h"
 #include "jsonw.h"
 #include "message.h"
-#include "timefmt.h"
 #include "utf8.h"
 
 /* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
@@ -2032,74 +2031,4 @@ int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted)
 	*ret_deleted = (uint64_t)json_integer_value(d);
 	json_decref(root);
 	return 0;
-}
-
-/* The log line. Each string has its own budget of output bytes, so a huge
- * id cannot push the other fields out, and the sum stays within
- * MESSAGE_LOG_LINE_MAX. */
-#define LOG_BUDGET_ID 6000
-#define LOG_BUDGET_TEXT 1200
-#define LOG_BUDGET_SHORT 64 /* verb, outcome, error name */
-#define LOG_BUDGET_RUN 400  /* MESSAGE_MAX_RUN_ID, a few escapes */
-#define LOG_FIXED 160	    /* keys, punctuation, time, status */
-_Static_assert(LOG_BUDGET_ID + LOG_BUDGET_TEXT + 3 * LOG_BUDGET_SHORT +
-			       LOG_BUDGET_RUN + LOG_FIXED <
-		       MESSAGE_LOG_LINE_MAX,
-	       "log line budgets exceed the line");
-
-struct logw {
-	char *buf;
-	size_t len;
-};
-
-static void logw_raw(struct logw *w, const char *s)
-{
-	size_t n = strlen(s);
-
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-}
-
-static void logw_field(struct logw *w, const char *key, const char *s, size_t n,
-		       size_t budget)
-{
-	w->buf[w->len++] = ',';
-	w->len +=
-		jsonw_str(w->buf + w->len, key, strlen(key), LOG_BUDGET_SHORT);
-	w->buf[w->len++] = ':';
-	w->len += jsonw_str(w->buf + w->len, s, n, budget);
-}
-
-size_t message_log_line(const struct message_log_entry *e,
-			char buf[MESSAGE_LOG_LINE_MAX])
-{
-	struct logw w = {buf, 0};
-	char tbuf[64], iso[TIMEFMT_ISO_SIZE];
-
-	snprintf(tbuf, sizeof(tbuf), "{\"time\":\"%s\"",
-		 timefmt_iso(e->time_ms, iso));
-	logw_raw(&w, tbuf);
-	logw_field(&w, "verb", e->verb ? e->verb : "",
-		   e->verb ? strlen(e->verb) : 0, LOG_BUDGET_SHORT);
-	logw_field(&w, "dlqId", e->id ? e->id : "", e->id ? e->id_len : 0,
-		   LOG_BUDGET_ID);
-	logw_field(&w, "outcome", e->outcome ? e->outcome : "",
-		   e->outcome ? strlen(e->outcome) : 0, LOG_BUDGET_SHORT);
-	if (e->http_status > 0 && e->http_status < 1000)
-		snprintf(tbuf, sizeof(tbuf), ",\"status\":%ld", e->http_status);
-	else
-		snprintf(tbuf, sizeof(tbuf), ",\"status\":null");
-	logw_raw(&w, tbuf);
-	if (e->run_id && e->run_id[0])
-		logw_field(&w, "workflowRunId", e->run_id, strlen(e->run_id),
-			   LOG_BUDGET_RUN);
-	if (e->error)
-		logw_field(&w, "error", e->error, strlen(e->error),
-			   LOG_BUDGET_SHORT);
-	if (e->text)
-		logw_field(&w, "text", e->text, strlen(e->text),
-			   LOG_BUDGET_TEXT);
-	logw_raw(&w, "}\n");
-	buf[w.len] = '\0';
-	return w.len;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "message.h"
 #include "fuzz.h"
 
@@ -28,7 +29,7 @@ static int resolve(void *ctx, const char *name, char **ret_id)
 
 static void check_line(const char *line, size_t n)
 {
-	CHECK(n > 2 && n < MESSAGE_LOG_LINE_MAX && strlen(line) == n);
+	CHECK(n > 2 && n < ACTION_LOG_LINE_MAX && strlen(line) == n);
 	CHECK(line[0] == '{' && line[n - 2] == '}' && line[n - 1] == '\n');
 	for (size_t i = 0; i + 1 < n; i++)
 		CHECK((unsigned char)line[i] >= 0x20 &&
@@ -47,12 +48,12 @@ static void check_action(const struct action *act, enum action_verb verb)
 	for (size_t i = 0; i < act->n; i++) {
 		const char *id = act->ids[i];
 		size_t n = strlen(id);
-		struct message_log_entry e = {.verb = "resume",
-					      .id = id,
-					      .id_len = n,
-					      .outcome = "ok",
-					      .text = id};
-		char line[MESSAGE_LOG_LINE_MAX];
+		struct action_log_entry e = {.verb = "resume",
+					     .id = id,
+					     .id_len = n,
+					     .outcome = "ok",
+					     .text = id};
+		char line[ACTION_LOG_LINE_MAX];
 
 		CHECK(n >= 1 && n <= API_MAX_ID);
 		CHECK(strcmp(id, ".") && strcmp(id, "..") && strcmp(id, "*"));
@@ -65,15 +66,15 @@ static void check_action(const struct action *act, enum action_verb verb)
 			for (size_t j = i + 1; j < act->n; j++)
 				CHECK(strcmp(id, act->ids[j]) != 0);
 		if (i < 4)
-			check_line(line, message_log_line(&e, line));
+			check_line(line, action_log_line(&e, line));
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
-	struct message_log_entry e = {.verb = "delete", .outcome = "error"};
-	char line[MESSAGE_LOG_LINE_MAX];
+	struct action_log_entry e = {.verb = "delete", .outcome = "error"};
+	char line[ACTION_LOG_LINE_MAX];
 	struct message_runs runs = {0};
 	struct message_run run;
 	uint64_t deleted;
@@ -100,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the bytes as an id, a text, and an answer */
 	e.id = buf;
 	e.id_len = size;
-	check_line(line, message_log_line(&e, line));
+	check_line(line, action_log_line(&e, line));
 	if (message_runs_parse(buf, size, &runs) == 0) {
 		CHECK(runs.n <= MESSAGE_MAX_RUNS);
 		for (size_t i = 0; i < runs.n; i++)

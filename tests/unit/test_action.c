@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "net.h"
 #include "tap.h"
 
@@ -807,7 +808,7 @@ static void test_run_never_twice(struct server *s)
 static void test_log_line(void)
 {
 	static const char odd[] = "a\"b\\c\x01\xff\xc3\xa9\xed\xa0\x80z";
-	struct message_log_entry e = {
+	struct action_log_entry e = {
 		.time_ms = 1795132800123LL,
 		.verb = "delete",
 		.id = odd,
@@ -817,8 +818,8 @@ static void test_log_line(void)
 		.error = "ENOENT",
 		.text = "HTTP 404: \"gone\"",
 	};
-	char line[MESSAGE_LOG_LINE_MAX], *big;
-	size_t n = message_log_line(&e, line);
+	char line[ACTION_LOG_LINE_MAX], *big;
+	size_t n = action_log_line(&e, line);
 
 	is_str(line,
 	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
@@ -836,7 +837,7 @@ static void test_log_line(void)
 	e.run_id = "wfr_1";
 	e.id = "1-0";
 	e.id_len = 3;
-	message_log_line(&e, line);
+	action_log_line(&e, line);
 	is_str(line,
 	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
 	       "\"dlqId\":\"1-0\",\"outcome\":\"ok\",\"status\":null,"
@@ -847,8 +848,8 @@ static void test_log_line(void)
 	memset(big, '\x01', 100000);
 	e.id = big;
 	e.id_len = 100000;
-	n = message_log_line(&e, line);
-	ok(n < MESSAGE_LOG_LINE_MAX && line[n - 1] == '\n' &&
+	n = action_log_line(&e, line);
+	ok(n < ACTION_LOG_LINE_MAX && line[n - 1] == '\n' &&
 		   strstr(line, "...\",\"outcome\":\"ok\""),
 	   "a huge id is cut, the line stays whole (%zu bytes)", n);
 	free(big);
