@@ -28,31 +28,42 @@ enum {
 	JSONTEXT_WORD = 'w', /* true, false, null */
 };
 
-/* A text being read: @s (@n bytes, borrowed), read up to @pos. */
+/* A text being read: @s (@n bytes, borrowed), read up to @pos. When
+ * reading fails, @why says what is wrong (printable ASCII, static) and
+ * @why_at where (a byte offset, @n: at the end). */
 struct jsontext {
 	const char *s;
 	size_t n, pos;
+	const char *why;
+	size_t why_at;
 };
 
 /* Moves t->pos past JSON whitespace (space, tab, CR, LF). */
 void jsontext_skip_ws(struct jsontext *t);
 
 /* Reads the next token: returns its kind, its first byte in *@ret_start,
- * and leaves t->pos after it (JSONTEXT_BAD: t->pos unchanged). A string
- * token has its escapes checked and no raw control byte; its bytes are
- * not checked as UTF-8 (utf8.h does that). */
+ * and leaves t->pos after it (JSONTEXT_BAD: on it, with t->why set). A
+ * string token has its escapes checked and no raw control byte; its bytes
+ * are not checked as UTF-8 (utf8.h does that). */
 int jsontext_next(struct jsontext *t, size_t *ret_start);
 
-/* Reads a member name then ":"; false when the text there is not that. */
+/* Reads a member name then ":"; false (t->why set) when the text there
+ * is not that. */
 bool jsontext_member(struct jsontext *t);
+
+/* For a reader that met token @tok (at @at) where it expected something
+ * else: sets t->why to @what ("':' expected"), or to what is wrong with
+ * the token itself (JSONTEXT_BAD) or "the text ends early"
+ * (JSONTEXT_END). Returns -EPROTO. */
+int jsontext_expected(struct jsontext *t, int tok, size_t at, const char *what);
 
 /* Skips the one value at t->pos (leading whitespace included), as
  * strictly as a parser reads it, without recursion and at any depth. Up
  * to JSONTEXT_MAX_DEPTH levels nothing is allocated; beyond, one bit per
  * level on the heap (at most a quarter of the text's size). When the
  * value is an array, its elements are counted in *@ret_elems (when not
- * NULL). Returns 0, -EPROTO (not one JSON value; t->pos is then
- * somewhere inside it) or -ENOMEM. */
+ * NULL). Returns 0, -EPROTO (not one JSON value: t->why says why) or
+ * -ENOMEM. */
 int jsontext_skip(struct jsontext *t, size_t *ret_elems);
 
 /* Copies the tokens of @s (@n bytes) into @w without the whitespace
@@ -82,5 +93,10 @@ bool jsontext_int(const char *p, size_t n, int64_t *ret);
  * calls strtod() too; dlqfs never changes the locale), in @ret. Returns 0
  * or -ENOMEM. */
 int jsontext_real(const char *p, size_t n, double *ret);
+
+/* Where byte @at of the text @s lies, for people: its line and column
+ * (in bytes), both counted from 1. */
+void jsontext_where(const char *s, size_t at, size_t *ret_line,
+		    size_t *ret_column);
 
 #endif

@@ -158,18 +158,19 @@ struct message_page {
 
 /* Parses a page {"cursor": ..., "messages": [...]}. On success returns 0 and
  * fills @ret_page (release it with message_page_release()). Returns -EPROTO
- * when the bytes are not such a page (not JSON, not an object, "messages"
- * missing or not an array, cursor of the wrong type, too long, holding a
- * NUL or a lone surrogate), with a short human-readable reason in @err (at
- * most @errlen bytes); -ENOMEM.
- * Malformed entries inside a valid page are counted in ->malformed and
- * skipped; they never fail the page. That includes entries that are JSON
- * text but that jansson refuses (a lone surrogate escape such as
- * "\udc80", a NUL escaped in a member name, a number beyond a double,
- * nesting deeper than jansson's 2048 levels): such a page is read entry by
- * entry, and the other entries come out as they would have without it.
- * Nesting is not limited in depth for that reading, but the bytes must be
- * UTF-8 (or the page is not JSON: -EPROTO). */
+ * when the bytes are not such a page (not JSON text in UTF-8, not an
+ * object, "messages" missing or not an array, cursor of the wrong type,
+ * too long, holding a NUL or a lone surrogate), with a short reason in
+ * @err (at most @errlen bytes, printable ASCII: what is wrong and, for
+ * text that is not JSON, where: line, column and the bytes there); -ENOMEM.
+ * The page is read by the scanner (jsontext.h), which decides what it is;
+ * jansson loads each entry's own bytes for its fields. Malformed entries
+ * inside a valid page are counted in ->malformed and skipped; they never
+ * fail the page. That includes entries that are JSON text but that jansson
+ * refuses (a lone surrogate escape such as "\udc80", a NUL escaped in a
+ * member name, a number beyond a double, nesting deeper than jansson's 2048
+ * levels): the other entries come out as they would have without them.
+ * Nesting is not limited in depth outside the entries. */
 int message_page_parse(const char *buf, size_t len,
 		       struct message_page *ret_page, char *err, size_t errlen);
 

@@ -20,6 +20,14 @@ void jsontext_skip_ws(struct jsontext *t)
 		t->pos++;
 }
 
+/* Records why the text is not JSON, and where; returns JSONTEXT_BAD. */
+static int bad(struct jsontext *t, size_t at, const char *why)
+{
+	t->why = why;
+	t->why_at = at;
+	return JSONTEXT_BAD;
+}
+
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -51,18 +59,20 @@ static int tok_number(struct jsontext *t)
 	if (i < n && s[i] == '0')
 		i++;
 	else if (!digits(s, n, &i))
-		return JSONTEXT_BAD;
+		return bad(t, t->pos,
+			   s[t->pos] == '-' ? "invalid number"
+					    : "unexpected character");
 	if (i < n && s[i] == '.') {
 		i++;
 		if (!digits(s, n, &i))
-			return JSONTEXT_BAD;
+			return bad(t, t->pos, "invalid number");
 	}
 	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
 		i++;
 		if (i < n && (s[i] == '+' || s[i] == '-'))
 			i++;
 		if (!digits(s, n, &i))
-			return JSONTEXT_BAD;
+			return bad(t, t->pos, "invalid number");
 	}
 	t->pos = i;
 	return JSONTEXT_NUMBER;
@@ -83,26 +93,26 @@ static int tok_string(struct jsontext *t)
 			return JSONTEXT_STRING;
 		}
 		if (c < 0x20)
-			return JSONTEXT_BAD;
+			return bad(t, i, "control byte in a string");
 		if (c != '\\') {
 			i++;
 			continue;
 		}
 		if (i + 1 >= n)
-			return JSONTEXT_BAD;
+			break;
 		if (s[i + 1] == 'u') {
 			if (n - i < 6 || !is_hex(s[i + 2]) ||
 			    !is_hex(s[i + 3]) || !is_hex(s[i + 4]) ||
 			    !is_hex(s[i + 5]))
-				return JSONTEXT_BAD;
+				return bad(t, i, "invalid \\u escape");
 			i += 6;
 		} else if (strchr("\"\\/bfnrt", s[i + 1]) && s[i + 1]) {
 			i += 2;
 		} else {
-			return JSONTEXT_BAD;
+			return bad(t, i, "invalid escape");
 		}
 	}
-	return JSONTEXT_BAD;
+	return bad(t, t->pos, "string not closed");
 }
 
 int jsontext_next(struct jsontext *t, size_t *ret_start)
@@ -138,7 +148,7 @@ int jsontext_next(struct jsontext *t, size_t *ret_start)
 				return JSONTEXT_WORD;
 			}
 		}
-		return JSONTEXT_BAD;
+		return bad(t, t->pos, "invalid literal");
 	default:
 		return tok_number(t);
 	}
@@ -269,12 +279,30 @@ int jsontext_real(const char *p, size_t n, double *ret)
 	return 0;
 }
 
+int jsontext_expected(struct jsontext *t, int tok, size_t at, const char *what)
+{
+	if (tok == JSONTEXT_END)
+		bad(t, t->n, "the text ends early");
+	else if (tok != JSONTEXT_BAD) /* else jsontext_next() said why */
+		bad(t, at, what);
+	return -EPROTO;
+}
+
 bool jsontext_member(struct jsontext *t)
 {
 	size_t start;
+	int tok = jsontext_next(t, &start);
 
-	return jsontext_next(t, &start) == JSONTEXT_STRING &&
-	       jsontext_next(t, &start) == ':';
+	if (tok != JSONTEXT_STRING) {
+		jsontext_expected(t, tok, start, "a member name expected");
+		return false;
+	}
+	tok = jsontext_next(t, &start);
+	if (tok != ':') {
+		jsontext_expected(t, tok, start, "':' expected");
+		return false;
+	}
+	return true;
 }
 
 static bool bit_get(const unsigned char *bits, size_t i)
@@ -339,6 +367,7 @@ int jsontext_skip(struct jsontext *t, size_t *ret_elems)
 			}
 		} else if (tok != JSONTEXT_STRING && tok != JSONTEXT_NUMBER &&
 			   tok != JSONTEXT_WORD) {
+			jsontext_expected(t, tok, start, "a value expected");
 			goto out;
 		}
 		/* A value is complete: close what it completes. */
@@ -358,8 +387,12 @@ int jsontext_skip(struct jsontext *t, size_t *ret_elems)
 					goto out;
 				break;
 			}
-			if (tok != (obj ? '}' : ']'))
+			if (tok != (obj ? '}' : ']')) {
+				jsontext_expected(t, tok, start,
+						  obj ? "',' or '}' expected"
+						      : "',' or ']' expected");
 				goto out;
+			}
 			depth--;
 		}
 	}
@@ -385,4 +418,18 @@ size_t jsontext_compact(const char *s, size_t n, char *w)
 		len += t.pos - start;
 	}
 	return len;
+}
+
+void jsontext_where(const char *s, size_t at, size_t *ret_line,
+		    size_t *ret_column)
+{
+	size_t line = 1, bol = 0;
+
+	for (size_t i = 0; i < at; i++)
+		if (s[i] == '\n') {
+			line++;
+			bol = i + 1;
+		}
+	*ret_line = line;
+	*ret_column = at - bol + 1;
 }

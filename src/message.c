@@ -98,17 +98,16 @@ static void jansson_setup(void)
 }
 
 /* Loads @buf into a new tree in @ret_root. jansson refuses integers beyond
- * 64 bits; rather than losing a whole page to one such number, such text
- * is loaded again with every number as a real (@ret_lossy set): each
+ * 64 bits; rather than losing a whole entry to one such number, such text
+ * is loaded again with every number as a real (@ret_lossy set): an
  * entry's numbers are then put back from its own text (walk_span() with
- * restore), so one entry's huge integer changes nothing in another. Only
- * one load is done per text: jansson 2.14 cannot be trusted when an
- * allocation fails inside its lexer (see test_message.c). Returns 0,
- * -ENOMEM, or -EPROTO (not JSON, with @e filled). */
-static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
-		bool *ret_lossy)
+ * restore). Only one load is done per text: jansson 2.14 cannot be
+ * trusted when an allocation fails inside its lexer (see test_message.c).
+ * Returns 0, -ENOMEM, or -EPROTO (not JSON jansson takes). */
+static int load(const char *buf, size_t len, json_t **ret_root, bool *ret_lossy)
 {
 	size_t flags = LOAD_FLAGS;
+	json_error_t e;
 	json_t *j;
 
 	pthread_once(&jansson_once, jansson_setup);
@@ -116,14 +115,12 @@ static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
 		buf = "";
 		len = 0;
 	}
-	memset(e, 0, sizeof(*e));
 	jansson_oom = false;
-	j = json_loadb(buf, len, flags, e);
+	j = json_loadb(buf, len, flags, &e);
 	if (!j && !jansson_oom &&
-	    json_error_code(e) == json_error_numeric_overflow) {
+	    json_error_code(&e) == json_error_numeric_overflow) {
 		flags |= JSON_DECODE_INT_AS_REAL;
-		memset(e, 0, sizeof(*e));
-		j = json_loadb(buf, len, flags, e);
+		j = json_loadb(buf, len, flags, &e);
 	}
 	if (!j)
 		return jansson_oom ? -ENOMEM : -EPROTO;
@@ -136,12 +133,10 @@ static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
  * message.json is the entry's own bytes, re-indented: its tokens are copied
  * as they are (numbers and string escapes as sent), only the whitespace
  * between them changes. So the parser keeps, for each entry, where its text
- * lies in what was received, and reads that text with jsontext.h. The text
- * has mostly been accepted by jansson before it is scanned here, but the
- * scanner still checks all it reads. When jansson refuses a page, the
- * scanner alone decides whether it is one (page_from_text()): then it reads
- * the page with jsontext_skip(), which has no depth limit, and checks its
- * bytes (utf8_valid()) too. */
+ * lies in what was received, and reads that text with jsontext.h. The
+ * scanner decides what a page is (see "pages" below); jansson then loads
+ * each entry's own bytes, and the scanner still checks all it reads of
+ * them. */
 
 _Static_assert(JSONTEXT_MAX_DEPTH == JSON_PARSER_MAX_DEPTH,
 	       "jsontext knows how deep jansson goes");
@@ -1461,34 +1456,44 @@ static size_t budget_of(size_t len)
 		       : len * MESSAGE_RENDER_FACTOR;
 }
 
-/* Renders the entry @obj (borrowed), whose text is the next value of
- * @w->t, its files taking at most MESSAGE_RENDER_SLACK more than *@budget
- * bytes (what they take is deducted). With @w->restore, the tree was loaded
- * with every number as a real (see load()): its numbers are put back from
- * the text first. Returns 0, -EINVAL (not a usable entry), -EPROTO (the
- * text is not that of @obj) or -ENOMEM. */
-static int message_render(struct walk *w, json_t *obj, size_t *budget,
-			  struct message **ret_msg)
+/* Parses the entry whose text is @json (@len bytes, one JSON value), its
+ * files taking at most MESSAGE_RENDER_SLACK more than *@budget bytes
+ * (what they take is deducted). jansson loads the entry's own bytes for
+ * its fields; when it had to read every number as a real (load()), the
+ * numbers are put back from the text first. Returns 0, -EINVAL (not a
+ * usable entry: text jansson refuses, not an object, no usable dlqId) or
+ * -ENOMEM. */
+static int parse_entry(const char *json, size_t len, size_t *budget,
+		       struct message **ret_msg)
 {
 	size_t avail = add_sat(*budget, MESSAGE_RENDER_SLACK), used;
-	size_t start, textlen;
+	struct walk w = {.t = {.s = json, .n = len}, .restore = true};
 	struct plan pl;
+	json_t *root;
+	bool lossy;
 	int r;
 
-	w->lost = 0;
-	r = walk_span(w, obj, &start, &textlen);
+	r = load(json, len, &root, &lossy);
 	if (r < 0)
-		return r;
-	r = plan_message(&pl, obj);
-	if (r < 0)
-		return r;
-	pl.problems = pl.problems > UINT32_MAX - w->lost
-			      ? UINT32_MAX
-			      : pl.problems + w->lost;
-	r = render(&pl, w->t.s + start, textlen, avail, ret_msg, &used);
+		return r == -ENOMEM ? -ENOMEM : -EINVAL;
+	if (lossy) {
+		size_t start, textlen;
+
+		r = walk_span(&w, root, &start, &textlen);
+	}
+	if (r == 0)
+		r = plan_message(&pl, root);
+	if (r == 0) {
+		pl.problems = pl.problems > UINT32_MAX - w.lost
+				      ? UINT32_MAX
+				      : pl.problems + w.lost;
+		/* the whitespace around the value is dropped with the rest */
+		r = render(&pl, json, len, avail, ret_msg, &used);
+	}
+	json_decref(root);
 	if (r == 0)
 		*budget = avail - used;
-	return r;
+	return r == -EPROTO ? -EINVAL : r;
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -1496,19 +1501,8 @@ static int message_render(struct walk *w, json_t *obj, size_t *budget,
 int message_parse(const char *json, size_t len, struct message **ret_msg)
 {
 	size_t budget = budget_of(len);
-	struct walk w;
-	json_error_t e;
-	json_t *root;
-	bool lossy;
-	int r;
 
-	r = load(json, len, &e, &root, &lossy);
-	if (r < 0)
-		return r == -ENOMEM ? -ENOMEM : -EINVAL;
-	w = (struct walk){.t = {.s = json, .n = len}, .restore = lossy};
-	r = message_render(&w, root, &budget, ret_msg);
-	json_decref(root);
-	return r == -EPROTO ? -EINVAL : r;
+	return parse_entry(json ? json : "", json ? len : 0, &budget, ret_msg);
 }
 
 struct message *message_ref(struct message *m)
@@ -1524,8 +1518,17 @@ void message_free(struct message *m)
 		free(m);
 }
 
-/* Writes a reason into @err, as printable ASCII (jansson quotes the input
- * near an error, and the input is hostile). */
+/* ---- pages ------------------------------------------------------------ *
+ * The scanner (jsontext.h) is the one authority on what a page is: its
+ * cursor, its entries and where each entry's bytes lie, and whether they
+ * are UTF-8. jansson then loads each entry's own bytes for its fields. An
+ * entry jansson refuses (a lone surrogate escape, as JavaScript writes a
+ * broken string; a NUL escaped in a member name; a number beyond a double;
+ * nesting beyond JSON_PARSER_MAX_DEPTH) is counted in ->malformed like any
+ * other unusable entry, and costs the page nothing else. */
+
+/* Writes a reason into @err, as printable ASCII (it may quote the page,
+ * and the page is hostile). */
 __attribute__((format(printf, 3, 4))) static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -1541,6 +1544,51 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 			*p = '?';
 }
 
+/* Bytes of the page quoted near an error. */
+#define PAGE_ERR_QUOTE 12
+
+/* Why the text of @t is not a page, for people: what is wrong, where
+ * (line and column, counted in bytes from 1), and the bytes there. */
+static void page_not_json(const struct jsontext *t, char *err, size_t errlen)
+{
+	size_t line, column, at = t->why_at < t->n ? t->why_at : t->n;
+	int quote =
+		(int)(t->n - at < PAGE_ERR_QUOTE ? t->n - at : PAGE_ERR_QUOTE);
+
+	jsontext_where(t->s, at, &line, &column);
+	if (!t->why)
+		set_err(err, errlen, "not a JSON object");
+	else if (quote == 0)
+		set_err(err, errlen, "not JSON: %s at line %zu, column %zu",
+			t->why, line, column);
+	else
+		set_err(err, errlen,
+			"not JSON: %s at line %zu, column %zu, near '%.*s'",
+			t->why, line, column, quote, t->s + at);
+}
+
+/* Whether the page @t holds is UTF-8 (JSON text is); when it is not,
+ * t->why says where. */
+static bool page_utf8(struct jsontext *t)
+{
+	for (size_t i = 0; i < t->n;) {
+		size_t k;
+
+		if ((unsigned char)t->s[i] < 0x80) { /* the common case */
+			i++;
+			continue;
+		}
+		k = utf8_seq(t->s + i, t->n - i);
+		if (!k) {
+			t->why = "invalid UTF-8";
+			t->why_at = i;
+			return false;
+		}
+		i += k;
+	}
+	return true;
+}
+
 /* Where the members of a page that count lie in its text. */
 struct page_text {
 	size_t cursor;	 /* the last "cursor" value; SIZE_MAX: none */
@@ -1548,35 +1596,53 @@ struct page_text {
 	size_t count;	 /* elements of that value, when an array */
 };
 
-/* Reads the text @s (@n bytes) as one object and nothing after it, and
- * finds its last "cursor" and "messages" members: jansson keeps the last
- * value of a repeated key, and the key is compared as jansson decodes it.
- * Values are skipped at any depth (jsontext_skip()). Returns 0, -EPROTO (not
- * JSON text, or not an object) or -ENOMEM. */
-static int page_scan(const char *s, size_t n, struct page_text *ret)
+/* Reads the text of @t as one object and nothing after it, and finds its
+ * last "cursor" and "messages" members: a repeated key's last value is the
+ * one every JSON reader keeps, and the key is compared as jansson decodes
+ * it. Values are skipped at any depth (jsontext_skip()). Returns 0,
+ * -EPROTO (t->why says why; NULL: JSON text, but not an object) or
+ * -ENOMEM. */
+static int page_scan(struct jsontext *t, struct page_text *ret)
 {
-	struct jsontext t = {.s = s, .n = n};
 	struct page_text pt = {.cursor = SIZE_MAX, .messages = SIZE_MAX};
+	const char *s = t->s;
 	size_t start, count;
-	int tok = jsontext_next(&t, &start), r;
+	int tok = jsontext_next(t, &start), r;
 	bool is_msgs, is_cursor;
 
-	if (tok != '{')
-		return -EPROTO;
-	tok = jsontext_next(&t, &start);
+	if (tok != '{') {
+		if (tok == JSONTEXT_END) {
+			t->why = "no value at all";
+			t->why_at = start;
+			return -EPROTO;
+		}
+		if (tok == JSONTEXT_BAD)
+			return -EPROTO;
+		t->pos = start;
+		r = jsontext_skip(t, NULL);
+		if (r == 0 && jsontext_next(t, &start) == JSONTEXT_END)
+			t->why = NULL;
+		else if (r == 0)
+			jsontext_expected(t, JSONTEXT_STRING, start,
+					  "nothing expected after the value");
+		return r == -ENOMEM ? r : -EPROTO;
+	}
+	tok = jsontext_next(t, &start);
 	while (tok != '}') {
 		if (tok != JSONTEXT_STRING)
-			return -EPROTO;
-		is_msgs = jsontext_string_is(s + start, t.pos - start,
+			return jsontext_expected(t, tok, start,
+						 "a member name expected");
+		is_msgs = jsontext_string_is(s + start, t->pos - start,
 					     "messages");
 		is_cursor =
-			jsontext_string_is(s + start, t.pos - start, "cursor");
-		if (jsontext_next(&t, &start) != ':')
-			return -EPROTO;
-		jsontext_skip_ws(&t);
-		start = t.pos;
+			jsontext_string_is(s + start, t->pos - start, "cursor");
+		tok = jsontext_next(t, &start);
+		if (tok != ':')
+			return jsontext_expected(t, tok, start, "':' expected");
+		jsontext_skip_ws(t);
+		start = t->pos;
 		count = 0;
-		r = jsontext_skip(&t, &count);
+		r = jsontext_skip(t, &count);
 		if (r < 0)
 			return r;
 		if (is_msgs) {
@@ -1585,45 +1651,68 @@ static int page_scan(const char *s, size_t n, struct page_text *ret)
 		}
 		if (is_cursor)
 			pt.cursor = start;
-		tok = jsontext_next(&t, &start);
+		tok = jsontext_next(t, &start);
 		if (tok == ',') {
-			tok = jsontext_next(&t, &start);
+			tok = jsontext_next(t, &start);
 			if (tok != JSONTEXT_STRING)
-				return -EPROTO;
+				return jsontext_expected(
+					t, tok, start,
+					"a member name expected");
 		} else if (tok != '}') {
-			return -EPROTO;
+			return jsontext_expected(t, tok, start,
+						 "',' or '}' expected");
 		}
 	}
-	if (jsontext_next(&t, &start) != JSONTEXT_END)
+	if (jsontext_next(t, &start) != JSONTEXT_END) {
+		t->why = "nothing expected after the object";
+		t->why_at = start;
 		return -EPROTO;
+	}
 	*ret = pt;
 	return 0;
 }
 
-/* Keeps the cursor @s (@n bytes, decoded; read only when @n is within
- * MESSAGE_MAX_CURSOR) in @pg, none when it is empty. Returns 0, -EPROTO
- * (too long, or holding a NUL) or -ENOMEM. */
-static int page_cursor(struct message_page *pg, const char *s, size_t n,
+/* Keeps the cursor whose value starts at @at in the text of @t in @pg:
+ * none when it is null or empty. Returns 0, -EPROTO (not a string, too
+ * long, holding a NUL or a lone surrogate) or -ENOMEM. */
+static int page_cursor(struct message_page *pg, struct jsontext *t, size_t at,
 		       char *err, size_t errlen)
 {
+	size_t start, n;
+	const char *raw;
+	int tok;
+
+	t->pos = at;
+	tok = jsontext_next(t, &start);
+	if (tok == JSONTEXT_WORD && t->s[start] == 'n')
+		return 0; /* null */
+	if (tok != JSONTEXT_STRING) {
+		set_err(err, errlen, "\"cursor\" is not a string");
+		return -EPROTO;
+	}
+	raw = t->s + start + 1;
+	if (!jsontext_string_decode(raw, t->pos - start - 2, NULL, &n)) {
+		set_err(err, errlen, "\"cursor\" holds a lone surrogate");
+		return -EPROTO;
+	}
 	if (n > MESSAGE_MAX_CURSOR) {
 		set_err(err, errlen, "\"cursor\" is longer than %d bytes",
 			MESSAGE_MAX_CURSOR);
 		return -EPROTO;
 	}
-	if (memchr(s, '\0', n)) {
-		set_err(err, errlen, "\"cursor\" holds a NUL byte");
-		return -EPROTO;
-	}
 	if (n == 0)
 		return 0;
-	pg->cursor = malloc(n + 1);
+	pg->cursor = malloc(t->pos - start - 1);
 	if (!pg->cursor) {
 		set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(pg->cursor, s, n);
+	jsontext_string_decode(raw, t->pos - start - 2, pg->cursor, &n);
 	pg->cursor[n] = '\0';
+	if (memchr(pg->cursor, '\0', n)) {
+		set_err(err, errlen, "\"cursor\" holds a NUL byte");
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -1647,143 +1736,30 @@ static int page_alloc(struct message_page *pg, size_t count, char *err,
 	return 0;
 }
 
-/* The usual way: @root (borrowed) is the whole page @buf (@len bytes), as
- * jansson loaded it (@lossy: every number as a real). Fills @pg (release
- * it on failure too). Returns 0, -EPROTO or -ENOMEM. */
-static int page_from_tree(const char *buf, size_t len, json_t *root, bool lossy,
-			  struct message_page *pg, char *err, size_t errlen)
+/* Reads @buf (@len bytes) as a page into @pg (release it on failure too):
+ * the scanner finds the cursor and each entry's bytes, each entry is
+ * parsed on its own (parse_entry()), all of them sharing the page's render
+ * budget. Returns 0, -EPROTO or -ENOMEM. */
+static int page_read(const char *buf, size_t len, struct message_page *pg,
+		     char *err, size_t errlen)
 {
-	size_t budget = budget_of(len), count = 0, start;
-	struct page_text pt;
-	json_t *cursor, *msgs;
-	struct walk w;
-	int r;
-
-	if (!json_is_object(root)) {
-		set_err(err, errlen, "not a JSON object");
-		return -EPROTO;
-	}
-
-	cursor = json_object_get(root, "cursor");
-	if (cursor && !json_is_null(cursor)) {
-		if (!json_is_string(cursor)) {
-			set_err(err, errlen, "\"cursor\" is not a string");
-			return -EPROTO;
-		}
-		r = page_cursor(pg, json_string_value(cursor),
-				json_string_length(cursor), err, errlen);
-		if (r < 0)
-			return r;
-	}
-
-	msgs = json_object_get(root, "messages");
-	if (!msgs) {
-		set_err(err, errlen, "no \"messages\"");
-		return -EPROTO;
-	}
-	if (!json_is_null(msgs)) {
-		if (!json_is_array(msgs)) {
-			set_err(err, errlen, "\"messages\" is not an array");
-			return -EPROTO;
-		}
-		count = json_array_size(msgs);
-	}
-	r = page_alloc(pg, count, err, errlen);
-	if (r < 0 || count == 0)
-		return r;
-	/* Each entry is rendered from its tree (the fields) and its text
-	 * (message.json): both must be the same entries, in the same order.
-	 * jansson loaded the text: nothing here allocates. */
-	w = (struct walk){.t = {.s = buf, .n = len}, .restore = lossy};
-	if (page_scan(buf, len, &pt) < 0 || pt.messages == SIZE_MAX ||
-	    pt.count != count)
-		goto fail_text;
-	w.t.pos = pt.messages;
-	if (jsontext_next(&w.t, &start) != '[')
-		goto fail_text;
-	for (size_t i = 0; i < count; i++) {
-		if (i > 0 && jsontext_next(&w.t, &start) != ',')
-			goto fail_text;
-		r = message_render(&w, json_array_get(msgs, i), &budget,
-				   &pg->msgs[pg->n]);
-		if (r == -ENOMEM) {
-			set_err(err, errlen, "out of memory");
-			return r;
-		}
-		if (r == -EPROTO)
-			goto fail_text;
-		if (r < 0)
-			pg->malformed++;
-		else
-			pg->n++;
-	}
-	if (jsontext_next(&w.t, &start) != ']')
-		goto fail_text;
-	return 0;
-
-fail_text:
-	/* jansson accepted text the scanner does not read the same way. */
-	set_err(err, errlen, "\"messages\" not found in the text as sent");
-	return -EPROTO;
-}
-
-/* The way around a page jansson refused (@je says why): some JSON text
- * jansson refuses all the same (a lone surrogate escape, as JavaScript
- * writes a broken string; a NUL escaped in a member name; a number beyond
- * a double; nesting beyond JSON_PARSER_MAX_DEPTH). When the scanner reads
- * @buf (@len bytes) as a page, each entry is loaded on its own, and one
- * that jansson refuses is counted in ->malformed like any other unusable
- * entry. The others come out as they would have from page_from_tree():
- * each entry's tree is what jansson makes of the page (restored numbers
- * included), the budget is the page's. Text that is not UTF-8 is not a
- * page (it is not JSON text: jansson checks all of it, and so do we). Fills
- * @pg (release it on failure too). Returns 0, -EPROTO or -ENOMEM. */
-static int page_from_text(const char *buf, size_t len, const json_error_t *je,
-			  struct message_page *pg, char *err, size_t errlen)
-{
-	size_t budget = budget_of(len), start, end;
-	struct page_text pt;
+	size_t budget = budget_of(len), start;
 	struct jsontext t = {.s = buf, .n = len};
+	struct page_text pt = {0};
 	int tok, r;
 
-	r = utf8_valid(buf, len) ? page_scan(buf, len, &pt) : -EPROTO;
-	if (r == -ENOMEM) {
-		set_err(err, errlen, "out of memory");
-		return r;
-	}
+	r = page_utf8(&t) ? page_scan(&t, &pt) : -EPROTO;
+	if (r == -ENOMEM)
+		goto fail_nomem;
 	if (r < 0) {
-		set_err(err, errlen, "not JSON: %s (line %d, column %d)",
-			je->text, je->line, je->column);
+		page_not_json(&t, err, errlen);
 		return r;
 	}
-
 	if (pt.cursor != SIZE_MAX) {
-		char cur[MESSAGE_MAX_CURSOR];
-		size_t n;
-
-		t.pos = pt.cursor;
-		tok = jsontext_next(&t, &start);
-		if (tok == JSONTEXT_STRING) {
-			if (!jsontext_string_decode(buf + start + 1,
-						    t.pos - start - 2, NULL,
-						    &n)) {
-				set_err(err, errlen,
-					"\"cursor\" holds a lone surrogate");
-				return -EPROTO;
-			}
-			if (n <= sizeof(cur))
-				jsontext_string_decode(buf + start + 1,
-						       t.pos - start - 2, cur,
-						       &n);
-			r = page_cursor(pg, cur, n, err, errlen);
-			if (r < 0)
-				return r;
-		} else if (!(tok == JSONTEXT_WORD && buf[start] == 'n')) {
-			set_err(err, errlen, "\"cursor\" is not a string");
-			return -EPROTO;
-		}
+		r = page_cursor(pg, &t, pt.cursor, err, errlen);
+		if (r < 0)
+			return r;
 	}
-
 	if (pt.messages == SIZE_MAX) {
 		set_err(err, errlen, "no \"messages\"");
 		return -EPROTO;
@@ -1800,11 +1776,6 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < pt.count; i++) {
-		json_error_t e;
-		json_t *obj;
-		struct walk w;
-		bool lossy;
-
 		if (i > 0 && jsontext_next(&t, &start) != ',')
 			return -EPROTO; /* cannot happen: scanned already */
 		jsontext_skip_ws(&t);
@@ -1814,18 +1785,10 @@ static int page_from_text(const char *buf, size_t len, const json_error_t *je,
 			goto fail_nomem;
 		if (r < 0)
 			return r; /* cannot happen: scanned already */
-		end = t.pos;
-		r = load(buf + start, end - start, &e, &obj, &lossy);
-		if (r == -ENOMEM)
-			goto fail_nomem;
-		if (r < 0) {
-			pg->malformed++;
-			continue;
-		}
-		w = (struct walk){.t = {.s = buf, .n = end, .pos = start},
-				  .restore = lossy};
-		r = message_render(&w, obj, &budget, &pg->msgs[pg->n]);
-		json_decref(obj);
+		/* jansson loads objects only; nothing else is a message */
+		r = buf[start] == '{' ? parse_entry(buf + start, t.pos - start,
+						    &budget, &pg->msgs[pg->n])
+				      : -EINVAL;
 		if (r == -ENOMEM)
 			goto fail_nomem;
 		if (r < 0)
@@ -1844,26 +1807,13 @@ int message_page_parse(const char *buf, size_t len,
 		       struct message_page *ret_page, char *err, size_t errlen)
 {
 	struct message_page pg = {.bytes = len};
-	json_error_t e;
-	json_t *root;
-	bool lossy;
 	int r;
 
 	if (!buf) {
 		buf = "";
 		len = 0;
 	}
-	r = load(buf, len, &e, &root, &lossy);
-	if (r == -ENOMEM) {
-		set_err(err, errlen, "out of memory");
-		return r;
-	}
-	if (r < 0) {
-		r = page_from_text(buf, len, &e, &pg, err, errlen);
-	} else {
-		r = page_from_tree(buf, len, root, lossy, &pg, err, errlen);
-		json_decref(root);
-	}
+	r = page_read(buf, len, &pg, err, errlen);
 	if (r < 0) {
 		message_page_release(&pg);
 		return r;
@@ -1885,7 +1835,6 @@ void message_page_release(struct message_page *page)
 
 int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
 {
-	json_error_t e;
 	json_t *root, *v;
 	const char *s;
 	bool lossy;
@@ -1894,7 +1843,7 @@ int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
 
 	if (!ret || retlen == 0)
 		return -EINVAL;
-	r = load(buf, len, &e, &root, &lossy);
+	r = load(buf, len, &root, &lossy);
 	if (r < 0)
 		return r == -ENOMEM ? -ENOMEM : -EINVAL;
 	v = json_object_get(root, "error"); /* NULL when root is not one */
@@ -1951,10 +1900,9 @@ static void run_from(json_t *obj, struct message_run *run)
 /* Loads @buf as a JSON object: 0, -EPROTO or -ENOMEM. */
 static int load_object(const char *buf, size_t len, json_t **ret_root)
 {
-	json_error_t e;
 	json_t *root;
 	bool lossy;
-	int r = load(buf, len, &e, &root, &lossy);
+	int r = load(buf, len, &root, &lossy);
 
 	if (r < 0)
 		return r;

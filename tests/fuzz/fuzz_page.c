@@ -47,9 +47,8 @@ static char *squeeze(const char *s, size_t n, size_t *ret_n)
 
 /* Each message.json loads and re-indents to itself, and its tokens are
  * in the page, after those of the message before. When jansson loads the
- * page, each message is also the next entry equal to its message.json
- * (malformed entries are skipped); when it does not, the page was read
- * entry by entry. */
+ * page whole (the oracle), each message is also the next entry equal to
+ * its message.json (malformed entries are skipped). */
 static void check_entries(const struct message_page *pg, const uint8_t *data,
 			  size_t size)
 {

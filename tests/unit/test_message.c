@@ -1229,10 +1229,10 @@ static const char *const normal_entries[] = {
 	"{'dlqId':'4','body':'\\ud83d\\ude42 caf\\u00e9','label':'l'}",
 };
 
-/* One entry is valid JSON text that jansson refuses. jansson then refuses
- * the page, which is read entry by entry: that entry is lost (or shown
- * when jansson loads it on its own), the others come out exactly as from
- * the same page without it, where jansson loads the page at once. */
+/* One entry is valid JSON text that jansson refuses (a whole page holding
+ * it would be refused too): that entry is lost (or shown when jansson
+ * loads it on its own), the others come out exactly as from the same page
+ * without it. */
 static const struct {
 	const char *what;
 	const char *odd; /* with ' for "; NULL: put_deep(deep) */
@@ -1350,7 +1350,8 @@ static void test_page_refused(void)
 	free(ref);
 }
 
-/* Pages jansson refuses, read by the scanner. */
+/* Pages jansson would refuse whole, and pages that are not JSON: the
+ * scanner decides. */
 static void test_page_scanned(void)
 {
 	static const struct {
@@ -1775,19 +1776,19 @@ static void test_alloc_failures(void)
 
 	if (!page)
 		abort();
-	/* One load for a page jansson takes, two with a huge integer (all
-	 * as reals): the fast path. */
+	/* jansson loads each entry's own bytes, once, twice with a huge
+	 * integer (then all as reals); an entry that is not an object is
+	 * not loaded. The page itself is read by the scanner alone. */
 	count_allocs(op_page, plain);
-	is_int(loads, 1, "a page jansson takes: loaded once");
+	is_int(loads, 2, "a page of two entries: one load each");
 	snprintf(page, cap, "{\"cursor\":\"c\",\"messages\":[%s,1,%s]}", msg,
 		 msg);
 	alloc_fail("message_parse", op_parse, msg, 2);
-	alloc_fail("message_page_parse", op_page, page, 2);
+	alloc_fail("message_page_parse", op_page, page, 2 + 2);
 
-	/* A page jansson refuses (a lone surrogate, 5000 deep): the page
-	 * twice (the huge integer first), then each entry on its own: msg
-	 * twice, the others once. The deep entry makes the scanner
-	 * allocate. */
+	/* Entries jansson refuses (a lone surrogate, 5000 deep) are loaded
+	 * once each: msg twice, the odd ones once, 1 not at all. The deep
+	 * entry makes the scanner allocate. */
 	put_j(page, cap, &n, "{'cursor':'c','messages':[");
 	put_j(page, cap, &n, msg);
 	put_j(page, cap, &n, ",{'dlqId':'odd','x':'\\udc80'},1,");
@@ -1796,7 +1797,7 @@ static void test_alloc_failures(void)
 	put_j(page, cap, &n, msg);
 	put_j(page, cap, &n, "]}");
 	alloc_fail("message_page_parse, entry by entry", op_page, page,
-		   2 + 2 + 1 + 1 + 1 + 2);
+		   2 + 1 + 0 + 1 + 2);
 	free(page);
 
 	fail_at = 1;
