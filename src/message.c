@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,17 +28,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "base64.h"
+#include "jsonload.h"
 #include "jsontext.h"
-#include "jsonw.h"
 #include "message.h"
 #include "utf8.h"
-
-/* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
- * every other JSON reader the users will compare with. */
-#define LOAD_FLAGS JSON_ALLOW_NUL
 
 const char *const message_file_names[MESSAGE_NFILES] = {
 	[MESSAGE_JSON] = "message.json",
@@ -75,60 +68,6 @@ static void problem(uint32_t *problems)
 		(*problems)++;
 }
 
-/* ---- loading ---------------------------------------------------------- */
-
-/* jansson reports most allocation failures while loading as syntax errors
- * (or not at all); its allocator hooks tell the truth. The flag is per
- * thread, and only this file uses jansson, so the hooks are ours to set. */
-static _Thread_local bool jansson_oom;
-static pthread_once_t jansson_once = PTHREAD_ONCE_INIT;
-
-static void *jansson_malloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (!p)
-		jansson_oom = true;
-	return p;
-}
-
-static void jansson_setup(void)
-{
-	json_set_alloc_funcs(jansson_malloc, free);
-}
-
-/* Loads @buf into a new tree in @ret_root. jansson refuses integers beyond
- * 64 bits; rather than losing a whole entry to one such number, such text
- * is loaded again with every number as a real (@ret_lossy set): an
- * entry's numbers are then put back from its own text (walk_span() with
- * restore). Only one load is done per text: jansson 2.14 cannot be
- * trusted when an allocation fails inside its lexer (see test_message.c).
- * Returns 0, -ENOMEM, or -EPROTO (not JSON jansson takes). */
-static int load(const char *buf, size_t len, json_t **ret_root, bool *ret_lossy)
-{
-	size_t flags = LOAD_FLAGS;
-	json_error_t e;
-	json_t *j;
-
-	pthread_once(&jansson_once, jansson_setup);
-	if (!buf) {
-		buf = "";
-		len = 0;
-	}
-	jansson_oom = false;
-	j = json_loadb(buf, len, flags, &e);
-	if (!j && !jansson_oom &&
-	    json_error_code(&e) == json_error_numeric_overflow) {
-		flags |= JSON_DECODE_INT_AS_REAL;
-		j = json_loadb(buf, len, flags, &e);
-	}
-	if (!j)
-		return jansson_oom ? -ENOMEM : -EPROTO;
-	*ret_root = j;
-	*ret_lossy = flags & JSON_DECODE_INT_AS_REAL;
-	return 0;
-}
-
 /* ---- the text as sent ------------------------------------------------- *
  * message.json is the entry's own bytes, re-indented: its tokens are copied
  * as they are (numbers and string escapes as sent), only the whitespace
@@ -137,218 +76,6 @@ static int load(const char *buf, size_t len, json_t **ret_root, bool *ret_lossy)
  * scanner decides what a page is (see "pages" below); jansson then loads
  * each entry's own bytes, and the scanner still checks all it reads of
  * them. */
-
-_Static_assert(JSONTEXT_MAX_DEPTH == JSON_PARSER_MAX_DEPTH,
-	       "jsontext knows how deep jansson goes");
-
-/* Walking a value's text. With a tree (@restore), the numbers of the text
- * are put back into the tree as jansson would have made them on its own,
- * had it not read every number as a real (see load()). */
-struct walk {
-	struct jsontext t;
-	bool restore;
-	uint32_t lost; /* integers beyond 64 bits met */
-};
-
-/* Where a value sits in its parent (an object member or array element). */
-struct slot {
-	json_t *parent; /* borrowed; NULL at the top */
-	const char *key;
-	size_t klen;
-	size_t index;
-};
-
-/* Member @key (@klen bytes, NUL-terminated) of @obj. Before 2.14, jansson
- * has no key holding a NUL: the key stops at the first one. */
-static json_t *member_get(json_t *obj, const char *key, size_t klen)
-{
-#if JANSSON_VERSION_HEX >= 0x020e00
-	return json_object_getn(obj, key, klen);
-#else
-	(void)klen;
-	return json_object_get(obj, key);
-#endif
-}
-
-static int slot_set(const struct slot *sl, json_t *v)
-{
-	int r;
-
-	if (!v)
-		return -ENOMEM;
-	/* Both steal @v, even when they fail; the member exists already,
-	 * so neither allocates. */
-	if (!json_is_object(sl->parent))
-		return json_array_set_new(sl->parent, sl->index, v) ? -ENOMEM
-								    : 0;
-#if JANSSON_VERSION_HEX >= 0x020e00
-	r = json_object_setn_new_nocheck(sl->parent, sl->key, sl->klen, v);
-#else
-	r = json_object_set_new_nocheck(sl->parent, sl->key, v);
-#endif
-	return r ? -ENOMEM : 0;
-}
-
-/* Makes @node (at @sl) what the number literal @p (@n bytes) means to
- * jansson: an integer when it fits in 64 bits, else a real. With repeated
- * keys, a member written several times is visited once per occurrence, the
- * one jansson kept last: so each visit sets the value, never assumes it. */
-static int restore_number(struct walk *w, const char *p, size_t n, json_t *node,
-			  const struct slot *sl)
-{
-	int64_t i;
-	double d;
-	int r;
-
-	if (!sl->parent || !json_is_number(node))
-		return 0; /* an earlier occurrence, of another type */
-	if (jsontext_int(p, n, &i)) {
-		if (json_is_integer(node))
-			return json_integer_set(node, i) ? -EPROTO : 0;
-		return slot_set(sl, json_integer(i));
-	}
-	if (!memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n))
-		problem(&w->lost); /* an integer jansson cannot hold */
-	r = jsontext_real(p, n, &d);
-	if (r < 0)
-		return r;
-	if (!isfinite(d))
-		return -EPROTO; /* jansson refuses it: not its text */
-	if (json_is_real(node))
-		return json_real_set(node, d) ? -EPROTO : 0;
-	return slot_set(sl, json_real(d));
-}
-
-static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
-		      unsigned depth);
-
-/* The members of an object, after its "{". */
-static int walk_object(struct walk *w, json_t *node, unsigned depth)
-{
-	struct slot sl = {.parent = json_is_object(node) ? node : NULL};
-	size_t start, save = w->t.pos;
-	int tok = jsontext_next(&w->t, &start), r;
-
-	if (tok == '}')
-		return 0;
-	w->t.pos = save;
-	for (;;) {
-		char small[128], *key = NULL;
-		const char *raw;
-		size_t len;
-
-		if (jsontext_next(&w->t, &start) != JSONTEXT_STRING)
-			return -EPROTO;
-		raw = w->t.s + start + 1;
-		len = w->t.pos - start - 2;
-		if (sl.parent) {
-			/* The member jansson kept under the decoded key,
-			 * NUL-terminated for jansson. */
-			key = len < sizeof(small) ? small : malloc(len + 1);
-			if (!key)
-				return -ENOMEM;
-			if (!jsontext_string_decode(raw, len, key, &sl.klen)) {
-				if (key != small)
-					free(key);
-				return -EPROTO;
-			}
-			key[sl.klen] = '\0';
-			sl.key = key;
-		}
-		r = jsontext_next(&w->t, &start) == ':'
-			    ? walk_value(w,
-					 sl.parent ? member_get(node, sl.key,
-								sl.klen)
-						   : NULL,
-					 &sl, depth + 1)
-			    : -EPROTO;
-		if (key != small)
-			free(key);
-		if (r < 0)
-			return r;
-		tok = jsontext_next(&w->t, &start);
-		if (tok == '}')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* The elements of an array, after its "[". */
-static int walk_array(struct walk *w, json_t *node, unsigned depth)
-{
-	struct slot sl = {.parent = json_is_array(node) ? node : NULL};
-	size_t start, save = w->t.pos;
-	int tok = jsontext_next(&w->t, &start), r;
-
-	if (tok == ']')
-		return 0;
-	w->t.pos = save;
-	for (;;) {
-		r = walk_value(
-			w, sl.parent ? json_array_get(node, sl.index) : NULL,
-			&sl, depth + 1);
-		if (r < 0)
-			return r;
-		sl.index++;
-		tok = jsontext_next(&w->t, &start);
-		if (tok == ']')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* Reads one value from w->t; with w->restore, @node (borrowed, may be
- * NULL: nothing to restore) is the tree jansson made of it, at @sl.
- * Recursion is bounded by JSONTEXT_MAX_DEPTH. Returns 0, -EPROTO (not JSON
- * text) or -ENOMEM. */
-static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
-		      unsigned depth)
-{
-	size_t start;
-	int tok;
-
-	if (depth > JSONTEXT_MAX_DEPTH)
-		return -EPROTO;
-	if (!w->restore)
-		node = NULL;
-	tok = jsontext_next(&w->t, &start);
-	switch (tok) {
-	case '{':
-		return walk_object(w, node, depth);
-	case '[':
-		return walk_array(w, node, depth);
-	case JSONTEXT_NUMBER:
-		if (!node)
-			return 0;
-		return restore_number(w, w->t.s + start, w->t.pos - start, node,
-				      sl);
-	case JSONTEXT_STRING:
-	case JSONTEXT_WORD:
-		return 0;
-	default:
-		return -EPROTO;
-	}
-}
-
-/* Reads the value at w->t.pos; its text in @ret_start, @ret_len. */
-static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
-		     size_t *ret_len)
-{
-	struct slot top = {0};
-	size_t start;
-	int r;
-
-	jsontext_skip_ws(&w->t);
-	start = w->t.pos;
-	r = walk_value(w, node, &top, 0);
-	if (r < 0)
-		return r;
-	*ret_start = start;
-	*ret_len = w->t.pos - start;
-	return 0;
-}
 
 /* Output of a re-indentation: measured only while @w is NULL; stops
  * counting beyond @limit bytes. */
@@ -1459,7 +1186,7 @@ static size_t budget_of(size_t len)
 /* Parses the entry whose text is @json (@len bytes, one JSON value), its
  * files taking at most MESSAGE_RENDER_SLACK more than *@budget bytes
  * (what they take is deducted). jansson loads the entry's own bytes for
- * its fields; when it had to read every number as a real (load()), the
+ * its fields; when it had to read every number as a real (jsonload()), the
  * numbers are put back from the text first. Returns 0, -EINVAL (not a
  * usable entry: text jansson refuses, not an object, no usable dlqId) or
  * -ENOMEM. */
@@ -1467,26 +1194,23 @@ static int parse_entry(const char *json, size_t len, size_t *budget,
 		       struct message **ret_msg)
 {
 	size_t avail = add_sat(*budget, MESSAGE_RENDER_SLACK), used;
-	struct walk w = {.t = {.s = json, .n = len}, .restore = true};
+	uint32_t lost = 0;
 	struct plan pl;
 	json_t *root;
 	bool lossy;
 	int r;
 
-	r = load(json, len, &root, &lossy);
+	r = jsonload(json, len, &root, &lossy);
 	if (r < 0)
 		return r == -ENOMEM ? -ENOMEM : -EINVAL;
-	if (lossy) {
-		size_t start, textlen;
-
-		r = walk_span(&w, root, &start, &textlen);
-	}
+	if (lossy)
+		r = jsonload_restore(root, json, len, &lost);
 	if (r == 0)
 		r = plan_message(&pl, root);
 	if (r == 0) {
-		pl.problems = pl.problems > UINT32_MAX - w.lost
+		pl.problems = pl.problems > UINT32_MAX - lost
 				      ? UINT32_MAX
-				      : pl.problems + w.lost;
+				      : pl.problems + lost;
 		/* the whitespace around the value is dropped with the rest */
 		r = render(&pl, json, len, avail, ret_msg, &used);
 	}
@@ -1843,7 +1567,7 @@ int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
 
 	if (!ret || retlen == 0)
 		return -EINVAL;
-	r = load(buf, len, &root, &lossy);
+	r = jsonload(buf, len, &root, &lossy);
 	if (r < 0)
 		return r == -ENOMEM ? -ENOMEM : -EINVAL;
 	v = json_object_get(root, "error"); /* NULL when root is not one */
@@ -1902,7 +1626,7 @@ static int load_object(const char *buf, size_t len, json_t **ret_root)
 {
 	json_t *root;
 	bool lossy;
-	int r = load(buf, len, &root, &lossy);
+	int r = jsonload(buf, len, &root, &lossy);
 
 	if (r < 0)
 		return r;
