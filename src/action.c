@@ -669,7 +669,7 @@ static int run_one(struct action *act, size_t i, struct api *a,
 		   struct action_log *log)
 {
 	struct api_error err = {0};
-	struct message_run run = {0};
+	struct answer_run run = {0};
 	const char *id = act->ids[i];
 	int r;
 
@@ -724,7 +724,7 @@ static int run_bulk(struct action *act, const size_t *idx, size_t n,
 			return -ENOENT;
 		}
 	} else {
-		struct message_runs runs = {0};
+		struct answer_runs runs = {0};
 
 		r = api_redeliver_bulk(a,
 				       act->verb == ACTION_RESUME ? API_RESUME
@@ -736,7 +736,7 @@ static int run_bulk(struct action *act, const size_t *idx, size_t n,
 				settle(act, idx[i], 0, false, err.http_status,
 				       runs.n == n ? runs.v[i].run_id : NULL,
 				       NULL, log);
-			message_runs_release(&runs);
+			answer_runs_release(&runs);
 			return 0;
 		}
 		if (r == -ENOENT) {

@@ -25,7 +25,7 @@
 #define LOG_BUDGET_ID 6000
 #define LOG_BUDGET_TEXT 1200
 #define LOG_BUDGET_SHORT 64 /* verb, outcome, error name */
-#define LOG_BUDGET_RUN 400  /* MESSAGE_MAX_RUN_ID, a few escapes */
+#define LOG_BUDGET_RUN 400  /* ANSWER_MAX_RUN_ID, a few escapes */
 #define LOG_FIXED 160	    /* keys, punctuation, time, status */
 _Static_assert(LOG_BUDGET_ID + LOG_BUDGET_TEXT + 3 * LOG_BUDGET_SHORT +
 			       LOG_BUDGET_RUN + LOG_FIXED <

@@ -13,7 +13,7 @@
 
 #include "action.h"
 #include "action_log.h"
-#include "message.h"
+#include "answer.h"
 #include "fuzz.h"
 
 /* Names holding "zz" are unknown (for delete, which uses this resolver):
@@ -75,8 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *buf = (const char *)data;
 	struct action_log_entry e = {.verb = "delete", .outcome = "error"};
 	char line[ACTION_LOG_LINE_MAX];
-	struct message_runs runs = {0};
-	struct message_run run;
+	struct answer_runs runs = {0};
+	struct answer_run run;
 	uint64_t deleted;
 
 	for (int v = 0; v < ACTION_NVERBS; v++) {
@@ -102,14 +102,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	e.id = buf;
 	e.id_len = size;
 	check_line(line, action_log_line(&e, line));
-	if (message_runs_parse(buf, size, &runs) == 0) {
-		CHECK(runs.n <= MESSAGE_MAX_RUNS);
+	if (answer_runs_parse(buf, size, &runs) == 0) {
+		CHECK(runs.n <= ANSWER_MAX_RUNS);
 		for (size_t i = 0; i < runs.n; i++)
-			CHECK(strlen(runs.v[i].run_id) <= MESSAGE_MAX_RUN_ID);
-		message_runs_release(&runs);
+			CHECK(strlen(runs.v[i].run_id) <= ANSWER_MAX_RUN_ID);
+		answer_runs_release(&runs);
 	}
-	if (message_run_parse(buf, size, &run) == 0)
-		CHECK(strlen(run.run_id) <= MESSAGE_MAX_RUN_ID);
-	message_deleted_parse(buf, size, &deleted);
+	if (answer_run_parse(buf, size, &run) == 0)
+		CHECK(strlen(run.run_id) <= ANSWER_MAX_RUN_ID);
+	answer_deleted_parse(buf, size, &deleted);
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* fuzz_page: message_page_parse() and message_error_text() on any bytes.
+/* fuzz_page: message_page_parse() and answer_error_text() on any bytes.
  * Beyond not crashing or leaking: a page respects its limits, its messages
  * are its entries in order (message.json of each loads, and re-indents to
  * itself; its tokens are in the page, in order; when jansson loads the
@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "answer.h"
 #include "message.h"
 #include "../unit/msgfile.h"
 #include "fuzz.h"
@@ -148,8 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i < sizeof(retlens) / sizeof(retlens[0]); i++) {
 		memset(text, 'Z', sizeof(text));
-		r = message_error_text((const char *)data, size, text,
-				       retlens[i]);
+		r = answer_error_text((const char *)data, size, text,
+				      retlens[i]);
 		if (r < 0) {
 			CHECK(r == -EINVAL || r == -ENOMEM);
 			CHECK(text[0] == 'Z');
