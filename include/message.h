@@ -15,19 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The files of runs/<dlqId>/, in the order they are listed. */
-enum message_file {
-	MESSAGE_JSON,		 /* message.json */
-	MESSAGE_BODY,		 /* body */
-	MESSAGE_HEADER,		 /* header */
-	MESSAGE_RESPONSE_BODY,	 /* responseBody */
-	MESSAGE_RESPONSE_HEADER, /* responseHeader */
-	MESSAGE_RESPONSE_STATUS, /* responseStatus */
-	MESSAGE_NFILES
-};
-
-/* File names, indexed by enum message_file. */
-extern const char *const message_file_names[MESSAGE_NFILES];
+#include "message_file.h"
 
 /* The eight views, in the order they are listed at the top of the tree. */
 enum message_view {
@@ -74,7 +62,8 @@ struct message {
 	int64_t wf_created_ms;	 /* workflowCreatedAt, ms (the scope's
 				    workflow_created_at is checked on it) */
 
-	/* Private to message.c: how each file renders (0: no file). */
+	/* How each file renders (enum message_file_kind; 0: no file):
+	 * decided by message.c, read by message_file.c. */
 	uint8_t file_kind[MESSAGE_NFILES];
 	size_t file_at[MESSAGE_NFILES];	 /* its value in ->text */
 	size_t file_len[MESSAGE_NFILES]; /* its exact rendered size */
@@ -91,29 +80,6 @@ struct message {
 		uint32_t n;
 	} view[VIEW_COUNT];
 };
-
-/* Whether file @f of @m exists (its field is present; a present but
- * empty field gives an empty file). */
-bool message_file_exists(const struct message *m, enum message_file f);
-
-/* The exact size of file @f of @m: what message_file_render() writes
- * (0 when the file does not exist). */
-size_t message_file_size(const struct message *m, enum message_file f);
-
-/* Renders file @f of @m into @buf, which has room for
- * message_file_size() bytes; no NUL is added. A linear pass over the
- * message's text (no JSON parser). Returns 0; -ENOENT when the file does
- * not exist; -ENOMEM; -EIO when it did not come out as measured (cannot
- * happen: a bug). */
-int message_file_render(const struct message *m, enum message_file f,
-			char *buf);
-
-/* Whether file @f has the same content in @a and @b (both absent counts
- * as the same). Exact for message.json; for the other files it compares
- * the text of the value they render, so a value sent with other escapes
- * but the same bytes reads as changed (never the reverse). */
-bool message_file_same(const struct message *a, const struct message *b,
-		       enum message_file f);
 
 /* Limits on what the remote side controls. */
 #define MESSAGE_MAX_ID 1024	       /* longer dlqId: the entry is unusable */

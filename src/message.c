@@ -1,22 +1,19 @@
-/* message: WorkflowDLQMessage JSON to rendered files and view values.
+/* message: one WorkflowDLQMessage, from its JSON text; and list pages.
  *
- * Owns everything that knows JSON: loading a list page (cursor, entries),
- * rendering each entry into the files of DESIGN.md section 1 (message.json,
- * decoded bodies, header files, responseStatus) and the raw values of the
- * eight views, and reading API error bodies. It is the only includer of
- * <jansson.h>. It leaves escaping values into names to names.c, and what
- * the rendered messages become (snapshot, inodes, times) to the modules
- * above.
+ * Owns: deciding, from the tree jansson makes of an entry, what each file
+ * shows (which field, which kind, the fallbacks) and the raw values of the
+ * eight views (the render plan); measuring the files and keeping those
+ * that fit the render budget; laying the message out in one allocation;
+ * references; reading a list page. Leaves to others: loading the JSON
+ * (jsonload.c), reading it as text (jsontext.c), rendering the files'
+ * bytes (message_file.c), escaping values into names (names.c), and what
+ * the messages become (snapshot, inodes, times) to the modules above.
  *
  * Each message is one allocation: the struct, then its view arrays, then
  * its dlqId and the entry's own text without its whitespace (each followed
  * by a NUL), then the view values that are not in that text as they are
- * (most point into it). The files are not stored: the views
- * and the choice of what each file shows come from the json_t; the
- * files' bytes are rendered from the text, measured once at parse time
- * (the exact sizes) and written on demand by message_file_render(), with
- * the same functions, so sizes and bytes cannot disagree. message.json is
- * that text re-indented (numbers and escapes read as they were sent).
+ * (most point into it). The files are not stored: their sizes are
+ * measured once here, with the functions that render them on demand.
  */
 #include <errno.h>
 #include <math.h>
@@ -28,20 +25,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "base64.h"
 #include "jsonload.h"
 #include "jsontext.h"
 #include "message.h"
 #include "utf8.h"
-
-const char *const message_file_names[MESSAGE_NFILES] = {
-	[MESSAGE_JSON] = "message.json",
-	[MESSAGE_BODY] = "body",
-	[MESSAGE_HEADER] = "header",
-	[MESSAGE_RESPONSE_BODY] = "responseBody",
-	[MESSAGE_RESPONSE_HEADER] = "responseHeader",
-	[MESSAGE_RESPONSE_STATUS] = "responseStatus",
-};
 
 const char *const message_view_names[VIEW_COUNT] = {
 	[VIEW_LABEL] = "by-label",
@@ -67,128 +54,6 @@ static void problem(uint32_t *problems)
 	if (*problems < UINT32_MAX)
 		(*problems)++;
 }
-
-/* ---- the text as sent ------------------------------------------------- *
- * message.json is the entry's own bytes, re-indented: its tokens are copied
- * as they are (numbers and string escapes as sent), only the whitespace
- * between them changes. So the parser keeps, for each entry, where its text
- * lies in what was received, and reads that text with jsontext.h. The
- * scanner decides what a page is (see "pages" below); jansson then loads
- * each entry's own bytes, and the scanner still checks all it reads of
- * them. */
-
-/* Output of a re-indentation: measured only while @w is NULL; stops
- * counting beyond @limit bytes. */
-struct out {
-	char *w;
-	size_t len, limit;
-	bool over;
-};
-
-static void out_put(struct out *o, const char *p, size_t n)
-{
-	if (o->over)
-		return;
-	if (n > o->limit - o->len) {
-		o->over = true;
-		return;
-	}
-	if (o->w)
-		memcpy(o->w + o->len, p, n);
-	o->len += n;
-}
-
-static void out_newline(struct out *o, unsigned depth)
-{
-	static const char spaces[] = "\n                                "
-				     "                                ";
-	size_t left = (size_t)depth * 2;
-
-	out_put(o, spaces, 1);
-	while (left > 0 && !o->over) {
-		size_t k =
-			left < sizeof(spaces) - 2 ? left : sizeof(spaces) - 2;
-
-		out_put(o, spaces + 1, k);
-		left -= k;
-	}
-}
-
-/* Re-indents the JSON text @s (@n bytes, one value) into @o the way
- * jansson's JSON_INDENT(2) lays out a tree: "{" or "[" then a new line,
- * two spaces per level, "\"key\": value", "," at the end of a line, empty
- * containers as "{}" and "[]". Tokens are copied byte for byte. Returns
- * false when the text is not a run of JSON tokens (nesting, too). */
-static bool reindent(const char *s, size_t n, struct out *o)
-{
-	struct jsontext t = {.s = s, .n = n};
-	unsigned depth = 0;
-
-	for (;;) {
-		size_t start, save;
-		int tok = jsontext_next(&t, &start);
-
-		switch (tok) {
-		case JSONTEXT_END:
-			return depth == 0;
-		case '{':
-		case '[':
-			save = t.pos;
-			if (jsontext_next(&t, &start) ==
-			    (tok == '{' ? '}' : ']')) {
-				out_put(o, tok == '{' ? "{}" : "[]", 2);
-				break;
-			}
-			t.pos = save;
-			if (depth == JSONTEXT_MAX_DEPTH)
-				return false;
-			out_put(o, tok == '{' ? "{" : "[", 1);
-			out_newline(o, ++depth);
-			break;
-		case '}':
-		case ']':
-			if (depth == 0)
-				return false;
-			out_newline(o, --depth);
-			out_put(o, tok == '}' ? "}" : "]", 1);
-			break;
-		case ',':
-			out_put(o, ",", 1);
-			out_newline(o, depth);
-			break;
-		case ':':
-			out_put(o, ": ", 2);
-			break;
-		case JSONTEXT_STRING:
-		case JSONTEXT_NUMBER:
-		case JSONTEXT_WORD:
-			out_put(o, s + start, t.pos - start);
-			break;
-		default:
-			return false;
-		}
-	}
-}
-
-/* ---- the files -------------------------------------------------------- *
- * A message keeps its entry's text (compact: no whitespace between
- * tokens) and, for each file, the kind of rendering it takes and where its
- * value lies in that text. The same functions measure a file when the
- * message is parsed (its exact size, and the problems it shows) and write
- * it when it is read, so sizes and bytes cannot disagree. Which field
- * and which kind is decided from jansson's tree (types, fallbacks); the
- * bytes come from the text, read by the scanner above, where a repeated
- * key is read at its last occurrence, as jansson keeps it. */
-
-enum file_kind {
-	FILE_NONE,   /* no file */
-	FILE_STRING, /* a string, decoded */
-	FILE_LINE,   /* a string, decoded, then "\n" unless it is empty */
-	FILE_INT,    /* an integer literal in decimal, then "\n" */
-	FILE_BASE64, /* a string, decoded, then base64-decoded */
-	FILE_HEADER, /* an object: "Name: value\n" lines, names sorted */
-	FILE_JSON,   /* the whole text re-indented (reindent()), then "\n" */
-};
 
 /* The members a file or a view value can come from. */
 enum field {
@@ -280,373 +145,11 @@ static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
 	}
 }
 
-/* Replaces CR and LF in @n bytes at @w by spaces, so one value is one
- * line. */
-static void one_line(char *w, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (w[i] == '\r' || w[i] == '\n')
-			w[i] = ' ';
-}
-
-/* Puts the decoded body of a string token (@p, @n bytes between the
- * quotes) in @o, with CR and LF as spaces when @line. Its decoded length
- * in *@ret_len when not NULL. Returns false for an escape jansson refuses
- * (a lone surrogate). */
-static bool out_string(struct out *o, const char *p, size_t n, bool line,
-		       size_t *ret_len)
-{
-	/* a raw CR or LF cannot be in a token: only an escape makes one */
-	bool plain = !memchr(p, '\\', n);
-	size_t len = n;
-
-	if (!plain && !jsontext_string_decode(p, n, NULL, &len))
-		return false;
-	if (ret_len)
-		*ret_len = len;
-	if (o->over)
-		return true;
-	if (len > o->limit - o->len) {
-		o->over = true;
-		return true;
-	}
-	if (o->w && plain) {
-		memcpy(o->w + o->len, p, n);
-	} else if (o->w) {
-		jsontext_string_decode(p, n, o->w + o->len, &len);
-		if (line)
-			one_line(o->w + o->len, len);
-	}
-	o->len += len;
-	return true;
-}
-
-/* Puts the base64 string token body @p (@n bytes) in @o, decoded twice.
- * Returns 0, -EILSEQ (not base64) or -ENOMEM. */
-static int out_base64(struct out *o, const char *p, size_t n)
-{
-	char *tmp = NULL;
-	size_t len;
-	int r = 0;
-
-	if (memchr(p, '\\', n)) { /* "\/" is common in JSON's base64 */
-		tmp = malloc(n ? n : 1);
-		if (!tmp)
-			return -ENOMEM;
-		if (!jsontext_string_decode(p, n, tmp, &n)) {
-			free(tmp);
-			return -EILSEQ;
-		}
-		p = tmp;
-	}
-	if (!base64_decode(p, n, NULL, &len))
-		r = -EILSEQ;
-	else if (!o->over && len > o->limit - o->len)
-		o->over = true;
-	else if (!o->over) {
-		if (o->w)
-			base64_decode(p, n, o->w + o->len, &len);
-		o->len += len;
-	}
-	free(tmp);
-	return r;
-}
-
-/* A member of a header object. */
-struct hkey {
-	const char *k; /* decoded name: in the text, or in a scratch buffer */
-	size_t klen;
-	size_t at;    /* its value in the text */
-	size_t order; /* its position in the object */
-};
-
-static int hkey_cmp(const void *a, const void *b)
-{
-	const struct hkey *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = n ? memcmp(x->k, y->k, n) : 0;
-
-	if (c)
-		return c;
-	if (x->klen != y->klen)
-		return x->klen < y->klen ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* One "Name: value\n" line, the value being the string token body @p
- * (@n bytes). */
-static bool header_line(struct out *o, const struct hkey *k, const char *p,
-			size_t n)
-{
-	size_t at = o->len;
-
-	out_put(o, k->k, k->klen);
-	if (o->w && !o->over)
-		one_line(o->w + at, k->klen);
-	out_put(o, ": ", 2);
-	if (!out_string(o, p, n, true, NULL))
-		return false;
-	out_put(o, "\n", 1);
-	return true;
-}
-
-/* The lines of header @k: one for a string, one per string of an array;
- * anything else is counted in *@problems (when not NULL), and so is every
- * line beyond MESSAGE_MAX_HEADER_VALUES. Returns 0, 1 when the limit is
- * reached, -EPROTO or -ENOMEM. */
-static int header_lines(struct out *o, const char *s, size_t n,
-			const struct hkey *k, size_t *lines, uint32_t *problems)
-{
-	struct jsontext t = {.s = s, .n = n, .pos = k->at};
-	size_t start, save;
-	int tok = jsontext_next(&t, &start), r;
-	bool array = tok == '[';
-
-	if (array) {
-		save = t.pos;
-		if (jsontext_next(&t, &start) == ']')
-			return 0;
-		t.pos = save;
-	}
-	for (;;) {
-		if (array) {
-			jsontext_skip_ws(&t);
-			save = t.pos;
-			tok = jsontext_next(&t, &start);
-			if (tok != JSONTEXT_STRING) {
-				t.pos = save;
-				r = jsontext_skip(&t, NULL);
-				if (r < 0)
-					return r;
-			}
-		}
-		if (tok != JSONTEXT_STRING) {
-			if (problems)
-				problem(problems);
-		} else if (*lines == MESSAGE_MAX_HEADER_VALUES) {
-			if (problems)
-				problem(problems);
-			return 1;
-		} else {
-			if (!header_line(o, k, s + start + 1,
-					 t.pos - start - 2))
-				return -EPROTO;
-			(*lines)++;
-		}
-		if (!array)
-			return 0;
-		tok = jsontext_next(&t, &start);
-		if (tok == ']')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* Puts the header object whose "{" is just read from @t in @o: names
- * sorted (by their bytes), the last value of a repeated name. Returns 0,
- * -EPROTO or -ENOMEM. */
-static int out_header(struct out *o, struct jsontext *t, uint32_t *problems)
-{
-	const size_t first = t->pos;
-	size_t start, count = 0, escaped = 0, used = 0, lines = 0;
-	struct hkey *keys = NULL;
-	char *scratch = NULL;
-	int tok, r = -EPROTO;
-
-	/* Count the members, and the bytes of the names to decode. */
-	for (tok = jsontext_next(t, &start); tok != '}';) {
-		if (tok != JSONTEXT_STRING)
-			return -EPROTO;
-		if (memchr(t->s + start + 1, '\\', t->pos - start - 2))
-			escaped += t->pos - start - 2;
-		count++;
-		if (jsontext_next(t, &start) != ':')
-			return -EPROTO;
-		r = jsontext_skip(t, NULL);
-		if (r < 0)
-			return r;
-		tok = jsontext_next(t, &start);
-		if (tok == ',')
-			tok = jsontext_next(t, &start);
-		else if (tok != '}')
-			return -EPROTO;
-	}
-	if (count == 0)
-		return 0;
-	keys = calloc(count, sizeof(*keys));
-	scratch = escaped ? malloc(escaped) : NULL;
-	if (!keys || (escaped && !scratch)) {
-		r = -ENOMEM;
-		goto out;
-	}
-	t->pos = first;
-	for (size_t i = 0; i < count; i++) {
-		const char *raw;
-		size_t rawlen;
-
-		if (i > 0)
-			jsontext_next(t, &start); /* "," */
-		jsontext_next(t, &start);
-		raw = t->s + start + 1;
-		rawlen = t->pos - start - 2;
-		if (memchr(raw, '\\', rawlen)) {
-			keys[i].k = scratch + used;
-			if (!jsontext_string_decode(raw, rawlen, scratch + used,
-						    &keys[i].klen)) {
-				r = -EPROTO;
-				goto out;
-			}
-			used += keys[i].klen;
-		} else {
-			keys[i].k = raw;
-			keys[i].klen = rawlen;
-		}
-		keys[i].order = i;
-		jsontext_next(t, &start); /* ":" */
-		jsontext_skip_ws(t);
-		keys[i].at = t->pos;
-		r = jsontext_skip(t, NULL);
-		if (r < 0)
-			goto out;
-	}
-	qsort(keys, count, sizeof(*keys), hkey_cmp);
-	r = 0;
-	for (size_t i = 0; i < count && r == 0; i++) {
-		/* equal names sort by position: the last one is kept */
-		if (i + 1 < count && keys[i].klen == keys[i + 1].klen &&
-		    (keys[i].klen == 0 ||
-		     !memcmp(keys[i].k, keys[i + 1].k, keys[i].klen)))
-			continue;
-		r = header_lines(o, t->s, t->n, &keys[i], &lines, problems);
-	}
-	if (r == 1)
-		r = 0;
-out:
-	free(keys);
-	free(scratch);
-	return r;
-}
-
-/* Measures (o->w NULL) or writes the file of @kind whose value starts at
- * @at in the text @s (@n bytes) into @o, counting what it leaves out in
- * *@problems when not NULL. A file beyond o->limit sets o->over. Returns
- * 0, -EILSEQ (not base64), -EPROTO (the text there is not what @kind
- * reads: cannot happen) or -ENOMEM. */
-static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
-		    struct out *o, uint32_t *problems)
-{
-	struct jsontext t = {.s = s, .n = n, .pos = at};
-	char num[24];
-	int64_t v;
-	size_t start, len;
-	int tok;
-
-	if (kind == FILE_JSON) {
-		if (!reindent(s, n, o))
-			return -EPROTO;
-		out_put(o, "\n", 1);
-		return 0;
-	}
-	if (at > n)
-		return -EPROTO;
-	tok = jsontext_next(&t, &start);
-	switch (kind) {
-	case FILE_STRING:
-	case FILE_LINE:
-		if (tok != JSONTEXT_STRING ||
-		    !out_string(o, s + start + 1, t.pos - start - 2, false,
-				&len))
-			return -EPROTO;
-		if (kind == FILE_LINE && len > 0)
-			out_put(o, "\n", 1);
-		return 0;
-	case FILE_INT:
-		if (tok != JSONTEXT_NUMBER ||
-		    !jsontext_int(s + start, t.pos - start, &v))
-			return -EPROTO;
-		out_put(o, num,
-			(size_t)snprintf(num, sizeof(num), "%lld\n",
-					 (long long)v));
-		return 0;
-	case FILE_BASE64:
-		if (tok != JSONTEXT_STRING)
-			return -EPROTO;
-		return out_base64(o, s + start + 1, t.pos - start - 2);
-	case FILE_HEADER:
-		if (tok != '{')
-			return -EPROTO;
-		return out_header(o, &t, problems);
-	default:
-		return -EPROTO;
-	}
-}
-
-bool message_file_exists(const struct message *m, enum message_file f)
-{
-	return f >= 0 && f < MESSAGE_NFILES && m->file_kind[f] != FILE_NONE;
-}
-
-size_t message_file_size(const struct message *m, enum message_file f)
-{
-	return message_file_exists(m, f) ? m->file_len[f] : 0;
-}
-
-int message_file_render(const struct message *m, enum message_file f, char *buf)
-{
-	struct out o;
-	int r;
-
-	if (!message_file_exists(m, f))
-		return -ENOENT;
-	o = (struct out){.w = buf, .limit = m->file_len[f]};
-	r = file_out(m->text.data, m->text.len, m->file_kind[f], m->file_at[f],
-		     &o, NULL);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0 || o.over || o.len != m->file_len[f])
-		return -EIO;
-	return 0;
-}
-
-/* The text of the value at @at in @m's text, in @ret. */
-static bool value_text(const struct message *m, size_t at,
-		       struct message_bytes *ret)
-{
-	struct jsontext t = {.s = m->text.data, .n = m->text.len, .pos = at};
-
-	if (at > m->text.len || jsontext_skip(&t, NULL) < 0)
-		return false;
-	ret->data = m->text.data + at;
-	ret->len = t.pos - at;
-	return true;
-}
-
-bool message_file_same(const struct message *a, const struct message *b,
-		       enum message_file f)
-{
-	struct message_bytes x, y;
-
-	if (!message_file_exists(a, f) || !message_file_exists(b, f))
-		return message_file_exists(a, f) == message_file_exists(b, f);
-	if (a->file_kind[f] != b->file_kind[f] ||
-	    a->file_len[f] != b->file_len[f])
-		return false;
-	if (a->file_kind[f] == FILE_JSON) {
-		x = a->text;
-		y = b->text;
-	} else if (!value_text(a, a->file_at[f], &x) ||
-		   !value_text(b, b->file_at[f], &y)) {
-		return false;
-	}
-	return x.len == y.len && !memcmp(x.data, y.data, x.len);
-}
-
 /* ---- the render plan -------------------------------------------------- */
 
 /* What a file will be: decided from the tree, measured from the text. */
 struct src {
-	enum file_kind kind;
+	enum message_file_kind kind;
 	enum field field;
 	size_t len; /* rendered length, once measured */
 };
@@ -846,10 +349,10 @@ static void plan_status(struct plan *pl)
 		int n = snprintf(pl->status, sizeof(pl->status), "%lld",
 				 (long long)json_integer_value(v));
 
-		f->kind = FILE_INT;
+		f->kind = MESSAGE_FILE_INT;
 		plan_value(pl, VIEW_STATUS, pl->status, (size_t)n);
 	} else if (json_is_string(v)) {
-		f->kind = FILE_LINE;
+		f->kind = MESSAGE_FILE_LINE;
 		plan_value(pl, VIEW_STATUS, json_string_value(v),
 			   json_string_length(v));
 	} else if (v && !json_is_null(v)) {
@@ -872,13 +375,13 @@ static void plan_body(struct plan *pl, struct src *f, const char *key,
 	if (r64 < 0)
 		problem(&pl->problems);
 	if (r64 > 0 && n64 > 0) {
-		f->kind = FILE_BASE64; /* checked when measured */
+		f->kind = MESSAGE_FILE_BASE64; /* checked when measured */
 		f->field = field64;
 	} else if (r > 0) {
-		f->kind = FILE_STRING;
+		f->kind = MESSAGE_FILE_STRING;
 		f->field = field;
 	} else if (r64 > 0) {
-		f->kind = FILE_STRING; /* "" */
+		f->kind = MESSAGE_FILE_STRING; /* "" */
 		f->field = field64;
 	}
 }
@@ -894,7 +397,7 @@ static void plan_header(struct plan *pl, struct src *f, const char *key,
 		problem(&pl->problems);
 		return;
 	}
-	f->kind = FILE_HEADER; /* lines counted when measured */
+	f->kind = MESSAGE_FILE_HEADER; /* lines counted when measured */
 	f->field = field;
 }
 
@@ -936,7 +439,7 @@ static int plan_message(struct plan *pl, json_t *obj)
 	plan_header(pl, &pl->file[MESSAGE_HEADER], "header", FIELD_HEADER);
 	plan_header(pl, &pl->file[MESSAGE_RESPONSE_HEADER], "responseHeader",
 		    FIELD_RHEADER);
-	pl->file[MESSAGE_JSON].kind = FILE_JSON;
+	pl->file[MESSAGE_JSON].kind = MESSAGE_FILE_JSON;
 	pl->file[MESSAGE_JSON].field = FIELD_TEXT;
 	return 0;
 }
@@ -951,26 +454,28 @@ static int plan_measure(struct plan *pl, const char *s, size_t n,
 {
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		struct src *src = &pl->file[f];
-		struct out o = {.limit = budget};
-		size_t where = 0;
+		size_t where = 0, left_out = 0;
 		int r;
 
-		if (src->kind == FILE_NONE)
+		if (src->kind == MESSAGE_FILE_NONE)
 			continue;
 		if (src->field != FIELD_TEXT) {
 			where = at[src->field];
 			if (where == SIZE_MAX)
 				return -EPROTO;
 		}
-		r = file_out(s, n, src->kind, where, &o, &pl->problems);
-		if (r == -EILSEQ || (r == 0 && o.over)) {
-			src->kind = FILE_NONE;
+		r = message_file_measure(s, n, src->kind, where, budget,
+					 &src->len, &left_out);
+		pl->problems = left_out > UINT32_MAX - pl->problems
+				       ? UINT32_MAX
+				       : pl->problems + (uint32_t)left_out;
+		if (r == -EILSEQ || r == -EFBIG) {
+			src->kind = MESSAGE_FILE_NONE;
 			problem(&pl->problems);
 			continue;
 		}
 		if (r < 0)
 			return r;
-		src->len = o.len;
 	}
 	return 0;
 }
@@ -995,10 +500,10 @@ static size_t plan_fit(struct plan *pl, size_t budget)
 	for (size_t i = 0; i < MESSAGE_NFILES; i++) {
 		struct src *f = &pl->file[order[i]];
 
-		if (f->kind == FILE_NONE)
+		if (f->kind == MESSAGE_FILE_NONE)
 			continue;
 		if (f->len >= budget - used) {
-			f->kind = FILE_NONE;
+			f->kind = MESSAGE_FILE_NONE;
 			problem(&pl->problems);
 			continue;
 		}
@@ -1156,7 +661,7 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	*ret_used = plan_fit(pl, budget);
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		m->file_kind[f] = (uint8_t)pl->file[f].kind;
-		if (pl->file[f].kind == FILE_NONE)
+		if (pl->file[f].kind == MESSAGE_FILE_NONE)
 			continue;
 		m->file_at[f] = pl->file[f].field == FIELD_TEXT
 					? 0
