@@ -16,6 +16,7 @@
 #include "answer.h"
 #include "http.h"
 #include "message.h"
+#include "message_page.h"
 
 #define API_DEFAULT_URL "https://qstash.upstash.io"
 #define API_LIST_PATH "/v2/workflows/dlq"

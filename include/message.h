@@ -1,11 +1,10 @@
-/* message: one WorkflowDLQMessage, and a page of them.
+/* message: one WorkflowDLQMessage.
  *
- * This is the only module that knows JSON (the only includer of
- * <jansson.h>). It turns the bytes of a list page into a cursor and a set
- * of messages, each holding what renders the files of DESIGN.md section 1
- * (their sizes exact, their bytes rendered on demand) and the raw values
- * of the eight views. Everything here is untrusted input
- * from the network: every field may be missing, null, or of the wrong type.
+ * Turns the JSON text of one entry into a message: what renders the files
+ * of DESIGN.md section 1 (their sizes exact, their bytes rendered on
+ * demand by message_file.h) and the raw values of the eight views. Pages
+ * of them are message_page.h's. Everything here is untrusted input from
+ * the network: every field may be missing, null, or of the wrong type.
  */
 #ifndef DLQFS_MESSAGE_H
 #define DLQFS_MESSAGE_H
@@ -100,48 +99,22 @@ struct message {
  * most MESSAGE_MAX_ID bytes); -ENOMEM. */
 int message_parse(const char *json, size_t len, struct message **ret_msg);
 
+/* The render budget of a text of @len bytes (a page, or the text given to
+ * message_parse()), before each message's MESSAGE_RENDER_SLACK. */
+size_t message_budget(size_t len);
+
+/* message_parse() for one entry of a page, whose messages share the render
+ * budget of the page: this one's files take at most MESSAGE_RENDER_SLACK
+ * more than *@budget bytes, and what they take is deducted from it.
+ * Returns as message_parse(). */
+int message_parse_entry(const char *json, size_t len, size_t *budget,
+			struct message **ret_msg);
+
 /* Messages are immutable once parsed and may be shared (a snapshot built
  * from another shares its unchanged messages). message_ref() returns @m
  * with one more reference; message_free() drops one and frees the message
  * on the last. x_free(NULL) is a no-op. */
 struct message *message_ref(struct message *m);
 void message_free(struct message *m);
-
-/* A parsed list page. */
-struct message_page {
-	char *cursor;	       /* next cursor; NULL when the walk is over
-				  ("", null or absent in the page) */
-	struct message **msgs; /* new messages, owned by the page */
-	size_t n;
-	size_t malformed; /* entries skipped (not an object, no dlqId,
-			     refused by jansson) */
-	size_t bytes;	  /* size of the page as received */
-};
-
-/* More entries than this in one page, or a longer cursor: -EPROTO. */
-#define MESSAGE_MAX_PAGE_MESSAGES 1000
-#define MESSAGE_MAX_CURSOR 4096
-
-/* Parses a page {"cursor": ..., "messages": [...]}. On success returns 0 and
- * fills @ret_page (release it with message_page_release()). Returns -EPROTO
- * when the bytes are not such a page (not JSON text in UTF-8, not an
- * object, "messages" missing or not an array, cursor of the wrong type,
- * too long, holding a NUL or a lone surrogate), with a short reason in
- * @err (at most @errlen bytes, printable ASCII: what is wrong and, for
- * text that is not JSON, where: line, column and the bytes there); -ENOMEM.
- * The page is read by the scanner (jsontext.h), which decides what it is;
- * jansson loads each entry's own bytes for its fields. Malformed entries
- * inside a valid page are counted in ->malformed and skipped; they never
- * fail the page. That includes entries that are JSON text but that jansson
- * refuses (a lone surrogate escape such as "\udc80", a NUL escaped in a
- * member name, a number beyond a double, nesting deeper than jansson's 2048
- * levels): the other entries come out as they would have without them.
- * Nesting is not limited in depth outside the entries. */
-int message_page_parse(const char *buf, size_t len,
-		       struct message_page *ret_page, char *err, size_t errlen);
-
-/* Frees the cursor and every message still in ->msgs (set an entry to NULL
- * to keep it). Safe on a zeroed page. */
-void message_page_release(struct message_page *page);
 
 #endif

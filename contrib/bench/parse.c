@@ -26,7 +26,7 @@
 
 #include <jansson.h>
 
-#include "message.h"
+#include "message_page.h"
 
 struct page {
 	const char *path;

@@ -16,6 +16,7 @@
 
 #include "answer.h"
 #include "message.h"
+#include "message_page.h"
 #include "../unit/msgfile.h"
 #include "fuzz.h"
 
@@ -99,12 +100,12 @@ static void check_entries(const struct message_page *pg, const uint8_t *data,
 static void check_page(const struct message_page *pg, size_t size)
 {
 	CHECK(pg->bytes == size);
-	CHECK(pg->n + pg->malformed <= MESSAGE_MAX_PAGE_MESSAGES);
+	CHECK(pg->n + pg->malformed <= MESSAGE_PAGE_MAX_MESSAGES);
 	CHECK(pg->n == 0 || pg->msgs);
 	if (pg->cursor) {
 		size_t n = strlen(pg->cursor);
 
-		CHECK(n > 0 && n <= MESSAGE_MAX_CURSOR);
+		CHECK(n > 0 && n <= MESSAGE_PAGE_MAX_CURSOR);
 	}
 	for (size_t i = 0; i < pg->n; i++) {
 		const struct message *m = pg->msgs[i];

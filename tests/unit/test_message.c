@@ -13,6 +13,7 @@
 
 #include "answer.h"
 #include "message.h"
+#include "message_page.h"
 #include "msgfile.h"
 #include "tap.h"
 
@@ -1039,7 +1040,7 @@ static void test_page(void)
 
 static void test_page_more(void)
 {
-	size_t cap = 40 * 1002 + MESSAGE_MAX_CURSOR + 100, n;
+	size_t cap = 40 * 1002 + MESSAGE_PAGE_MAX_CURSOR + 100, n;
 	char *json = malloc(cap), err[128];
 	struct message_page pg;
 	struct message *kept;
@@ -1049,15 +1050,15 @@ static void test_page_more(void)
 		abort();
 
 	/* Cursor length limit. */
-	for (int len = MESSAGE_MAX_CURSOR; len <= MESSAGE_MAX_CURSOR + 1;
-	     len++) {
+	for (int len = MESSAGE_PAGE_MAX_CURSOR;
+	     len <= MESSAGE_PAGE_MAX_CURSOR + 1; len++) {
 		n = (size_t)snprintf(json, cap, "{\"cursor\":\"");
 		memset(json + n, 'c', (size_t)len);
 		n += (size_t)len;
 		n += (size_t)snprintf(json + n, cap - n, "\",\"messages\":[]}");
 		memset(&pg, 0, sizeof(pg));
 		r = message_page_parse(json, n, &pg, err, sizeof(err));
-		is_int(r, len <= MESSAGE_MAX_CURSOR ? 0 : -EPROTO,
+		is_int(r, len <= MESSAGE_PAGE_MAX_CURSOR ? 0 : -EPROTO,
 		       "cursor of %d bytes", len);
 		if (r == 0)
 			is_int(strlen(pg.cursor), len,
@@ -1066,8 +1067,8 @@ static void test_page_more(void)
 	}
 
 	/* Message count limit. */
-	for (int count = MESSAGE_MAX_PAGE_MESSAGES;
-	     count <= MESSAGE_MAX_PAGE_MESSAGES + 1; count++) {
+	for (int count = MESSAGE_PAGE_MAX_MESSAGES;
+	     count <= MESSAGE_PAGE_MAX_MESSAGES + 1; count++) {
 		n = (size_t)snprintf(json, cap, "{\"messages\":[");
 		for (int i = 0; i < count; i++)
 			n += (size_t)snprintf(json + n, cap - n,
@@ -1076,7 +1077,7 @@ static void test_page_more(void)
 		n += (size_t)snprintf(json + n, cap - n, "]}");
 		memset(&pg, 0, sizeof(pg));
 		r = message_page_parse(json, n, &pg, err, sizeof(err));
-		is_int(r, count <= MESSAGE_MAX_PAGE_MESSAGES ? 0 : -EPROTO,
+		is_int(r, count <= MESSAGE_PAGE_MAX_MESSAGES ? 0 : -EPROTO,
 		       "page of %d messages", count);
 		if (r == 0) {
 			is_int(pg.n, count, "page of %d messages: all", count);
@@ -1497,8 +1498,8 @@ static void test_page_scanned(void)
 	is_int(r, -EPROTO, "3000 deep, one bracket short: not a page");
 
 	/* The limits hold here too. */
-	for (int count = MESSAGE_MAX_PAGE_MESSAGES;
-	     count <= MESSAGE_MAX_PAGE_MESSAGES + 1; count++) {
+	for (int count = MESSAGE_PAGE_MAX_MESSAGES;
+	     count <= MESSAGE_PAGE_MAX_MESSAGES + 1; count++) {
 		n = 0;
 		put_j(json, cap, &n, "{'messages':[{'x':'\\udc80'}");
 		for (int i = 1; i < count; i++)
@@ -1506,15 +1507,15 @@ static void test_page_scanned(void)
 					      ",{\"dlqId\":\"%d\"}", i);
 		put_j(json, cap, &n, "]}");
 		r = message_page_parse(json, n, &pg, err, sizeof(err));
-		is_int(r, count <= MESSAGE_MAX_PAGE_MESSAGES ? 0 : -EPROTO,
+		is_int(r, count <= MESSAGE_PAGE_MAX_MESSAGES ? 0 : -EPROTO,
 		       "scanned page of %d entries", count);
 		if (r == 0)
 			ok(pg.n == (size_t)count - 1 && pg.malformed == 1,
 			   "scanned page of %d entries: all but one", count);
 		message_page_release(&pg);
 	}
-	for (int len = MESSAGE_MAX_CURSOR - 1; len <= MESSAGE_MAX_CURSOR + 1;
-	     len++) {
+	for (int len = MESSAGE_PAGE_MAX_CURSOR - 1;
+	     len <= MESSAGE_PAGE_MAX_CURSOR + 1; len++) {
 		n = 0;
 		put_j(json, cap, &n, "{'cursor':'");
 		memset(json + n, 'c', (size_t)len);
@@ -1522,7 +1523,7 @@ static void test_page_scanned(void)
 		put_j(json, cap, &n, "\\u00e9','messages':[{'x':'\\udc80'}]}");
 		memset(&pg, 0, sizeof(pg));
 		r = message_page_parse(json, n, &pg, err, sizeof(err));
-		is_int(r, len + 2 <= MESSAGE_MAX_CURSOR ? 0 : -EPROTO,
+		is_int(r, len + 2 <= MESSAGE_PAGE_MAX_CURSOR ? 0 : -EPROTO,
 		       "scanned cursor of %d bytes", len + 2);
 		if (r == 0)
 			is_int(strlen(pg.cursor), len + 2,
