@@ -593,21 +593,24 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 {
 	size_t total = sizeof(struct message) +
 		       pl->nvals * sizeof(struct message_bytes);
-	size_t clen = jsontext_compact(text, textlen, NULL), at[FIELD_COUNT];
+	size_t clen, at[FIELD_COUNT];
 	struct message_bytes *arr;
 	struct message *m;
 	char *tmp, *w;
 	size_t k = 0;
 	int r;
 
-	if (clen == SIZE_MAX)
-		return -EPROTO;
 	/* The compact text first, on its own: where the fields are in it
-	 * decides what the message holds besides. */
-	tmp = malloc(clen + 1);
+	 * decides what the message holds besides. It is never longer than
+	 * the text: one pass writes it. */
+	tmp = malloc(textlen + 1);
 	if (!tmp)
 		return -ENOMEM;
-	jsontext_compact(text, textlen, tmp);
+	clen = jsontext_compact(text, textlen, tmp);
+	if (clen == SIZE_MAX) {
+		free(tmp);
+		return -EPROTO;
+	}
 	tmp[clen] = '\0';
 	r = text_fields(tmp, clen, at);
 	if (r == 0)
