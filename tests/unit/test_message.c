@@ -1533,6 +1533,44 @@ static void test_page_scanned(void)
 	free(json);
 }
 
+/* Why a page is not one: what is wrong and where, in printable ASCII. */
+static void test_page_reasons(void)
+{
+	static const struct {
+		const char *json;
+		const char *err;
+	} cases[] = {
+		{"this is not json {",
+		 "not JSON: invalid literal at line 1, column 1, near 'this is "
+		 "not '"},
+		{"", "not JSON: no value at all at line 1, column 1"},
+		{" \n ", "not JSON: no value at all at line 2, column 2"},
+		{"{\"messages\":[\n  {\"dlqId\":\"a\"},\n  {\"dlqId\":\"b\"",
+		 "not JSON: the text ends early at line 3, column 15"},
+		{"{\"messages\":[],\n\"x\":\"caf\xe9\"}",
+		 "not JSON: invalid UTF-8 at line 2, column 9, near '?\"}'"},
+		{"{\"messages\":[1 2]}",
+		 "not JSON: ',' or ']' expected at line 1, column 16, near '2]}'"},
+		{"{\"messages\":[]} []",
+		 "not JSON: nothing expected after the object at line 1, column "
+		 "17, near '[]'"},
+		{"[{\"dlqId\":\"a\"}]", "not a JSON object"},
+		{"\"messages\"", "not a JSON object"},
+		{"[1,]",
+		 "not JSON: a value expected at line 1, column 4, near ']'"},
+	};
+
+	for (size_t i = 0; i < N(cases); i++) {
+		struct message_page pg;
+		char err[128] = "";
+		int r = message_page_parse(cases[i].json, strlen(cases[i].json),
+					   &pg, err, sizeof(err));
+
+		is_int(r, -EPROTO, "reason %zu: not a page", i);
+		is_str(err, cases[i].err, "reason %zu", i);
+	}
+}
+
 /* ---- allocation failures ------------------------------------------------
  * Without AddressSanitizer (which owns malloc), the test replaces malloc
  * and fails the nth allocation, for every n until an operation succeeds:
@@ -1794,6 +1832,7 @@ int main(void)
 	test_page_more();
 	test_page_refused();
 	test_page_scanned();
+	test_page_reasons();
 	test_alloc_failures();
 	files_release();
 	return tap_done();
