@@ -95,8 +95,9 @@ struct message {
 
 /* Parses one message from the JSON text @json (@len bytes) and renders it.
  * Returns 0 and a new message in @ret_msg; -EINVAL when the text is not a
- * JSON object or has no usable dlqId (a string, non-empty, no NUL byte, at
- * most MESSAGE_MAX_ID bytes); -ENOMEM. */
+ * JSON object jansson loads (a lone surrogate escape, a number beyond a
+ * double, ... are not) or has no usable dlqId (a string, non-empty, no NUL
+ * byte, at most MESSAGE_MAX_ID bytes); -ENOMEM. */
 int message_parse(const char *json, size_t len, struct message **ret_msg);
 
 /* The render budget of a text of @len bytes (a page, or the text given to
