@@ -9,24 +9,10 @@
 #include <string.h>
 
 #include "answer.h"
+#include "jtext.h"
 #include "tap.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Returns @s with every ' turned into ", in one of a few static buffers. */
-static const char *J(const char *s)
-{
-	static char bufs[4][8192];
-	static int next;
-	char *b = bufs[next++ % 4];
-	size_t n = strlen(s);
-
-	if (n >= sizeof(bufs[0]))
-		abort();
-	for (size_t i = 0; i <= n; i++)
-		b[i] = s[i] == '\'' ? '"' : s[i];
-	return b;
-}
 
 static void test_error_text(void)
 {

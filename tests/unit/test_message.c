@@ -12,6 +12,7 @@
 #include <jansson.h> /* only to stand in front of json_loadb() */
 
 #include "answer.h"
+#include "jtext.h"
 #include "message.h"
 #include "message_page.h"
 #include "msgfile.h"
@@ -19,21 +20,6 @@
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define ABSENT ((size_t)-1)
-
-/* Returns @s with every ' turned into ", in one of a few static buffers. */
-static const char *J(const char *s)
-{
-	static char bufs[4][8192];
-	static int next;
-	char *b = bufs[next++ % 4];
-	size_t n = strlen(s);
-
-	if (n >= sizeof(bufs[0]))
-		abort();
-	for (size_t i = 0; i <= n; i++)
-		b[i] = s[i] == '\'' ? '"' : s[i];
-	return b;
-}
 
 static struct message *parse(const char *json)
 {
