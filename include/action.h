@@ -8,7 +8,8 @@
  * - the runner: one id goes to the single endpoint, several go in bulk
  *   requests of at most API_BULK_MAX ids (callback has no bulk form: one
  *   request each), with an outcome per id;
- * - the action log: the JSON lines of .dlqfs/actions.log, in memory.
+ * - what each outcome writes to .dlqfs/actions.log (action_log.h holds
+ *   the log and the form of its lines).
  * The FUSE layer owns names, permissions (-o allow_delete/allow_resume),
  * and the snapshot after an action.
  */
@@ -178,7 +179,7 @@ void action_input_release(struct action_input *in);
 /* x_free(NULL) is a no-op. */
 void action_free(struct action *act);
 
-struct action_log;
+struct action_log; /* action_log.h */
 
 /* Carries out @act through @a (one client, used by this thread only),
  * filling act->out[i] for every id and appending one line per id to
@@ -201,37 +202,5 @@ struct action_log;
  * bulk delete that deleted fewer than given). Runs at most once per
  * action: -EALREADY the second time. */
 int action_run(struct action *act, struct api *a, struct action_log *log);
-
-/* The action log: the bytes of .dlqfs/actions.log, append-only and in
- * memory; every call takes its mutex, so any thread may use it.
- * It holds at most @max_bytes (ACTION_LOG_MAX_BYTES by default). Beyond
- * that it stops growing: it ends with one line
- * {"time":...,"log":"full","text":"..."} saying so, and every later line
- * is dropped and counted (action_log_dropped()). A reader that follows
- * the end (tail -f) just sees no more lines. Nothing is ever rewritten,
- * so offsets stay valid. */
-#define ACTION_LOG_MAX_BYTES (4u << 20)
-#define ACTION_LOG_RESERVE 512 /* room kept for the "full" line */
-
-/* Returns a new log, or NULL (out of memory). @max_bytes 0: the default;
- * at least ACTION_LOG_RESERVE * 2. */
-struct action_log *action_log_new(size_t max_bytes);
-void action_log_free(struct action_log *log);
-
-/* Appends @len bytes (whole lines, each ending in '\n'). Returns 0;
- * -ENOSPC when the log is full, -ENOMEM: then the line is dropped and
- * counted; -EINVAL when @line is empty or does not end in '\n'. */
-int action_log_append(struct action_log *log, const char *line, size_t len);
-
-/* Copies up to @len bytes from offset @off into @buf. Returns the number
- * copied: 0 at or beyond the end. */
-size_t action_log_read(struct action_log *log, uint64_t off, char *buf,
-		       size_t len);
-
-/* Bytes in the log (the file size). */
-uint64_t action_log_size(struct action_log *log);
-
-/* Lines dropped because the log was full (or memory ran out). */
-uint64_t action_log_dropped(struct action_log *log);
 
 #endif

@@ -2,7 +2,8 @@
  *
  * Builds request URLs (scope filters, percent-encoded cursor; action ids),
  * maps HTTP statuses to errno in one table, and hands bodies to the
- * message module. Nothing above this layer sees HTTP. It also holds the
+ * message module (pages) and the answer module (the rest). Nothing above
+ * this layer sees HTTP. It also holds the
  * guard that no action goes out without naming its entries.
  */
 #ifndef DLQFS_API_H
@@ -12,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "answer.h"
 #include "http.h"
 #include "message.h"
+#include "message_page.h"
 
 #define API_DEFAULT_URL "https://qstash.upstash.io"
 #define API_LIST_PATH "/v2/workflows/dlq"
@@ -138,36 +141,36 @@ int api_delete_bulk(struct api *a, const char *const *ids, size_t n,
  * errno. */
 int api_redeliver(struct api *a, enum api_redeliver how, const char *id,
 		  const struct api_action_options *opt,
-		  struct message_run *ret_run, struct api_error *err);
+		  struct answer_run *ret_run, struct api_error *err);
 
 /* POST /v2/workflows/dlq/{resume,restart}?dlqIds=.. for @n ids. Returns 0
  * and the runs of the answer in @ret_runs (new, release with
- * message_runs_release(); in the order the API gives them: one per id
+ * answer_runs_release(); in the order the API gives them: one per id
  * when ret_runs->n == @n, else not to be matched to ids), or a negative
  * errno. The answer's cursor is never followed. */
 int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 		       const char *const *ids, size_t n,
 		       const struct api_action_options *opt,
-		       struct message_runs *ret_runs, struct api_error *err);
+		       struct answer_runs *ret_runs, struct api_error *err);
 
 /* Shorthands for api_redeliver() and api_redeliver_bulk(). */
 int api_resume(struct api *a, const char *id,
-	       const struct api_action_options *opt,
-	       struct message_run *ret_run, struct api_error *err);
+	       const struct api_action_options *opt, struct answer_run *ret_run,
+	       struct api_error *err);
 int api_restart(struct api *a, const char *id,
 		const struct api_action_options *opt,
-		struct message_run *ret_run, struct api_error *err);
+		struct answer_run *ret_run, struct api_error *err);
 int api_resume_bulk(struct api *a, const char *const *ids, size_t n,
 		    const struct api_action_options *opt,
-		    struct message_runs *ret_runs, struct api_error *err);
+		    struct answer_runs *ret_runs, struct api_error *err);
 int api_restart_bulk(struct api *a, const char *const *ids, size_t n,
 		     const struct api_action_options *opt,
-		     struct message_runs *ret_runs, struct api_error *err);
+		     struct answer_runs *ret_runs, struct api_error *err);
 
 /* POST /v2/workflows/dlq/callback/{id}: run the failure callback again
  * (the API accepts it only in CALLBACK_FAIL: else 400, -EINVAL). No bulk
  * form exists. Returns 0 and the run in @ret_run, or a negative errno. */
-int api_callback(struct api *a, const char *id, struct message_run *ret_run,
+int api_callback(struct api *a, const char *id, struct answer_run *ret_run,
 		 struct api_error *err);
 
 /* The URL of an action (new string; NULL when out of memory or when the

@@ -1,11 +1,10 @@
-/* message: one WorkflowDLQMessage, and a page of them.
+/* message: one WorkflowDLQMessage.
  *
- * This is the only module that knows JSON (the only includer of
- * <jansson.h>). It turns the bytes of a list page into a cursor and a set
- * of messages, each holding what renders the files of DESIGN.md section 1
- * (their sizes exact, their bytes rendered on demand) and the raw values
- * of the eight views. Everything here is untrusted input
- * from the network: every field may be missing, null, or of the wrong type.
+ * Turns the JSON text of one entry into a message: what renders the files
+ * of DESIGN.md section 1 (their sizes exact, their bytes rendered on
+ * demand by message_file.h) and the raw values of the eight views. Pages
+ * of them are message_page.h's. Everything here is untrusted input from
+ * the network: every field may be missing, null, or of the wrong type.
  */
 #ifndef DLQFS_MESSAGE_H
 #define DLQFS_MESSAGE_H
@@ -15,19 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The files of runs/<dlqId>/, in the order they are listed. */
-enum message_file {
-	MESSAGE_JSON,		 /* message.json */
-	MESSAGE_BODY,		 /* body */
-	MESSAGE_HEADER,		 /* header */
-	MESSAGE_RESPONSE_BODY,	 /* responseBody */
-	MESSAGE_RESPONSE_HEADER, /* responseHeader */
-	MESSAGE_RESPONSE_STATUS, /* responseStatus */
-	MESSAGE_NFILES
-};
-
-/* File names, indexed by enum message_file. */
-extern const char *const message_file_names[MESSAGE_NFILES];
+#include "message_file.h"
 
 /* The eight views, in the order they are listed at the top of the tree. */
 enum message_view {
@@ -74,7 +61,8 @@ struct message {
 	int64_t wf_created_ms;	 /* workflowCreatedAt, ms (the scope's
 				    workflow_created_at is checked on it) */
 
-	/* Private to message.c: how each file renders (0: no file). */
+	/* How each file renders (enum message_file_kind; 0: no file):
+	 * decided by message.c, read by message_file.c. */
 	uint8_t file_kind[MESSAGE_NFILES];
 	size_t file_at[MESSAGE_NFILES];	 /* its value in ->text */
 	size_t file_len[MESSAGE_NFILES]; /* its exact rendered size */
@@ -92,29 +80,6 @@ struct message {
 	} view[VIEW_COUNT];
 };
 
-/* Whether file @f of @m exists (its field is present; a present but
- * empty field gives an empty file). */
-bool message_file_exists(const struct message *m, enum message_file f);
-
-/* The exact size of file @f of @m: what message_file_render() writes
- * (0 when the file does not exist). */
-size_t message_file_size(const struct message *m, enum message_file f);
-
-/* Renders file @f of @m into @buf, which has room for
- * message_file_size() bytes; no NUL is added. A linear pass over the
- * message's text (no JSON parser). Returns 0; -ENOENT when the file does
- * not exist; -ENOMEM; -EIO when it did not come out as measured (cannot
- * happen: a bug). */
-int message_file_render(const struct message *m, enum message_file f,
-			char *buf);
-
-/* Whether file @f has the same content in @a and @b (both absent counts
- * as the same). Exact for message.json; for the other files it compares
- * the text of the value they render, so a value sent with other escapes
- * but the same bytes reads as changed (never the reverse). */
-bool message_file_same(const struct message *a, const struct message *b,
-		       enum message_file f);
-
 /* Limits on what the remote side controls. */
 #define MESSAGE_MAX_ID 1024	       /* longer dlqId: the entry is unusable */
 #define MESSAGE_MAX_LABELS 64	       /* labels kept per message */
@@ -130,9 +95,21 @@ bool message_file_same(const struct message *a, const struct message *b,
 
 /* Parses one message from the JSON text @json (@len bytes) and renders it.
  * Returns 0 and a new message in @ret_msg; -EINVAL when the text is not a
- * JSON object or has no usable dlqId (a string, non-empty, no NUL byte, at
- * most MESSAGE_MAX_ID bytes); -ENOMEM. */
+ * JSON object jansson loads (a lone surrogate escape, a number beyond a
+ * double, ... are not) or has no usable dlqId (a string, non-empty, no NUL
+ * byte, at most MESSAGE_MAX_ID bytes); -ENOMEM. */
 int message_parse(const char *json, size_t len, struct message **ret_msg);
+
+/* The render budget of a text of @len bytes (a page, or the text given to
+ * message_parse()), before each message's MESSAGE_RENDER_SLACK. */
+size_t message_budget(size_t len);
+
+/* message_parse() for one entry of a page, whose messages share the render
+ * budget of the page: this one's files take at most MESSAGE_RENDER_SLACK
+ * more than *@budget bytes, and what they take is deducted from it.
+ * Returns as message_parse(). */
+int message_parse_entry(const char *json, size_t len, size_t *budget,
+			struct message **ret_msg);
 
 /* Messages are immutable once parsed and may be shared (a snapshot built
  * from another shares its unchanged messages). message_ref() returns @m
@@ -140,114 +117,5 @@ int message_parse(const char *json, size_t len, struct message **ret_msg);
  * on the last. x_free(NULL) is a no-op. */
 struct message *message_ref(struct message *m);
 void message_free(struct message *m);
-
-/* A parsed list page. */
-struct message_page {
-	char *cursor;	       /* next cursor; NULL when the walk is over
-				  ("", null or absent in the page) */
-	struct message **msgs; /* new messages, owned by the page */
-	size_t n;
-	size_t malformed; /* entries skipped (not an object, no dlqId,
-			     refused by jansson) */
-	size_t bytes;	  /* size of the page as received */
-};
-
-/* More entries than this in one page, or a longer cursor: -EPROTO. */
-#define MESSAGE_MAX_PAGE_MESSAGES 1000
-#define MESSAGE_MAX_CURSOR 4096
-
-/* Parses a page {"cursor": ..., "messages": [...]}. On success returns 0 and
- * fills @ret_page (release it with message_page_release()). Returns -EPROTO
- * when the bytes are not such a page (not JSON, not an object, "messages"
- * missing or not an array, cursor of the wrong type, too long, holding a
- * NUL or a lone surrogate), with a short human-readable reason in @err (at
- * most @errlen bytes); -ENOMEM.
- * Malformed entries inside a valid page are counted in ->malformed and
- * skipped; they never fail the page. That includes entries that are JSON
- * text but that jansson refuses (a lone surrogate escape such as
- * "\udc80", a NUL escaped in a member name, a number beyond a double,
- * nesting deeper than jansson's 2048 levels): such a page is read entry by
- * entry, and the other entries come out as they would have without it.
- * Nesting is not limited in depth for that reading, but the bytes must be
- * UTF-8 (or the page is not JSON: -EPROTO). */
-int message_page_parse(const char *buf, size_t len,
-		       struct message_page *ret_page, char *err, size_t errlen);
-
-/* Frees the cursor and every message still in ->msgs (set an entry to NULL
- * to keep it). Safe on a zeroed page. */
-void message_page_release(struct message_page *page);
-
-/* Extracts the "error" string of an API error body {"error": "..."} into
- * @ret (NUL-terminated, at most @retlen bytes, control bytes replaced by
- * spaces). Returns 0, -EINVAL when the body is not such an object (or
- * @retlen is 0), or -ENOMEM. */
-int message_error_text(const char *buf, size_t len, char *ret, size_t retlen);
-
-/* ---- answers to actions (issue 5) ------------------------------------ */
-
-/* A workflow run created by resume, restart or callback. */
-#define MESSAGE_MAX_RUN_ID 256 /* longer workflowRunId: read as absent */
-#define MESSAGE_MAX_RUNS 1000  /* more runs in one answer: -EPROTO */
-
-struct message_run {
-	char run_id[MESSAGE_MAX_RUN_ID + 1]; /* workflowRunId, "" if absent */
-	int64_t created_at; /* workflowCreatedAt (ms), -1 if absent */
-};
-
-/* Reads {"workflowRunId": "...", "workflowCreatedAt": n}. A missing,
- * mistyped or unusable field (not a string, empty, longer than
- * MESSAGE_MAX_RUN_ID, holding a control byte) reads as absent. Returns 0
- * and fills @ret_run; -EPROTO when the body is not a JSON object; -ENOMEM.
- * @ret_run is untouched on failure. */
-int message_run_parse(const char *buf, size_t len, struct message_run *ret_run);
-
-/* The runs of a bulk answer {"workflowRuns": [...], "cursor": ...}. */
-struct message_runs {
-	struct message_run *v; /* new; one per element, in order: an element
-				  that is not an object is an absent run */
-	size_t n;
-};
-
-/* Reads a bulk answer. Returns 0 and fills @ret_runs (release with
- * message_runs_release()); -EPROTO when the body is not a JSON object,
- * "workflowRuns" is missing or not an array, or holds more than
- * MESSAGE_MAX_RUNS elements; -ENOMEM. The cursor is not read: dlqfs never
- * follows one (a follow-up call is the kind that can go unscoped). */
-int message_runs_parse(const char *buf, size_t len,
-		       struct message_runs *ret_runs);
-
-/* Frees ->v; safe on a zeroed struct. */
-void message_runs_release(struct message_runs *runs);
-
-/* Reads {"deleted": n} (n an integer >= 0). Returns 0 and sets
- * @ret_deleted; -EPROTO otherwise; -ENOMEM. */
-int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted);
-
-/* One line of .dlqfs/actions.log. Strings may hold any bytes (ids come
- * from users and from the API): the line is valid JSON and UTF-8 whatever
- * they hold (invalid UTF-8 becomes U+FFFD, control bytes \u00XX). */
-struct message_log_entry {
-	int64_t time_ms;  /* wall clock, ms since the epoch */
-	const char *verb; /* "delete", "resume", ... */
-	const char *id;	  /* dlqId (@id_len bytes) */
-	size_t id_len;
-	const char *outcome; /* "ok", "error", "unknown" */
-	long http_status;    /* 0: no response (written as null) */
-	const char *run_id;  /* new workflowRunId, or NULL/"": omitted */
-	const char *error;   /* errno name ("ENOENT"), or NULL: omitted */
-	const char *text;    /* what went wrong in words, or NULL */
-};
-
-/* Longest line message_log_line() writes (ids and texts are cut to fit,
- * at a character boundary). */
-#define MESSAGE_LOG_LINE_MAX 8192
-
-/* Renders @e as one JSON object and a newline:
- * {"time":"2026-11-20T00:00:00.000Z","verb":"resume","dlqId":"...",
- *  "outcome":"ok","status":200,"workflowRunId":"wfr_..."}
- * Returns the length (without the NUL), at most MESSAGE_LOG_LINE_MAX - 1,
- * written into @buf (MESSAGE_LOG_LINE_MAX bytes). */
-size_t message_log_line(const struct message_log_entry *e,
-			char buf[MESSAGE_LOG_LINE_MAX]);
 
 #endif

@@ -5,22 +5,21 @@
  * writes to one open control file deliver into whole lines (and keeping
  * its option lines for the ids written after them), deduplicating ids,
  * cutting them into requests (single, or bulk of at most API_BULK_MAX),
- * the outcome of each id and the errno of the whole, and the in-memory
- * actions.log with its size bound.
+ * the outcome of each id and the errno of the whole, and what goes into
+ * actions.log for each.
  * Leaves to others: what a name means (the resolver, from the FUSE layer),
  * the endpoints, the guard against unscoped calls and the errno table
- * (api), the JSON of log lines (message), permissions and the snapshot
+ * (api), the log and its lines (action_log), permissions and the snapshot
  * after an action (fs).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "message.h"
 #include "timefmt.h"
 
@@ -747,8 +746,8 @@ static void settle(struct action *act, size_t i, int err, bool unknown,
 		   struct action_log *log)
 {
 	struct action_outcome *o = &act->out[i];
-	struct message_log_entry e = {0};
-	char line[MESSAGE_LOG_LINE_MAX];
+	struct action_log_entry e = {0};
+	char line[ACTION_LOG_LINE_MAX];
 	size_t n;
 
 	o->err = err;
@@ -769,7 +768,7 @@ static void settle(struct action *act, size_t i, int err, bool unknown,
 	e.run_id = run_id;
 	e.error = err ? errno_name(-err) : NULL;
 	e.text = err && text && text[0] ? text : NULL;
-	n = message_log_line(&e, line);
+	n = action_log_line(&e, line);
 	action_log_append(log, line, n);
 }
 
@@ -799,7 +798,7 @@ static int run_one(struct action *act, size_t i, struct api *a,
 		   struct action_log *log)
 {
 	struct api_error err = {0};
-	struct message_run run = {0};
+	struct answer_run run = {0};
 	const char *id = act->ids[i];
 	int r;
 
@@ -854,7 +853,7 @@ static int run_bulk(struct action *act, const size_t *idx, size_t n,
 			return -ENOENT;
 		}
 	} else {
-		struct message_runs runs = {0};
+		struct answer_runs runs = {0};
 
 		r = api_redeliver_bulk(a,
 				       act->verb == ACTION_RESUME ? API_RESUME
@@ -866,7 +865,7 @@ static int run_bulk(struct action *act, const size_t *idx, size_t n,
 				settle(act, idx[i], 0, false, err.http_status,
 				       runs.n == n ? runs.v[i].run_id : NULL,
 				       NULL, log);
-			message_runs_release(&runs);
+			answer_runs_release(&runs);
 			return 0;
 		}
 		if (r == -ENOENT) {
@@ -949,140 +948,4 @@ int action_run(struct action *act, struct api *a, struct action_log *log)
 		settle(act, order[i], r, false, 0, NULL, not_sent(r), log);
 	free(order);
 	return first ? first : notfound;
-}
-
-/* ---- the log ---------------------------------------------------------- */
-
-#define ACTION_LOG_FIRST 65536 /* first allocation */
-
-struct action_log {
-	pthread_mutex_t lock;
-	/* all below under lock */
-	char *buf;
-	size_t len, cap, max;
-	bool full; /* the "full" line is written */
-	uint64_t dropped;
-};
-
-struct action_log *action_log_new(size_t max_bytes)
-{
-	struct action_log *log = calloc(1, sizeof(*log));
-
-	if (!log)
-		return NULL;
-	if (max_bytes == 0)
-		max_bytes = ACTION_LOG_MAX_BYTES;
-	if (max_bytes < 2 * ACTION_LOG_RESERVE)
-		max_bytes = 2 * ACTION_LOG_RESERVE;
-	log->max = max_bytes;
-	pthread_mutex_init(&log->lock, NULL);
-	return log;
-}
-
-void action_log_free(struct action_log *log)
-{
-	if (!log)
-		return;
-	pthread_mutex_destroy(&log->lock);
-	free(log->buf);
-	free(log);
-}
-
-/* Makes room for @n more bytes (within log->max); false when memory ran
- * out. */
-static bool log_grow(struct action_log *log, size_t n)
-{
-	size_t cap = log->cap;
-	char *p;
-
-	if (log->len + n <= cap)
-		return true;
-	if (!cap)
-		cap = ACTION_LOG_FIRST;
-	while (cap < log->len + n)
-		cap = cap > log->max / 2 ? log->max : cap * 2;
-	if (cap > log->max)
-		cap = log->max;
-	p = realloc(log->buf, cap);
-	if (!p)
-		return false;
-	log->buf = p;
-	log->cap = cap;
-	return true;
-}
-
-static void log_full_line(struct action_log *log)
-{
-	char line[ACTION_LOG_RESERVE], iso[TIMEFMT_ISO_SIZE];
-	int n;
-
-	log->full = true;
-	n = snprintf(
-		line, sizeof(line),
-		"{\"time\":\"%s\",\"log\":\"full\","
-		"\"text\":\"actions.log holds at most %zu bytes: later actions are not logged\"}\n",
-		timefmt_iso(timefmt_now_ms(), iso), log->max);
-	if (n > 0 && (size_t)n < sizeof(line) && log_grow(log, (size_t)n)) {
-		memcpy(log->buf + log->len, line, (size_t)n);
-		log->len += (size_t)n;
-	}
-}
-
-int action_log_append(struct action_log *log, const char *line, size_t len)
-{
-	int r = 0;
-
-	if (!len || line[len - 1] != '\n')
-		return -EINVAL;
-	pthread_mutex_lock(&log->lock);
-	if (log->full || len > log->max - ACTION_LOG_RESERVE - log->len) {
-		if (!log->full)
-			log_full_line(log);
-		log->dropped++;
-		r = -ENOSPC;
-	} else if (!log_grow(log, len)) {
-		log->dropped++;
-		r = -ENOMEM;
-	} else {
-		memcpy(log->buf + log->len, line, len);
-		log->len += len;
-	}
-	pthread_mutex_unlock(&log->lock);
-	return r;
-}
-
-size_t action_log_read(struct action_log *log, uint64_t off, char *buf,
-		       size_t len)
-{
-	size_t n = 0;
-
-	pthread_mutex_lock(&log->lock);
-	if (off < log->len) {
-		n = log->len - (size_t)off;
-		if (n > len)
-			n = len;
-		memcpy(buf, log->buf + off, n);
-	}
-	pthread_mutex_unlock(&log->lock);
-	return n;
-}
-
-uint64_t action_log_size(struct action_log *log)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&log->lock);
-	n = log->len;
-	pthread_mutex_unlock(&log->lock);
-	return n;
-}
-
-uint64_t action_log_dropped(struct action_log *log)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&log->lock);
-	n = log->dropped;
-	pthread_mutex_unlock(&log->lock);
-	return n;
 }

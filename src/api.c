@@ -8,8 +8,8 @@
  * HTTP statuses to errno; the one-line error texts for statuses (with the
  * API's own {"error": ...} words, or a sanitized excerpt of a body that is
  * not JSON), never showing the token. Leaves to others: transport, retries,
- * 429 waits and percent-encoding itself (http), the JSON of pages and error
- * bodies (message), walking pages (walker).
+ * 429 waits and percent-encoding itself (http), the JSON of pages (message)
+ * and of error bodies and answers (answer), walking pages (walker).
  */
 #include <errno.h>
 #include <limits.h>
@@ -342,7 +342,7 @@ static void body_words(const char *body, size_t len, char *buf, size_t buflen)
 	buf[0] = '\0';
 	if (!body || !len)
 		return;
-	if (message_error_text(body, len, text, sizeof(text)) == 0) {
+	if (answer_error_text(body, len, text, sizeof(text)) == 0) {
 		sanitize(buf + 2, buflen - 2, text, strlen(text), sizeof(text));
 		if (buf[2]) {
 			buf[0] = ':';
@@ -689,7 +689,7 @@ int api_delete_bulk(struct api *a, const char *const *ids, size_t n,
 	r = act(a, HTTP_DELETE, "", true, ids, n, NULL, 0, &resp, err);
 	if (r < 0)
 		return r;
-	if (message_deleted_parse(resp.body, resp.len, &deleted) == 0 &&
+	if (answer_deleted_parse(resp.body, resp.len, &deleted) == 0 &&
 	    deleted <= (uint64_t)LLONG_MAX)
 		*ret_deleted = (long long)deleted;
 	else
@@ -701,13 +701,13 @@ int api_delete_bulk(struct api *a, const char *const *ids, size_t n,
 /* A POST whose answer is one run. */
 static int post_one(struct api *a, const char *path, const char *id,
 		    const struct api_action_options *opt,
-		    struct message_run *ret_run, struct api_error *err)
+		    struct answer_run *ret_run, struct api_error *err)
 {
 	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
 	const char *hdrs[API_OPTION_HEADERS];
 	struct api_error dummy;
 	struct http_response resp;
-	struct message_run run;
+	struct answer_run run;
 	size_t nh = 0;
 	int r;
 
@@ -721,7 +721,7 @@ static int post_one(struct api *a, const char *path, const char *id,
 	r = act(a, HTTP_POST, path, false, &id, 1, hdrs, nh, &resp, err);
 	if (r < 0)
 		return r;
-	if (message_run_parse(resp.body, resp.len, &run) < 0) {
+	if (answer_run_parse(resp.body, resp.len, &run) < 0) {
 		run.run_id[0] = '\0'; /* done, but the answer is unreadable */
 		run.created_at = -1;
 	}
@@ -732,7 +732,7 @@ static int post_one(struct api *a, const char *path, const char *id,
 
 int api_redeliver(struct api *a, enum api_redeliver how, const char *id,
 		  const struct api_action_options *opt,
-		  struct message_run *ret_run, struct api_error *err)
+		  struct answer_run *ret_run, struct api_error *err)
 {
 	return post_one(a, redeliver_path(how), id, opt, ret_run, err);
 }
@@ -740,13 +740,13 @@ int api_redeliver(struct api *a, enum api_redeliver how, const char *id,
 int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 		       const char *const *ids, size_t n,
 		       const struct api_action_options *opt,
-		       struct message_runs *ret_runs, struct api_error *err)
+		       struct answer_runs *ret_runs, struct api_error *err)
 {
 	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
 	const char *hdrs[API_OPTION_HEADERS];
 	struct api_error dummy;
 	struct http_response resp;
-	struct message_runs runs = {0};
+	struct answer_runs runs = {0};
 	size_t nh = 0;
 	int r;
 
@@ -761,7 +761,7 @@ int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 		&resp, err);
 	if (r < 0)
 		return r;
-	if (message_runs_parse(resp.body, resp.len, &runs) < 0)
+	if (answer_runs_parse(resp.body, resp.len, &runs) < 0)
 		memset(&runs, 0, sizeof(runs)); /* done; runs unknown */
 	http_response_release(&resp);
 	*ret_runs = runs;
@@ -769,34 +769,34 @@ int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 }
 
 int api_resume(struct api *a, const char *id,
-	       const struct api_action_options *opt,
-	       struct message_run *ret_run, struct api_error *err)
+	       const struct api_action_options *opt, struct answer_run *ret_run,
+	       struct api_error *err)
 {
 	return api_redeliver(a, API_RESUME, id, opt, ret_run, err);
 }
 
 int api_restart(struct api *a, const char *id,
 		const struct api_action_options *opt,
-		struct message_run *ret_run, struct api_error *err)
+		struct answer_run *ret_run, struct api_error *err)
 {
 	return api_redeliver(a, API_RESTART, id, opt, ret_run, err);
 }
 
 int api_resume_bulk(struct api *a, const char *const *ids, size_t n,
 		    const struct api_action_options *opt,
-		    struct message_runs *ret_runs, struct api_error *err)
+		    struct answer_runs *ret_runs, struct api_error *err)
 {
 	return api_redeliver_bulk(a, API_RESUME, ids, n, opt, ret_runs, err);
 }
 
 int api_restart_bulk(struct api *a, const char *const *ids, size_t n,
 		     const struct api_action_options *opt,
-		     struct message_runs *ret_runs, struct api_error *err)
+		     struct answer_runs *ret_runs, struct api_error *err)
 {
 	return api_redeliver_bulk(a, API_RESTART, ids, n, opt, ret_runs, err);
 }
 
-int api_callback(struct api *a, const char *id, struct message_run *ret_run,
+int api_callback(struct api *a, const char *id, struct answer_run *ret_run,
 		 struct api_error *err)
 {
 	return post_one(a, "/callback", id, NULL, ret_run, err);

@@ -25,6 +25,7 @@
 #include <fuse_lowlevel.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "actor.h"
 #include "fs_internal.h"
 #include "handle.h"

@@ -1,27 +1,22 @@
-/* message: WorkflowDLQMessage JSON to rendered files and view values.
+/* message: one WorkflowDLQMessage, from its JSON text; and list pages.
  *
- * Owns everything that knows JSON: loading a list page (cursor, entries),
- * rendering each entry into the files of DESIGN.md section 1 (message.json,
- * decoded bodies, header files, responseStatus) and the raw values of the
- * eight views, and reading API error bodies. It is the only includer of
- * <jansson.h>. It leaves escaping values into names to names.c, and what
- * the rendered messages become (snapshot, inodes, times) to the modules
- * above.
+ * Owns: deciding, from the tree jansson makes of an entry, what each file
+ * shows (which field, which kind, the fallbacks) and the raw values of the
+ * eight views (the render plan); measuring the files and keeping those
+ * that fit the render budget; laying the message out in one allocation;
+ * references; reading a list page. Leaves to others: loading the JSON
+ * (jsonload.c), reading it as text (jsontext.c), rendering the files'
+ * bytes (message_file.c), escaping values into names (names.c), and what
+ * the messages become (snapshot, inodes, times) to the modules above.
  *
  * Each message is one allocation: the struct, then its view arrays, then
  * its dlqId and the entry's own text without its whitespace (each followed
  * by a NUL), then the view values that are not in that text as they are
- * (most point into it). The files are not stored: the views
- * and the choice of what each file shows come from the json_t; the
- * files' bytes are rendered from the text, measured once at parse time
- * (the exact sizes) and written on demand by message_file_render(), with
- * the same functions, so sizes and bytes cannot disagree. message.json is
- * that text re-indented (numbers and escapes read as they were sent).
+ * (most point into it). The files are not stored: their sizes are
+ * measured once here, with the functions that render them on demand.
  */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,24 +25,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
+#include "jsonload.h"
+#include "jsontext.h"
 #include "message.h"
-#include "timefmt.h"
 #include "utf8.h"
-
-/* No JSON_REJECT_DUPLICATES: the last value of a repeated key wins, as in
- * every other JSON reader the users will compare with. */
-#define LOAD_FLAGS JSON_ALLOW_NUL
-
-const char *const message_file_names[MESSAGE_NFILES] = {
-	[MESSAGE_JSON] = "message.json",
-	[MESSAGE_BODY] = "body",
-	[MESSAGE_HEADER] = "header",
-	[MESSAGE_RESPONSE_BODY] = "responseBody",
-	[MESSAGE_RESPONSE_HEADER] = "responseHeader",
-	[MESSAGE_RESPONSE_STATUS] = "responseStatus",
-};
 
 const char *const message_view_names[VIEW_COUNT] = {
 	[VIEW_LABEL] = "by-label",
@@ -73,846 +54,6 @@ static void problem(uint32_t *problems)
 	if (*problems < UINT32_MAX)
 		(*problems)++;
 }
-
-/* ---- loading ---------------------------------------------------------- */
-
-/* jansson reports most allocation failures while loading as syntax errors
- * (or not at all); its allocator hooks tell the truth. The flag is per
- * thread, and only this file uses jansson, so the hooks are ours to set. */
-static _Thread_local bool jansson_oom;
-static pthread_once_t jansson_once = PTHREAD_ONCE_INIT;
-
-static void *jansson_malloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (!p)
-		jansson_oom = true;
-	return p;
-}
-
-static void jansson_setup(void)
-{
-	json_set_alloc_funcs(jansson_malloc, free);
-}
-
-/* Loads @buf into a new tree in @ret_root. jansson refuses integers beyond
- * 64 bits; rather than losing a whole page to one such number, such text
- * is loaded again with every number as a real (@ret_lossy set): each
- * entry's numbers are then put back from its own text (walk_span() with
- * restore), so one entry's huge integer changes nothing in another. Only
- * one load is done per text: jansson 2.14 cannot be trusted when an
- * allocation fails inside its lexer (see test_message.c). Returns 0,
- * -ENOMEM, or -EPROTO (not JSON, with @e filled). */
-static int load(const char *buf, size_t len, json_error_t *e, json_t **ret_root,
-		bool *ret_lossy)
-{
-	size_t flags = LOAD_FLAGS;
-	json_t *j;
-
-	pthread_once(&jansson_once, jansson_setup);
-	if (!buf) {
-		buf = "";
-		len = 0;
-	}
-	memset(e, 0, sizeof(*e));
-	jansson_oom = false;
-	j = json_loadb(buf, len, flags, e);
-	if (!j && !jansson_oom &&
-	    json_error_code(e) == json_error_numeric_overflow) {
-		flags |= JSON_DECODE_INT_AS_REAL;
-		memset(e, 0, sizeof(*e));
-		j = json_loadb(buf, len, flags, e);
-	}
-	if (!j)
-		return jansson_oom ? -ENOMEM : -EPROTO;
-	*ret_root = j;
-	*ret_lossy = flags & JSON_DECODE_INT_AS_REAL;
-	return 0;
-}
-
-/* ---- the text as sent ------------------------------------------------- *
- * message.json is the entry's own bytes, re-indented: its tokens are copied
- * as they are (numbers and string escapes as sent), only the whitespace
- * between them changes. So the parser keeps, for each entry, where its text
- * lies in what was received. The text has mostly been accepted by jansson
- * before it is scanned here, but the scanner still checks all it reads: it
- * is strict (RFC 8259 tokens), bounded (depth, length) and never reads past
- * the end. When jansson refuses a page, the scanner alone decides whether
- * it is one (page_from_text()): then it reads the page with skip_value(),
- * which has no depth limit, and checks its bytes (utf8_valid()) too. */
-
-/* Deeper than jansson accepts: not text jansson loaded. */
-#define TEXT_MAX_DEPTH JSON_PARSER_MAX_DEPTH
-
-/* Tokens: the structural characters themselves, and these. */
-enum {
-	TOK_BAD = -1,
-	TOK_END = 0,
-	TOK_STRING = '"',
-	TOK_NUMBER = '0',
-	TOK_WORD = 'w', /* true, false, null */
-};
-
-struct text {
-	const char *s;
-	size_t n, pos;
-};
-
-static void text_skip_ws(struct text *t)
-{
-	while (t->pos < t->n && (t->s[t->pos] == ' ' || t->s[t->pos] == '\t' ||
-				 t->s[t->pos] == '\n' || t->s[t->pos] == '\r'))
-		t->pos++;
-}
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static bool is_hex(char c)
-{
-	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Runs of digits at *@i; false when there is none. */
-static bool digits(const char *s, size_t n, size_t *i)
-{
-	size_t start = *i;
-
-	while (*i < n && is_digit(s[*i]))
-		(*i)++;
-	return *i > start;
-}
-
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at t->pos. */
-static int tok_number(struct text *t)
-{
-	const char *s = t->s;
-	size_t i = t->pos, n = t->n;
-
-	if (i < n && s[i] == '-')
-		i++;
-	if (i < n && s[i] == '0')
-		i++;
-	else if (!digits(s, n, &i))
-		return TOK_BAD;
-	if (i < n && s[i] == '.') {
-		i++;
-		if (!digits(s, n, &i))
-			return TOK_BAD;
-	}
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		if (!digits(s, n, &i))
-			return TOK_BAD;
-	}
-	t->pos = i;
-	return TOK_NUMBER;
-}
-
-/* A string at t->pos (on its opening quote): escapes checked, raw control
- * bytes refused; the bytes themselves are jansson's to check (UTF-8). */
-static int tok_string(struct text *t)
-{
-	const char *s = t->s;
-	size_t i = t->pos + 1, n = t->n;
-
-	while (i < n) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"') {
-			t->pos = i + 1;
-			return TOK_STRING;
-		}
-		if (c < 0x20)
-			return TOK_BAD;
-		if (c != '\\') {
-			i++;
-			continue;
-		}
-		if (i + 1 >= n)
-			return TOK_BAD;
-		if (s[i + 1] == 'u') {
-			if (n - i < 6 || !is_hex(s[i + 2]) ||
-			    !is_hex(s[i + 3]) || !is_hex(s[i + 4]) ||
-			    !is_hex(s[i + 5]))
-				return TOK_BAD;
-			i += 6;
-		} else if (strchr("\"\\/bfnrt", s[i + 1]) && s[i + 1]) {
-			i += 2;
-		} else {
-			return TOK_BAD;
-		}
-	}
-	return TOK_BAD;
-}
-
-/* The next token: its kind, its first byte in *@ret_start; t->pos after
- * it. */
-static int tok_next(struct text *t, size_t *ret_start)
-{
-	static const char *const words[] = {"true", "false", "null"};
-	char c;
-
-	text_skip_ws(t);
-	*ret_start = t->pos;
-	if (t->pos >= t->n)
-		return TOK_END;
-	c = t->s[t->pos];
-	switch (c) {
-	case '{':
-	case '}':
-	case '[':
-	case ']':
-	case ',':
-	case ':':
-		t->pos++;
-		return c;
-	case '"':
-		return tok_string(t);
-	case 't':
-	case 'f':
-	case 'n':
-		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-			size_t k = strlen(words[i]);
-
-			if (t->n - t->pos >= k &&
-			    memcmp(t->s + t->pos, words[i], k) == 0) {
-				t->pos += k;
-				return TOK_WORD;
-			}
-		}
-		return TOK_BAD;
-	default:
-		return tok_number(t);
-	}
-}
-
-static unsigned hex4(const char *p)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v = v * 16 + (unsigned)(is_digit(c) ? c - '0'
-					: (c >= 'a' && c <= 'f')
-						? c - 'a' + 10
-						: c - 'A' + 10);
-	}
-	return v;
-}
-
-/* Decodes the body of a string token (@n bytes between the quotes, escapes
- * already checked by tok_string()) as jansson does, into @out (room for @n
- * bytes: the value is never longer), or only measures when @out is NULL.
- * Returns false for an escape jansson refuses (a lone surrogate). */
-static bool string_decode(const char *p, size_t n, char *out, size_t *ret_len)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n;) {
-		unsigned u;
-
-		if (p[i] != '\\') {
-			if (out)
-				out[o] = p[i];
-			o++;
-			i++;
-			continue;
-		}
-		if (p[i + 1] != 'u') {
-			static const char from[] = "\"\\/bfnrt",
-					  to[] = "\"\\/\b\f\n\r\t";
-
-			if (out)
-				out[o] = to[strchr(from, p[i + 1]) - from];
-			o++;
-			i += 2;
-			continue;
-		}
-		u = hex4(p + i + 2);
-		i += 6;
-		if (u >= 0xdc00 && u <= 0xdfff)
-			return false;
-		if (u >= 0xd800 && u <= 0xdbff) {
-			unsigned lo;
-
-			if (n - i < 6 || p[i] != '\\' || p[i + 1] != 'u')
-				return false;
-			lo = hex4(p + i + 2);
-			if (lo < 0xdc00 || lo > 0xdfff)
-				return false;
-			i += 6;
-			u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-		}
-		if (out) {
-			if (u < 0x80) {
-				out[o] = (char)u;
-			} else if (u < 0x800) {
-				out[o] = (char)(0xc0 | (u >> 6));
-				out[o + 1] = (char)(0x80 | (u & 0x3f));
-			} else if (u < 0x10000) {
-				out[o] = (char)(0xe0 | (u >> 12));
-				out[o + 1] = (char)(0x80 | ((u >> 6) & 0x3f));
-				out[o + 2] = (char)(0x80 | (u & 0x3f));
-			} else {
-				out[o] = (char)(0xf0 | (u >> 18));
-				out[o + 1] = (char)(0x80 | ((u >> 12) & 0x3f));
-				out[o + 2] = (char)(0x80 | ((u >> 6) & 0x3f));
-				out[o + 3] = (char)(0x80 | (u & 0x3f));
-			}
-		}
-		o += u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
-	}
-	*ret_len = o;
-	return true;
-}
-
-/* Whether the string token @p (@n bytes, quotes included) means @want (a
- * short ASCII string), however it is escaped. */
-static bool string_is(const char *p, size_t n, const char *want)
-{
-	char buf[16];
-	size_t len, wlen = strlen(want);
-
-	if (n < 2 || !string_decode(p + 1, n - 2, NULL, &len) || len != wlen ||
-	    len > sizeof(buf))
-		return false;
-	string_decode(p + 1, n - 2, buf, &len);
-	return memcmp(buf, want, wlen) == 0;
-}
-
-/* An integer literal (no fraction, no exponent) that fits in 64 bits, in
- * @ret; false for anything else. */
-static bool int_literal(const char *p, size_t n, json_int_t *ret)
-{
-	bool neg = n > 0 && p[0] == '-';
-	uint64_t v = 0, max = neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
-
-	for (size_t i = neg; i < n; i++) {
-		unsigned d;
-
-		if (!is_digit(p[i]))
-			return false;
-		d = (unsigned)(p[i] - '0');
-		if (v > (max - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	if (neg)
-		*ret = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN
-						    : -(json_int_t)v;
-	else
-		*ret = (json_int_t)v;
-	return true;
-}
-
-/* The double jansson makes of a number literal (it calls strtod() too;
- * dlqfs never changes the locale). Returns 0 or -ENOMEM. */
-static int real_literal(const char *p, size_t n, double *ret)
-{
-	char small[64], *buf = n < sizeof(small) ? small : malloc(n + 1);
-
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	*ret = strtod(buf, NULL);
-	if (buf != small)
-		free(buf);
-	return 0;
-}
-
-/* Walking a value's text. With a tree (@restore), the numbers of the text
- * are put back into the tree as jansson would have made them on its own,
- * had it not read every number as a real (see load()). */
-struct walk {
-	struct text t;
-	bool restore;
-	uint32_t lost; /* integers beyond 64 bits met */
-};
-
-/* Where a value sits in its parent (an object member or array element). */
-struct slot {
-	json_t *parent; /* borrowed; NULL at the top */
-	const char *key;
-	size_t klen;
-	size_t index;
-};
-
-/* Member @key (@klen bytes, NUL-terminated) of @obj. Before 2.14, jansson
- * has no key holding a NUL: the key stops at the first one. */
-static json_t *member_get(json_t *obj, const char *key, size_t klen)
-{
-#if JANSSON_VERSION_HEX >= 0x020e00
-	return json_object_getn(obj, key, klen);
-#else
-	(void)klen;
-	return json_object_get(obj, key);
-#endif
-}
-
-static int slot_set(const struct slot *sl, json_t *v)
-{
-	int r;
-
-	if (!v)
-		return -ENOMEM;
-	/* Both steal @v, even when they fail; the member exists already,
-	 * so neither allocates. */
-	if (!json_is_object(sl->parent))
-		return json_array_set_new(sl->parent, sl->index, v) ? -ENOMEM
-								    : 0;
-#if JANSSON_VERSION_HEX >= 0x020e00
-	r = json_object_setn_new_nocheck(sl->parent, sl->key, sl->klen, v);
-#else
-	r = json_object_set_new_nocheck(sl->parent, sl->key, v);
-#endif
-	return r ? -ENOMEM : 0;
-}
-
-/* Makes @node (at @sl) what the number literal @p (@n bytes) means to
- * jansson: an integer when it fits in 64 bits, else a real. With repeated
- * keys, a member written several times is visited once per occurrence, the
- * one jansson kept last: so each visit sets the value, never assumes it. */
-static int restore_number(struct walk *w, const char *p, size_t n, json_t *node,
-			  const struct slot *sl)
-{
-	json_int_t i;
-	double d;
-	int r;
-
-	if (!sl->parent || !json_is_number(node))
-		return 0; /* an earlier occurrence, of another type */
-	if (int_literal(p, n, &i)) {
-		if (json_is_integer(node))
-			return json_integer_set(node, i) ? -EPROTO : 0;
-		return slot_set(sl, json_integer(i));
-	}
-	if (!memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n))
-		problem(&w->lost); /* an integer jansson cannot hold */
-	r = real_literal(p, n, &d);
-	if (r < 0)
-		return r;
-	if (!isfinite(d))
-		return -EPROTO; /* jansson refuses it: not its text */
-	if (json_is_real(node))
-		return json_real_set(node, d) ? -EPROTO : 0;
-	return slot_set(sl, json_real(d));
-}
-
-static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
-		      unsigned depth);
-
-/* The members of an object, after its "{". */
-static int walk_object(struct walk *w, json_t *node, unsigned depth)
-{
-	struct slot sl = {.parent = json_is_object(node) ? node : NULL};
-	size_t start, save = w->t.pos;
-	int tok = tok_next(&w->t, &start), r;
-
-	if (tok == '}')
-		return 0;
-	w->t.pos = save;
-	for (;;) {
-		char small[128], *key = NULL;
-		const char *raw;
-		size_t len;
-
-		if (tok_next(&w->t, &start) != TOK_STRING)
-			return -EPROTO;
-		raw = w->t.s + start + 1;
-		len = w->t.pos - start - 2;
-		if (sl.parent) {
-			/* The member jansson kept under the decoded key,
-			 * NUL-terminated for jansson. */
-			key = len < sizeof(small) ? small : malloc(len + 1);
-			if (!key)
-				return -ENOMEM;
-			if (!string_decode(raw, len, key, &sl.klen)) {
-				if (key != small)
-					free(key);
-				return -EPROTO;
-			}
-			key[sl.klen] = '\0';
-			sl.key = key;
-		}
-		r = tok_next(&w->t, &start) == ':'
-			    ? walk_value(w,
-					 sl.parent ? member_get(node, sl.key,
-								sl.klen)
-						   : NULL,
-					 &sl, depth + 1)
-			    : -EPROTO;
-		if (key != small)
-			free(key);
-		if (r < 0)
-			return r;
-		tok = tok_next(&w->t, &start);
-		if (tok == '}')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* The elements of an array, after its "[". */
-static int walk_array(struct walk *w, json_t *node, unsigned depth)
-{
-	struct slot sl = {.parent = json_is_array(node) ? node : NULL};
-	size_t start, save = w->t.pos;
-	int tok = tok_next(&w->t, &start), r;
-
-	if (tok == ']')
-		return 0;
-	w->t.pos = save;
-	for (;;) {
-		r = walk_value(
-			w, sl.parent ? json_array_get(node, sl.index) : NULL,
-			&sl, depth + 1);
-		if (r < 0)
-			return r;
-		sl.index++;
-		tok = tok_next(&w->t, &start);
-		if (tok == ']')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* Reads one value from w->t; with w->restore, @node (borrowed, may be
- * NULL: nothing to restore) is the tree jansson made of it, at @sl.
- * Recursion is bounded by TEXT_MAX_DEPTH. Returns 0, -EPROTO (not JSON
- * text) or -ENOMEM. */
-static int walk_value(struct walk *w, json_t *node, const struct slot *sl,
-		      unsigned depth)
-{
-	size_t start;
-	int tok;
-
-	if (depth > TEXT_MAX_DEPTH)
-		return -EPROTO;
-	if (!w->restore)
-		node = NULL;
-	tok = tok_next(&w->t, &start);
-	switch (tok) {
-	case '{':
-		return walk_object(w, node, depth);
-	case '[':
-		return walk_array(w, node, depth);
-	case TOK_NUMBER:
-		if (!node)
-			return 0;
-		return restore_number(w, w->t.s + start, w->t.pos - start, node,
-				      sl);
-	case TOK_STRING:
-	case TOK_WORD:
-		return 0;
-	default:
-		return -EPROTO;
-	}
-}
-
-/* Reads the value at w->t.pos; its text in @ret_start, @ret_len. */
-static int walk_span(struct walk *w, json_t *node, size_t *ret_start,
-		     size_t *ret_len)
-{
-	struct slot top = {0};
-	size_t start;
-	int r;
-
-	text_skip_ws(&w->t);
-	start = w->t.pos;
-	r = walk_value(w, node, &top, 0);
-	if (r < 0)
-		return r;
-	*ret_start = start;
-	*ret_len = w->t.pos - start;
-	return 0;
-}
-
-/* Whether @s (@n bytes) is UTF-8 as jansson checks it (no overlong form,
- * no surrogate, nothing beyond U+10FFFF). jansson reads every byte of a
- * text that way; the scanner leaves bytes to it, except in
- * page_from_text(), where jansson has refused the text already. */
-/* A member name then ":" at t->pos. */
-static bool tok_member(struct text *t)
-{
-	size_t start;
-
-	return tok_next(t, &start) == TOK_STRING && tok_next(t, &start) == ':';
-}
-
-static bool bit_get(const unsigned char *bits, size_t i)
-{
-	return bits[i / CHAR_BIT] >> (i % CHAR_BIT) & 1;
-}
-
-static void bit_set(unsigned char *bits, size_t i, bool v)
-{
-	unsigned char m = (unsigned char)(1u << (i % CHAR_BIT));
-
-	bits[i / CHAR_BIT] = (unsigned char)(v ? bits[i / CHAR_BIT] | m
-					       : bits[i / CHAR_BIT] & ~m);
-}
-
-/* Skips one value at t->pos, as strictly as walk_value() reads it but
- * without recursion and at any depth: jansson refuses nesting beyond
- * JSON_PARSER_MAX_DEPTH, and such an entry must not take its page with
- * it (page_from_text()). Each open container takes one bit (object or
- * array): on the stack up to TEXT_MAX_DEPTH levels, so text jansson
- * loaded never allocates here; beyond, on the heap, doubling, so at most
- * a quarter of the text's size (each level is one byte of text). If the
- * value is an array, its elements are counted in *@ret_elems (when not
- * NULL). Returns 0, -EPROTO (not one JSON value) or -ENOMEM. */
-static int skip_value(struct text *t, size_t *ret_elems)
-{
-	unsigned char small[TEXT_MAX_DEPTH / CHAR_BIT], *is_obj = small;
-	size_t cap = sizeof(small) * CHAR_BIT, depth = 0, elems = 0, start;
-	bool top_array = false;
-	int tok, r = -EPROTO;
-
-	for (;;) {
-		/* A value is expected. */
-		tok = tok_next(t, &start);
-		if (tok == '{' || tok == '[') {
-			size_t save;
-
-			if (depth == cap) {
-				unsigned char *p =
-					is_obj == small
-						? malloc(cap / CHAR_BIT * 2)
-						: realloc(is_obj,
-							  cap / CHAR_BIT * 2);
-
-				if (!p) {
-					r = -ENOMEM;
-					goto out;
-				}
-				if (is_obj == small)
-					memcpy(p, small, sizeof(small));
-				is_obj = p;
-				cap *= 2;
-			}
-			bit_set(is_obj, depth, tok == '{');
-			top_array |= depth == 0 && tok == '[';
-			depth++;
-			save = t->pos;
-			if (tok_next(t, &start) == (tok == '{' ? '}' : ']')) {
-				depth--;
-			} else {
-				t->pos = save;
-				if (tok == '{' && !tok_member(t))
-					goto out;
-				continue;
-			}
-		} else if (tok != TOK_STRING && tok != TOK_NUMBER &&
-			   tok != TOK_WORD) {
-			goto out;
-		}
-		/* A value is complete: close what it completes. */
-		for (;;) {
-			bool obj;
-
-			if (depth == 0) {
-				r = 0;
-				goto out;
-			}
-			if (depth == 1 && top_array)
-				elems++;
-			obj = bit_get(is_obj, depth - 1);
-			tok = tok_next(t, &start);
-			if (tok == ',') {
-				if (obj && !tok_member(t))
-					goto out;
-				break;
-			}
-			if (tok != (obj ? '}' : ']'))
-				goto out;
-			depth--;
-		}
-	}
-out:
-	if (is_obj != small)
-		free(is_obj);
-	if (r == 0 && ret_elems)
-		*ret_elems = elems;
-	return r;
-}
-
-/* Output of a re-indentation: measured only while @w is NULL; stops
- * counting beyond @limit bytes. */
-struct out {
-	char *w;
-	size_t len, limit;
-	bool over;
-};
-
-static void out_put(struct out *o, const char *p, size_t n)
-{
-	if (o->over)
-		return;
-	if (n > o->limit - o->len) {
-		o->over = true;
-		return;
-	}
-	if (o->w)
-		memcpy(o->w + o->len, p, n);
-	o->len += n;
-}
-
-static void out_newline(struct out *o, unsigned depth)
-{
-	static const char spaces[] = "\n                                "
-				     "                                ";
-	size_t left = (size_t)depth * 2;
-
-	out_put(o, spaces, 1);
-	while (left > 0 && !o->over) {
-		size_t k =
-			left < sizeof(spaces) - 2 ? left : sizeof(spaces) - 2;
-
-		out_put(o, spaces + 1, k);
-		left -= k;
-	}
-}
-
-/* Re-indents the JSON text @s (@n bytes, one value) into @o the way
- * jansson's JSON_INDENT(2) lays out a tree: "{" or "[" then a new line,
- * two spaces per level, "\"key\": value", "," at the end of a line, empty
- * containers as "{}" and "[]". Tokens are copied byte for byte. Returns
- * false when the text is not a run of JSON tokens (nesting, too). */
-static bool reindent(const char *s, size_t n, struct out *o)
-{
-	struct text t = {.s = s, .n = n};
-	unsigned depth = 0;
-
-	for (;;) {
-		size_t start, save;
-		int tok = tok_next(&t, &start);
-
-		switch (tok) {
-		case TOK_END:
-			return depth == 0;
-		case '{':
-		case '[':
-			save = t.pos;
-			if (tok_next(&t, &start) == (tok == '{' ? '}' : ']')) {
-				out_put(o, tok == '{' ? "{}" : "[]", 2);
-				break;
-			}
-			t.pos = save;
-			if (depth == TEXT_MAX_DEPTH)
-				return false;
-			out_put(o, tok == '{' ? "{" : "[", 1);
-			out_newline(o, ++depth);
-			break;
-		case '}':
-		case ']':
-			if (depth == 0)
-				return false;
-			out_newline(o, --depth);
-			out_put(o, tok == '}' ? "}" : "]", 1);
-			break;
-		case ',':
-			out_put(o, ",", 1);
-			out_newline(o, depth);
-			break;
-		case ':':
-			out_put(o, ": ", 2);
-			break;
-		case TOK_STRING:
-		case TOK_NUMBER:
-		case TOK_WORD:
-			out_put(o, s + start, t.pos - start);
-			break;
-		default:
-			return false;
-		}
-	}
-}
-
-/* ---- base64 ----------------------------------------------------------- */
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-/* Decodes @n bytes of base64 (standard or URL-safe alphabet, padding
- * optional, CR and LF ignored) into @out, or only measures when @out is
- * NULL. Returns false when the text is not base64. */
-static bool b64_decode(const char *s, size_t n, char *out, size_t *ret_len)
-{
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0, data = 0, pad = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int v;
-
-		if (c == '\r' || c == '\n')
-			continue;
-		if (c == '=') {
-			pad++;
-			continue;
-		}
-		v = b64_value(c);
-		if (v < 0 || pad)
-			return false;
-		data++;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (out)
-				out[o] = (char)((acc >> bits) & 0xff);
-			o++;
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (data % 4 == 1 || pad > 2 || (pad && (data + pad) % 4))
-		return false;
-	*ret_len = o;
-	return true;
-}
-
-/* ---- the files -------------------------------------------------------- *
- * A message keeps its entry's text (compact: no whitespace between
- * tokens) and, for each file, the kind of rendering it takes and where its
- * value lies in that text. The same functions measure a file when the
- * message is parsed (its exact size, and the problems it shows) and write
- * it when it is read, so sizes and bytes cannot disagree. Which field
- * and which kind is decided from jansson's tree (types, fallbacks); the
- * bytes come from the text, read by the scanner above, where a repeated
- * key is read at its last occurrence, as jansson keeps it. */
-
-enum file_kind {
-	FILE_NONE,   /* no file */
-	FILE_STRING, /* a string, decoded */
-	FILE_LINE,   /* a string, decoded, then "\n" unless it is empty */
-	FILE_INT,    /* an integer literal in decimal, then "\n" */
-	FILE_BASE64, /* a string, decoded, then base64-decoded */
-	FILE_HEADER, /* an object: "Name: value\n" lines, names sorted */
-	FILE_JSON,   /* the whole text re-indented (reindent()), then "\n" */
-};
 
 /* The members a file or a view value can come from. */
 enum field {
@@ -954,40 +95,21 @@ static const char *const field_names[FIELD_COUNT] = {
 
 #define FIELD_NAME_MAX 24 /* longer than every field name */
 
-/* Copies the tokens of @s (@n bytes) into @w without the whitespace
- * between them, or only measures when @w is NULL. Returns the length, or
- * SIZE_MAX when @s is not a run of JSON tokens. */
-static size_t compact(const char *s, size_t n, char *w)
-{
-	struct text t = {.s = s, .n = n};
-	size_t len = 0, start;
-	int tok;
-
-	while ((tok = tok_next(&t, &start)) != TOK_END) {
-		if (tok == TOK_BAD)
-			return SIZE_MAX;
-		if (w)
-			memcpy(w + len, s + start, t.pos - start);
-		len += t.pos - start;
-	}
-	return len;
-}
-
 /* Where the value of each field lies in the text @s (@n bytes, one
  * object): at the last occurrence of its key, compared as jansson decodes
  * it; SIZE_MAX when absent. Returns 0, -EPROTO (not an object) or
  * -ENOMEM. */
 static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
 {
-	struct text t = {.s = s, .n = n};
+	struct jsontext t = {.s = s, .n = n};
 	size_t start;
 	int tok, r;
 
 	for (int i = 0; i < FIELD_COUNT; i++)
 		ret_at[i] = SIZE_MAX;
-	if (tok_next(&t, &start) != '{')
+	if (jsontext_next(&t, &start) != '{')
 		return -EPROTO;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	if (tok == '}')
 		return 0;
 	for (;;) {
@@ -996,400 +118,38 @@ static int text_fields(const char *s, size_t n, size_t ret_at[FIELD_COUNT])
 		size_t rawlen = t.pos - start - 2, klen;
 		int which = -1;
 
-		if (tok != TOK_STRING)
+		if (tok != JSONTEXT_STRING)
 			return -EPROTO;
-		if (string_decode(raw, rawlen, NULL, &klen) &&
+		if (jsontext_string_decode(raw, rawlen, NULL, &klen) &&
 		    klen < sizeof(key)) {
-			string_decode(raw, rawlen, key, &klen);
+			jsontext_string_decode(raw, rawlen, key, &klen);
 			for (int i = 0; i < FIELD_COUNT && which < 0; i++)
 				if (strlen(field_names[i]) == klen &&
 				    !memcmp(field_names[i], key, klen))
 					which = i;
 		}
-		if (tok_next(&t, &start) != ':')
+		if (jsontext_next(&t, &start) != ':')
 			return -EPROTO;
-		text_skip_ws(&t);
+		jsontext_skip_ws(&t);
 		if (which >= 0)
 			ret_at[which] = t.pos;
-		r = skip_value(&t, NULL);
+		r = jsontext_skip(&t, NULL);
 		if (r < 0)
 			return r;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == '}')
 			return 0;
 		if (tok != ',')
 			return -EPROTO;
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 	}
-}
-
-/* Replaces CR and LF in @n bytes at @w by spaces, so one value is one
- * line. */
-static void one_line(char *w, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (w[i] == '\r' || w[i] == '\n')
-			w[i] = ' ';
-}
-
-/* Puts the decoded body of a string token (@p, @n bytes between the
- * quotes) in @o, with CR and LF as spaces when @line. Its decoded length
- * in *@ret_len when not NULL. Returns false for an escape jansson refuses
- * (a lone surrogate). */
-static bool out_string(struct out *o, const char *p, size_t n, bool line,
-		       size_t *ret_len)
-{
-	/* a raw CR or LF cannot be in a token: only an escape makes one */
-	bool plain = !memchr(p, '\\', n);
-	size_t len = n;
-
-	if (!plain && !string_decode(p, n, NULL, &len))
-		return false;
-	if (ret_len)
-		*ret_len = len;
-	if (o->over)
-		return true;
-	if (len > o->limit - o->len) {
-		o->over = true;
-		return true;
-	}
-	if (o->w && plain) {
-		memcpy(o->w + o->len, p, n);
-	} else if (o->w) {
-		string_decode(p, n, o->w + o->len, &len);
-		if (line)
-			one_line(o->w + o->len, len);
-	}
-	o->len += len;
-	return true;
-}
-
-/* Puts the base64 string token body @p (@n bytes) in @o, decoded twice.
- * Returns 0, -EILSEQ (not base64) or -ENOMEM. */
-static int out_base64(struct out *o, const char *p, size_t n)
-{
-	char *tmp = NULL;
-	size_t len;
-	int r = 0;
-
-	if (memchr(p, '\\', n)) { /* "\/" is common in JSON's base64 */
-		tmp = malloc(n ? n : 1);
-		if (!tmp)
-			return -ENOMEM;
-		if (!string_decode(p, n, tmp, &n)) {
-			free(tmp);
-			return -EILSEQ;
-		}
-		p = tmp;
-	}
-	if (!b64_decode(p, n, NULL, &len))
-		r = -EILSEQ;
-	else if (!o->over && len > o->limit - o->len)
-		o->over = true;
-	else if (!o->over) {
-		if (o->w)
-			b64_decode(p, n, o->w + o->len, &len);
-		o->len += len;
-	}
-	free(tmp);
-	return r;
-}
-
-/* A member of a header object. */
-struct hkey {
-	const char *k; /* decoded name: in the text, or in a scratch buffer */
-	size_t klen;
-	size_t at;    /* its value in the text */
-	size_t order; /* its position in the object */
-};
-
-static int hkey_cmp(const void *a, const void *b)
-{
-	const struct hkey *x = a, *y = b;
-	size_t n = x->klen < y->klen ? x->klen : y->klen;
-	int c = n ? memcmp(x->k, y->k, n) : 0;
-
-	if (c)
-		return c;
-	if (x->klen != y->klen)
-		return x->klen < y->klen ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* One "Name: value\n" line, the value being the string token body @p
- * (@n bytes). */
-static bool header_line(struct out *o, const struct hkey *k, const char *p,
-			size_t n)
-{
-	size_t at = o->len;
-
-	out_put(o, k->k, k->klen);
-	if (o->w && !o->over)
-		one_line(o->w + at, k->klen);
-	out_put(o, ": ", 2);
-	if (!out_string(o, p, n, true, NULL))
-		return false;
-	out_put(o, "\n", 1);
-	return true;
-}
-
-/* The lines of header @k: one for a string, one per string of an array;
- * anything else is counted in *@problems (when not NULL), and so is every
- * line beyond MESSAGE_MAX_HEADER_VALUES. Returns 0, 1 when the limit is
- * reached, -EPROTO or -ENOMEM. */
-static int header_lines(struct out *o, const char *s, size_t n,
-			const struct hkey *k, size_t *lines, uint32_t *problems)
-{
-	struct text t = {.s = s, .n = n, .pos = k->at};
-	size_t start, save;
-	int tok = tok_next(&t, &start), r;
-	bool array = tok == '[';
-
-	if (array) {
-		save = t.pos;
-		if (tok_next(&t, &start) == ']')
-			return 0;
-		t.pos = save;
-	}
-	for (;;) {
-		if (array) {
-			text_skip_ws(&t);
-			save = t.pos;
-			tok = tok_next(&t, &start);
-			if (tok != TOK_STRING) {
-				t.pos = save;
-				r = skip_value(&t, NULL);
-				if (r < 0)
-					return r;
-			}
-		}
-		if (tok != TOK_STRING) {
-			if (problems)
-				problem(problems);
-		} else if (*lines == MESSAGE_MAX_HEADER_VALUES) {
-			if (problems)
-				problem(problems);
-			return 1;
-		} else {
-			if (!header_line(o, k, s + start + 1,
-					 t.pos - start - 2))
-				return -EPROTO;
-			(*lines)++;
-		}
-		if (!array)
-			return 0;
-		tok = tok_next(&t, &start);
-		if (tok == ']')
-			return 0;
-		if (tok != ',')
-			return -EPROTO;
-	}
-}
-
-/* Puts the header object whose "{" is just read from @t in @o: names
- * sorted (by their bytes), the last value of a repeated name. Returns 0,
- * -EPROTO or -ENOMEM. */
-static int out_header(struct out *o, struct text *t, uint32_t *problems)
-{
-	const size_t first = t->pos;
-	size_t start, count = 0, escaped = 0, used = 0, lines = 0;
-	struct hkey *keys = NULL;
-	char *scratch = NULL;
-	int tok, r = -EPROTO;
-
-	/* Count the members, and the bytes of the names to decode. */
-	for (tok = tok_next(t, &start); tok != '}';) {
-		if (tok != TOK_STRING)
-			return -EPROTO;
-		if (memchr(t->s + start + 1, '\\', t->pos - start - 2))
-			escaped += t->pos - start - 2;
-		count++;
-		if (tok_next(t, &start) != ':')
-			return -EPROTO;
-		r = skip_value(t, NULL);
-		if (r < 0)
-			return r;
-		tok = tok_next(t, &start);
-		if (tok == ',')
-			tok = tok_next(t, &start);
-		else if (tok != '}')
-			return -EPROTO;
-	}
-	if (count == 0)
-		return 0;
-	keys = calloc(count, sizeof(*keys));
-	scratch = escaped ? malloc(escaped) : NULL;
-	if (!keys || (escaped && !scratch)) {
-		r = -ENOMEM;
-		goto out;
-	}
-	t->pos = first;
-	for (size_t i = 0; i < count; i++) {
-		const char *raw;
-		size_t rawlen;
-
-		if (i > 0)
-			tok_next(t, &start); /* "," */
-		tok_next(t, &start);
-		raw = t->s + start + 1;
-		rawlen = t->pos - start - 2;
-		if (memchr(raw, '\\', rawlen)) {
-			keys[i].k = scratch + used;
-			if (!string_decode(raw, rawlen, scratch + used,
-					   &keys[i].klen)) {
-				r = -EPROTO;
-				goto out;
-			}
-			used += keys[i].klen;
-		} else {
-			keys[i].k = raw;
-			keys[i].klen = rawlen;
-		}
-		keys[i].order = i;
-		tok_next(t, &start); /* ":" */
-		text_skip_ws(t);
-		keys[i].at = t->pos;
-		r = skip_value(t, NULL);
-		if (r < 0)
-			goto out;
-	}
-	qsort(keys, count, sizeof(*keys), hkey_cmp);
-	r = 0;
-	for (size_t i = 0; i < count && r == 0; i++) {
-		/* equal names sort by position: the last one is kept */
-		if (i + 1 < count && keys[i].klen == keys[i + 1].klen &&
-		    (keys[i].klen == 0 ||
-		     !memcmp(keys[i].k, keys[i + 1].k, keys[i].klen)))
-			continue;
-		r = header_lines(o, t->s, t->n, &keys[i], &lines, problems);
-	}
-	if (r == 1)
-		r = 0;
-out:
-	free(keys);
-	free(scratch);
-	return r;
-}
-
-/* Measures (o->w NULL) or writes the file of @kind whose value starts at
- * @at in the text @s (@n bytes) into @o, counting what it leaves out in
- * *@problems when not NULL. A file beyond o->limit sets o->over. Returns
- * 0, -EILSEQ (not base64), -EPROTO (the text there is not what @kind
- * reads: cannot happen) or -ENOMEM. */
-static int file_out(const char *s, size_t n, enum file_kind kind, size_t at,
-		    struct out *o, uint32_t *problems)
-{
-	struct text t = {.s = s, .n = n, .pos = at};
-	char num[24];
-	json_int_t v;
-	size_t start, len;
-	int tok;
-
-	if (kind == FILE_JSON) {
-		if (!reindent(s, n, o))
-			return -EPROTO;
-		out_put(o, "\n", 1);
-		return 0;
-	}
-	if (at > n)
-		return -EPROTO;
-	tok = tok_next(&t, &start);
-	switch (kind) {
-	case FILE_STRING:
-	case FILE_LINE:
-		if (tok != TOK_STRING ||
-		    !out_string(o, s + start + 1, t.pos - start - 2, false,
-				&len))
-			return -EPROTO;
-		if (kind == FILE_LINE && len > 0)
-			out_put(o, "\n", 1);
-		return 0;
-	case FILE_INT:
-		if (tok != TOK_NUMBER ||
-		    !int_literal(s + start, t.pos - start, &v))
-			return -EPROTO;
-		out_put(o, num,
-			(size_t)snprintf(num, sizeof(num), "%lld\n",
-					 (long long)v));
-		return 0;
-	case FILE_BASE64:
-		if (tok != TOK_STRING)
-			return -EPROTO;
-		return out_base64(o, s + start + 1, t.pos - start - 2);
-	case FILE_HEADER:
-		if (tok != '{')
-			return -EPROTO;
-		return out_header(o, &t, problems);
-	default:
-		return -EPROTO;
-	}
-}
-
-bool message_file_exists(const struct message *m, enum message_file f)
-{
-	return f >= 0 && f < MESSAGE_NFILES && m->file_kind[f] != FILE_NONE;
-}
-
-size_t message_file_size(const struct message *m, enum message_file f)
-{
-	return message_file_exists(m, f) ? m->file_len[f] : 0;
-}
-
-int message_file_render(const struct message *m, enum message_file f, char *buf)
-{
-	struct out o;
-	int r;
-
-	if (!message_file_exists(m, f))
-		return -ENOENT;
-	o = (struct out){.w = buf, .limit = m->file_len[f]};
-	r = file_out(m->text.data, m->text.len, m->file_kind[f], m->file_at[f],
-		     &o, NULL);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0 || o.over || o.len != m->file_len[f])
-		return -EIO;
-	return 0;
-}
-
-/* The text of the value at @at in @m's text, in @ret. */
-static bool value_text(const struct message *m, size_t at,
-		       struct message_bytes *ret)
-{
-	struct text t = {.s = m->text.data, .n = m->text.len, .pos = at};
-
-	if (at > m->text.len || skip_value(&t, NULL) < 0)
-		return false;
-	ret->data = m->text.data + at;
-	ret->len = t.pos - at;
-	return true;
-}
-
-bool message_file_same(const struct message *a, const struct message *b,
-		       enum message_file f)
-{
-	struct message_bytes x, y;
-
-	if (!message_file_exists(a, f) || !message_file_exists(b, f))
-		return message_file_exists(a, f) == message_file_exists(b, f);
-	if (a->file_kind[f] != b->file_kind[f] ||
-	    a->file_len[f] != b->file_len[f])
-		return false;
-	if (a->file_kind[f] == FILE_JSON) {
-		x = a->text;
-		y = b->text;
-	} else if (!value_text(a, a->file_at[f], &x) ||
-		   !value_text(b, b->file_at[f], &y)) {
-		return false;
-	}
-	return x.len == y.len && !memcmp(x.data, y.data, x.len);
 }
 
 /* ---- the render plan -------------------------------------------------- */
 
 /* What a file will be: decided from the tree, measured from the text. */
 struct src {
-	enum file_kind kind;
+	enum message_file_kind kind;
 	enum field field;
 	size_t len; /* rendered length, once measured */
 };
@@ -1589,10 +349,10 @@ static void plan_status(struct plan *pl)
 		int n = snprintf(pl->status, sizeof(pl->status), "%lld",
 				 (long long)json_integer_value(v));
 
-		f->kind = FILE_INT;
+		f->kind = MESSAGE_FILE_INT;
 		plan_value(pl, VIEW_STATUS, pl->status, (size_t)n);
 	} else if (json_is_string(v)) {
-		f->kind = FILE_LINE;
+		f->kind = MESSAGE_FILE_LINE;
 		plan_value(pl, VIEW_STATUS, json_string_value(v),
 			   json_string_length(v));
 	} else if (v && !json_is_null(v)) {
@@ -1615,13 +375,13 @@ static void plan_body(struct plan *pl, struct src *f, const char *key,
 	if (r64 < 0)
 		problem(&pl->problems);
 	if (r64 > 0 && n64 > 0) {
-		f->kind = FILE_BASE64; /* checked when measured */
+		f->kind = MESSAGE_FILE_BASE64; /* checked when measured */
 		f->field = field64;
 	} else if (r > 0) {
-		f->kind = FILE_STRING;
+		f->kind = MESSAGE_FILE_STRING;
 		f->field = field;
 	} else if (r64 > 0) {
-		f->kind = FILE_STRING; /* "" */
+		f->kind = MESSAGE_FILE_STRING; /* "" */
 		f->field = field64;
 	}
 }
@@ -1637,7 +397,7 @@ static void plan_header(struct plan *pl, struct src *f, const char *key,
 		problem(&pl->problems);
 		return;
 	}
-	f->kind = FILE_HEADER; /* lines counted when measured */
+	f->kind = MESSAGE_FILE_HEADER; /* lines counted when measured */
 	f->field = field;
 }
 
@@ -1679,7 +439,7 @@ static int plan_message(struct plan *pl, json_t *obj)
 	plan_header(pl, &pl->file[MESSAGE_HEADER], "header", FIELD_HEADER);
 	plan_header(pl, &pl->file[MESSAGE_RESPONSE_HEADER], "responseHeader",
 		    FIELD_RHEADER);
-	pl->file[MESSAGE_JSON].kind = FILE_JSON;
+	pl->file[MESSAGE_JSON].kind = MESSAGE_FILE_JSON;
 	pl->file[MESSAGE_JSON].field = FIELD_TEXT;
 	return 0;
 }
@@ -1694,26 +454,28 @@ static int plan_measure(struct plan *pl, const char *s, size_t n,
 {
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		struct src *src = &pl->file[f];
-		struct out o = {.limit = budget};
-		size_t where = 0;
+		size_t where = 0, left_out = 0;
 		int r;
 
-		if (src->kind == FILE_NONE)
+		if (src->kind == MESSAGE_FILE_NONE)
 			continue;
 		if (src->field != FIELD_TEXT) {
 			where = at[src->field];
 			if (where == SIZE_MAX)
 				return -EPROTO;
 		}
-		r = file_out(s, n, src->kind, where, &o, &pl->problems);
-		if (r == -EILSEQ || (r == 0 && o.over)) {
-			src->kind = FILE_NONE;
+		r = message_file_measure(s, n, src->kind, where, budget,
+					 &src->len, &left_out);
+		pl->problems = left_out > UINT32_MAX - pl->problems
+				       ? UINT32_MAX
+				       : pl->problems + (uint32_t)left_out;
+		if (r == -EILSEQ || r == -EFBIG) {
+			src->kind = MESSAGE_FILE_NONE;
 			problem(&pl->problems);
 			continue;
 		}
 		if (r < 0)
 			return r;
-		src->len = o.len;
 	}
 	return 0;
 }
@@ -1738,10 +500,10 @@ static size_t plan_fit(struct plan *pl, size_t budget)
 	for (size_t i = 0; i < MESSAGE_NFILES; i++) {
 		struct src *f = &pl->file[order[i]];
 
-		if (f->kind == FILE_NONE)
+		if (f->kind == MESSAGE_FILE_NONE)
 			continue;
 		if (f->len >= budget - used) {
-			f->kind = FILE_NONE;
+			f->kind = MESSAGE_FILE_NONE;
 			problem(&pl->problems);
 			continue;
 		}
@@ -1773,14 +535,15 @@ static char *put(char *w, const char *p, size_t n, struct message_bytes *ret)
 }
 
 /* Whether the token at @t (string body or number) is @v byte for byte. */
-static bool token_is(const struct text *t, size_t start, int tok,
+static bool token_is(const struct jsontext *t, size_t start, int tok,
 		     const struct message_bytes *v, size_t *ret_at)
 {
-	size_t at = tok == TOK_STRING ? start + 1 : start;
-	size_t len = tok == TOK_STRING ? t->pos - start - 2 : t->pos - start;
+	size_t at = tok == JSONTEXT_STRING ? start + 1 : start;
+	size_t len =
+		tok == JSONTEXT_STRING ? t->pos - start - 2 : t->pos - start;
 
-	if ((tok != TOK_STRING && tok != TOK_NUMBER) || len != v->len ||
-	    memcmp(t->s + at, v->data, len))
+	if ((tok != JSONTEXT_STRING && tok != JSONTEXT_NUMBER) ||
+	    len != v->len || memcmp(t->s + at, v->data, len))
 		return false;
 	*ret_at = at;
 	return true;
@@ -1793,28 +556,28 @@ static bool token_is(const struct text *t, size_t start, int tok,
 static size_t value_in_text(const char *s, size_t n, size_t at,
 			    const struct message_bytes *v)
 {
-	struct text t = {.s = s, .n = n, .pos = at};
+	struct jsontext t = {.s = s, .n = n, .pos = at};
 	size_t start, where;
 	int tok;
 
 	if (at >= n)
 		return SIZE_MAX;
-	tok = tok_next(&t, &start);
+	tok = jsontext_next(&t, &start);
 	if (tok != '[')
 		return token_is(&t, start, tok, v, &where) ? where : SIZE_MAX;
 	/* labels: MESSAGE_MAX_LABELS values, each looked for once */
-	tok = tok_next(&t, &start);
-	while (tok != ']' && tok != TOK_END && tok != TOK_BAD) {
+	tok = jsontext_next(&t, &start);
+	while (tok != ']' && tok != JSONTEXT_END && tok != JSONTEXT_BAD) {
 		if (token_is(&t, start, tok, v, &where))
 			return where;
 		if (tok == '{' || tok == '[') {
 			t.pos = start;
-			if (skip_value(&t, NULL) < 0)
+			if (jsontext_skip(&t, NULL) < 0)
 				return SIZE_MAX;
 		}
-		tok = tok_next(&t, &start);
+		tok = jsontext_next(&t, &start);
 		if (tok == ',')
-			tok = tok_next(&t, &start);
+			tok = jsontext_next(&t, &start);
 	}
 	return SIZE_MAX;
 }
@@ -1830,21 +593,24 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 {
 	size_t total = sizeof(struct message) +
 		       pl->nvals * sizeof(struct message_bytes);
-	size_t clen = compact(text, textlen, NULL), at[FIELD_COUNT];
+	size_t clen, at[FIELD_COUNT];
 	struct message_bytes *arr;
 	struct message *m;
 	char *tmp, *w;
 	size_t k = 0;
 	int r;
 
-	if (clen == SIZE_MAX)
-		return -EPROTO;
 	/* The compact text first, on its own: where the fields are in it
-	 * decides what the message holds besides. */
-	tmp = malloc(clen + 1);
+	 * decides what the message holds besides. It is never longer than
+	 * the text: one pass writes it. */
+	tmp = malloc(textlen + 1);
 	if (!tmp)
 		return -ENOMEM;
-	compact(text, textlen, tmp);
+	clen = jsontext_compact(text, textlen, tmp);
+	if (clen == SIZE_MAX) {
+		free(tmp);
+		return -EPROTO;
+	}
 	tmp[clen] = '\0';
 	r = text_fields(tmp, clen, at);
 	if (r == 0)
@@ -1898,7 +664,7 @@ static int render(struct plan *pl, const char *text, size_t textlen,
 	*ret_used = plan_fit(pl, budget);
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		m->file_kind[f] = (uint8_t)pl->file[f].kind;
-		if (pl->file[f].kind == FILE_NONE)
+		if (pl->file[f].kind == MESSAGE_FILE_NONE)
 			continue;
 		m->file_at[f] = pl->file[f].field == FIELD_TEXT
 					? 0
@@ -1917,62 +683,54 @@ out:
 	return r;
 }
 
-/* The render budget of text of @len bytes, before each message's slack. */
-static size_t budget_of(size_t len)
+size_t message_budget(size_t len)
 {
 	return len > SIZE_MAX / MESSAGE_RENDER_FACTOR
 		       ? SIZE_MAX
 		       : len * MESSAGE_RENDER_FACTOR;
 }
 
-/* Renders the entry @obj (borrowed), whose text is the next value of
- * @w->t, its files taking at most MESSAGE_RENDER_SLACK more than *@budget
- * bytes (what they take is deducted). With @w->restore, the tree was loaded
- * with every number as a real (see load()): its numbers are put back from
- * the text first. Returns 0, -EINVAL (not a usable entry), -EPROTO (the
- * text is not that of @obj) or -ENOMEM. */
-static int message_render(struct walk *w, json_t *obj, size_t *budget,
-			  struct message **ret_msg)
+/* jansson loads the entry's own bytes for its fields; when it had to read
+ * every number as a real (jsonload()), the numbers are put back from the
+ * text first. */
+int message_parse_entry(const char *json, size_t len, size_t *budget,
+			struct message **ret_msg)
 {
 	size_t avail = add_sat(*budget, MESSAGE_RENDER_SLACK), used;
-	size_t start, textlen;
+	uint32_t lost = 0;
 	struct plan pl;
+	json_t *root;
+	bool lossy;
 	int r;
 
-	w->lost = 0;
-	r = walk_span(w, obj, &start, &textlen);
+	r = jsonload(json, len, &root, &lossy);
 	if (r < 0)
-		return r;
-	r = plan_message(&pl, obj);
-	if (r < 0)
-		return r;
-	pl.problems = pl.problems > UINT32_MAX - w->lost
-			      ? UINT32_MAX
-			      : pl.problems + w->lost;
-	r = render(&pl, w->t.s + start, textlen, avail, ret_msg, &used);
+		return r == -ENOMEM ? -ENOMEM : -EINVAL;
+	if (lossy)
+		r = jsonload_restore(root, json, len, &lost);
+	if (r == 0)
+		r = plan_message(&pl, root);
+	if (r == 0) {
+		pl.problems = pl.problems > UINT32_MAX - lost
+				      ? UINT32_MAX
+				      : pl.problems + lost;
+		/* the whitespace around the value is dropped with the rest */
+		r = render(&pl, json, len, avail, ret_msg, &used);
+	}
+	json_decref(root);
 	if (r == 0)
 		*budget = avail - used;
-	return r;
+	return r == -EPROTO ? -EINVAL : r;
 }
 
 /* ---- public ----------------------------------------------------------- */
 
 int message_parse(const char *json, size_t len, struct message **ret_msg)
 {
-	size_t budget = budget_of(len);
-	struct walk w;
-	json_error_t e;
-	json_t *root;
-	bool lossy;
-	int r;
+	size_t budget = message_budget(len);
 
-	r = load(json, len, &e, &root, &lossy);
-	if (r < 0)
-		return r == -ENOMEM ? -ENOMEM : -EINVAL;
-	w = (struct walk){.t = {.s = json, .n = len}, .restore = lossy};
-	r = message_render(&w, root, &budget, ret_msg);
-	json_decref(root);
-	return r == -EPROTO ? -EINVAL : r;
+	return message_parse_entry(json ? json : "", json ? len : 0, &budget,
+				   ret_msg);
 }
 
 struct message *message_ref(struct message *m)
@@ -1986,622 +744,4 @@ void message_free(struct message *m)
 	if (m &&
 	    atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
 		free(m);
-}
-
-/* Writes a reason into @err, as printable ASCII (jansson quotes the input
- * near an error, and the input is hostile). */
-__attribute__((format(printf, 3, 4))) static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	for (char *p = err; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
-}
-
-/* Where the members of a page that count lie in its text. */
-struct page_text {
-	size_t cursor;	 /* the last "cursor" value; SIZE_MAX: none */
-	size_t messages; /* the last "messages" value; SIZE_MAX: none */
-	size_t count;	 /* elements of that value, when an array */
-};
-
-/* Reads the text @s (@n bytes) as one object and nothing after it, and
- * finds its last "cursor" and "messages" members: jansson keeps the last
- * value of a repeated key, and the key is compared as jansson decodes it.
- * Values are skipped at any depth (skip_value()). Returns 0, -EPROTO (not
- * JSON text, or not an object) or -ENOMEM. */
-static int page_scan(const char *s, size_t n, struct page_text *ret)
-{
-	struct text t = {.s = s, .n = n};
-	struct page_text pt = {.cursor = SIZE_MAX, .messages = SIZE_MAX};
-	size_t start, count;
-	int tok = tok_next(&t, &start), r;
-	bool is_msgs, is_cursor;
-
-	if (tok != '{')
-		return -EPROTO;
-	tok = tok_next(&t, &start);
-	while (tok != '}') {
-		if (tok != TOK_STRING)
-			return -EPROTO;
-		is_msgs = string_is(s + start, t.pos - start, "messages");
-		is_cursor = string_is(s + start, t.pos - start, "cursor");
-		if (tok_next(&t, &start) != ':')
-			return -EPROTO;
-		text_skip_ws(&t);
-		start = t.pos;
-		count = 0;
-		r = skip_value(&t, &count);
-		if (r < 0)
-			return r;
-		if (is_msgs) {
-			pt.messages = start;
-			pt.count = count;
-		}
-		if (is_cursor)
-			pt.cursor = start;
-		tok = tok_next(&t, &start);
-		if (tok == ',') {
-			tok = tok_next(&t, &start);
-			if (tok != TOK_STRING)
-				return -EPROTO;
-		} else if (tok != '}') {
-			return -EPROTO;
-		}
-	}
-	if (tok_next(&t, &start) != TOK_END)
-		return -EPROTO;
-	*ret = pt;
-	return 0;
-}
-
-/* Keeps the cursor @s (@n bytes, decoded; read only when @n is within
- * MESSAGE_MAX_CURSOR) in @pg, none when it is empty. Returns 0, -EPROTO
- * (too long, or holding a NUL) or -ENOMEM. */
-static int page_cursor(struct message_page *pg, const char *s, size_t n,
-		       char *err, size_t errlen)
-{
-	if (n > MESSAGE_MAX_CURSOR) {
-		set_err(err, errlen, "\"cursor\" is longer than %d bytes",
-			MESSAGE_MAX_CURSOR);
-		return -EPROTO;
-	}
-	if (memchr(s, '\0', n)) {
-		set_err(err, errlen, "\"cursor\" holds a NUL byte");
-		return -EPROTO;
-	}
-	if (n == 0)
-		return 0;
-	pg->cursor = malloc(n + 1);
-	if (!pg->cursor) {
-		set_err(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	memcpy(pg->cursor, s, n);
-	pg->cursor[n] = '\0';
-	return 0;
-}
-
-/* Allocates room for @count messages in @pg. Returns 0, -EPROTO (too many)
- * or -ENOMEM. */
-static int page_alloc(struct message_page *pg, size_t count, char *err,
-		      size_t errlen)
-{
-	if (count > MESSAGE_MAX_PAGE_MESSAGES) {
-		set_err(err, errlen, "%zu messages in one page (at most %d)",
-			count, MESSAGE_MAX_PAGE_MESSAGES);
-		return -EPROTO;
-	}
-	if (count == 0)
-		return 0;
-	pg->msgs = calloc(count, sizeof(*pg->msgs));
-	if (!pg->msgs) {
-		set_err(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* The usual way: @root (borrowed) is the whole page @buf (@len bytes), as
- * jansson loaded it (@lossy: every number as a real). Fills @pg (release
- * it on failure too). Returns 0, -EPROTO or -ENOMEM. */
-static int page_from_tree(const char *buf, size_t len, json_t *root, bool lossy,
-			  struct message_page *pg, char *err, size_t errlen)
-{
-	size_t budget = budget_of(len), count = 0, start;
-	struct page_text pt;
-	json_t *cursor, *msgs;
-	struct walk w;
-	int r;
-
-	if (!json_is_object(root)) {
-		set_err(err, errlen, "not a JSON object");
-		return -EPROTO;
-	}
-
-	cursor = json_object_get(root, "cursor");
-	if (cursor && !json_is_null(cursor)) {
-		if (!json_is_string(cursor)) {
-			set_err(err, errlen, "\"cursor\" is not a string");
-			return -EPROTO;
-		}
-		r = page_cursor(pg, json_string_value(cursor),
-				json_string_length(cursor), err, errlen);
-		if (r < 0)
-			return r;
-	}
-
-	msgs = json_object_get(root, "messages");
-	if (!msgs) {
-		set_err(err, errlen, "no \"messages\"");
-		return -EPROTO;
-	}
-	if (!json_is_null(msgs)) {
-		if (!json_is_array(msgs)) {
-			set_err(err, errlen, "\"messages\" is not an array");
-			return -EPROTO;
-		}
-		count = json_array_size(msgs);
-	}
-	r = page_alloc(pg, count, err, errlen);
-	if (r < 0 || count == 0)
-		return r;
-	/* Each entry is rendered from its tree (the fields) and its text
-	 * (message.json): both must be the same entries, in the same order.
-	 * jansson loaded the text: nothing here allocates. */
-	w = (struct walk){.t = {.s = buf, .n = len}, .restore = lossy};
-	if (page_scan(buf, len, &pt) < 0 || pt.messages == SIZE_MAX ||
-	    pt.count != count)
-		goto fail_text;
-	w.t.pos = pt.messages;
-	if (tok_next(&w.t, &start) != '[')
-		goto fail_text;
-	for (size_t i = 0; i < count; i++) {
-		if (i > 0 && tok_next(&w.t, &start) != ',')
-			goto fail_text;
-		r = message_render(&w, json_array_get(msgs, i), &budget,
-				   &pg->msgs[pg->n]);
-		if (r == -ENOMEM) {
-			set_err(err, errlen, "out of memory");
-			return r;
-		}
-		if (r == -EPROTO)
-			goto fail_text;
-		if (r < 0)
-			pg->malformed++;
-		else
-			pg->n++;
-	}
-	if (tok_next(&w.t, &start) != ']')
-		goto fail_text;
-	return 0;
-
-fail_text:
-	/* jansson accepted text the scanner does not read the same way. */
-	set_err(err, errlen, "\"messages\" not found in the text as sent");
-	return -EPROTO;
-}
-
-/* The way around a page jansson refused (@je says why): some JSON text
- * jansson refuses all the same (a lone surrogate escape, as JavaScript
- * writes a broken string; a NUL escaped in a member name; a number beyond
- * a double; nesting beyond JSON_PARSER_MAX_DEPTH). When the scanner reads
- * @buf (@len bytes) as a page, each entry is loaded on its own, and one
- * that jansson refuses is counted in ->malformed like any other unusable
- * entry. The others come out as they would have from page_from_tree():
- * each entry's tree is what jansson makes of the page (restored numbers
- * included), the budget is the page's. Text that is not UTF-8 is not a
- * page (it is not JSON text: jansson checks all of it, and so do we). Fills
- * @pg (release it on failure too). Returns 0, -EPROTO or -ENOMEM. */
-static int page_from_text(const char *buf, size_t len, const json_error_t *je,
-			  struct message_page *pg, char *err, size_t errlen)
-{
-	size_t budget = budget_of(len), start, end;
-	struct page_text pt;
-	struct text t = {.s = buf, .n = len};
-	int tok, r;
-
-	r = utf8_valid(buf, len) ? page_scan(buf, len, &pt) : -EPROTO;
-	if (r == -ENOMEM) {
-		set_err(err, errlen, "out of memory");
-		return r;
-	}
-	if (r < 0) {
-		set_err(err, errlen, "not JSON: %s (line %d, column %d)",
-			je->text, je->line, je->column);
-		return r;
-	}
-
-	if (pt.cursor != SIZE_MAX) {
-		char cur[MESSAGE_MAX_CURSOR];
-		size_t n;
-
-		t.pos = pt.cursor;
-		tok = tok_next(&t, &start);
-		if (tok == TOK_STRING) {
-			if (!string_decode(buf + start + 1, t.pos - start - 2,
-					   NULL, &n)) {
-				set_err(err, errlen,
-					"\"cursor\" holds a lone surrogate");
-				return -EPROTO;
-			}
-			if (n <= sizeof(cur))
-				string_decode(buf + start + 1,
-					      t.pos - start - 2, cur, &n);
-			r = page_cursor(pg, cur, n, err, errlen);
-			if (r < 0)
-				return r;
-		} else if (!(tok == TOK_WORD && buf[start] == 'n')) {
-			set_err(err, errlen, "\"cursor\" is not a string");
-			return -EPROTO;
-		}
-	}
-
-	if (pt.messages == SIZE_MAX) {
-		set_err(err, errlen, "no \"messages\"");
-		return -EPROTO;
-	}
-	t.pos = pt.messages;
-	tok = tok_next(&t, &start);
-	if (tok != '[') {
-		if (tok == TOK_WORD && buf[start] == 'n')
-			return 0; /* null: no entries */
-		set_err(err, errlen, "\"messages\" is not an array");
-		return -EPROTO;
-	}
-	r = page_alloc(pg, pt.count, err, errlen);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < pt.count; i++) {
-		json_error_t e;
-		json_t *obj;
-		struct walk w;
-		bool lossy;
-
-		if (i > 0 && tok_next(&t, &start) != ',')
-			return -EPROTO; /* cannot happen: scanned already */
-		text_skip_ws(&t);
-		start = t.pos;
-		r = skip_value(&t, NULL);
-		if (r == -ENOMEM)
-			goto fail_nomem;
-		if (r < 0)
-			return r; /* cannot happen: scanned already */
-		end = t.pos;
-		r = load(buf + start, end - start, &e, &obj, &lossy);
-		if (r == -ENOMEM)
-			goto fail_nomem;
-		if (r < 0) {
-			pg->malformed++;
-			continue;
-		}
-		w = (struct walk){.t = {.s = buf, .n = end, .pos = start},
-				  .restore = lossy};
-		r = message_render(&w, obj, &budget, &pg->msgs[pg->n]);
-		json_decref(obj);
-		if (r == -ENOMEM)
-			goto fail_nomem;
-		if (r < 0)
-			pg->malformed++;
-		else
-			pg->n++;
-	}
-	return 0;
-
-fail_nomem:
-	set_err(err, errlen, "out of memory");
-	return -ENOMEM;
-}
-
-int message_page_parse(const char *buf, size_t len,
-		       struct message_page *ret_page, char *err, size_t errlen)
-{
-	struct message_page pg = {.bytes = len};
-	json_error_t e;
-	json_t *root;
-	bool lossy;
-	int r;
-
-	if (!buf) {
-		buf = "";
-		len = 0;
-	}
-	r = load(buf, len, &e, &root, &lossy);
-	if (r == -ENOMEM) {
-		set_err(err, errlen, "out of memory");
-		return r;
-	}
-	if (r < 0) {
-		r = page_from_text(buf, len, &e, &pg, err, errlen);
-	} else {
-		r = page_from_tree(buf, len, root, lossy, &pg, err, errlen);
-		json_decref(root);
-	}
-	if (r < 0) {
-		message_page_release(&pg);
-		return r;
-	}
-	*ret_page = pg;
-	return 0;
-}
-
-void message_page_release(struct message_page *page)
-{
-	if (!page)
-		return;
-	for (size_t i = 0; i < page->n; i++)
-		message_free(page->msgs ? page->msgs[i] : NULL);
-	free(page->msgs);
-	free(page->cursor);
-	memset(page, 0, sizeof(*page));
-}
-
-int message_error_text(const char *buf, size_t len, char *ret, size_t retlen)
-{
-	json_error_t e;
-	json_t *root, *v;
-	const char *s;
-	bool lossy;
-	size_t n;
-	int r;
-
-	if (!ret || retlen == 0)
-		return -EINVAL;
-	r = load(buf, len, &e, &root, &lossy);
-	if (r < 0)
-		return r == -ENOMEM ? -ENOMEM : -EINVAL;
-	v = json_object_get(root, "error"); /* NULL when root is not one */
-	if (!json_is_string(v)) {
-		json_decref(root);
-		return -EINVAL;
-	}
-	s = json_string_value(v);
-	n = json_string_length(v);
-	if (n > retlen - 1) {
-		n = retlen - 1;
-		/* jansson checked the UTF-8: back off to a sequence start. */
-		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-			n--;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		ret[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-	}
-	ret[n] = '\0';
-	json_decref(root);
-	return 0;
-}
-
-/* ---- answers to actions ----------------------------------------------- */
-
-/* A usable workflowRunId: a string, non-empty, bounded, printable. */
-static void run_from(json_t *obj, struct message_run *run)
-{
-	json_t *id = json_object_get(obj, "workflowRunId");
-	json_t *at = json_object_get(obj, "workflowCreatedAt");
-
-	run->run_id[0] = '\0';
-	run->created_at = -1;
-	if (json_is_string(id)) {
-		const char *s = json_string_value(id);
-		size_t n = json_string_length(id);
-		bool usable = n > 0 && n <= MESSAGE_MAX_RUN_ID;
-
-		for (size_t i = 0; usable && i < n; i++)
-			if ((unsigned char)s[i] < 0x20 ||
-			    (unsigned char)s[i] == 0x7f)
-				usable = false;
-		if (usable) {
-			memcpy(run->run_id, s, n);
-			run->run_id[n] = '\0';
-		}
-	}
-	if (json_is_integer(at) && json_integer_value(at) >= 0)
-		run->created_at = (int64_t)json_integer_value(at);
-}
-
-/* Loads @buf as a JSON object: 0, -EPROTO or -ENOMEM. */
-static int load_object(const char *buf, size_t len, json_t **ret_root)
-{
-	json_error_t e;
-	json_t *root;
-	bool lossy;
-	int r = load(buf, len, &e, &root, &lossy);
-
-	if (r < 0)
-		return r;
-	if (!json_is_object(root)) {
-		json_decref(root);
-		return -EPROTO;
-	}
-	*ret_root = root;
-	return 0;
-}
-
-int message_run_parse(const char *buf, size_t len, struct message_run *ret_run)
-{
-	json_t *root;
-	int r = load_object(buf, len, &root);
-
-	if (r < 0)
-		return r;
-	run_from(root, ret_run);
-	json_decref(root);
-	return 0;
-}
-
-int message_runs_parse(const char *buf, size_t len,
-		       struct message_runs *ret_runs)
-{
-	json_t *root, *arr;
-	struct message_run *v;
-	size_t n;
-	int r = load_object(buf, len, &root);
-
-	if (r < 0)
-		return r;
-	arr = json_object_get(root, "workflowRuns");
-	n = json_array_size(arr);
-	if (!json_is_array(arr) || n > MESSAGE_MAX_RUNS) {
-		json_decref(root);
-		return -EPROTO;
-	}
-	v = calloc(n ? n : 1, sizeof(*v));
-	if (!v) {
-		json_decref(root);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		run_from(json_array_get(arr, i), &v[i]); /* NULL: absent */
-	json_decref(root);
-	ret_runs->v = v;
-	ret_runs->n = n;
-	return 0;
-}
-
-void message_runs_release(struct message_runs *runs)
-{
-	if (!runs)
-		return;
-	free(runs->v);
-	runs->v = NULL;
-	runs->n = 0;
-}
-
-int message_deleted_parse(const char *buf, size_t len, uint64_t *ret_deleted)
-{
-	json_t *root, *d;
-	int r = load_object(buf, len, &root);
-
-	if (r < 0)
-		return r;
-	d = json_object_get(root, "deleted");
-	if (!json_is_integer(d) || json_integer_value(d) < 0) {
-		json_decref(root);
-		return -EPROTO;
-	}
-	*ret_deleted = (uint64_t)json_integer_value(d);
-	json_decref(root);
-	return 0;
-}
-
-/* The log line. Each string has its own budget of output bytes, so a huge
- * id cannot push the other fields out, and the sum stays within
- * MESSAGE_LOG_LINE_MAX. */
-#define LOG_BUDGET_ID 6000
-#define LOG_BUDGET_TEXT 1200
-#define LOG_BUDGET_SHORT 64 /* verb, outcome, error name */
-#define LOG_BUDGET_RUN 400  /* MESSAGE_MAX_RUN_ID, a few escapes */
-#define LOG_FIXED 160	    /* keys, punctuation, time, status */
-_Static_assert(LOG_BUDGET_ID + LOG_BUDGET_TEXT + 3 * LOG_BUDGET_SHORT +
-			       LOG_BUDGET_RUN + LOG_FIXED <
-		       MESSAGE_LOG_LINE_MAX,
-	       "log line budgets exceed the line");
-
-struct logw {
-	char *buf;
-	size_t len;
-};
-
-static void logw_raw(struct logw *w, const char *s)
-{
-	size_t n = strlen(s);
-
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-}
-
-/* Length of the well-formed UTF-8 sequence at @p (at most @n bytes), or 0
- * when the bytes there are not one. */
-/* "s" as a JSON string, at most @budget bytes of output including the
- * quotes; a cut ends at a character boundary, marked with "...". */
-static void logw_str(struct logw *w, const char *s, size_t n, size_t budget)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t used = 2, i = 0;
-
-	w->buf[w->len++] = '"';
-	while (i < n) {
-		char unit[8];
-		size_t k = utf8_seq(s + i, n - i), u = 0;
-
-		if (k == 0) {
-			memcpy(unit, "\xef\xbf\xbd", 3); /* U+FFFD */
-			u = 3;
-			k = 1;
-		} else if (p[i] == '"' || p[i] == '\\') {
-			unit[u++] = '\\';
-			unit[u++] = (char)p[i];
-		} else if (p[i] < 0x20 || p[i] == 0x7f) {
-			memcpy(unit, "\\u00", 4);
-			unit[4] = hex[p[i] >> 4];
-			unit[5] = hex[p[i] & 15];
-			u = 6;
-		} else {
-			memcpy(unit, p + i, k);
-			u = k;
-		}
-		/* room is kept for "..." until the last unit */
-		if (used + u + 3 > budget && (i + k < n || used + u > budget)) {
-			logw_raw(w, "...");
-			break;
-		}
-		memcpy(w->buf + w->len, unit, u);
-		w->len += u;
-		used += u;
-		i += k;
-	}
-	w->buf[w->len++] = '"';
-}
-
-static void logw_field(struct logw *w, const char *key, const char *s, size_t n,
-		       size_t budget)
-{
-	w->buf[w->len++] = ',';
-	logw_str(w, key, strlen(key), LOG_BUDGET_SHORT);
-	w->buf[w->len++] = ':';
-	logw_str(w, s, n, budget);
-}
-
-size_t message_log_line(const struct message_log_entry *e,
-			char buf[MESSAGE_LOG_LINE_MAX])
-{
-	struct logw w = {buf, 0};
-	char tbuf[64], iso[TIMEFMT_ISO_SIZE];
-
-	snprintf(tbuf, sizeof(tbuf), "{\"time\":\"%s\"",
-		 timefmt_iso(e->time_ms, iso));
-	logw_raw(&w, tbuf);
-	logw_field(&w, "verb", e->verb ? e->verb : "",
-		   e->verb ? strlen(e->verb) : 0, LOG_BUDGET_SHORT);
-	logw_field(&w, "dlqId", e->id ? e->id : "", e->id ? e->id_len : 0,
-		   LOG_BUDGET_ID);
-	logw_field(&w, "outcome", e->outcome ? e->outcome : "",
-		   e->outcome ? strlen(e->outcome) : 0, LOG_BUDGET_SHORT);
-	if (e->http_status > 0 && e->http_status < 1000)
-		snprintf(tbuf, sizeof(tbuf), ",\"status\":%ld", e->http_status);
-	else
-		snprintf(tbuf, sizeof(tbuf), ",\"status\":null");
-	logw_raw(&w, tbuf);
-	if (e->run_id && e->run_id[0])
-		logw_field(&w, "workflowRunId", e->run_id, strlen(e->run_id),
-			   LOG_BUDGET_RUN);
-	if (e->error)
-		logw_field(&w, "error", e->error, strlen(e->error),
-			   LOG_BUDGET_SHORT);
-	if (e->text)
-		logw_field(&w, "text", e->text, strlen(e->text),
-			   LOG_BUDGET_TEXT);
-	logw_raw(&w, "}\n");
-	buf[w.len] = '\0';
-	return w.len;
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,10 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "jsonw.h"
 #include "scope.h"
 #include "status.h"
 #include "timefmt.h"
-#include "utf8.h"
 
 /* last_error and retry_text hold an api_error's text whole */
 _Static_assert(sizeof(((struct api_error *)0)->text) <= STATUS_TEXT_MAX,
@@ -65,6 +66,28 @@ struct out {
 	int err;
 };
 
+/* Makes room for @n more bytes and a NUL; false (o->err set) when memory
+ * ran out. */
+static bool out_room(struct out *o, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (o->err)
+		return false;
+	if (n < o->cap - o->len)
+		return true;
+	cap = (o->cap + n + 1) * 2;
+	p = realloc(o->buf, cap);
+	if (!p) {
+		o->err = -ENOMEM;
+		return false;
+	}
+	o->buf = p;
+	o->cap = cap;
+	return true;
+}
+
 __attribute__((format(printf, 2, 3))) static void
 out_printf(struct out *o, const char *fmt, ...)
 {
@@ -83,44 +106,22 @@ out_printf(struct out *o, const char *fmt, ...)
 		}
 		if ((size_t)n < o->cap - o->len)
 			break;
-		{
-			size_t cap = (o->cap + (size_t)n + 1) * 2;
-			char *p = realloc(o->buf, cap);
-
-			if (!p) {
-				o->err = -ENOMEM;
-				return;
-			}
-			o->buf = p;
-			o->cap = cap;
-		}
+		if (!out_room(o, (size_t)n))
+			return;
 	}
 	o->len += (size_t)n;
 }
 
 /* A JSON string literal, valid whatever @s holds: a scope value comes
- * from the command line, in any bytes. Bytes that are not UTF-8 become
- * U+FFFD, control bytes \u00XX. */
+ * from the command line, in any bytes. */
 static void out_string(struct out *o, const char *s)
 {
 	size_t n = strlen(s);
 
-	out_printf(o, "\"");
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t k = utf8_seq(s + i, n - i);
-
-		if (!k)
-			out_printf(o, "\xef\xbf\xbd");
-		else if (c == '"' || c == '\\')
-			out_printf(o, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			out_printf(o, "\\u%04x", c);
-		else
-			out_printf(o, "%.*s", (int)k, s + i);
-		i += k ? k : 1;
-	}
-	out_printf(o, "\"");
+	if (!out_room(o, jsonw_str(NULL, s, n, JSONW_NO_LIMIT)))
+		return;
+	o->len += jsonw_str(o->buf + o->len, s, n, JSONW_NO_LIMIT);
+	o->buf[o->len] = '\0';
 }
 
 static char *render_scope(const struct api_filter *f, size_t n)

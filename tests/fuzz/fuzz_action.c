@@ -12,7 +12,8 @@
 #include <string.h>
 
 #include "action.h"
-#include "message.h"
+#include "action_log.h"
+#include "answer.h"
 #include "fuzz.h"
 
 /* Names holding "zz" are unknown (for delete, which uses this resolver):
@@ -28,7 +29,7 @@ static int resolve(void *ctx, const char *name, char **ret_id)
 
 static void check_line(const char *line, size_t n)
 {
-	CHECK(n > 2 && n < MESSAGE_LOG_LINE_MAX && strlen(line) == n);
+	CHECK(n > 2 && n < ACTION_LOG_LINE_MAX && strlen(line) == n);
 	CHECK(line[0] == '{' && line[n - 2] == '}' && line[n - 1] == '\n');
 	for (size_t i = 0; i + 1 < n; i++)
 		CHECK((unsigned char)line[i] >= 0x20 &&
@@ -47,12 +48,12 @@ static void check_action(const struct action *act, enum action_verb verb)
 	for (size_t i = 0; i < act->n; i++) {
 		const char *id = act->ids[i];
 		size_t n = strlen(id);
-		struct message_log_entry e = {.verb = "resume",
-					      .id = id,
-					      .id_len = n,
-					      .outcome = "ok",
-					      .text = id};
-		char line[MESSAGE_LOG_LINE_MAX];
+		struct action_log_entry e = {.verb = "resume",
+					     .id = id,
+					     .id_len = n,
+					     .outcome = "ok",
+					     .text = id};
+		char line[ACTION_LOG_LINE_MAX];
 
 		CHECK(n >= 1 && n <= API_MAX_ID);
 		CHECK(strcmp(id, ".") && strcmp(id, "..") && strcmp(id, "*"));
@@ -65,17 +66,17 @@ static void check_action(const struct action *act, enum action_verb verb)
 			for (size_t j = i + 1; j < act->n; j++)
 				CHECK(strcmp(id, act->ids[j]) != 0);
 		if (i < 4)
-			check_line(line, message_log_line(&e, line));
+			check_line(line, action_log_line(&e, line));
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
-	struct message_log_entry e = {.verb = "delete", .outcome = "error"};
-	char line[MESSAGE_LOG_LINE_MAX];
-	struct message_runs runs = {0};
-	struct message_run run;
+	struct action_log_entry e = {.verb = "delete", .outcome = "error"};
+	char line[ACTION_LOG_LINE_MAX];
+	struct answer_runs runs = {0};
+	struct answer_run run;
 	uint64_t deleted;
 
 	for (int v = 0; v < ACTION_NVERBS; v++) {
@@ -100,15 +101,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the bytes as an id, a text, and an answer */
 	e.id = buf;
 	e.id_len = size;
-	check_line(line, message_log_line(&e, line));
-	if (message_runs_parse(buf, size, &runs) == 0) {
-		CHECK(runs.n <= MESSAGE_MAX_RUNS);
+	check_line(line, action_log_line(&e, line));
+	if (answer_runs_parse(buf, size, &runs) == 0) {
+		CHECK(runs.n <= ANSWER_MAX_RUNS);
 		for (size_t i = 0; i < runs.n; i++)
-			CHECK(strlen(runs.v[i].run_id) <= MESSAGE_MAX_RUN_ID);
-		message_runs_release(&runs);
+			CHECK(strlen(runs.v[i].run_id) <= ANSWER_MAX_RUN_ID);
+		answer_runs_release(&runs);
 	}
-	if (message_run_parse(buf, size, &run) == 0)
-		CHECK(strlen(run.run_id) <= MESSAGE_MAX_RUN_ID);
-	message_deleted_parse(buf, size, &deleted);
+	if (answer_run_parse(buf, size, &run) == 0)
+		CHECK(strlen(run.run_id) <= ANSWER_MAX_RUN_ID);
+	answer_deleted_parse(buf, size, &deleted);
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* fuzz_page: message_page_parse() and message_error_text() on any bytes.
+/* fuzz_page: message_page_parse() and answer_error_text() on any bytes.
  * Beyond not crashing or leaking: a page respects its limits, its messages
  * are its entries in order (message.json of each loads, and re-indents to
  * itself; its tokens are in the page, in order; when jansson loads the
@@ -14,7 +14,9 @@
 
 #include <jansson.h>
 
+#include "answer.h"
 #include "message.h"
+#include "message_page.h"
 #include "../unit/msgfile.h"
 #include "fuzz.h"
 
@@ -47,9 +49,8 @@ static char *squeeze(const char *s, size_t n, size_t *ret_n)
 
 /* Each message.json loads and re-indents to itself, and its tokens are
  * in the page, after those of the message before. When jansson loads the
- * page, each message is also the next entry equal to its message.json
- * (malformed entries are skipped); when it does not, the page was read
- * entry by entry. */
+ * page whole (the oracle), each message is also the next entry equal to
+ * its message.json (malformed entries are skipped). */
 static void check_entries(const struct message_page *pg, const uint8_t *data,
 			  size_t size)
 {
@@ -99,12 +100,12 @@ static void check_entries(const struct message_page *pg, const uint8_t *data,
 static void check_page(const struct message_page *pg, size_t size)
 {
 	CHECK(pg->bytes == size);
-	CHECK(pg->n + pg->malformed <= MESSAGE_MAX_PAGE_MESSAGES);
+	CHECK(pg->n + pg->malformed <= MESSAGE_PAGE_MAX_MESSAGES);
 	CHECK(pg->n == 0 || pg->msgs);
 	if (pg->cursor) {
 		size_t n = strlen(pg->cursor);
 
-		CHECK(n > 0 && n <= MESSAGE_MAX_CURSOR);
+		CHECK(n > 0 && n <= MESSAGE_PAGE_MAX_CURSOR);
 	}
 	for (size_t i = 0; i < pg->n; i++) {
 		const struct message *m = pg->msgs[i];
@@ -149,8 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i < sizeof(retlens) / sizeof(retlens[0]); i++) {
 		memset(text, 'Z', sizeof(text));
-		r = message_error_text((const char *)data, size, text,
-				       retlens[i]);
+		r = answer_error_text((const char *)data, size, text,
+				      retlens[i]);
 		if (r < 0) {
 			CHECK(r == -EINVAL || r == -ENOMEM);
 			CHECK(text[0] == 'Z');

@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "action.h"
+#include "action_log.h"
 #include "net.h"
 #include "tap.h"
 
@@ -1125,7 +1126,7 @@ static void test_run_never_twice(struct server *s)
 static void test_log_line(void)
 {
 	static const char odd[] = "a\"b\\c\x01\xff\xc3\xa9\xed\xa0\x80z";
-	struct message_log_entry e = {
+	struct action_log_entry e = {
 		.time_ms = 1795132800123LL,
 		.verb = "delete",
 		.id = odd,
@@ -1135,8 +1136,8 @@ static void test_log_line(void)
 		.error = "ENOENT",
 		.text = "HTTP 404: \"gone\"",
 	};
-	char line[MESSAGE_LOG_LINE_MAX], *big;
-	size_t n = message_log_line(&e, line);
+	char line[ACTION_LOG_LINE_MAX], *big;
+	size_t n = action_log_line(&e, line);
 
 	is_str(line,
 	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
@@ -1154,7 +1155,7 @@ static void test_log_line(void)
 	e.run_id = "wfr_1";
 	e.id = "1-0";
 	e.id_len = 3;
-	message_log_line(&e, line);
+	action_log_line(&e, line);
 	is_str(line,
 	       "{\"time\":\"2026-11-20T00:00:00.123Z\",\"verb\":\"delete\","
 	       "\"dlqId\":\"1-0\",\"outcome\":\"ok\",\"status\":null,"
@@ -1165,8 +1166,8 @@ static void test_log_line(void)
 	memset(big, '\x01', 100000);
 	e.id = big;
 	e.id_len = 100000;
-	n = message_log_line(&e, line);
-	ok(n < MESSAGE_LOG_LINE_MAX && line[n - 1] == '\n' &&
+	n = action_log_line(&e, line);
+	ok(n < ACTION_LOG_LINE_MAX && line[n - 1] == '\n' &&
 		   strstr(line, "...\",\"outcome\":\"ok\""),
 	   "a huge id is cut, the line stays whole (%zu bytes)", n);
 	free(big);
@@ -1215,112 +1216,6 @@ static void test_log_bounds(void)
 	ok(1, "action_log_free(NULL) is a no-op");
 }
 
-/* ---- answers to actions ----------------------------------------------- */
-
-static void test_answers(void)
-{
-	static const struct {
-		const char *body;
-		int r;
-		const char *run_id;
-		long long created;
-	} one[] = {
-		{"{\"workflowRunId\":\"wfr_1\",\"workflowCreatedAt\":5}", 0,
-		 "wfr_1", 5},
-		{"{}", 0, "", -1},
-		{"{\"workflowRunId\":7,\"workflowCreatedAt\":\"x\"}", 0, "",
-		 -1},
-		{"{\"workflowRunId\":\"\"}", 0, "", -1},
-		{"{\"workflowRunId\":\"a\\nb\"}", 0, "", -1},
-		{"{\"workflowRunId\":\"a\\u0000b\"}", 0, "", -1},
-		{"{\"workflowCreatedAt\":-3}", 0, "", -1},
-		{"[]", -EPROTO, NULL, 0},
-		{"null", -EPROTO, NULL, 0},
-		{"", -EPROTO, NULL, 0},
-		{"<html>", -EPROTO, NULL, 0},
-	};
-	static const struct {
-		const char *body;
-		int r;
-		size_t n;
-	} many[] = {
-		{"{\"workflowRuns\":[{\"workflowRunId\":\"a\"},7,null,{}],"
-		 "\"cursor\":\"c\"}",
-		 0, 4},
-		{"{\"workflowRuns\":[]}", 0, 0},
-		{"{\"workflowRuns\":{}}", -EPROTO, 0},
-		{"{\"cursor\":\"\"}", -EPROTO, 0},
-		{"[1]", -EPROTO, 0},
-	};
-	static const struct {
-		const char *body;
-		int r;
-		uint64_t n;
-	} del[] = {
-		{"{\"deleted\":3}", 0, 3},
-		{"{\"deleted\":0}", 0, 0},
-		{"{\"deleted\":-1}", -EPROTO, 0},
-		{"{\"deleted\":1.5}", -EPROTO, 0},
-		{"{\"deleted\":\"3\"}", -EPROTO, 0},
-		{"{}", -EPROTO, 0},
-		{"", -EPROTO, 0},
-	};
-	char longid[600], *big;
-	struct message_runs runs = {0};
-	struct message_run run;
-	uint64_t deleted;
-	size_t n;
-
-	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
-		memset(&run, 'z', sizeof(run));
-		is_int(message_run_parse(one[i].body, strlen(one[i].body),
-					 &run),
-		       one[i].r, "run answer %zu: result", i);
-		if (one[i].r == 0) {
-			is_str(run.run_id, one[i].run_id, "run answer %zu: id",
-			       i);
-			is_int(run.created_at, one[i].created,
-			       "run answer %zu: created", i);
-		} else {
-			ok(run.run_id[0] == 'z', "run answer %zu: untouched",
-			   i);
-		}
-	}
-	snprintf(longid, sizeof(longid), "{\"workflowRunId\":\"%0*d\"}",
-		 MESSAGE_MAX_RUN_ID + 1, 0);
-	is_int(message_run_parse(longid, strlen(longid), &run), 0,
-	       "an over-long run id: read");
-	is_str(run.run_id, "", "an over-long run id: absent");
-	for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
-		int r = message_runs_parse(many[i].body, strlen(many[i].body),
-					   &runs);
-
-		is_int(r, many[i].r, "runs answer %zu: result", i);
-		if (r == 0) {
-			is_int(runs.n, many[i].n, "runs answer %zu: count", i);
-			message_runs_release(&runs);
-		}
-	}
-	/* more than MESSAGE_MAX_RUNS */
-	big = malloc(32 + 3 * (MESSAGE_MAX_RUNS + 1));
-	n = (size_t)sprintf(big, "{\"workflowRuns\":[");
-	for (int i = 0; i <= MESSAGE_MAX_RUNS; i++)
-		n += (size_t)sprintf(big + n, "%s{}", i ? "," : "");
-	sprintf(big + n, "]}");
-	is_int(message_runs_parse(big, strlen(big), &runs), -EPROTO,
-	       "more than MESSAGE_MAX_RUNS runs: -EPROTO");
-	free(big);
-	message_runs_release(NULL);
-	for (size_t i = 0; i < sizeof(del) / sizeof(del[0]); i++) {
-		deleted = 99;
-		is_int(message_deleted_parse(del[i].body, strlen(del[i].body),
-					     &deleted),
-		       del[i].r, "deleted answer %zu: result", i);
-		is_int(deleted, del[i].r == 0 ? del[i].n : 99,
-		       "deleted answer %zu: value", i);
-	}
-}
-
 int main(void)
 {
 	struct server s;
@@ -1342,7 +1237,6 @@ int main(void)
 	test_input_table();
 	test_input_chunks();
 	test_input_limits();
-	test_answers();
 	test_log_line();
 	test_log_bounds();
 	server_start(&s);

@@ -1149,8 +1149,8 @@ static void test_action_guard(void)
 	const char *nul[] = {"a", NULL};
 	const char *none[] = {""};
 	struct http_config hc = test_http();
-	struct message_runs runs = {0};
-	struct message_run run;
+	struct answer_runs runs = {0};
+	struct answer_run run;
 	struct api_error err;
 	long long deleted = 77;
 	struct server s;
@@ -1220,8 +1220,8 @@ static void test_action_calls(void)
 		.flow_control_value = "parallelism=3, rate=10, period=1m",
 	};
 	struct http_config hc = test_http();
-	struct message_runs runs = {0};
-	struct message_run run;
+	struct answer_runs runs = {0};
+	struct answer_run run;
 	struct api_error err;
 	long long deleted = 0;
 	struct server s;
@@ -1295,7 +1295,7 @@ static void test_action_calls(void)
 	   "bulk restart: method, path, ids");
 	ok(!has(s.sh->first_request, "Upstash-"),
 	   "bulk restart: no option headers without options");
-	message_runs_release(&runs);
+	answer_runs_release(&runs);
 	server_free(&s);
 	api_free(a);
 
@@ -1343,7 +1343,7 @@ static void test_action_statuses(void)
 		{SEND_KEEP,
 		 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"}};
 	struct http_config hc = test_http();
-	struct message_run run;
+	struct answer_run run;
 	struct api_error err;
 	struct server s;
 	struct api *a;
@@ -1410,7 +1410,7 @@ static void test_action_retries(void)
 	};
 	struct http_config hc = test_http();
 	struct message_page page = {0};
-	struct message_run run;
+	struct answer_run run;
 	struct api_error err;
 	struct server s;
 	struct api *a;
@@ -1493,8 +1493,8 @@ static void test_action_bad_headers(void)
 		.retries = -1, .flow_control_value = "rate=1\r\nX-Evil: 1"};
 	struct api_action_options huge = {.retries = -1};
 	struct http_config hc = test_http();
-	struct message_runs runs = {0};
-	struct message_run run;
+	struct answer_runs runs = {0};
+	struct answer_run run;
 	struct api_error err;
 	struct server s;
 	struct api *a;

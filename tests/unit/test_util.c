@@ -1,9 +1,10 @@
-/* Unit tests for the small shared helpers: utf8 (the one UTF-8 decoder)
- * and timefmt (the one time format). */
+/* Unit tests for the small shared helpers: utf8 (the one UTF-8 decoder),
+ * timefmt (the one time format) and jsonw (the one JSON string writer). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonw.h"
 #include "tap.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -63,9 +64,59 @@ static void test_timefmt(void)
 	   "timefmt_now_ms: the wall clock");
 }
 
+/* The one JSON string writer: status and actions.log both write with it. */
+static void test_jsonw(void)
+{
+	static const struct {
+		const char *s;
+		size_t n, budget;
+		const char *want;
+	} cases[] = {
+		{"abc", 3, JSONW_NO_LIMIT, "\"abc\""},
+		{"", 0, JSONW_NO_LIMIT, "\"\""},
+		{"a\"b\\c", 5, JSONW_NO_LIMIT, "\"a\\\"b\\\\c\""},
+		{"\x01\n\x1f\x7f", 4, JSONW_NO_LIMIT,
+		 "\"\\u0001\\u000a\\u001f\\u007f\""},
+		{"a\0b", 3, JSONW_NO_LIMIT, "\"a\\u0000b\""},
+		{"caf\xc3\xa9 \xe2\x82\xac", 9, JSONW_NO_LIMIT,
+		 "\"caf\xc3\xa9 \xe2\x82\xac\""},
+		/* not UTF-8: U+FFFD for each byte that starts no sequence */
+		{"\xff\xc3(\xed\xa0\x80", 6, JSONW_NO_LIMIT,
+		 "\"\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd"
+		 "\xef\xbf\xbd\""},
+		/* a budget: cut at a character boundary, "..." inside */
+		{"abcdefgh", 8, 13, "\"abcdefgh\""},
+		{"abcdefgh", 8, 10, "\"abcde...\""}, /* room kept for "..." */
+		{"abcdefghi", 9, 10, "\"abcde...\""},
+		{"ab\xc3\xa9"
+		 "cdef",
+		 8, 9, "\"ab\xc3\xa9...\""},
+		{"ab\xc3\xa9"
+		 "cdef",
+		 8, 8, "\"ab...\""},
+		{"abcdef", 6, JSONW_MIN_BUDGET, "\"...\""},
+		{"\x01\x01", 2, 9, "\"...\""},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[64];
+		size_t want = strlen(cases[i].want);
+		size_t m = jsonw_str(NULL, cases[i].s, cases[i].n,
+				     cases[i].budget);
+		size_t n =
+			jsonw_str(buf, cases[i].s, cases[i].n, cases[i].budget);
+
+		is_mem(buf, n, cases[i].want, want, "jsonw_str case %zu", i);
+		is_int(m, n, "jsonw_str case %zu: measured as written", i);
+		ok(n <= cases[i].budget, "jsonw_str case %zu: within budget",
+		   i);
+	}
+}
+
 int main(void)
 {
 	test_utf8();
 	test_timefmt();
+	test_jsonw();
 	return tap_done();
 }
