@@ -20,22 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "action_verb.h"
 #include "api.h"
-
-enum action_verb {
-	ACTION_DELETE,
-	ACTION_RESUME,
-	ACTION_RESTART,
-	ACTION_CALLBACK,
-	ACTION_NVERBS
-};
-
-/* "delete", "resume", "restart", "callback": the control file names and
- * the "verb" of log lines. */
-extern const char *const action_verb_names[ACTION_NVERBS];
-
-/* Sets @ret_verb from a control file name. Returns 0, or -EINVAL. */
-int action_verb_parse(const char *name, enum action_verb *ret_verb);
 
 /* Limits on what one write may ask. */
 #define ACTION_MAX_INPUT (1 << 20) /* bytes parsed at once: -EFBIG */

@@ -23,24 +23,6 @@
 #include "message.h"
 #include "timefmt.h"
 
-const char *const action_verb_names[ACTION_NVERBS] = {
-	[ACTION_DELETE] = "delete",
-	[ACTION_RESUME] = "resume",
-	[ACTION_RESTART] = "restart",
-	[ACTION_CALLBACK] = "callback",
-};
-
-int action_verb_parse(const char *name, enum action_verb *ret_verb)
-{
-	for (int v = 0; v < ACTION_NVERBS; v++) {
-		if (name && strcmp(name, action_verb_names[v]) == 0) {
-			*ret_verb = (enum action_verb)v;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 /* ---- parsing ---------------------------------------------------------- */
 
 #define ACTION_QUOTE_MAX 40 /* bytes of a line quoted in an error */

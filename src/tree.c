@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "action.h"
+#include "action_verb.h"
 #include "tree.h"
 
 _Static_assert(TREE_NACTIONS == ACTION_NVERBS,
