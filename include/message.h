@@ -29,9 +29,6 @@ enum message_view {
 	VIEW_COUNT
 };
 
-/* Directory names, indexed by enum message_view ("by-label", ...). */
-extern const char *const message_view_names[VIEW_COUNT];
-
 /* A byte string inside a message's storage, not NUL-terminated in general
  * (a view value may point into the message's text). */
 struct message_bytes {

@@ -27,6 +27,10 @@
 #define SNAPSHOT_KEY_SHIFT 4
 #define SNAPSHOT_KEY_MIN (1ULL << 32)
 
+/* The views' directory names, indexed by enum message_view ("by-label",
+ * ...): the tree's vocabulary, and part of each view's key. */
+extern const char *const snapshot_view_names[VIEW_COUNT];
+
 struct snapshot_run {
 	struct message *msg; /* owned */
 	char *name;	     /* escaped dlqId, owned by the snapshot */

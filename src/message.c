@@ -30,17 +30,6 @@
 #include "message.h"
 #include "utf8.h"
 
-const char *const message_view_names[VIEW_COUNT] = {
-	[VIEW_LABEL] = "by-label",
-	[VIEW_URL] = "by-url",
-	[VIEW_RUN] = "by-run",
-	[VIEW_STATE] = "by-state",
-	[VIEW_STATUS] = "by-status",
-	[VIEW_DATE] = "by-date",
-	[VIEW_FLOW_CONTROL_KEY] = "by-flow-control-key",
-	[VIEW_CALLER_IP] = "by-caller-ip",
-};
-
 /* Most values any view holds: every label, one of each other view. */
 #define MAX_VIEW_VALUES (MESSAGE_MAX_LABELS + VIEW_COUNT - 1)
 

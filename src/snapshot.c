@@ -13,6 +13,17 @@
 
 #include "snapshot.h"
 
+const char *const snapshot_view_names[VIEW_COUNT] = {
+	[VIEW_LABEL] = "by-label",
+	[VIEW_URL] = "by-url",
+	[VIEW_RUN] = "by-run",
+	[VIEW_STATE] = "by-state",
+	[VIEW_STATUS] = "by-status",
+	[VIEW_DATE] = "by-date",
+	[VIEW_FLOW_CONTROL_KEY] = "by-flow-control-key",
+	[VIEW_CALLER_IP] = "by-caller-ip",
+};
+
 struct snapshot_slot {
 	uint64_t key; /* 0: empty */
 	int32_t view; /* -1: run */
@@ -205,7 +216,7 @@ static uint64_t run_key(const char *name, unsigned salt)
 
 static uint64_t value_key(int view, const char *name, unsigned salt)
 {
-	const char *vn = message_view_names[view];
+	const char *vn = snapshot_view_names[view];
 	uint64_t h = names_hash64(vn, strlen(vn) + 1);
 
 	h = names_hash64_more(h, name, strlen(name));
@@ -653,8 +664,8 @@ static void listing_tags(struct snapshot *s)
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		struct snapshot_view *view = &s->view[v];
 
-		view->tag = names_hash64(message_view_names[v],
-					 strlen(message_view_names[v]) + 1);
+		view->tag = names_hash64(snapshot_view_names[v],
+					 strlen(snapshot_view_names[v]) + 1);
 		for (uint32_t i = 0; i < view->nvalues; i++) {
 			struct snapshot_value *val = &view->values[i];
 

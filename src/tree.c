@@ -166,7 +166,7 @@ int tree_lookup(const struct snapshot *s, const struct tree_node *dir,
 			n.kind = TREE_CTL;
 		} else {
 			for (n.view = 0; n.view < VIEW_COUNT; n.view++)
-				if (!strcmp(name, message_view_names[n.view]))
+				if (!strcmp(name, snapshot_view_names[n.view]))
 					break;
 			if (n.view == VIEW_COUNT)
 				return -ENOENT;
@@ -282,7 +282,7 @@ void tree_dir_entry(const struct snapshot *s, const struct tree_node *dir,
 		} else if (i <= VIEW_COUNT) {
 			n.kind = TREE_VIEW;
 			n.view = (int)i - 1;
-			*ret_name = message_view_names[n.view];
+			*ret_name = snapshot_view_names[n.view];
 		} else {
 			n.kind = TREE_CTL;
 			*ret_name = TREE_CTL_NAME;

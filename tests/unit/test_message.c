@@ -14,6 +14,7 @@
 #include "answer.h"
 #include "jtext.h"
 #include "message.h"
+#include "snapshot.h"
 #include "message_page.h"
 #include "msgfile.h"
 #include "tap.h"
@@ -109,7 +110,7 @@ static void test_names(void)
 	for (int f = 0; f < MESSAGE_NFILES; f++)
 		is_str(message_file_names[f], files[f], "file name %d", f);
 	for (int v = 0; v < VIEW_COUNT; v++)
-		is_str(message_view_names[v], views[v], "view name %d", v);
+		is_str(snapshot_view_names[v], views[v], "view name %d", v);
 }
 
 /* message.json: every field, received order, 2-space indent, final "\n";
@@ -487,7 +488,7 @@ static const struct {
 static void test_views(void)
 {
 	for (size_t i = 0; i < N(view_cases); i++) {
-		const char *name = message_view_names[view_cases[i].view];
+		const char *name = snapshot_view_names[view_cases[i].view];
 		struct message *m = parse(with_id(view_cases[i].json));
 
 		if (!ok(m != NULL, "%s %s: parsed", name, view_cases[i].json))
@@ -503,7 +504,7 @@ static void test_views(void)
 			      file_of(m, MESSAGE_RESPONSE_STATUS)->len))
 				ok(m->view[v].n == 0 && m->view[v].v == NULL,
 				   "%s %s: nothing in %s", name,
-				   view_cases[i].json, message_view_names[v]);
+				   view_cases[i].json, snapshot_view_names[v]);
 		ok(well_formed(m), "%s %s: layout", name, view_cases[i].json);
 		message_free(m);
 	}
@@ -559,7 +560,7 @@ static void test_view_misc(void)
 
 		for (int v = 0; v < VIEW_COUNT; v++)
 			is_str(view_str(m, v), want[v], "all views: %s",
-			       message_view_names[v]);
+			       snapshot_view_names[v]);
 		ok(well_formed(m), "all views: layout");
 	}
 	message_free(m);
