@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "action_log.h"
+#include "buf.h"
 #include "jsonw.h"
 #include "timefmt.h"
 
@@ -91,13 +92,11 @@ size_t action_log_line(const struct action_log_entry *e,
 
 /* ---- the log ---------------------------------------------------------- */
 
-#define ACTION_LOG_FIRST 65536 /* first allocation */
-
 struct action_log {
 	pthread_mutex_t lock;
 	/* all below under lock */
-	char *buf;
-	size_t len, cap, max;
+	struct buf b;
+	size_t max;
 	bool full; /* the "full" line is written */
 	uint64_t dropped;
 };
@@ -122,31 +121,15 @@ void action_log_free(struct action_log *log)
 	if (!log)
 		return;
 	pthread_mutex_destroy(&log->lock);
-	free(log->buf);
+	buf_release(&log->b);
 	free(log);
 }
 
-/* Makes room for @n more bytes (within log->max); false when memory ran
- * out. */
-static bool log_grow(struct action_log *log, size_t n)
+/* Appends @n bytes of @p within log->max; false when memory ran out. */
+static bool log_add(struct action_log *log, const char *p, size_t n)
 {
-	size_t cap = log->cap;
-	char *p;
-
-	if (log->len + n <= cap)
-		return true;
-	if (!cap)
-		cap = ACTION_LOG_FIRST;
-	while (cap < log->len + n)
-		cap = cap > log->max / 2 ? log->max : cap * 2;
-	if (cap > log->max)
-		cap = log->max;
-	p = realloc(log->buf, cap);
-	if (!p)
-		return false;
-	log->buf = p;
-	log->cap = cap;
-	return true;
+	return buf_reserve(&log->b, n, log->max) == 0 &&
+	       buf_add(&log->b, p, n) == 0;
 }
 
 static void log_full_line(struct action_log *log)
@@ -160,10 +143,8 @@ static void log_full_line(struct action_log *log)
 		"{\"time\":\"%s\",\"log\":\"full\","
 		"\"text\":\"actions.log holds at most %zu bytes: later actions are not logged\"}\n",
 		timefmt_iso(timefmt_now_ms(), iso), log->max);
-	if (n > 0 && (size_t)n < sizeof(line) && log_grow(log, (size_t)n)) {
-		memcpy(log->buf + log->len, line, (size_t)n);
-		log->len += (size_t)n;
-	}
+	if (n > 0 && (size_t)n < sizeof(line))
+		log_add(log, line, (size_t)n);
 }
 
 int action_log_append(struct action_log *log, const char *line, size_t len)
@@ -173,17 +154,14 @@ int action_log_append(struct action_log *log, const char *line, size_t len)
 	if (!len || line[len - 1] != '\n')
 		return -EINVAL;
 	pthread_mutex_lock(&log->lock);
-	if (log->full || len > log->max - ACTION_LOG_RESERVE - log->len) {
+	if (log->full || len > log->max - ACTION_LOG_RESERVE - log->b.len) {
 		if (!log->full)
 			log_full_line(log);
 		log->dropped++;
 		r = -ENOSPC;
-	} else if (!log_grow(log, len)) {
+	} else if (!log_add(log, line, len)) {
 		log->dropped++;
 		r = -ENOMEM;
-	} else {
-		memcpy(log->buf + log->len, line, len);
-		log->len += len;
 	}
 	pthread_mutex_unlock(&log->lock);
 	return r;
@@ -195,11 +173,11 @@ size_t action_log_read(struct action_log *log, uint64_t off, char *buf,
 	size_t n = 0;
 
 	pthread_mutex_lock(&log->lock);
-	if (off < log->len) {
-		n = log->len - (size_t)off;
+	if (off < log->b.len) {
+		n = log->b.len - (size_t)off;
 		if (n > len)
 			n = len;
-		memcpy(buf, log->buf + off, n);
+		memcpy(buf, log->b.data + off, n);
 	}
 	pthread_mutex_unlock(&log->lock);
 	return n;
@@ -210,7 +188,7 @@ uint64_t action_log_size(struct action_log *log)
 	uint64_t n;
 
 	pthread_mutex_lock(&log->lock);
-	n = log->len;
+	n = log->b.len;
 	pthread_mutex_unlock(&log->lock);
 	return n;
 }

@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "buf.h"
 #include "timefmt.h"
 
 #define API_MAX_URL 16384    /* longer list URL: -EINVAL, not sent */
@@ -137,27 +138,29 @@ void api_free(struct api *a)
 
 /* URLs. */
 
-/* Appends @sep and the percent-encoding of @value to the new string *@s.
- * On failure frees it and sets it to NULL, and does nothing to a NULL
- * *@s: a URL is built with a chain of appends and checked once. */
-static void append_escaped(char **s, const char *sep, const char *value)
+/* Appends @sep and the percent-encoding of @value to @b, unless *@err
+ * (the first failure: a URL is built with a chain of appends and checked
+ * once) is set already. */
+static void add_escaped(struct buf *b, int *err, const char *sep,
+			const char *value)
 {
-	char *esc, *grown = NULL;
-	size_t have;
+	char *esc;
 
-	if (!*s)
+	if (*err)
 		return;
 	esc = http_escape(value, strlen(value));
-	if (esc) {
-		have = strlen(*s);
-		grown = realloc(*s, have + strlen(sep) + strlen(esc) + 1);
-		if (grown)
-			sprintf(grown + have, "%s%s", sep, esc);
-	}
+	*err = esc ? buf_addf(b, "%s%s", sep, esc) : -ENOMEM;
 	free(esc);
-	if (!grown)
-		free(*s);
-	*s = grown;
+}
+
+/* The string built in @b, or NULL (and @b released) after an error. */
+static char *built(struct buf *b, int err)
+{
+	if (err) {
+		buf_release(b);
+		return NULL;
+	}
+	return buf_steal(b);
 }
 
 static int is_date_param(const char *p)
@@ -170,17 +173,18 @@ static int is_date_param(const char *p)
  * string, or NULL. */
 static char *filter_query(const struct api_filter *f, size_t n, bool dated)
 {
-	char *q = strdup("");
+	struct buf q = BUF_INIT;
+	int err = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		const char *p = f[i].param ? f[i].param : "";
 
 		if (!dated && is_date_param(p))
 			continue;
-		append_escaped(&q, "&", p);
-		append_escaped(&q, "=", f[i].value ? f[i].value : "");
+		add_escaped(&q, &err, "&", p);
+		add_escaped(&q, &err, "=", f[i].value ? f[i].value : "");
 	}
-	return q;
+	return built(&q, err);
 }
 
 /* The list URL; with a range (@from or @to >= 0), the scope's own
@@ -189,22 +193,18 @@ static char *list_url(const struct api *a, int64_t from, int64_t to,
 		      const char *cursor)
 {
 	bool ranged = from >= 0 || to >= 0;
-	char range[64] = "";
-	char *url;
+	struct buf url = BUF_INIT;
+	int err;
 
-	if (from >= 0)
-		snprintf(range, sizeof(range), "&fromDate=%lld",
-			 (long long)from);
-	if (to >= 0)
-		snprintf(range + strlen(range), sizeof(range) - strlen(range),
-			 "&toDate=%lld", (long long)to);
-	if (asprintf(&url, "%s" API_LIST_PATH "?count=%d%s%s", a->base_url,
-		     API_PAGE_COUNT, ranged ? a->query_undated : a->query,
-		     range) < 0)
-		return NULL;
+	err = buf_addf(&url, "%s" API_LIST_PATH "?count=%d%s", a->base_url,
+		       API_PAGE_COUNT, ranged ? a->query_undated : a->query);
+	if (!err && from >= 0)
+		err = buf_addf(&url, "&fromDate=%lld", (long long)from);
+	if (!err && to >= 0)
+		err = buf_addf(&url, "&toDate=%lld", (long long)to);
 	if (cursor)
-		append_escaped(&url, "&cursor=", cursor);
-	return url;
+		add_escaped(&url, &err, "&cursor=", cursor);
+	return built(&url, err);
 }
 
 char *api_list_url(const struct api *a, const char *cursor)
@@ -534,17 +534,17 @@ static const char *guard(bool bulk, const char *const *ids, size_t n)
 char *api_action_url(const struct api *a, const char *path, bool bulk,
 		     const char *const *ids, size_t n)
 {
-	char *url;
+	struct buf url = BUF_INIT;
+	int err;
 
 	if (guard(bulk, ids, n))
 		return NULL;
-	if (asprintf(&url, "%s" API_LIST_PATH "%s", a->base_url, path) < 0)
-		return NULL;
+	err = buf_addf(&url, "%s" API_LIST_PATH "%s", a->base_url, path);
 	if (!bulk)
-		append_escaped(&url, "/", ids[0]);
+		add_escaped(&url, &err, "/", ids[0]);
 	for (size_t i = 0; bulk && i < n; i++)
-		append_escaped(&url, i ? "&dlqIds=" : "?dlqIds=", ids[i]);
-	return url;
+		add_escaped(&url, &err, i ? "&dlqIds=" : "?dlqIds=", ids[i]);
+	return built(&url, err);
 }
 
 /* Whether an action that failed with @r (@resp: the last response, if one

@@ -27,6 +27,7 @@
 
 #include <curl/curl.h>
 
+#include "buf.h"
 #include "http.h"
 #include "timefmt.h"
 
@@ -55,8 +56,7 @@ struct http {
 	uint64_t rng; /* xorshift64 state for backoff jitter */
 
 	/* State of the attempt in progress. */
-	char *buf;
-	size_t len, cap;
+	struct buf body;
 	bool over_limit;	   /* body exceeded cfg.max_response_bytes */
 	bool oom;		   /* body allocation failed */
 	long retry_after_s;	   /* Retry-After delta-seconds, or -1 */
@@ -153,37 +153,34 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb; /* size is always 1 */
 	size_t max = h->cfg.max_response_bytes;
 
-	if (n > max || h->len > max - n) {
+	curl_off_t clen = -1;
+	size_t first = HTTP_FIRST_BUFFER;
+
+	if (n > max || h->body.len > max - n) {
 		h->over_limit = true;
 		return 0; /* CURLE_WRITE_ERROR */
 	}
-	if (h->len + n + 1 > h->cap) {
-		size_t cap = h->cap;
-		curl_off_t clen = -1;
-		char *p;
-
+	if (!h->body.cap) {
 		/* A known Content-Length sizes the buffer once. */
-		if (!cap &&
-		    curl_easy_getinfo(h->curl,
+		if (curl_easy_getinfo(h->curl,
 				      CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
 				      &clen) == CURLE_OK &&
 		    clen > 0 && (uint64_t)clen <= max &&
 		    (uint64_t)clen <= HTTP_MAX_PRESIZE)
-			cap = (size_t)clen + 1;
-		if (!cap)
-			cap = HTTP_FIRST_BUFFER;
-		while (cap < h->len + n + 1)
-			cap = cap > max / 2 ? max + 1 : cap * 2;
-		p = realloc(h->buf, cap);
-		if (!p) {
+			first = (size_t)clen;
+		if (first > max)
+			first = max; /* n <= max - len: checked above */
+		if (buf_reserve(&h->body, first > n ? first : n, max) < 0) {
 			h->oom = true;
 			return 0;
 		}
-		h->buf = p;
-		h->cap = cap;
 	}
-	memcpy(h->buf + h->len, data, n);
-	h->len += n;
+	if (buf_reserve(&h->body, n, max) < 0) {
+		h->oom = true;
+		return 0;
+	}
+	memcpy(h->body.data + h->body.len, data, n);
+	h->body.len += n;
 	h->last_byte_ms = now_ms();
 	return n;
 }
@@ -390,7 +387,7 @@ void http_free(struct http *h)
 		return;
 	if (h->curl)
 		curl_easy_cleanup(h->curl);
-	free(h->buf);
+	buf_release(&h->body);
 	free(h);
 }
 
@@ -495,30 +492,25 @@ out:
 
 char *http_escape(const char *s, size_t len)
 {
-	char *out = malloc(1), *grown, *piece;
-	size_t used = 0, n, plen;
+	struct buf out = BUF_INIT;
+	char *piece;
+	int r = 0;
 
-	while (out && len > 0) {
-		n = len < HTTP_ESCAPE_PIECE ? len : HTTP_ESCAPE_PIECE;
+	while (!r && len > 0) {
+		size_t n = len < HTTP_ESCAPE_PIECE ? len : HTTP_ESCAPE_PIECE;
+
 		/* curl's memory, for curl_free(); the caller gets ours */
 		piece = curl_easy_escape(NULL, s, (int)n);
-		plen = piece ? strlen(piece) : 0;
-		grown = piece ? realloc(out, used + plen + 1) : NULL;
-		if (!grown) {
-			curl_free(piece);
-			free(out);
-			return NULL;
-		}
-		out = grown;
-		memcpy(out + used, piece, plen);
-		used += plen;
+		r = piece ? buf_add(&out, piece, strlen(piece)) : -ENOMEM;
 		curl_free(piece);
 		s += n;
 		len -= n;
 	}
-	if (out)
-		out[used] = '\0';
-	return out;
+	if (r) {
+		buf_release(&out);
+		return NULL;
+	}
+	return buf_steal(&out);
 }
 
 /* Errors. */
@@ -886,7 +878,7 @@ static void wipe_headers(struct curl_slist *list)
 
 static void reset_attempt(struct http *h)
 {
-	h->len = 0;
+	h->body.len = 0;
 	h->over_limit = false;
 	h->oom = false;
 	forget_limits(h);
@@ -918,8 +910,8 @@ static void announce(struct http *h, long status, const char *error,
 {
 	const struct http_retry r = {
 		.status = status,
-		.body = status ? h->buf : NULL,
-		.len = status ? h->len : 0,
+		.body = status ? h->body.data : NULL,
+		.len = status ? h->body.len : 0,
 		.error = error,
 		.tries = tries,
 		.max_tries = h->cfg.max_tries,
@@ -1156,33 +1148,23 @@ int http_request(struct http *h, const struct http_request *req,
 		     errlen);
 	if (h->announced)
 		h->cfg.on_retry(h->cfg.retry_ctx, NULL);
-	if (r == 0 && !h->buf) {
-		h->buf = malloc(1); /* an empty body is still a string */
-		if (!h->buf)
-			r = set_error(err, errlen, -ENOMEM, "out of memory");
-		else
-			h->cap = 1;
-	}
+	if (r == 0 && buf_reserve(&h->body, 0, 0) < 0)
+		r = set_error(err, errlen, -ENOMEM, "out of memory");
 	if (r == 0) {
-		/* Hand the buffer over; keep no copy of a body given away. */
-		h->buf[h->len] = '\0';
+		/* Hand the buffer over; keep no copy of a body given away.
+		 * An empty body is still a string. */
+		h->body.data[h->body.len] = '\0';
 		ret->status = status;
-		ret->body = h->buf;
-		ret->len = h->len;
+		ret->len = h->body.len;
+		ret->body = buf_steal(&h->body);
 		ret->tries = tries;
 		ret->daily_quota = status == 429 && daily_429(h);
-		h->buf = NULL;
-		h->len = h->cap = 0;
 	}
 	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
 out_headers:
 	wipe_headers(headers);
-	if (h->cap > HTTP_FIRST_BUFFER) {
-		/* Don't keep a large failed body between requests. */
-		free(h->buf);
-		h->buf = NULL;
-		h->len = h->cap = 0;
-	}
+	if (h->body.cap > HTTP_FIRST_BUFFER)
+		buf_release(&h->body); /* no large failed body kept */
 	return r;
 }
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "snapshot.h"
 
 const char *const snapshot_view_names[VIEW_COUNT] = {
@@ -38,31 +39,18 @@ struct snapshot_builder {
 	uint64_t bytes;
 };
 
-/* A growing byte buffer addressed by offsets (it moves as it grows). */
-struct strbuf {
-	char *buf;
-	size_t len, cap;
-};
-
-static int strbuf_add(struct strbuf *sb, const char *s, size_t len,
+/* Adds the name @s (@len bytes) and its NUL to the names' storage, at
+ * the offset returned in @ret_off (the storage moves as it grows). */
+static int strbuf_add(struct buf *sb, const char *s, size_t len,
 		      size_t *ret_off)
 {
-	if (sb->len + len + 1 > sb->cap) {
-		size_t cap = sb->cap ? sb->cap : 4096;
-		char *p;
+	size_t off = sb->len;
+	int r = buf_add(sb, s, len);
 
-		while (cap < sb->len + len + 1)
-			cap *= 2;
-		p = realloc(sb->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		sb->buf = p;
-		sb->cap = cap;
-	}
-	memcpy(sb->buf + sb->len, s, len);
-	sb->buf[sb->len + len] = '\0';
-	*ret_off = sb->len;
-	sb->len += len + 1;
+	if (r < 0)
+		return r;
+	sb->len++; /* the NUL after it is part of the storage */
+	*ret_off = off;
 	return 0;
 }
 
@@ -380,20 +368,20 @@ static int named_cmp(const void *a, const void *b, void *base)
  * name (names_escape_salted()), until all names differ. Two different
  * values share a name only when one is crafted to look like a shortened
  * name or a hash collides: rare, but never allowed to merge or hide. */
-static int sort_unique(struct named *v, size_t n, struct strbuf *names)
+static int sort_unique(struct named *v, size_t n, struct buf *names)
 {
 	uint32_t *salt = NULL;
 	int dups;
 
 	do {
 		dups = 0;
-		qsort_r(v, n, sizeof(*v), named_cmp, names->buf);
+		qsort_r(v, n, sizeof(*v), named_cmp, names->data);
 		for (size_t i = 1; i < n; i++) {
 			char name[NAMES_MAX + 1];
 			int len;
 
-			if (strcmp(names->buf + v[i].off,
-				   names->buf + v[i - 1].off))
+			if (strcmp(names->data + v[i].off,
+				   names->data + v[i - 1].off))
 				continue;
 			if (!salt && !(salt = calloc(n, sizeof(*salt))))
 				return -ENOMEM;
@@ -425,7 +413,7 @@ struct pair {
 };
 
 /* Builds one view: value names, run lists. */
-static int build_view(struct snapshot *s, int view, struct strbuf *names,
+static int build_view(struct snapshot *s, int view, struct buf *names,
 		      struct snapshot_view *ret)
 {
 	struct value_tmp *vals = NULL;
@@ -687,7 +675,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 			    uint64_t generation, struct snapshot **ret)
 {
 	struct snapshot *s;
-	struct strbuf names = {0};
+	struct buf names = {0};
 	struct named *order = NULL;
 	size_t nkeys;
 	int r = -ENOMEM;
@@ -745,8 +733,8 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 	}
 
 	/* the names buffer no longer moves: offsets become pointers */
-	s->names = names.buf;
-	names.buf = NULL;
+	s->names = names.data;
+	names = (struct buf)BUF_INIT;
 	for (uint32_t i = 0; i < s->nruns; i++)
 		s->runs[i].name = s->names + (uintptr_t)s->runs[i].name;
 	for (int v = 0; v < VIEW_COUNT; v++)
@@ -781,7 +769,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 
 fail:
 	free(order);
-	free(names.buf);
+	buf_release(&names);
 	if (s) {
 		/* names were never turned into pointers: don't free them */
 		s->names = NULL;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "buf.h"
 #include "jsonw.h"
 #include "scope.h"
 #include "status.h"
@@ -60,56 +61,37 @@ void status_retrying(void *ctx, const char *text, unsigned tries)
 	pthread_mutex_unlock(&st->lock);
 }
 
+/* The text being written, and the first error (then nothing more is). */
 struct out {
-	char *buf;
-	size_t len, cap;
+	struct buf b;
 	int err;
 };
-
-/* Makes room for @n more bytes and a NUL; false (o->err set) when memory
- * ran out. */
-static bool out_room(struct out *o, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (o->err)
-		return false;
-	if (n < o->cap - o->len)
-		return true;
-	cap = (o->cap + n + 1) * 2;
-	p = realloc(o->buf, cap);
-	if (!p) {
-		o->err = -ENOMEM;
-		return false;
-	}
-	o->buf = p;
-	o->cap = cap;
-	return true;
-}
 
 __attribute__((format(printf, 2, 3))) static void
 out_printf(struct out *o, const char *fmt, ...)
 {
+	char small[256];
 	va_list ap;
 	int n;
 
 	if (o->err)
 		return;
-	for (;;) {
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		o->err = -EINVAL;
+	} else if ((size_t)n < sizeof(small)) {
+		o->err = buf_add(&o->b, small, (size_t)n);
+	} else {
 		va_start(ap, fmt);
-		n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		o->err = buf_reserve(&o->b, (size_t)n, 0);
+		if (!o->err)
+			vsnprintf(o->b.data + o->b.len, (size_t)n + 1, fmt, ap);
 		va_end(ap);
-		if (n < 0) {
-			o->err = -EINVAL;
-			return;
-		}
-		if ((size_t)n < o->cap - o->len)
-			break;
-		if (!out_room(o, (size_t)n))
-			return;
+		if (!o->err)
+			o->b.len += (size_t)n;
 	}
-	o->len += (size_t)n;
 }
 
 /* A JSON string literal, valid whatever @s holds: a scope value comes
@@ -118,10 +100,13 @@ static void out_string(struct out *o, const char *s)
 {
 	size_t n = strlen(s);
 
-	if (!out_room(o, jsonw_str(NULL, s, n, JSONW_NO_LIMIT)))
+	if (o->err)
 		return;
-	o->len += jsonw_str(o->buf + o->len, s, n, JSONW_NO_LIMIT);
-	o->buf[o->len] = '\0';
+	o->err = buf_reserve(&o->b, jsonw_str(NULL, s, n, JSONW_NO_LIMIT), 0);
+	if (o->err)
+		return;
+	o->b.len += jsonw_str(o->b.data + o->b.len, s, n, JSONW_NO_LIMIT);
+	o->b.data[o->b.len] = '\0';
 }
 
 static char *render_scope(const struct api_filter *f, size_t n)
@@ -151,10 +136,10 @@ static char *render_scope(const struct api_filter *f, size_t n)
 	}
 	out_printf(&o, "}");
 	if (o.err) {
-		free(o.buf);
+		buf_release(&o.b);
 		return NULL;
 	}
-	return o.buf;
+	return buf_steal(&o.b);
 }
 
 int status_init(struct status *st, const char *api_url,
@@ -230,6 +215,8 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 {
 	struct out o = {0};
 	long long rss = rss_bytes(); /* not under the lock: it reads a file */
+	char *text;
+	size_t len;
 
 	pthread_mutex_lock(&st->lock);
 	out_printf(&o, "{\n  \"state\": \"%s\",\n", state_names[st->state]);
@@ -323,10 +310,14 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		*ret_changed = st->changed;
 	pthread_mutex_unlock(&st->lock);
 	if (o.err) {
-		free(o.buf);
+		buf_release(&o.b);
 		return o.err;
 	}
-	*ret = o.buf;
-	*ret_len = o.len;
+	len = o.b.len;
+	text = buf_steal(&o.b);
+	if (!text)
+		return -ENOMEM;
+	*ret = text;
+	*ret_len = len;
 	return 0;
 }

@@ -1,10 +1,13 @@
 /* Unit tests for the small shared helpers: utf8 (the one UTF-8 decoder),
  * timefmt (the one time format) and jsonw (the one JSON string writer). */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonw.h"
+#include "buf.h"
 #include "tap.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -113,8 +116,49 @@ static void test_jsonw(void)
 	}
 }
 
+/* The one growable buffer. */
+static void test_buf(void)
+{
+	struct buf b = BUF_INIT;
+	char *s;
+
+	is_int(buf_add(&b, "ab", 2), 0, "buf_add");
+	is_int(buf_addf(&b, "%d-%s", 42, "x"), 0, "buf_addf");
+	is_str(b.data, "ab42-x", "text, NUL-terminated");
+	is_int(b.len, 6, "length without the NUL");
+	ok(b.cap >= 7, "room for the NUL");
+	is_int(buf_add(&b, "", 0), 0, "adding nothing");
+	is_int(b.len, 6, "adding nothing changes nothing");
+	for (int i = 0; i < 1000; i++)
+		buf_addf(&b, "%03d", i % 1000);
+	is_int(b.len, 6 + 3000, "grows as it goes");
+	ok(!memcmp(b.data + 6, "000001002", 9) &&
+		   !memcmp(b.data + b.len - 3, "999", 3),
+	   "bytes kept across growth");
+	s = buf_steal(&b);
+	ok(s && s[0] == 'a' && !b.data && !b.len && !b.cap,
+	   "steal: the bytes, and an empty buffer");
+	free(s);
+	s = buf_steal(&b);
+	is_str(s, "", "steal of an empty buffer: \"\"");
+	free(s);
+
+	/* a limit on what it may hold */
+	is_int(buf_reserve(&b, 10, 10), 0, "reserve within the limit");
+	ok(b.cap <= 11, "capacity within limit + 1 (%zu)", b.cap);
+	is_int(buf_add(&b, "0123456789", 10), 0, "fill to the limit");
+	is_int(buf_reserve(&b, 1, 10), -E2BIG, "one byte more: -E2BIG");
+	is_int(b.len, 10, "untouched on failure");
+	is_int(buf_reserve(&b, SIZE_MAX, 0), -E2BIG, "overflow: -E2BIG");
+	buf_release(&b);
+	ok(!b.data && !b.len && !b.cap, "released: empty");
+	buf_release(&b);
+	ok(1, "released twice: fine");
+}
+
 int main(void)
 {
+	test_buf();
 	test_utf8();
 	test_timefmt();
 	test_jsonw();
