@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "action_verb.h"
+#include "buf.h"
 #include "api.h"
 
 /* Limits on what one write may ask. */
@@ -114,19 +115,17 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
  * are acted on as soon as they are written, and a last line without its
  * newline waits for the next write, or is taken as it is at close(2).
  * Option lines written before the first id are kept, and apply to every
- * id written after them on the same open file; an option line after
- * that is refused. (Option lines that end in the same write as the
- * first ids go with those ids only: they are not kept for later ones.)
+ * id written after them on the same open file, also when the first ids
+ * come in the same write; an option line after an id is refused. Blank
+ * lines among the options are kept with them.
  *
  * Not locked: the caller makes the calls for one open file one at a
  * time (the kernel sends a file's writes one at a time). All zeros is an
  * empty input; action_input_release() frees what it holds. */
 struct action_input {
-	char *pending; /* the last line, not yet ended by a newline */
-	size_t npending;
-	char *prefix; /* the option lines that came before the first id */
-	size_t nprefix;
-	bool ids_started; /* a text with ids was acted on */
+	struct buf pending; /* the last line, not yet ended by a newline */
+	struct buf prefix;  /* the option lines that came before the first id */
+	bool ids_started;   /* a text with ids was acted on */
 };
 
 /* Takes @len bytes written to the control file (a stream: each write
@@ -140,8 +139,8 @@ struct action_input {
  *   -EFBIG when more than ACTION_MAX_INPUT bytes would be pending, or
  *     kept with the lines (then they are dropped);
  *   -EINVAL when a line grows beyond ACTION_MAX_LINE bytes without its
- *     newline (dropped), when whole lines hold only blanks before any id,
- *     or an option line after ids;
+ *     newline (dropped), when whole lines hold only blanks before any id
+ *     or option, or an option line after ids;
  *   -ENOMEM.
  * Whole lines, once taken in, leave @in whatever it returns: a caller
  * that hands the text on is done with @in. */
@@ -149,9 +148,8 @@ int action_input_write(struct action_input *in, const char *buf, size_t len,
 		       char **ret_text, size_t *ret_len);
 
 /* At close(2): a last line without its newline is taken as if it had
- * one, with action_input_write()'s returns (a last option line is kept
- * like the others: 0). Without one: -EINVAL when option lines were kept
- * and no id came to apply them to, else 0. */
+ * one, with action_input_write()'s returns; then -EINVAL when option
+ * lines were kept and no id came to apply them to. */
 int action_input_close(struct action_input *in, char **ret_text,
 		       size_t *ret_len);
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "buf.h"
 #include "action_log.h"
 #include "message.h"
 #include "timefmt.h"
@@ -582,6 +583,30 @@ static unsigned line_kinds(const char *text, size_t len)
 	return kinds;
 }
 
+/* Where the first line with an id starts in @len bytes of lines. */
+static size_t first_id(const char *text, size_t len)
+{
+	size_t at = 0;
+
+	while (at < len) {
+		const char *nl = memchr(text + at, '\n', len - at);
+		size_t l = nl ? (size_t)(nl - (text + at)) : len - at;
+
+		if (line_kind(text + at, l) == ACTION_LINE_ID)
+			break;
+		at += l + (nl != NULL);
+	}
+	return at;
+}
+
+/* Keeps @len bytes of option (and blank) lines for the ids to come. */
+static int keep(struct action_input *in, const char *text, size_t len)
+{
+	if (in->prefix.len + len > ACTION_MAX_INPUT)
+		return -EFBIG;
+	return buf_add(&in->prefix, text, len);
+}
+
 /* Takes @len bytes of lines, all ended but perhaps the last (at close):
  * option lines before the first id are kept, lines with ids come back
  * behind them. Returns as action_input_write(). */
@@ -589,83 +614,83 @@ static int input_take(struct action_input *in, const char *text, size_t len,
 		      char **ret_text, size_t *ret_len)
 {
 	unsigned kinds = line_kinds(text, len);
+	size_t head;
 	char *all;
+	int r;
 
 	if (!(kinds & (1u << ACTION_LINE_ID))) {
 		if (in->ids_started)
 			return kinds & (1u << ACTION_LINE_OPTION) ? -EINVAL : 0;
-		if (!(kinds & (1u << ACTION_LINE_OPTION)))
-			return -EINVAL; /* blank: no id to act on */
-		if (in->nprefix + len > ACTION_MAX_INPUT)
-			return -EFBIG;
-		all = realloc(in->prefix, in->nprefix + len);
-		if (!all)
-			return -ENOMEM;
-		memcpy(all + in->nprefix, text, len);
-		in->prefix = all;
-		in->nprefix += len;
-		return 0;
+		if (!(kinds & (1u << ACTION_LINE_OPTION)) && !in->prefix.len)
+			return -EINVAL; /* blank, and nothing before: no id */
+		return keep(in, text, len);
 	}
 	if (in->ids_started && (kinds & (1u << ACTION_LINE_OPTION)))
 		return -EINVAL; /* an option after ids */
-	if (in->nprefix + len > ACTION_MAX_INPUT)
+	if (!in->ids_started) {
+		/* the options that come before the first ids stay for the
+		 * ids of later writes too */
+		head = first_id(text, len);
+		r = keep(in, text, head);
+		if (r < 0)
+			return r;
+		text += head;
+		len -= head;
+	}
+	if (in->prefix.len + len > ACTION_MAX_INPUT)
 		return -EFBIG;
-	all = malloc(in->nprefix + len + 1);
+	all = malloc(in->prefix.len + len + 1);
 	if (!all)
 		return -ENOMEM;
-	if (in->nprefix)
-		memcpy(all, in->prefix, in->nprefix);
-	memcpy(all + in->nprefix, text, len);
+	if (in->prefix.len)
+		memcpy(all, in->prefix.data, in->prefix.len);
+	memcpy(all + in->prefix.len, text, len);
 	*ret_text = all;
-	*ret_len = in->nprefix + len;
+	*ret_len = in->prefix.len + len;
 	return 1;
 }
 
 int action_input_write(struct action_input *in, const char *buf, size_t len,
 		       char **ret_text, size_t *ret_len)
 {
+	struct buf *p = &in->pending;
 	const char *nl;
-	char *p;
 	size_t whole;
 	int r;
 
-	if (in->npending + len > ACTION_MAX_INPUT) {
-		in->npending = 0;
+	if (p->len + len > ACTION_MAX_INPUT) {
+		p->len = 0;
 		return -EFBIG;
 	}
-	p = realloc(in->pending, in->npending + len + 1); /* +1: len 0 */
-	if (!p)
-		return -ENOMEM;
-	memcpy(p + in->npending, buf, len);
-	in->pending = p;
-	in->npending += len;
-	nl = memrchr(p, '\n', in->npending);
+	r = buf_add(p, buf, len);
+	if (r < 0)
+		return r;
+	nl = p->len ? memrchr(p->data, '\n', p->len) : NULL;
 	if (!nl) {
-		if (in->npending <= ACTION_MAX_LINE)
+		if (p->len <= ACTION_MAX_LINE)
 			return 0;
-		in->npending = 0;
+		p->len = 0;
 		return -EINVAL; /* a line too long: refused whole */
 	}
-	whole = (size_t)(nl - p) + 1;
-	r = input_take(in, p, whole, ret_text, ret_len);
-	memmove(p, p + whole, in->npending - whole);
-	in->npending -= whole;
+	whole = (size_t)(nl - p->data) + 1;
+	r = input_take(in, p->data, whole, ret_text, ret_len);
+	memmove(p->data, p->data + whole, p->len - whole);
+	p->len -= whole;
 	return r;
 }
 
 int action_input_close(struct action_input *in, char **ret_text,
 		       size_t *ret_len)
 {
-	char *p = in->pending;
-	size_t n = in->npending;
-	int r;
+	struct buf last = in->pending;
+	int r = 0;
 
-	if (!n)
-		return in->nprefix && !in->ids_started ? -EINVAL : 0;
-	in->pending = NULL;
-	in->npending = 0;
-	r = input_take(in, p, n, ret_text, ret_len);
-	free(p);
+	in->pending = (struct buf)BUF_INIT;
+	if (last.len)
+		r = input_take(in, last.data, last.len, ret_text, ret_len);
+	buf_release(&last);
+	if (r == 0 && in->prefix.len && !in->ids_started)
+		return -EINVAL; /* options, and no id to apply them to */
 	return r;
 }
 
@@ -676,8 +701,8 @@ void action_input_acted(struct action_input *in)
 
 void action_input_release(struct action_input *in)
 {
-	free(in->pending);
-	free(in->prefix);
+	buf_release(&in->pending);
+	buf_release(&in->prefix);
 	*in = (struct action_input){0};
 }
 

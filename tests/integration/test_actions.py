@@ -264,6 +264,23 @@ def test_resume_single_with_options(fake, mount_factory):
     assert victim not in runs(m)
 
 
+def test_options_on_top_of_a_long_list_apply_to_every_id(fake,
+                                                         mount_factory):
+    """cat with options at the top of a list longer than one write: the
+    kernel cuts it into writes anywhere, and every id gets the options."""
+    m = mount_factory(fake, options=RW)
+    chosen = runs(m)[:90]
+    text = "retries=2\ndelay=5s\n" + "\n".join(chosen) + "\n"
+    assert write(m.path(".dlqfs/resume"), text, chunks=64) is None
+    calls = fake.actions()
+    assert sorted(i for c in calls for i in c["dlqIds"]) == sorted(chosen)
+    assert len(calls) > 1
+    for c in calls:
+        h = {k.lower(): v for k, v in c["headers"].items()}
+        assert h.get("upstash-retries") == "2", c["dlqIds"]
+        assert h.get("upstash-delay") == "5s", c["dlqIds"]
+
+
 def test_restart_bulk(fake, mount_factory):
     m = mount_factory(fake, options=RW)
     chosen = runs(m)[:60]

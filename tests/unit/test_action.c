@@ -393,26 +393,32 @@ static void test_input_table(void)
 		 {{"\nretries=3\n\n", 0, NULL, false},
 		  {"1-0\n", 1, "\nretries=3\n\n1-0\n", false}}},
 		{"options and the first ids in one write",
+		 /* the options apply to the ids of later writes too, as
+		  * when cat writes a long list in pieces */
 		 {{"retries=3\n1-0\n", 1, "retries=3\n1-0\n", false},
-		  /* the options went with the ids they came with, and are
-		   * not kept for the next ones */
-		  {"2-0\n", 1, "2-0\n", false}}},
+		  {"2-0\n", 1, "retries=3\n2-0\n", false},
+		  {"delay=1s\n3-0\n", -EINVAL, NULL, false}}},
+		{"a long list with options on top, cut in pieces",
+		 {{"retries=3\ndelay=1s\n1-0\n2-", 1,
+		   "retries=3\ndelay=1s\n1-0\n", false},
+		  {"0\n3-0\n", 1, "retries=3\ndelay=1s\n2-0\n3-0\n", false},
+		  {INPUT_CLOSE, 0, NULL, false}}},
 		{"options with no id, at close",
 		 {{"retries=3\n", 0, NULL, false},
 		  {INPUT_CLOSE, -EINVAL, NULL, false}}},
 		{"an option line without newline, at close",
-		 /* kept like the others: nothing follows it to refuse */
+		 /* options with no id, as with its newline */
 		 {{"retries=3", 0, NULL, false},
-		  {INPUT_CLOSE, 0, NULL, false}}},
+		  {INPUT_CLOSE, -EINVAL, NULL, false}}},
 		{"blank lines before any id",
 		 {{"\n", -EINVAL, NULL, false},
 		  {" \t\r\n\n", -EINVAL, NULL, false},
 		  {"1-0\n", 1, "1-0\n", false}}},
 		{"a blank line alone, after options, before ids",
-		 /* refused as a blank write is, and the options stay */
+		 /* kept with the options, as in one write */
 		 {{"retries=3\n", 0, NULL, false},
-		  {"\n", -EINVAL, NULL, false},
-		  {"1-0\n", 1, "retries=3\n1-0\n", false}}},
+		  {"\n", 0, NULL, false},
+		  {"1-0\n", 1, "retries=3\n\n1-0\n", false}}},
 		{"blank lines after ids",
 		 {{"1-0\n", 1, "1-0\n", false},
 		  {"\n \n", 0, NULL, false},
@@ -469,7 +475,8 @@ static void test_input_table(void)
 			}
 		}
 		action_input_release(&in);
-		ok(!in.pending && !in.prefix && !in.npending && !in.nprefix,
+		ok(!in.pending.data && !in.prefix.data && !in.pending.len &&
+			   !in.prefix.len,
 		   "input: %s: released", t[i].name);
 	}
 }
