@@ -15,22 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The account's daily request quota, as every client of one token sees
- * it (the walk's workers, the actions): once a 429 says it is exhausted,
- * nothing is sent until it resets. Zero-initialize it; share it through
- * http_config.quota. */
-struct http_quota {
-	atomic_llong until_ms; /* wall clock ms; 0: not exhausted */
-	atomic_llong limit;    /* RateLimit-Limit of that 429; 0: unknown */
-	atomic_bool known;     /* until_ms is what the API said, not a guess */
-};
-
-/* When the API does not say when an exhausted daily quota resets, one
- * request is let through this often to find out. */
-#define HTTP_QUOTA_PROBE_MS (10 * 60 * 1000)
-/* A reset further away than this is not believed (a daily quota resets
- * within a day): it is waited for this long at most. */
-#define HTTP_QUOTA_MAX_WAIT_MS (25 * 3600 * 1000LL)
+#include "ratelimit.h"
 
 /* A failed attempt that will be retried (http_config.on_retry). */
 struct http_retry {

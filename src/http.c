@@ -44,11 +44,10 @@
  * larger page fails cleanly with -EFBIG instead of exhausting memory. */
 #define HTTP_DEFAULT_MAX_RESPONSE ((size_t)1 << 30)
 
-#define HTTP_MAX_TOKEN 4096	     /* longer token: -EINVAL */
-#define HTTP_SLEEP_SLICE_MS 50	     /* cancel flag polled this often */
-#define HTTP_FIRST_BUFFER 16384	     /* first body allocation */
-#define HTTP_MAX_PRESIZE (64 << 20)  /* trust a Content-Length this far */
-#define HTTP_MAX_RETRY_AFTER_S 86400 /* header values above are clamped */
+#define HTTP_MAX_TOKEN 4096	    /* longer token: -EINVAL */
+#define HTTP_SLEEP_SLICE_MS 50	    /* cancel flag polled this often */
+#define HTTP_FIRST_BUFFER 16384	    /* first body allocation */
+#define HTTP_MAX_PRESIZE (64 << 20) /* trust a Content-Length this far */
 
 struct http {
 	struct http_config cfg;
@@ -57,16 +56,11 @@ struct http {
 
 	/* State of the attempt in progress. */
 	struct buf body;
-	bool over_limit;	   /* body exceeded cfg.max_response_bytes */
-	bool oom;		   /* body allocation failed */
-	long retry_after_s;	   /* Retry-After delta-seconds, or -1 */
-	long long burst_reset;	   /* Burst-RateLimit-Reset, or -1 */
-	long long burst_remaining; /* Burst-RateLimit-Remaining, or -1 */
-	long long quota_limit;	   /* RateLimit-Limit, or -1 */
-	long long quota_remaining; /* RateLimit-Remaining, or -1 */
-	long long quota_reset;	   /* RateLimit-Reset, or -1 */
-	int64_t last_byte_ms;	   /* when the last byte came (or start) */
-	bool stalled;		   /* aborted: nothing for stall_timeout_s */
+	bool over_limit;      /* body exceeded cfg.max_response_bytes */
+	bool oom;	      /* body allocation failed */
+	struct ratelimit rl;  /* the rate-limit headers */
+	int64_t last_byte_ms; /* when the last byte came (or start) */
+	bool stalled;	      /* aborted: nothing for stall_timeout_s */
 	char errbuf[CURL_ERROR_SIZE];
 
 	bool maybe_sent; /* the request may have reached the server */
@@ -139,14 +133,6 @@ int http_sleep(const struct http_config *cfg, long ms)
 
 /* Callbacks. */
 
-/* The rate-limit headers of the response being read. */
-static void forget_limits(struct http *h)
-{
-	h->retry_after_s = -1;
-	h->burst_reset = h->burst_remaining = -1;
-	h->quota_limit = h->quota_remaining = h->quota_reset = -1;
-}
-
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct http *h = userdata;
@@ -185,70 +171,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* Parses decimal digits (after optional blanks) up to CR/LF/blank; -1 when
- * the value is something else (an HTTP-date, a sign, garbage). */
-static long long header_number(const char *p, const char *end)
-{
-	long long v = 0;
-	int digits = 0;
-
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	while (p < end && *p >= '0' && *p <= '9') {
-		if (++digits > 15) /* a time in ms has 13 */
-			return -1;
-		v = v * 10 + (*p - '0');
-		p++;
-	}
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-		p++;
-	return digits && p == end ? v : -1;
-}
-
-static bool header_is(const char *line, size_t n, const char *name,
-		      const char **ret_value)
-{
-	size_t k = strlen(name);
-
-	if (n <= k || line[k] != ':' || strncasecmp(line, name, k) != 0)
-		return false;
-	*ret_value = line + k + 1;
-	return true;
-}
-
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 {
 	struct http *h = userdata;
 	size_t n = size * nmemb;
-	const char *end = line + n, *v;
-	long long x;
 
 	h->last_byte_ms = now_ms();
-	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0)
 		/* A new response (e.g. after 100 Continue): forget the last. */
-		forget_limits(h);
-	} else if (header_is(line, n, "Retry-After", &v)) {
-		x = header_number(v, end);
-		if (x >= 0)
-			h->retry_after_s = x > HTTP_MAX_RETRY_AFTER_S
-						   ? HTTP_MAX_RETRY_AFTER_S
-						   : (long)x;
-	} else if (header_is(line, n, "Burst-RateLimit-Reset", &v)) {
-		h->burst_reset = header_number(v, end);
-	} else if (header_is(line, n, "Burst-RateLimit-Remaining", &v)) {
-		h->burst_remaining = header_number(v, end);
-	} else if (header_is(line, n, "RateLimit-Limit", &v)) {
-		/* present at all: qstash-js's sign of the daily quota */
-		x = header_number(v, end);
-		h->quota_limit = x >= 0 ? x : 0;
-	} else if (header_is(line, n, "RateLimit-Remaining", &v)) {
-		h->quota_remaining = header_number(v, end);
-	} else if (header_is(line, n, "RateLimit-Reset", &v)) {
-		h->quota_reset = header_number(v, end);
-	}
+		ratelimit_forget(&h->rl);
+	else
+		ratelimit_header(&h->rl, line, n);
 	return n;
 }
-
 static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
 		       curl_off_t ultotal, curl_off_t ulnow)
 {
@@ -749,109 +684,16 @@ static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
 	return r;
 }
 
-/* The wall-clock ms a rate-limit Reset header names. The docs say only
- * "unix timestamp": a value above 10^12 is taken as milliseconds, one
- * above 10^9 as seconds, and a smaller one as seconds from now (as some
- * APIs send it). */
-static int64_t reset_at(long long v, int64_t wall_now)
-{
-	if (v > 1000000000000LL)
-		return v;
-	if (v > 1000000000LL)
-		return v * 1000;
-	return wall_now + v * 1000;
-}
-
-/* Whether the 429 just read is the daily quota rather than the burst
- * limit. qstash-js calls it daily when RateLimit-Limit is there; the
- * Remaining headers, when they say 0, decide first. */
-static bool daily_429(const struct http *h)
-{
-	if (h->quota_remaining == 0)
-		return true;
-	if (h->quota_remaining > 0 || h->burst_remaining == 0)
-		return false;
-	return h->quota_limit >= 0;
-}
-
 /* The wait after a burst 429: Retry-After, else Burst-RateLimit-Reset,
  * else the backoff; never more than max_backoff_ms. */
 static long backoff_429(struct http *h, unsigned tries)
 {
+	long long wait = ratelimit_burst_wait_ms(&h->rl);
 	long cap = h->cfg.max_backoff_ms;
-	long long wait = -1;
 
-	if (h->retry_after_s >= 0) {
-		wait = (long long)h->retry_after_s * 1000;
-	} else if (h->burst_reset >= 0) {
-		int64_t wall = timefmt_now_ms();
-		long long delta = reset_at(h->burst_reset, wall) - wall;
-
-		if (delta > 0)
-			wait = delta > HTTP_MAX_RETRY_AFTER_S * 1000LL
-				       ? HTTP_MAX_RETRY_AFTER_S * 1000LL
-				       : delta;
-	}
 	if (wait < 0)
 		return backoff(h, tries);
 	return wait > cap ? cap : (long)wait;
-}
-
-/* Marks the quota exhausted after a daily 429: until Retry-After or
- * RateLimit-Reset, else for HTTP_QUOTA_PROBE_MS (not known); at most
- * HTTP_QUOTA_MAX_WAIT_MS. */
-static void quota_exhausted(struct http *h)
-{
-	struct http_quota *q = quota(h);
-	int64_t wall = timefmt_now_ms(), until = wall + HTTP_QUOTA_PROBE_MS;
-	bool known = true;
-
-	if (h->retry_after_s >= 0)
-		until = wall + (int64_t)h->retry_after_s * 1000;
-	else if (h->quota_reset >= 0)
-		until = reset_at(h->quota_reset, wall);
-	else
-		known = false;
-	if (until > wall + HTTP_QUOTA_MAX_WAIT_MS)
-		until = wall + HTTP_QUOTA_MAX_WAIT_MS;
-	if (until <= wall)
-		until = wall + 1000; /* said reset already: one second */
-	atomic_store(&q->limit, h->quota_limit > 0 ? h->quota_limit : 0);
-	atomic_store(&q->known, known);
-	atomic_store(&q->until_ms, until);
-}
-
-/* Whether the quota forbids sending now; one that has reset is cleared. */
-static bool quota_closed(struct http *h)
-{
-	struct http_quota *q = quota(h);
-	long long until = atomic_load(&q->until_ms);
-
-	if (!until)
-		return false;
-	if (until > timefmt_now_ms())
-		return true;
-	atomic_compare_exchange_strong(&q->until_ms, &until, 0);
-	return false;
-}
-
-static int quota_error(struct http *h, const struct origin *o, char *err,
-		       size_t errlen)
-{
-	const struct http_quota *q = quota(h);
-	long long limit = atomic_load(&q->limit);
-	char when[TIMEFMT_ISO_SIZE], lim[40] = "";
-
-	timefmt_iso(atomic_load(&q->until_ms), when);
-	if (limit > 0)
-		snprintf(lim, sizeof(lim), " of %lld requests", limit);
-	return set_error(
-		err, errlen, -EDQUOT,
-		"not sent to %s: the daily request quota%s is exhausted until %s%s",
-		o->text, lim, when,
-		atomic_load(&q->known)
-			? ""
-			: " (the API did not say when it resets: one request then finds out)");
 }
 
 /* A token goes into a header line: printable ASCII, no blanks, so it can
@@ -881,7 +723,7 @@ static void reset_attempt(struct http *h)
 	h->body.len = 0;
 	h->over_limit = false;
 	h->oom = false;
-	forget_limits(h);
+	ratelimit_forget(&h->rl);
 	h->errbuf[0] = '\0';
 	h->last_byte_ms = now_ms();
 	h->stalled = false;
@@ -926,7 +768,7 @@ static void announce(struct http *h, long status, const char *error,
  * in @ret_status) or a failure that ends the request (negative errno,
  * @err filled). With @once_only (POST), only what certainly was not
  * processed is tried again (see http_request() in http.h). Sets
- * h->maybe_sent; a daily-quota 429 marks the quota (quota_exhausted()). */
+ * h->maybe_sent; a daily-quota 429 closes the quota (ratelimit.h). */
 static int attempts(struct http *h, const struct origin *o, bool once_only,
 		    long *ret_status, unsigned *ret_tries, char *err,
 		    size_t errlen)
@@ -945,8 +787,10 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 			return set_error(err, errlen, -ECANCELED,
 					 "the request to %s was cancelled",
 					 o->text);
-		if (quota_closed(h))
-			return quota_error(h, o, err, errlen);
+		if (ratelimit_quota_closed(quota(h))) {
+			ratelimit_quota_text(quota(h), o->text, err, errlen);
+			return -EDQUOT;
+		}
 		reset_attempt(h);
 		tries++;
 		*ret_tries = tries;
@@ -959,8 +803,8 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 			*ret_status = status;
 			if ((status < 500 || status > 599) && status != 429)
 				return 0;
-			if (status == 429 && daily_429(h)) {
-				quota_exhausted(h);
+			if (status == 429 && ratelimit_daily(&h->rl)) {
+				ratelimit_quota_exhausted(&h->rl, quota(h));
 				return 0; /* retrying only spends requests */
 			}
 			if (once_only && status != 429)
@@ -1158,7 +1002,7 @@ int http_request(struct http *h, const struct http_request *req,
 		ret->len = h->body.len;
 		ret->body = buf_steal(&h->body);
 		ret->tries = tries;
-		ret->daily_quota = status == 429 && daily_429(h);
+		ret->daily_quota = status == 429 && ratelimit_daily(&h->rl);
 	}
 	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
 out_headers:

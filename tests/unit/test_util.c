@@ -8,6 +8,7 @@
 
 #include "jsonw.h"
 #include "buf.h"
+#include "ratelimit.h"
 #include "tap.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -156,8 +157,84 @@ static void test_buf(void)
 	ok(1, "released twice: fine");
 }
 
+static void hdr(struct ratelimit *rl, const char *line)
+{
+	ratelimit_header(rl, line, strlen(line));
+}
+
+/* Rate-limit headers: which 429 is which, what a reset means. */
+static void test_ratelimit(void)
+{
+	static const struct {
+		const char *lines;
+		int daily;
+	} t[] = {
+		{"Burst-RateLimit-Limit: 100\r\nBurst-RateLimit-Remaining: 0\r\n",
+		 0},
+		{"RateLimit-Limit: 500\r\nRateLimit-Remaining: 0\r\n", 1},
+		{"RateLimit-Limit: 500\r\n", 1}, /* qstash-js's reading */
+		{"ratelimit-limit: x\r\n", 1},	 /* there, unreadable */
+		{"RateLimit-Limit: 500\r\nRateLimit-Remaining: 7\r\n", 0},
+		{"RateLimit-Limit: 500\r\nBurst-RateLimit-Remaining: 0\r\n", 0},
+		{"RateLimit-Remaining: 0\r\nBurst-RateLimit-Remaining: 0\r\n",
+		 1},
+		{"Retry-After: 3\r\n", 0},
+		{"", 0},
+	};
+	struct http_quota q = {0};
+	struct ratelimit rl;
+	int64_t now = timefmt_now_ms();
+	char text[200];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *p = t[i].lines;
+
+		ratelimit_forget(&rl);
+		while (*p) {
+			const char *e = strstr(p, "\r\n") + 2;
+
+			ratelimit_header(&rl, p, (size_t)(e - p));
+			p = e;
+		}
+		is_int(ratelimit_daily(&rl), t[i].daily, "daily? case %zu", i);
+	}
+	is_int(ratelimit_reset_at(1752829295505LL, now), 1752829295505LL,
+	       "reset: 13 digits are ms");
+	is_int(ratelimit_reset_at(1752829295LL, now), 1752829295000LL,
+	       "reset: 10 digits are seconds");
+	is_int(ratelimit_reset_at(30, now), now + 30000,
+	       "reset: a small value is seconds from now");
+
+	ratelimit_forget(&rl);
+	hdr(&rl, "Retry-After: 2\r\n");
+	is_int(ratelimit_burst_wait_ms(&rl), 2000, "Retry-After first");
+	ratelimit_forget(&rl);
+	is_int(ratelimit_burst_wait_ms(&rl), -1, "no header: no wait said");
+
+	hdr(&rl, "RateLimit-Limit: 500\r\n");
+	ok(!ratelimit_quota_closed(&q), "a quota starts open");
+	ratelimit_quota_exhausted(&rl, &q);
+	ok(ratelimit_quota_closed(&q) && !q.known && q.limit == 500,
+	   "no reset said: closed, a guess, the limit kept");
+	ok(q.until_ms >= now + HTTP_QUOTA_PROBE_MS - 1000,
+	   "no reset said: a probe later");
+	ratelimit_quota_text(&q, "https://api", text, sizeof(text));
+	ok(strstr(text, "not sent to https://api") &&
+		   strstr(text, "quota of 500 requests") &&
+		   strstr(text, "did not say"),
+	   "the text says it: %s", text);
+	hdr(&rl, "RateLimit-Reset: 4102444800\r\n");
+	ratelimit_quota_exhausted(&rl, &q);
+	ok(q.known && q.until_ms <= timefmt_now_ms() + HTTP_QUOTA_MAX_WAIT_MS,
+	   "a reset in 2100: believed for HTTP_QUOTA_MAX_WAIT_MS at most");
+	atomic_store(&q.until_ms, now - 1);
+	ok(!ratelimit_quota_closed(&q) && q.until_ms == 0,
+	   "past its reset: open again");
+}
+
 int main(void)
 {
+	test_ratelimit();
 	test_buf();
 	test_utf8();
 	test_timefmt();
