@@ -52,7 +52,10 @@ def write(path, data):
     try:
         os.write(fd, data.encode())
     except OSError as e:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the write said it already
         return e.errno
     try:
         os.close(fd)
