@@ -26,6 +26,7 @@
 #include "api.h"
 #include "credentials.h"
 #include "fs.h"
+#include "memory.h"
 #include "scope.h"
 #include "status.h"
 #include "walker.h"
@@ -842,6 +843,8 @@ int main(int argc, char *argv[])
 	struct mount m;
 	int r;
 
+	/* before any thread: it changes how every later block is placed */
+	memory_init();
 	mount_init(&m);
 	r = parse_options(&m, &args, argv[0]);
 	if (r == 0)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "memory.h"
 #include "snapshot.h"
 
 const char *const snapshot_view_names[VIEW_COUNT] = {
@@ -814,6 +815,9 @@ void snapshot_unref(struct snapshot *s)
 	free(s->slots);
 	free(s->names);
 	free(s);
+	/* what it held was mostly large blocks and messages no longer
+	 * shared: give the pages back now rather than never */
+	memory_release();
 }
 
 int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
