@@ -72,6 +72,13 @@ struct snapshot {
 	uint64_t tag;
 	struct timespec built; /* when finished */
 
+	/* What it costs in memory (see snapshot_kept_bytes()): */
+	uint64_t serial;       /* unique among this process's snapshots */
+	uint64_t index_bytes;  /* its own blocks: runs, names, views, keys */
+	uint64_t msg_bytes;    /* the blocks of its messages */
+	uint64_t shared_from;  /* serial of the snapshot it was built from */
+	uint64_t shared_bytes; /* blocks of the messages it shares with it */
+
 	/* key -> run index or value, open addressing; private to snapshot.c */
 	struct snapshot_slot *slots;
 	size_t nslots; /* power of two */
@@ -137,6 +144,16 @@ int snapshot_without(struct snapshot *s, snapshot_drop_fn drop, void *ctx,
 
 /* An empty snapshot (no runs), generation 0. NULL when out of memory. */
 struct snapshot *snapshot_new_empty(void);
+
+/* The bytes that the @n snapshots of @kept (served before @served, oldest
+ * first) hold that @served does not: each one's indexes, and each message
+ * that none after it shares. Messages are shared only with the snapshot a
+ * build starts from, so a message one snapshot holds and the next one
+ * does not is held by no later one. O(@n). A snapshot built from another
+ * than the one served before it (an action's, between two walks) counts
+ * its messages as if none were shared: never less than the truth. */
+uint64_t snapshot_kept_bytes(const struct snapshot *const *kept, size_t n,
+			     const struct snapshot *served);
 
 struct snapshot *snapshot_ref(struct snapshot *s);
 /* Drops a reference; frees on the last. NULL is a no-op. */

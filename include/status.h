@@ -69,6 +69,11 @@ struct status {
 	/* readdir offsets that no kept snapshot could resume (the listing
 	 * went on in the handle's own); atomic, not under ->lock */
 	atomic_ulong lost_cookies;
+	/* The snapshots kept after their swap (fs), and the bytes they hold
+	 * that the served one does not (snapshot_kept_bytes()); atomic, not
+	 * under ->lock, set under fs's own lock */
+	atomic_ulong kept_snapshots;
+	atomic_ullong kept_bytes;
 
 	struct timespec last_refresh; /* end of the last walk, any outcome */
 	struct timespec last_success; /* end of the last good walk */

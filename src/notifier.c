@@ -94,6 +94,28 @@ static double monotonic_now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Tells the status what the snapshots in fs->retired cost. Call with
+ * fs->lock held. */
+static void account_kept(struct fs *fs)
+{
+	const struct snapshot *kept[64];
+	size_t n = 0;
+	uint64_t bytes = 0;
+
+	/* in pieces if ever more: each piece as if followed by the next */
+	for (size_t i = 0; i < fs->nretired; i += n) {
+		n = fs->nretired - i < 64 ? fs->nretired - i : 64;
+		for (size_t k = 0; k < n; k++)
+			kept[k] = fs->retired[i + k].s;
+		bytes += snapshot_kept_bytes(
+			kept, n,
+			i + n < fs->nretired ? fs->retired[i + n].s
+					     : fs->current);
+	}
+	atomic_store(&fs->st->kept_snapshots, fs->nretired);
+	atomic_store(&fs->st->kept_bytes, bytes);
+}
+
 /* Takes out of fs->retired what no one may need any more (see
  * FS_RETIRED_MAX), up to @max of them into @out; returns how many. Call
  * with fs->lock held, unref them without. */
@@ -115,6 +137,7 @@ static size_t prune_retired(struct fs *fs, struct snapshot **out, size_t max)
 			fs->retired[k++] = *r;
 	}
 	fs->nretired = k;
+	account_kept(fs);
 	return n;
 }
 

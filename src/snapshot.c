@@ -8,6 +8,7 @@
  * mean as inodes and how the tree looks (tree), publishing (walker/fs).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -634,13 +635,53 @@ static void run_keys(struct snapshot *s, uint32_t i,
 		run->msg = message_ref((struct message *)o->msg);
 		message_free((struct message *)m);
 	}
-	if (same)
+	if (same) {
 		run->json_mtime = o->json_mtime;
-	else if (o)
+		s->shared_bytes += malloc_usable_size(run->msg);
+	} else if (o) {
 		run->json_mtime = now;
-	else
+	} else {
 		run->json_mtime = m->has_created ? ms_to_timespec(m->created_ms)
 						 : (struct timespec){0, 0};
+	}
+}
+
+/* The serial of the next snapshot built. */
+static atomic_uint_fast64_t serials = 1;
+
+/* What @s costs (after run_keys(): its messages are the ones it keeps). */
+static void account(struct snapshot *s, const struct snapshot *prev)
+{
+	s->serial = atomic_fetch_add_explicit(&serials, 1,
+					      memory_order_relaxed);
+	s->shared_from = prev ? prev->serial : 0;
+	s->index_bytes = malloc_usable_size(s) + malloc_usable_size(s->runs) +
+			 malloc_usable_size(s->slots) +
+			 malloc_usable_size(s->names);
+	for (int v = 0; v < VIEW_COUNT; v++)
+		s->index_bytes += malloc_usable_size(s->view[v].values) +
+				  malloc_usable_size(s->view[v].store);
+	for (uint32_t i = 0; i < s->nruns; i++)
+		s->msg_bytes += malloc_usable_size(s->runs[i].msg);
+}
+
+uint64_t snapshot_kept_bytes(const struct snapshot *const *kept, size_t n,
+			     const struct snapshot *served)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct snapshot *next = i + 1 < n ? kept[i + 1] : served;
+		uint64_t own = kept[i]->msg_bytes;
+
+		if (next == kept[i])
+			continue; /* served again: it costs nothing more */
+		if (next && next->shared_from == kept[i]->serial)
+			own -= next->shared_bytes < own ? next->shared_bytes
+							: own;
+		sum += kept[i]->index_bytes + own;
+	}
+	return sum;
 }
 
 /* The identity of every listing: its keys in order. */
@@ -757,6 +798,7 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 	}
 	for (uint32_t i = 0; i < s->nruns; i++)
 		run_keys(s, i, prev, now);
+	account(s, prev);
 	for (int v = 0; v < VIEW_COUNT; v++)
 		for (uint32_t i = 0; i < s->view[v].nvalues; i++)
 			s->view[v].values[i].key =

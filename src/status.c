@@ -290,6 +290,10 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		out_printf(&o, "  \"rss_bytes\": null,\n");
 	else
 		out_printf(&o, "  \"rss_bytes\": %lld,\n", rss);
+	out_printf(&o, "  \"kept_snapshots\": %lu,\n",
+		   (unsigned long)atomic_load(&st->kept_snapshots));
+	out_printf(&o, "  \"kept_snapshot_bytes\": %llu,\n",
+		   (unsigned long long)atomic_load(&st->kept_bytes));
 	out_printf(&o, "  \"malformed_entries\": %llu,\n",
 		   (unsigned long long)st->malformed);
 	out_printf(&o, "  \"duplicate_entries\": %llu,\n",

@@ -1,5 +1,6 @@
 /* Unit tests for snapshot: dedupe, order, names, views, keys, times. */
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 
 #include "msgs.h"
@@ -370,6 +371,67 @@ static void test_keep(void)
 
 /* Listing tags: the same listing has the same tag in any snapshot; a
  * listing that changed (a name, or only an inode) has another. */
+/* What kept snapshots cost: their indexes, and the messages no later one
+ * shares, each counted once. */
+static void test_kept_bytes(void)
+{
+	struct message *a[] = {
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"x\"]"),
+		msg_make("2-0", 2000, NULL, NULL),
+		msg_make("3-0", 3000, NULL, NULL),
+	};
+	/* 1-0 unchanged (shared), 2-0 changed, 3-0 gone, 4-0 new */
+	struct message *b[] = {
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"x\"]"),
+		msg_make("2-0", 2000, "CALLBACK_SUCCESS", NULL),
+		msg_make("4-0", 4000, NULL, NULL),
+	};
+	/* all of s2 again: everything shared */
+	struct message *c[] = {
+		msg_make("1-0", 1000, "CALLBACK_FAIL", "[\"x\"]"),
+		msg_make("2-0", 2000, "CALLBACK_SUCCESS", NULL),
+		msg_make("4-0", 4000, NULL, NULL),
+	};
+	struct snapshot *s1 = build(NULL, (struct timespec){1, 0}, a, 3);
+	struct snapshot *s2 = build(s1, (struct timespec){2, 0}, b, 3);
+	struct snapshot *s3 = build(s2, (struct timespec){3, 0}, c, 3);
+	struct snapshot *other = snapshot_new_empty();
+	const struct snapshot *kept[2];
+	uint64_t gone1, m1, m2;
+
+	ok(s1->index_bytes > sizeof(*s1) && s1->msg_bytes > 0,
+	   "a snapshot knows its own bytes");
+	ok(s2->serial != s1->serial && s2->shared_from == s1->serial,
+	   "built from the one before");
+	m1 = malloc_usable_size(s1->runs[0].msg);
+	ok(s2->runs[0].msg == s1->runs[0].msg, "unchanged message shared");
+	is_int(s2->shared_bytes, m1, "shared bytes: the one unchanged message");
+	/* s1 alone, before s2: its indexes, 2-0 and 3-0 */
+	gone1 = malloc_usable_size(s1->runs[1].msg) +
+		malloc_usable_size(s1->runs[2].msg);
+	kept[0] = s1;
+	is_int(snapshot_kept_bytes(kept, 1, s2), s1->index_bytes + gone1,
+	       "kept before the served: indexes and unshared messages");
+	is_int(snapshot_kept_bytes(kept, 1, s1), 0,
+	       "the served one, kept too, costs nothing more");
+	/* s1 and s2 before s3: s3 shares all of s2's messages */
+	m2 = s2->msg_bytes;
+	is_int(s3->shared_bytes, m2, "everything shared");
+	kept[1] = s2;
+	is_int(snapshot_kept_bytes(kept, 2, s3),
+	       s1->index_bytes + gone1 + s2->index_bytes,
+	       "a chain: each message counted once");
+	/* served built from neither: nothing known shared */
+	is_int(snapshot_kept_bytes(kept, 2, other),
+	       s1->index_bytes + gone1 + s2->index_bytes + m2,
+	       "built from another: all its messages count");
+	is_int(snapshot_kept_bytes(kept, 0, s3), 0, "nothing kept");
+	snapshot_unref(other);
+	snapshot_unref(s3);
+	snapshot_unref(s2);
+	snapshot_unref(s1);
+}
+
 static void test_listing_tags(void)
 {
 	struct message *m[] = {
@@ -435,5 +497,6 @@ int main(void)
 	test_collisions();
 	test_without();
 	test_keep();
+	test_kept_bytes();
 	return tap_done();
 }
