@@ -19,6 +19,9 @@ Phases (--only takes a comma-separated list of them):
   scale     walk time, ls -l runs time and RSS at each --scale size
   fuseops   FUSE requests per command on a small tree (dlqfs -d): where the
             read-path time goes
+  soak      VmRSS over many full walks at each --soak size (RUNSxWALKS),
+            read once the replaced snapshots' grace has passed, after the
+            first walk and after the last
 
 Prints progress on stderr and a Markdown report on stdout. Exit status 0
 when the report was produced, whatever PASS/MISS says; 1 when the harness
@@ -46,12 +49,13 @@ from bench_fake import Fake
 from bench_fuseops import phase_fuseops
 from bench_read import phase_read
 from bench_scale import phase_scale
+from bench_soak import phase_soak
 from bench_util import (ROOT, T0, HarnessError, Interrupted, cell, fmt_n,
                         fmt_ratio, is_mounted, loadavg, log, remove_tree,
                         sanitizer_of, unmount)
 from bench_walk import phase_walk
 
-PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops")
+PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops", "soak")
 
 
 # --------------------------------------------------------------------------
@@ -186,6 +190,8 @@ def parse_args(argv):
     p.add_argument("--scale", help="runs at each point of the scale curve; "
                    "memory uses the largest (default 1000,10000,100000; "
                    "--quick 500,5000)")
+    p.add_argument("--soak", help="soak sizes, RUNSxWALKS,... (default "
+                   "20000x200,100000x20; --quick 2000x20)")
     p.add_argument("--latency-ms", type=float, default=20,
                    help="added to every API request in walk, refresh and "
                    "scale (default 20)")
@@ -220,6 +226,14 @@ def parse_args(argv):
     a.runs = a.runs or (2000 if a.quick else 20000)
     a.scale = sorted({int(x) for x in (a.scale or (
         "500,5000" if a.quick else "1000,10000,100000")).split(",")})
+    try:
+        a.soak = [tuple(int(v) for v in x.split("x", 1)) for x in (
+            a.soak or ("2000x20" if a.quick else "20000x200,100000x20")
+        ).split(",")]
+        if any(len(x) != 2 or min(x) < 1 for x in a.soak):
+            raise ValueError
+    except ValueError:
+        p.error("--soak takes RUNSxWALKS[,RUNSxWALKS...], e.g. 20000x200")
     if a.runs < 100 or min(a.scale) < 1 or a.reps < 1:
         p.error("--runs must be >= 100, --scale sizes and --reps >= 1")
     phases = [x.strip() for x in a.only.split(",") if x.strip()]
@@ -304,6 +318,8 @@ def main(argv=None):
             phase_scale(ctx, "scale" in ph, "memory" in ph)
         if "fuseops" in ph:
             phase_fuseops(ctx)
+        if "soak" in ph:
+            phase_soak(ctx)
         text = report(ctx, started_at, load0, time.monotonic() - T0)
     except HarnessError as e:
         failed = "harness failed: %s" % e
