@@ -145,17 +145,6 @@ int http_get(struct http *h, const char *url, const char *token,
  * Returns 0, or -ECANCELED. */
 int http_sleep(const struct http_config *cfg, long ms);
 
-/* True for http:// URLs whose host is a loopback address (127.0.0.0/8,
- * ::1, localhost), where sending a token in clear is acceptable. */
-bool http_url_is_loopback(const char *url);
-
-/* Percent-encodes @len bytes of @s (NUL bytes included) for a URL path
- * segment or query value, as libcurl does: the RFC 3986 unreserved
- * characters A-Z a-z 0-9 - . _ ~ stay, every other byte becomes %XX with
- * uppercase hex digits. Returns a new string for free() (not curl_free()),
- * "" when @len is 0; NULL when out of memory. */
-char *http_escape(const char *s, size_t len);
-
 /* curl_global_init(); call once, before any thread starts. */
 int http_global_init(void);
 void http_global_cleanup(void);

@@ -22,6 +22,7 @@
 #include "api.h"
 #include "buf.h"
 #include "timefmt.h"
+#include "url.h"
 
 #define API_MAX_URL 16384    /* longer list URL: -EINVAL, not sent */
 #define API_EXCERPT_BYTES 80 /* of a body that is not a JSON error */
@@ -148,7 +149,7 @@ static void add_escaped(struct buf *b, int *err, const char *sep,
 
 	if (*err)
 		return;
-	esc = http_escape(value, strlen(value));
+	esc = url_escape(value, strlen(value));
 	*err = esc ? buf_addf(b, "%s%s", sep, esc) : -ENOMEM;
 	free(esc);
 }

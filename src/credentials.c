@@ -19,6 +19,7 @@
 #include "api.h"
 #include "credentials.h"
 #include "http.h"
+#include "url.h"
 
 /* Sets @ret_err to the message of @fmt (NULL when out of memory) and
  * returns @r. */
@@ -104,7 +105,7 @@ int credentials_url(const struct credentials_env *e, const char *url,
 	if (strncmp(u, "https://", 8) && strncmp(u, "http://", 7))
 		return fail(ret_err, -EINVAL,
 			    "the API URL must start with https:// (got %s)", u);
-	if (!strncmp(u, "http://", 7) && !http_url_is_loopback(u) &&
+	if (!strncmp(u, "http://", 7) && !url_is_loopback(u) &&
 	    !allow_insecure_http)
 		return fail(ret_err, -EINVAL,
 			    "refusing to send the token in clear to %s: use "

@@ -4,16 +4,16 @@
  * redirects, allowed protocols), the response buffer and its size limit,
  * the request methods (GET, DELETE, POST with an empty body) and extra
  * headers, the retry policy (what is retried per method, exponential
- * backoff with jitter, 429 waits), cancellation, the CURLcode -> errno table,
- * the one-line error texts for transport failures, and percent-encoding
- * (curl's, through http_escape()). It is the only includer of <curl/curl.h>.
+ * backoff with jitter, 429 waits), cancellation, and libcurl's global
+ * setup. With http_error.c (what a failure means, in errno and in words)
+ * and url.c (a URL's parts, escaping), the only includers of
+ * <curl/curl.h>.
  * Leaves to others: building URLs and mapping HTTP statuses (api), reading
  * bodies (message), deciding whether a clear-text URL may carry a token
- * (main, through http_url_is_loopback()).
+ * (credentials, through url_is_loopback()).
  */
 #include <errno.h>
 #include <malloc.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <curl/curl.h>
 
 #include "buf.h"
 #include "http.h"
+#include "http_internal.h"
 #include "timefmt.h"
+#include "url.h"
 
 #ifndef DLQFS_VERSION
 #define DLQFS_VERSION "dev"
@@ -49,24 +48,6 @@
 #define HTTP_FIRST_BUFFER 16384	    /* first body allocation */
 #define HTTP_MAX_PRESIZE (64 << 20) /* trust a Content-Length this far */
 
-struct http {
-	struct http_config cfg;
-	CURL *curl;
-	uint64_t rng; /* xorshift64 state for backoff jitter */
-
-	/* State of the attempt in progress. */
-	struct buf body;
-	bool over_limit;      /* body exceeded cfg.max_response_bytes */
-	bool oom;	      /* body allocation failed */
-	struct ratelimit rl;  /* the rate-limit headers */
-	int64_t last_byte_ms; /* when the last byte came (or start) */
-	bool stalled;	      /* aborted: nothing for stall_timeout_s */
-	char errbuf[CURL_ERROR_SIZE];
-
-	bool maybe_sent; /* the request may have reached the server */
-	bool announced;	 /* cfg.on_retry was told of a retry */
-	struct http_quota own_quota; /* when cfg.quota is NULL */
-};
 
 void http_config_defaults(struct http_config *cfg)
 {
@@ -326,319 +307,6 @@ void http_free(struct http *h)
 	free(h);
 }
 
-/* URLs, for error texts and the loopback check. curl's own parser is used
- * so that the host we judge is the host curl connects to. */
-
-struct origin {
-	char text[320];	    /* scheme://host[:port], no userinfo, no path */
-	char hostport[300]; /* host:port, the default port filled in */
-	char host[260];
-};
-
-/* Copies a part of @u into @dst; false when it is missing or too long
- * (then @dst holds a truncated copy, or ""). */
-static bool copy_part(CURLU *u, CURLUPart part, unsigned flags, char *dst,
-		      size_t dstlen)
-{
-	char *s = NULL;
-	bool fits = false;
-
-	dst[0] = '\0';
-	if (curl_url_get(u, part, &s, flags) == CURLUE_OK && s)
-		fits = (size_t)snprintf(dst, dstlen, "%s", s) < dstlen;
-	curl_free(s);
-	return fits;
-}
-
-static void origin_of(const char *url, struct origin *o)
-{
-	CURLU *u = curl_url();
-	char scheme[16], port[8], explicit_port[8];
-
-	snprintf(o->text, sizeof(o->text), "the server");
-	snprintf(o->hostport, sizeof(o->hostport), "the server");
-	snprintf(o->host, sizeof(o->host), "the server");
-	if (!u)
-		return;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
-		copy_part(u, CURLUPART_SCHEME, 0, scheme, sizeof(scheme));
-		copy_part(u, CURLUPART_HOST, 0, o->host, sizeof(o->host));
-		copy_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT, port,
-			  sizeof(port));
-		copy_part(u, CURLUPART_PORT, 0, explicit_port,
-			  sizeof(explicit_port));
-		if (!o->host[0])
-			snprintf(o->host, sizeof(o->host), "the server");
-		snprintf(o->text, sizeof(o->text), "%s://%s%s%s", scheme,
-			 o->host, explicit_port[0] ? ":" : "", explicit_port);
-		snprintf(o->hostport, sizeof(o->hostport), "%s%s%s", o->host,
-			 port[0] ? ":" : "", port);
-	}
-	curl_url_cleanup(u);
-}
-
-bool http_url_is_loopback(const char *url)
-{
-	CURLU *u;
-	char scheme[16], host[260], zone[8];
-	struct in_addr a4;
-	struct in6_addr a6;
-	bool yes = false;
-	size_t n;
-
-	if (!url || strncasecmp(url, "http://", 7) != 0)
-		return false;
-	u = curl_url();
-	if (!u)
-		return false;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-		goto out;
-	if (!copy_part(u, CURLUPART_SCHEME, 0, scheme, sizeof(scheme)) ||
-	    !copy_part(u, CURLUPART_HOST, 0, host, sizeof(host)) ||
-	    strcasecmp(scheme, "http") != 0)
-		goto out;
-	/* A zone id ([::1%25eth0]) is not a plain loopback address. */
-	copy_part(u, CURLUPART_ZONEID, 0, zone, sizeof(zone));
-	if (zone[0])
-		goto out;
-	n = strlen(host);
-	if (strcasecmp(host, "localhost") == 0) {
-		yes = true;
-	} else if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
-		host[n - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &a6) == 1)
-			yes = IN6_IS_ADDR_LOOPBACK(&a6) ||
-			      (IN6_IS_ADDR_V4MAPPED(&a6) &&
-			       a6.s6_addr[12] == 127);
-	} else if (inet_pton(AF_INET, host, &a4) == 1) {
-		yes = (ntohl(a4.s_addr) >> 24) == 127;
-	}
-out:
-	curl_url_cleanup(u);
-	return yes;
-}
-
-/* curl_easy_escape() takes an int, reads a length of 0 as "up to the NUL",
- * and gives up (NULL) beyond CURL_MAX_INPUT_LENGTH * 3 bytes of output
- * (24 MB in 7.88): input is escaped in pieces well below that, which
- * gives the same bytes, as each byte is escaped on its own. A NULL
- * handle is allowed since 7.82. */
-#define HTTP_ESCAPE_PIECE (1 << 20)
-
-char *http_escape(const char *s, size_t len)
-{
-	struct buf out = BUF_INIT;
-	char *piece;
-	int r = 0;
-
-	while (!r && len > 0) {
-		size_t n = len < HTTP_ESCAPE_PIECE ? len : HTTP_ESCAPE_PIECE;
-
-		/* curl's memory, for curl_free(); the caller gets ours */
-		piece = curl_easy_escape(NULL, s, (int)n);
-		r = piece ? buf_add(&out, piece, strlen(piece)) : -ENOMEM;
-		curl_free(piece);
-		s += n;
-		len -= n;
-	}
-	if (r) {
-		buf_release(&out);
-		return NULL;
-	}
-	return buf_steal(&out);
-}
-
-/* Errors. */
-
-enum retryable { NO_RETRY, RETRY };
-
-/* The one CURLcode -> errno table. Codes not listed give -EIO. */
-static const struct {
-	CURLcode code;
-	int err;
-	enum retryable retry;
-} http_errors[] = {
-	{CURLE_COULDNT_CONNECT, -ECONNREFUSED, RETRY},
-	{CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, RETRY},
-	{CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH, RETRY},
-	{CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT, RETRY},
-	{CURLE_RECV_ERROR, -ECONNRESET, RETRY},
-	{CURLE_SEND_ERROR, -ECONNRESET, RETRY},
-	{CURLE_PARTIAL_FILE, -ECONNRESET, RETRY},
-	{CURLE_GOT_NOTHING, -ECONNRESET, RETRY},
-	/* A reset HTTP/2 stream is a cut connection, not a bad protocol. */
-	{CURLE_HTTP2_STREAM, -ECONNRESET, RETRY},
-	/* WRITE_ERROR: -EFBIG or -ENOMEM from the write callback's flags. */
-	{CURLE_WRITE_ERROR, -EIO, NO_RETRY},
-	{CURLE_FILESIZE_EXCEEDED, -EFBIG, NO_RETRY},
-	/* ABORTED_BY_CALLBACK: only the cancel flag aborts. */
-	{CURLE_ABORTED_BY_CALLBACK, -ECANCELED, NO_RETRY},
-	{CURLE_SSL_CONNECT_ERROR, -EPROTO, NO_RETRY},
-	{CURLE_PEER_FAILED_VERIFICATION, -EPROTO, NO_RETRY},
-	{CURLE_SSL_ENGINE_NOTFOUND, -EPROTO, NO_RETRY},
-	{CURLE_SSL_ENGINE_SETFAILED, -EPROTO, NO_RETRY},
-	{CURLE_SSL_CERTPROBLEM, -EPROTO, NO_RETRY},
-	{CURLE_SSL_CIPHER, -EPROTO, NO_RETRY},
-	{CURLE_SSL_ENGINE_INITFAILED, -EPROTO, NO_RETRY},
-	{CURLE_SSL_CACERT_BADFILE, -EPROTO, NO_RETRY},
-	{CURLE_SSL_SHUTDOWN_FAILED, -EPROTO, NO_RETRY},
-	{CURLE_SSL_CRL_BADFILE, -EPROTO, NO_RETRY},
-	{CURLE_SSL_ISSUER_ERROR, -EPROTO, NO_RETRY},
-	{CURLE_SSL_PINNEDPUBKEYNOTMATCH, -EPROTO, NO_RETRY},
-	{CURLE_SSL_INVALIDCERTSTATUS, -EPROTO, NO_RETRY},
-	{CURLE_SSL_CLIENTCERT, -EPROTO, NO_RETRY},
-	{CURLE_USE_SSL_FAILED, -EPROTO, NO_RETRY},
-	{CURLE_HTTP2, -EPROTO, NO_RETRY},
-	{CURLE_WEIRD_SERVER_REPLY, -EPROTO, NO_RETRY},
-	{CURLE_UNSUPPORTED_PROTOCOL, -EINVAL, NO_RETRY},
-	{CURLE_URL_MALFORMAT, -EINVAL, NO_RETRY},
-	{CURLE_OUT_OF_MEMORY, -ENOMEM, NO_RETRY},
-};
-
-static int curl_errno(const struct http *h, CURLcode rc, bool *ret_retry)
-{
-	long oserr = 0;
-
-	*ret_retry = false;
-	if (rc == CURLE_ABORTED_BY_CALLBACK && h->stalled) {
-		*ret_retry = true; /* a stall: like a timeout */
-		return -ETIMEDOUT;
-	}
-	if (rc == CURLE_WRITE_ERROR && h->over_limit)
-		return -EFBIG;
-	if (rc == CURLE_WRITE_ERROR && h->oom)
-		return -ENOMEM;
-	if (rc == CURLE_COULDNT_CONNECT &&
-	    curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK &&
-	    (oserr == EHOSTUNREACH || oserr == ENETUNREACH)) {
-		*ret_retry = true;
-		return -EHOSTUNREACH;
-	}
-	for (size_t i = 0; i < sizeof(http_errors) / sizeof(http_errors[0]);
-	     i++) {
-		if (http_errors[i].code == rc) {
-			*ret_retry = http_errors[i].retry == RETRY;
-			return http_errors[i].err;
-		}
-	}
-	return -EIO;
-}
-
-/* "120 s" or "1500 ms". */
-static void fmt_duration(char *buf, size_t len, long ms)
-{
-	if (ms % 1000 == 0)
-		snprintf(buf, len, "%ld s", ms / 1000);
-	else
-		snprintf(buf, len, "%ld ms", ms);
-}
-
-/* curl's own message, printable ASCII only, for the codes we don't
- * describe ourselves. */
-static void curl_words(const struct http *h, CURLcode rc, char *buf, size_t len)
-{
-	const char *s = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
-	size_t j = 0;
-
-	for (; *s && j + 1 < len; s++)
-		if ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f)
-			buf[j++] = *s;
-	while (j > 0 && buf[j - 1] == ' ')
-		j--;
-	buf[j] = '\0';
-}
-
-static void describe(const struct http *h, CURLcode rc, int r,
-		     const struct origin *o, int64_t elapsed_ms, char *err,
-		     size_t errlen)
-{
-	char what[256], limit[32];
-	long oserr = 0;
-	curl_off_t sent_us = 0;
-
-	switch (r) {
-	case -ECONNREFUSED:
-		snprintf(err, errlen, "connection refused by %s", o->hostport);
-		break;
-	case -EHOSTUNREACH:
-		if (rc == CURLE_COULDNT_RESOLVE_HOST)
-			snprintf(err, errlen, "could not resolve host %s",
-				 o->host);
-		else if (rc == CURLE_COULDNT_RESOLVE_PROXY)
-			snprintf(err, errlen,
-				 "could not resolve the proxy for %s", o->text);
-		else {
-			curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
-			snprintf(err, errlen, "could not reach %s: %s",
-				 o->hostport, strerror((int)oserr));
-		}
-		break;
-	case -ETIMEDOUT:
-		/* Pre-transfer time is 0 until the request could be sent, on
-		 * new and reused connections alike (connect time stays 0 on
-		 * a reused one). */
-		curl_easy_getinfo(h->curl, CURLINFO_PRETRANSFER_TIME_T,
-				  &sent_us);
-		if (sent_us == 0) {
-			long lim = h->cfg.connect_timeout_ms;
-
-			if (h->cfg.total_timeout_ms > 0 &&
-			    (lim <= 0 || h->cfg.total_timeout_ms < lim))
-				lim = h->cfg.total_timeout_ms;
-			fmt_duration(limit, sizeof(limit), lim);
-			snprintf(err, errlen,
-				 "timed out after %s connecting to %s", limit,
-				 o->hostport);
-		} else if (h->cfg.total_timeout_ms > 0 &&
-			   elapsed_ms + 100 >= h->cfg.total_timeout_ms) {
-			fmt_duration(limit, sizeof(limit),
-				     h->cfg.total_timeout_ms);
-			snprintf(err, errlen,
-				 "timed out after %s waiting for %s", limit,
-				 o->text);
-		} else {
-			snprintf(err, errlen, "no data from %s for %ld s",
-				 o->text, h->cfg.stall_timeout_s);
-		}
-		break;
-	case -ECONNRESET:
-		if (rc == CURLE_PARTIAL_FILE)
-			snprintf(err, errlen,
-				 "the response from %s was cut short", o->text);
-		else if (rc == CURLE_GOT_NOTHING)
-			snprintf(err, errlen,
-				 "%s closed the connection without answering",
-				 o->text);
-		else
-			snprintf(err, errlen, "the connection to %s was cut",
-				 o->text);
-		break;
-	case -EFBIG:
-		snprintf(
-			err, errlen,
-			"the response from %s is larger than the limit of %zu bytes",
-			o->text, h->cfg.max_response_bytes);
-		break;
-	case -ECANCELED:
-		snprintf(err, errlen, "the request to %s was cancelled",
-			 o->text);
-		break;
-	case -ENOMEM:
-		snprintf(err, errlen, "out of memory talking to %s", o->text);
-		break;
-	case -EPROTO:
-		curl_words(h, rc, what, sizeof(what));
-		snprintf(err, errlen, "TLS or protocol failure with %s: %s",
-			 o->text, what);
-		break;
-	default:
-		curl_words(h, rc, what, sizeof(what));
-		snprintf(err, errlen, "the request to %s failed: %s", o->text,
-			 what);
-		break;
-	}
-}
-
 static void append(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -769,7 +437,7 @@ static void announce(struct http *h, long status, const char *error,
  * @err filled). With @once_only (POST), only what certainly was not
  * processed is tried again (see http_request() in http.h). Sets
  * h->maybe_sent; a daily-quota 429 closes the quota (ratelimit.h). */
-static int attempts(struct http *h, const struct origin *o, bool once_only,
+static int attempts(struct http *h, const struct url_origin *o, bool once_only,
 		    long *ret_status, unsigned *ret_tries, char *err,
 		    size_t errlen)
 {
@@ -815,12 +483,12 @@ static int attempts(struct http *h, const struct origin *o, bool once_only,
 					     : backoff(h, tries);
 			why[0] = '\0';
 		} else {
-			r = curl_errno(h, rc, &retry);
+			r = http_error_errno(h, rc, &retry);
 			if (!never_sent(h, r))
 				h->maybe_sent = true;
 			if (once_only && retry)
 				retry = never_sent(h, r);
-			describe(h, rc, r, o, now_ms() - start, why,
+			http_error_describe(h, rc, r, o, now_ms() - start, why,
 				 sizeof(why));
 			if (!retry || tries >= h->cfg.max_tries) {
 				set_error(err, errlen, r, "%s", why);
@@ -913,7 +581,7 @@ int http_request(struct http *h, const struct http_request *req,
 	char dummy[1];
 	const char *url = req->url, *token = req->token;
 	struct curl_slist *headers = NULL, *l;
-	struct origin o;
+	struct url_origin o;
 	unsigned tries = 0;
 	long status = 0;
 	int r;
@@ -925,7 +593,7 @@ int http_request(struct http *h, const struct http_request *req,
 	err[0] = '\0';
 	h->maybe_sent = false;
 	h->announced = false;
-	origin_of(url, &o);
+	url_origin(url, &o);
 	if (token && !token_ok(token))
 		return set_error(
 			err, errlen, -EINVAL,

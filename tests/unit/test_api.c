@@ -24,6 +24,7 @@
 #include "api.h"
 #include "timefmt.h"
 #include "http.h"
+#include "url.h"
 #include "net.h"
 #include "tap.h"
 
@@ -58,7 +59,7 @@ static void test_escape(void)
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		char *got = http_escape(t[i].in, t[i].len);
+		char *got = url_escape(t[i].in, t[i].len);
 
 		is_str(got, t[i].want, "escape %zu -> %s", i, t[i].want);
 		free(got);
@@ -82,13 +83,13 @@ static size_t escape_reference(char *dst, const char *s, size_t len)
 	return j;
 }
 
-static void test_http_escape(void)
+static void test_url_escape(void)
 {
 	/* more than three of http.c's 1 MiB pieces, every byte value */
 	size_t n = 3 * (1 << 20) + 5, bad = 0, want_len;
 	char *in = malloc(n), *want = malloc(3 * n + 1), *got;
 
-	if (!ok(in && want, "buffers for the http_escape tests")) {
+	if (!ok(in && want, "buffers for the url_escape tests")) {
 		free(in);
 		free(want);
 		return;
@@ -96,25 +97,25 @@ static void test_http_escape(void)
 	for (size_t i = 0; i < n; i++)
 		in[i] = (char)(i * 7 % 256);
 	want_len = escape_reference(want, in, n);
-	got = http_escape(in, n);
+	got = url_escape(in, n);
 	is_mem(got, got ? strlen(got) : 0, want, want_len,
-	       "http_escape of %zu bytes, in pieces", n);
+	       "url_escape of %zu bytes, in pieces", n);
 	free(got);
 
 	for (int c = 0; c < 256; c++) {
 		char b = (char)c;
 
-		got = http_escape(&b, 1);
+		got = url_escape(&b, 1);
 		want_len = escape_reference(want, &b, 1);
 		if (!got || strlen(got) != want_len ||
 		    memcmp(got, want, want_len))
 			bad++;
 		free(got);
 	}
-	is_int(bad, 0, "http_escape of each byte: as RFC 3986");
+	is_int(bad, 0, "url_escape of each byte: as RFC 3986");
 
-	got = http_escape("abc", 0);
-	is_str(got, "", "http_escape of 0 bytes is \"\", not the whole string");
+	got = url_escape("abc", 0);
+	is_str(got, "", "url_escape of 0 bytes is \"\", not the whole string");
 	free(got);
 	free(in);
 	free(want);
@@ -236,10 +237,10 @@ static void test_loopback(void)
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		ok(http_url_is_loopback(t[i].url) == t[i].want,
+		ok(url_is_loopback(t[i].url) == t[i].want,
 		   "loopback(%s) is %s", t[i].url,
 		   t[i].want ? "true" : "false");
-	ok(!http_url_is_loopback(NULL), "loopback(NULL) is false");
+	ok(!url_is_loopback(NULL), "loopback(NULL) is false");
 }
 
 /* The scripted server. */
@@ -1542,7 +1543,7 @@ int main(void)
 		return 1;
 	}
 	test_escape();
-	test_http_escape();
+	test_url_escape();
 	test_list_url();
 	test_range_url();
 	test_loopback();
