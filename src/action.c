@@ -425,6 +425,65 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 	return 0;
 }
 
+/* Removes duplicate ids and checks the limit on what is left. */
+static int dedupe_within_limit(struct action *act, char *err, size_t errlen)
+{
+	int r = dedupe(act);
+
+	if (r < 0)
+		return fail(err, errlen, r, "out of memory");
+	if (act->n > ACTION_MAX_IDS)
+		return fail(err, errlen, -E2BIG, "more than %d ids at once",
+			    ACTION_MAX_IDS);
+	return 0;
+}
+
+/* Takes line @lineno (@n bytes at @s, without its LF) into @act. */
+static int parse_line(struct action *act, unsigned *seen, size_t *cap,
+		      const char *s, size_t n, size_t lineno,
+		      action_resolve_fn resolve, void *ctx, char *err,
+		      size_t errlen)
+{
+	const char *name = NULL;
+	size_t nlen = 0;
+	int r;
+
+	if (n > ACTION_MAX_LINE)
+		return fail(err, errlen, -EINVAL,
+			    "line %zu is longer than %d bytes", lineno,
+			    ACTION_MAX_LINE);
+	trim(&s, &n);
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return fail(err, errlen, -EINVAL,
+				    "line %zu holds a control byte (0x%02x)",
+				    lineno, c);
+	}
+	if (option_line(s, n)) {
+		if (act->n)
+			return fail(err, errlen, -EINVAL,
+				    "line %zu: an option after the ids "
+				    "(options come first)",
+				    lineno);
+		return parse_option(act, seen, s, n, lineno, err, errlen);
+	}
+	r = parse_name(s, n, lineno, &name, &nlen, err, errlen);
+	if (r < 0)
+		return r;
+	r = add_id(act, cap, name, nlen, resolve, ctx, lineno, err, errlen);
+	if (r < 0)
+		return r;
+	/* duplicates are removed when the array reaches twice the limit:
+	 * memory stays bounded, and the sorting amortized */
+	if (act->n >= 2 * ACTION_MAX_IDS)
+		return dedupe_within_limit(act, err, errlen);
+	return 0;
+}
+
 int action_parse(enum action_verb verb, const char *buf, size_t len,
 		 action_resolve_fn resolve, void *ctx,
 		 struct action **ret_action, char *err, size_t errlen)
@@ -448,96 +507,31 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 	act->verb = verb;
 	act->opt.retries = -1;
 
-	while (pos < len) {
+	while (r == 0 && pos < len) {
 		const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - s) : len - pos;
-		const char *name = NULL;
-		size_t nlen = 0;
 
 		pos += n + (nl ? 1 : 0);
-		lineno++;
-		if (n > ACTION_MAX_LINE) {
-			r = fail(err, errlen, -EINVAL,
-				 "line %zu is longer than %d bytes", lineno,
-				 ACTION_MAX_LINE);
-			goto fail_free;
-		}
-		trim(&s, &n);
-		if (n == 0)
-			continue;
-		for (size_t i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)s[i];
-
-			if (c < 0x20 || c == 0x7f) {
-				r = fail(
-					err, errlen, -EINVAL,
-					"line %zu holds a control byte (0x%02x)",
-					lineno, c);
-				goto fail_free;
-			}
-		}
-		if (option_line(s, n)) {
-			if (act->n) {
-				r = fail(
-					err, errlen, -EINVAL,
-					"line %zu: an option after the ids (options come first)",
-					lineno);
-				goto fail_free;
-			}
-			r = parse_option(act, &seen, s, n, lineno, err, errlen);
-			if (r < 0)
-				goto fail_free;
-			continue;
-		}
-		r = parse_name(s, n, lineno, &name, &nlen, err, errlen);
-		if (r < 0)
-			goto fail_free;
-		r = add_id(act, &cap, name, nlen, resolve, ctx, lineno, err,
-			   errlen);
-		if (r < 0)
-			goto fail_free;
-		/* duplicates are removed when the array reaches twice the
-		 * limit: memory stays bounded, and the sorting amortized */
-		if (act->n >= 2 * ACTION_MAX_IDS) {
-			r = dedupe(act);
-			if (r < 0) {
-				fail(err, errlen, r, "out of memory");
-				goto fail_free;
-			}
-			if (act->n > ACTION_MAX_IDS) {
-				r = fail(err, errlen, -E2BIG,
-					 "more than %d ids at once",
-					 ACTION_MAX_IDS);
-				goto fail_free;
-			}
-		}
+		r = parse_line(act, &seen, &cap, s, n, ++lineno, resolve, ctx,
+			       err, errlen);
 	}
-	if (act->n == 0) {
-		r = fail(
-			err, errlen, -EINVAL,
-			"no id given: write one dlqId (or a path ending in one) per line");
-		goto fail_free;
+	if (r == 0 && act->n == 0)
+		r = fail(err, errlen, -EINVAL,
+			 "no id given: write one dlqId (or a path ending in "
+			 "one) per line");
+	if (r == 0)
+		r = dedupe_within_limit(act, err, errlen);
+	if (r == 0) {
+		act->out = calloc(act->n, sizeof(*act->out));
+		if (!act->out)
+			r = fail(err, errlen, -ENOMEM, "out of memory");
 	}
-	r = dedupe(act);
 	if (r < 0) {
-		fail(err, errlen, r, "out of memory");
-		goto fail_free;
-	}
-	if (act->n > ACTION_MAX_IDS) {
-		r = fail(err, errlen, -E2BIG, "more than %d ids at once",
-			 ACTION_MAX_IDS);
-		goto fail_free;
-	}
-	act->out = calloc(act->n, sizeof(*act->out));
-	if (!act->out) {
-		r = fail(err, errlen, -ENOMEM, "out of memory");
-		goto fail_free;
+		action_free(act);
+		return r;
 	}
 	*ret_action = act;
 	return 0;
-fail_free:
-	action_free(act);
-	return r;
 }
 
 void action_free(struct action *act)

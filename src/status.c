@@ -210,6 +210,9 @@ static const char *const state_names[] = {
 	[STATUS_ERROR] = "error",
 };
 
+/* Longer than a function should be, for a reason: it is the file's text,
+ * one field after the other in the order a user reads them (README.md
+ * shows the same), under one hold of ->lock so that the fields agree. */
 int status_render(struct status *st, char **ret, size_t *ret_len,
 		  struct timespec *ret_changed)
 {
