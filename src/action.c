@@ -16,23 +16,11 @@
 
 #include "action.h"
 #include "buf.h"
+#include "errtext.h"
 
 /* ---- parsing ---------------------------------------------------------- */
 
 #define ACTION_QUOTE_MAX 40 /* bytes of a line quoted in an error */
-
-__attribute__((format(printf, 4, 5))) static int
-fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return r;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return r;
-}
 
 /* @s (@n bytes) as printable ASCII for an error text, cut to
  * ACTION_QUOTE_MAX bytes. */
@@ -227,21 +215,21 @@ static int parse_option(struct action *act, unsigned *seen, const char *s,
 		    !strncmp(s, option_keys[k], klen))
 			break;
 	if (k == OPT_COUNT)
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"line %zu: unknown option \"%s\" (options: retries, delay, retry_delay, flow_control_key, flow_control_value, label, failure_callback)",
 			lineno, q);
 	if (act->verb != ACTION_RESUME && act->verb != ACTION_RESTART)
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"line %zu: options apply to resume and restart only, not %s",
 			lineno, action_verb_names[act->verb]);
 	if (*seen & (1u << k))
-		return fail(err, errlen, -EINVAL,
-			    "line %zu: option %s given twice", lineno, q);
+		return errtext(err, errlen, -EINVAL,
+			       "line %zu: option %s given twice", lineno, q);
 	*seen |= 1u << k;
 	if (vlen == 0 || vlen > ACTION_MAX_OPTION)
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"line %zu: option %s needs a value of 1 to %d bytes",
 			lineno, q, ACTION_MAX_OPTION);
@@ -249,7 +237,8 @@ static int parse_option(struct action *act, unsigned *seen, const char *s,
 	value[vlen] = '\0';
 	why = option_refused((enum option_key)k, value, vlen);
 	if (why)
-		return fail(err, errlen, -EINVAL, "line %zu: %s", lineno, why);
+		return errtext(err, errlen, -EINVAL, "line %zu: %s", lineno,
+			       why);
 	switch ((enum option_key)k) {
 	case OPT_RETRIES:
 		act->opt.retries = atoi(value);
@@ -300,18 +289,18 @@ static int parse_name(const char *s, size_t n, size_t lineno,
 		s = slash + 1;
 	}
 	if (n == 0)
-		return fail(err, errlen, -EINVAL, "line %zu: no id in \"%s\"",
-			    lineno, q);
+		return errtext(err, errlen, -EINVAL,
+			       "line %zu: no id in \"%s\"", lineno, q);
 	if ((n == 1 && (s[0] == '.' || s[0] == '*')) ||
 	    (n == 2 && s[0] == '.' && s[1] == '.'))
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"line %zu: \"%s\" names no run (an unexpanded glob or a directory?)",
 			lineno, q);
 	if (n > API_MAX_ID)
-		return fail(err, errlen, -EINVAL,
-			    "line %zu: the id is longer than %d bytes", lineno,
-			    API_MAX_ID);
+		return errtext(err, errlen, -EINVAL,
+			       "line %zu: the id is longer than %d bytes",
+			       lineno, API_MAX_ID);
 	*ret_name = s;
 	*ret_len = n;
 	return 0;
@@ -382,17 +371,17 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 		bool *l;
 
 		if (!p)
-			return fail(err, errlen, -ENOMEM, "out of memory");
+			return errtext(err, errlen, -ENOMEM, "out of memory");
 		act->ids = p;
 		l = realloc(act->listed, ncap * sizeof(*l));
 		if (!l)
-			return fail(err, errlen, -ENOMEM, "out of memory");
+			return errtext(err, errlen, -ENOMEM, "out of memory");
 		act->listed = l;
 		*cap = ncap;
 	}
 	copy = strndup(name, len);
 	if (!copy)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errtext(err, errlen, -ENOMEM, "out of memory");
 	if (!resolve) {
 		id = copy;
 	} else {
@@ -403,11 +392,11 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 			if (r >= 0)
 				free(id);
 			if (r == -ENOMEM)
-				return fail(err, errlen, r, "out of memory");
-			return fail(err, errlen, r < 0 ? r : -EINVAL,
-				    "line %zu: \"%s\" is not a run (%s)",
-				    lineno, q,
-				    r < 0 ? strerror(-r) : "no usable id");
+				return errtext(err, errlen, r, "out of memory");
+			return errtext(err, errlen, r < 0 ? r : -EINVAL,
+				       "line %zu: \"%s\" is not a run (%s)",
+				       lineno, q,
+				       r < 0 ? strerror(-r) : "no usable id");
 		}
 		free(copy);
 		listed = r > 0;
@@ -415,7 +404,7 @@ static int add_id(struct action *act, size_t *cap, const char *name, size_t len,
 	if (strchr(id, ',')) {
 		quote(q, sizeof(q), name, len);
 		free(id);
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"line %zu: \"%s\" holds a ',', which the API reads as a separator of several ids",
 			lineno, q);
@@ -431,10 +420,10 @@ static int dedupe_within_limit(struct action *act, char *err, size_t errlen)
 	int r = dedupe(act);
 
 	if (r < 0)
-		return fail(err, errlen, r, "out of memory");
+		return errtext(err, errlen, r, "out of memory");
 	if (act->n > ACTION_MAX_IDS)
-		return fail(err, errlen, -E2BIG, "more than %d ids at once",
-			    ACTION_MAX_IDS);
+		return errtext(err, errlen, -E2BIG, "more than %d ids at once",
+			       ACTION_MAX_IDS);
 	return 0;
 }
 
@@ -449,9 +438,9 @@ static int parse_line(struct action *act, unsigned *seen, size_t *cap,
 	int r;
 
 	if (n > ACTION_MAX_LINE)
-		return fail(err, errlen, -EINVAL,
-			    "line %zu is longer than %d bytes", lineno,
-			    ACTION_MAX_LINE);
+		return errtext(err, errlen, -EINVAL,
+			       "line %zu is longer than %d bytes", lineno,
+			       ACTION_MAX_LINE);
 	trim(&s, &n);
 	if (n == 0)
 		return 0;
@@ -459,16 +448,16 @@ static int parse_line(struct action *act, unsigned *seen, size_t *cap,
 		unsigned char c = (unsigned char)s[i];
 
 		if (c < 0x20 || c == 0x7f)
-			return fail(err, errlen, -EINVAL,
-				    "line %zu holds a control byte (0x%02x)",
-				    lineno, c);
+			return errtext(err, errlen, -EINVAL,
+				       "line %zu holds a control byte (0x%02x)",
+				       lineno, c);
 	}
 	if (option_line(s, n)) {
 		if (act->n)
-			return fail(err, errlen, -EINVAL,
-				    "line %zu: an option after the ids "
-				    "(options come first)",
-				    lineno);
+			return errtext(err, errlen, -EINVAL,
+				       "line %zu: an option after the ids "
+				       "(options come first)",
+				       lineno);
 		return parse_option(act, seen, s, n, lineno, err, errlen);
 	}
 	r = parse_name(s, n, lineno, &name, &nlen, err, errlen);
@@ -496,14 +485,14 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 	if (err && errlen)
 		err[0] = '\0';
 	if ((unsigned)verb >= ACTION_NVERBS)
-		return fail(err, errlen, -EINVAL, "unknown action");
+		return errtext(err, errlen, -EINVAL, "unknown action");
 	if (len > ACTION_MAX_INPUT)
-		return fail(err, errlen, -EFBIG,
-			    "more than %d bytes written at once",
-			    ACTION_MAX_INPUT);
+		return errtext(err, errlen, -EFBIG,
+			       "more than %d bytes written at once",
+			       ACTION_MAX_INPUT);
 	act = calloc(1, sizeof(*act));
 	if (!act)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errtext(err, errlen, -ENOMEM, "out of memory");
 	act->verb = verb;
 	act->opt.retries = -1;
 
@@ -516,15 +505,15 @@ int action_parse(enum action_verb verb, const char *buf, size_t len,
 			       err, errlen);
 	}
 	if (r == 0 && act->n == 0)
-		r = fail(err, errlen, -EINVAL,
-			 "no id given: write one dlqId (or a path ending in "
-			 "one) per line");
+		r = errtext(err, errlen, -EINVAL,
+			    "no id given: write one dlqId (or a path ending in "
+			    "one) per line");
 	if (r == 0)
 		r = dedupe_within_limit(act, err, errlen);
 	if (r == 0) {
 		act->out = calloc(act->n, sizeof(*act->out));
 		if (!act->out)
-			r = fail(err, errlen, -ENOMEM, "out of memory");
+			r = errtext(err, errlen, -ENOMEM, "out of memory");
 	}
 	if (r < 0) {
 		action_free(act);

@@ -699,16 +699,16 @@ int api_delete_bulk(struct api *a, const char *const *ids, size_t n,
 	return 0;
 }
 
-/* A POST whose answer is one run. */
-static int post_one(struct api *a, const char *path, const char *id,
-		    const struct api_action_options *opt,
-		    struct answer_run *ret_run, struct api_error *err)
+/* A resume or restart POST of @n ids (@bulk: in the body's dlqIds, else
+ * the one in the path), with @opt's headers; the answer in @resp. */
+static int post(struct api *a, const char *path, bool bulk,
+		const char *const *ids, size_t n,
+		const struct api_action_options *opt,
+		struct http_response *resp, struct api_error *err)
 {
 	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
 	const char *hdrs[API_OPTION_HEADERS];
 	struct api_error dummy;
-	struct http_response resp;
-	struct answer_run run;
 	size_t nh = 0;
 	int r;
 
@@ -719,7 +719,19 @@ static int post_one(struct api *a, const char *path, const char *id,
 	r = option_headers(opt, lines, hdrs, &nh, err);
 	if (r < 0)
 		return r;
-	r = act(a, HTTP_POST, path, false, &id, 1, hdrs, nh, &resp, err);
+	return act(a, HTTP_POST, path, bulk, ids, n, hdrs, nh, resp, err);
+}
+
+/* A POST whose answer is one run. */
+static int post_one(struct api *a, const char *path, const char *id,
+		    const struct api_action_options *opt,
+		    struct answer_run *ret_run, struct api_error *err)
+{
+	struct http_response resp;
+	struct answer_run run;
+	int r;
+
+	r = post(a, path, false, &id, 1, opt, &resp, err);
 	if (r < 0)
 		return r;
 	if (answer_run_parse(resp.body, resp.len, &run) < 0) {
@@ -743,23 +755,11 @@ int api_redeliver_bulk(struct api *a, enum api_redeliver how,
 		       const struct api_action_options *opt,
 		       struct answer_runs *ret_runs, struct api_error *err)
 {
-	char lines[API_OPTION_HEADERS][HTTP_MAX_HEADER_LINE + 1];
-	const char *hdrs[API_OPTION_HEADERS];
-	struct api_error dummy;
 	struct http_response resp;
 	struct answer_runs runs = {0};
-	size_t nh = 0;
 	int r;
 
-	if (!err)
-		err = &dummy;
-	err->http_status = 0;
-	err->text[0] = '\0';
-	r = option_headers(opt, lines, hdrs, &nh, err);
-	if (r < 0)
-		return r;
-	r = act(a, HTTP_POST, redeliver_path(how), true, ids, n, hdrs, nh,
-		&resp, err);
+	r = post(a, redeliver_path(how), true, ids, n, opt, &resp, err);
 	if (r < 0)
 		return r;
 	if (answer_runs_parse(resp.body, resp.len, &runs) < 0)

@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "buf.h"
+#include "errtext.h"
 #include "http.h"
 #include "http_internal.h"
 #include "timefmt.h"
@@ -47,7 +48,6 @@
 #define HTTP_SLEEP_SLICE_MS 50	    /* cancel flag polled this often */
 #define HTTP_FIRST_BUFFER 16384	    /* first body allocation */
 #define HTTP_MAX_PRESIZE (64 << 20) /* trust a Content-Length this far */
-
 
 void http_config_defaults(struct http_config *cfg)
 {
@@ -337,21 +337,6 @@ static long backoff(struct http *h, unsigned tries)
 	return d / 2 + (long)(rng_next(h) % (uint64_t)(d - d / 2 + 1));
 }
 
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* The wait after a burst 429: Retry-After, else Burst-RateLimit-Reset,
  * else the backoff; never more than max_backoff_ms. */
 static long backoff_429(struct http *h, unsigned tries)
@@ -452,9 +437,9 @@ static int attempts(struct http *h, const struct url_origin *o, bool once_only,
 		int r;
 
 		if (cancelled(&h->cfg))
-			return set_error(err, errlen, -ECANCELED,
-					 "the request to %s was cancelled",
-					 o->text);
+			return errtext(err, errlen, -ECANCELED,
+				       "the request to %s was cancelled",
+				       o->text);
 		if (ratelimit_quota_closed(quota(h))) {
 			ratelimit_quota_text(quota(h), o->text, err, errlen);
 			return -EDQUOT;
@@ -489,9 +474,9 @@ static int attempts(struct http *h, const struct url_origin *o, bool once_only,
 			if (once_only && retry)
 				retry = never_sent(h, r);
 			http_error_describe(h, rc, r, o, now_ms() - start, why,
-				 sizeof(why));
+					    sizeof(why));
 			if (!retry || tries >= h->cfg.max_tries) {
-				set_error(err, errlen, r, "%s", why);
+				errtext(err, errlen, r, "%s", why);
 				if (tries > 1)
 					append(err, errlen, " (after %u tries)",
 					       tries);
@@ -502,9 +487,9 @@ static int attempts(struct http *h, const struct url_origin *o, bool once_only,
 		if (h->cfg.on_retry)
 			announce(h, status, why, tries, wait);
 		if (http_sleep(&h->cfg, wait) < 0)
-			return set_error(err, errlen, -ECANCELED,
-					 "the request to %s was cancelled",
-					 o->text);
+			return errtext(err, errlen, -ECANCELED,
+				       "the request to %s was cancelled",
+				       o->text);
 	}
 }
 
@@ -595,35 +580,35 @@ int http_request(struct http *h, const struct http_request *req,
 	h->announced = false;
 	url_origin(url, &o);
 	if (token && !token_ok(token))
-		return set_error(
+		return errtext(
 			err, errlen, -EINVAL,
 			"the token is empty, too long or holds characters that cannot be sent in a header");
 	if (req->nheaders > HTTP_MAX_HEADERS)
-		return set_error(err, errlen, -EINVAL,
-				 "too many request headers (%zu, limit %d)",
-				 req->nheaders, HTTP_MAX_HEADERS);
+		return errtext(err, errlen, -EINVAL,
+			       "too many request headers (%zu, limit %d)",
+			       req->nheaders, HTTP_MAX_HEADERS);
 	for (size_t i = 0; i < req->nheaders; i++)
 		if (!req->headers[i] || !header_ok(req->headers[i]))
-			return set_error(
+			return errtext(
 				err, errlen, -EINVAL,
 				"a request header is too long or holds characters that cannot be sent in a header");
 
 	l = curl_slist_append(NULL, "Accept: application/json");
 	if (!l)
-		return set_error(err, errlen, -ENOMEM, "out of memory");
+		return errtext(err, errlen, -ENOMEM, "out of memory");
 	headers = l;
 	if (req->method == HTTP_POST) {
 		/* an empty body: no form content type */
 		l = curl_slist_append(headers, "Content-Type:");
 		if (!l) {
-			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			r = errtext(err, errlen, -ENOMEM, "out of memory");
 			goto out_headers;
 		}
 	}
 	for (size_t i = 0; i < req->nheaders; i++) {
 		l = curl_slist_append(headers, req->headers[i]);
 		if (!l) {
-			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			r = errtext(err, errlen, -ENOMEM, "out of memory");
 			goto out_headers;
 		}
 	}
@@ -632,13 +617,13 @@ int http_request(struct http *h, const struct http_request *req,
 		l = curl_slist_append(headers, auth);
 		explicit_bzero(auth, sizeof(auth));
 		if (!l) {
-			r = set_error(err, errlen, -ENOMEM, "out of memory");
+			r = errtext(err, errlen, -ENOMEM, "out of memory");
 			goto out_headers;
 		}
 	}
 	if (!set_method(h, req->method)) {
-		r = set_error(err, errlen, -EINVAL,
-			      "cannot set the request method");
+		r = errtext(err, errlen, -EINVAL,
+			    "cannot set the request method");
 		goto out_headers;
 	}
 	/* http:// is allowed only to loopback, where the token may travel
@@ -651,8 +636,8 @@ int http_request(struct http *h, const struct http_request *req,
 		    CURLE_OK ||
 	    curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, headers) !=
 		    CURLE_OK) {
-		r = set_error(err, errlen, -EINVAL, "cannot use the URL %s",
-			      o.text);
+		r = errtext(err, errlen, -EINVAL, "cannot use the URL %s",
+			    o.text);
 		goto out_headers;
 	}
 
@@ -661,7 +646,7 @@ int http_request(struct http *h, const struct http_request *req,
 	if (h->announced)
 		h->cfg.on_retry(h->cfg.retry_ctx, NULL);
 	if (r == 0 && buf_reserve(&h->body, 0, 0) < 0)
-		r = set_error(err, errlen, -ENOMEM, "out of memory");
+		r = errtext(err, errlen, -ENOMEM, "out of memory");
 	if (r == 0) {
 		/* Hand the buffer over; keep no copy of a body given away.
 		 * An empty body is still a string. */

@@ -107,10 +107,10 @@ static void account_kept(struct fs *fs)
 		n = fs->nretired - i < 64 ? fs->nretired - i : 64;
 		for (size_t k = 0; k < n; k++)
 			kept[k] = fs->retired[i + k].s;
-		bytes += snapshot_kept_bytes(
-			kept, n,
-			i + n < fs->nretired ? fs->retired[i + n].s
-					     : fs->current);
+		bytes += snapshot_kept_bytes(kept, n,
+					     i + n < fs->nretired
+						     ? fs->retired[i + n].s
+						     : fs->current);
 	}
 	atomic_store(&fs->st->kept_snapshots, fs->nretired);
 	atomic_store(&fs->st->kept_bytes, bytes);

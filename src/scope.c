@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errtext.h"
 #include "scope.h"
 
 enum scope_kind {
@@ -67,19 +68,6 @@ void scope_free(struct scope *s)
 	free(s);
 }
 
-__attribute__((format(printf, 4, 5))) static int
-fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* Decimal digits with an optional '-', at most 18 of them. */
 static bool parse_ms(const char *v, int64_t *ret)
 {
@@ -105,30 +93,30 @@ int scope_add(struct scope *s, const char *opt, const char *value, char *err,
 	if (i == SCOPE_NPARAMS)
 		return -ENOENT;
 	if (!value[0])
-		return fail(err, errlen, -EINVAL, "option %s= needs a value",
-			    opt);
+		return errtext(err, errlen, -EINVAL, "option %s= needs a value",
+			       opt);
 	if (!params[i].multi && (s->given & (1u << i)))
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"option %s= given twice: it takes one value (the API's %s is not a list)",
 			opt, params[i].param);
 	if (params[i].kind != SCOPE_VIEW && !parse_ms(value, &ms))
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"option %s=%s: expected a number (milliseconds since the epoch)",
 			opt, value);
 	if (strchr(value, ','))
-		return fail(
+		return errtext(
 			err, errlen, -EINVAL,
 			"option %s= holds a ',', which the API reads as a separator of several values: give one value per option (repeat %s= for several)",
 			opt, opt);
 	if (s->n == SCOPE_MAX_FILTERS)
-		return fail(err, errlen, -EINVAL,
-			    "too many scope options (at %s=): at most %d", opt,
-			    SCOPE_MAX_FILTERS);
+		return errtext(err, errlen, -EINVAL,
+			       "too many scope options (at %s=): at most %d",
+			       opt, SCOPE_MAX_FILTERS);
 	copy = strdup(value);
 	if (!copy)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errtext(err, errlen, -ENOMEM, "out of memory");
 	s->filters[s->n].param = params[i].param;
 	s->filters[s->n].value = copy;
 	s->which[s->n] = (uint8_t)i;

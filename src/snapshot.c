@@ -652,8 +652,8 @@ static atomic_uint_fast64_t serials = 1;
 /* What @s costs (after run_keys(): its messages are the ones it keeps). */
 static void account(struct snapshot *s, const struct snapshot *prev)
 {
-	s->serial = atomic_fetch_add_explicit(&serials, 1,
-					      memory_order_relaxed);
+	s->serial =
+		atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed);
 	s->shared_from = prev ? prev->serial : 0;
 	s->index_bytes = malloc_usable_size(s) + malloc_usable_size(s->runs) +
 			 malloc_usable_size(s->slots) +
