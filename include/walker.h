@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "cache.h"
 #include "snapshot.h"
 #include "status.h"
 
@@ -107,6 +108,9 @@ struct walker_config {
 	 * what was taken out of it (an action's runs) stays out. NULL: the
 	 * walker's own last good snapshot. */
 	struct snapshot *(*served)(void *ctx);
+	/* Where the snapshot served after each good walk is saved (NULL:
+	 * nowhere); borrowed. */
+	struct cache *cache;
 };
 
 struct walker;
@@ -117,6 +121,12 @@ struct walker;
 struct walker *walker_new(const struct walker_config *cfg,
 			  const struct walker_source *src, struct status *st,
 			  walker_done_fn done, void *ctx);
+
+/* Before walker_start(): the snapshot served was loaded from a cache
+ * whose last good full walk started at @last_full_ms (wall clock; -1:
+ * none), so the first walk is incremental unless a reconcile is due by
+ * then, and the schedule goes on from that walk. */
+void walker_resume(struct walker *w, int64_t last_full_ms);
 
 /* Starts the thread; the first walk begins at once. Returns 0 or -errno. */
 int walker_start(struct walker *w);

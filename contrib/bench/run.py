@@ -19,6 +19,9 @@ Phases (--only takes a comma-separated list of them):
   scale     walk time, ls -l runs time and RSS at each --scale size
   fuseops   FUSE requests per command on a small tree (dlqfs -d): where the
             read-path time goes
+  cache     remount from the cache on disk vs a cold mount, to the first
+            `ls runs | wc -l`, at each --cache-sizes size; the cache's size
+            vs the payload
 
 Prints progress on stderr and a Markdown report on stdout. Exit status 0
 when the report was produced, whatever PASS/MISS says; 1 when the harness
@@ -42,6 +45,7 @@ import sys
 import tempfile
 import time
 
+from bench_cache import phase_cache
 from bench_fake import Fake
 from bench_fuseops import phase_fuseops
 from bench_read import phase_read
@@ -51,7 +55,7 @@ from bench_util import (ROOT, T0, HarnessError, Interrupted, cell, fmt_n,
                         sanitizer_of, unmount)
 from bench_walk import phase_walk
 
-PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops")
+PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops", "cache")
 
 
 # --------------------------------------------------------------------------
@@ -195,6 +199,8 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=3,
                    help="repetitions of each walk and warm command "
                    "(default 3)")
+    p.add_argument("--cache-sizes", help="runs at each size of the cache "
+                   "phase (default 20000,100000; --quick 2000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fuseops-runs", type=int, default=200)
     p.add_argument("--no-detie", action="store_true",
@@ -220,6 +226,8 @@ def parse_args(argv):
     a.runs = a.runs or (2000 if a.quick else 20000)
     a.scale = sorted({int(x) for x in (a.scale or (
         "500,5000" if a.quick else "1000,10000,100000")).split(",")})
+    a.cache_sizes = sorted({int(x) for x in (a.cache_sizes or (
+        "2000" if a.quick else "20000,100000")).split(",")})
     if a.runs < 100 or min(a.scale) < 1 or a.reps < 1:
         p.error("--runs must be >= 100, --scale sizes and --reps >= 1")
     phases = [x.strip() for x in a.only.split(",") if x.strip()]
@@ -304,6 +312,8 @@ def main(argv=None):
             phase_scale(ctx, "scale" in ph, "memory" in ph)
         if "fuseops" in ph:
             phase_fuseops(ctx)
+        if "cache" in ph:
+            phase_cache(ctx)
         text = report(ctx, started_at, load0, time.monotonic() - T0)
     except HarnessError as e:
         failed = "harness failed: %s" % e

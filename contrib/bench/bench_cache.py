@@ -1,0 +1,125 @@
+"""Phase cache: what the cache on disk buys a remount, and what it costs.
+
+At each --cache-sizes size, one fake API (--latency-ms per request) and
+one cache directory:
+- cold: a mount with an empty cache directory, timed from the start of
+  the daemon to the end of the first `ls runs | wc -l` (which waits for
+  the first walk);
+- the cache it writes: its size on disk (st_blocks) against the payload
+  the served snapshot stands for (payload_bytes: the API's bytes);
+- remount: the same, a second mount on the same cache directory. Its
+  `ls runs | wc -l` is answered from the cache, before its first walk
+  ends; the count must be the fake's.
+The ratio is remount / cold; the baseline is the cold mount of the same
+run. RSS after each is in the details.
+"""
+import os
+import tempfile
+import time
+
+from bench_fake import Fake
+from bench_mount import Mount
+from bench_util import (HarnessError, fmt_mib, fmt_n, fmt_ratio, fmt_s,
+                        log, run_cmd)
+
+
+def _first_ls(ctx, m, want):
+    """Seconds from the daemon's start to the end of `ls runs | wc -l`,
+    which must count `want` runs."""
+    _, out = run_cmd(ctx, "ls runs | wc -l", m.mountpoint)
+    t = time.monotonic() - m.t_start
+    if int(out) != want:
+        raise HarnessError("ls runs | wc -l said %s, the fake has %d"
+                           % (out, want))
+    return t
+
+
+def _wait_cache(m, state, timeout=600):
+    end = time.monotonic() + timeout
+    while True:
+        s = m.status()
+        if s["cache"] and s["cache"]["state"] == state:
+            return s
+        if time.monotonic() > end:
+            raise HarnessError("the cache did not reach %r: %s"
+                               % (state, s["cache"]))
+        time.sleep(0.05)
+
+
+def phase_cache(ctx):
+    a = ctx.args
+    points = []
+    for n in a.cache_sizes:
+        fake = Fake(ctx, n, a.latency_ms)
+        cdir = tempfile.mkdtemp(prefix="cache-%d-" % n, dir=ctx.workdir)
+        try:
+            log("cache: %s runs, cold mount" % fmt_n(n))
+            m = Mount(ctx, fake, ["cache_dir=" + cdir], name="cold")
+            try:
+                cold = _first_ls(ctx, m, n)
+                s = _wait_cache(m, "saved")
+                rss_cold = m.rss()[0]
+                payload = s["payload_bytes"]
+                cache_bytes = s["cache"]["bytes"]
+                path = s["cache"]["path"]
+                file_size = os.path.getsize(path)
+            finally:
+                m.stop()
+            log("cache: %s runs, remount" % fmt_n(n))
+            m = Mount(ctx, fake, ["cache_dir=" + cdir], name="warm")
+            try:
+                warm = _first_ls(ctx, m, n)
+                served_by = m.status()["state"]
+                time.sleep(0.5)
+                rss_warm = m.rss()[0]
+            finally:
+                m.stop()
+        finally:
+            fake.stop()
+        p = {"runs": n, "cold": cold, "warm": warm, "payload": payload,
+             "cache": cache_bytes, "file": file_size, "unique": fake.payload,
+             "rss_cold": rss_cold, "rss_warm": rss_warm,
+             "served_by": served_by}
+        log("  cold %.2f s, remount %.3f s (%s), cache %s for a payload "
+            "of %s" % (cold, warm, served_by, fmt_mib(cache_bytes, "B"),
+                       fmt_mib(payload, "B")))
+        points.append(p)
+
+    for p in points:
+        ratio = p["warm"] / p["cold"]
+        goal = "<= 0.1" + (" and < 1 s" if p["runs"] == 100000 else "")
+        ok = ratio <= 0.1 and (p["runs"] != 100000 or p["warm"] < 1.0)
+        ctx.row("C1 remount to the first `ls runs | wc -l` at %s runs "
+                "(%g ms per request) vs a cold mount"
+                % (fmt_n(p["runs"]), a.latency_ms),
+                fmt_s(p["warm"]), fmt_s(p["cold"]), ratio, goal, ok)
+    for p in points:
+        ratio = p["cache"] / float(p["payload"])
+        ctx.row("C2 cache size on disk at %s runs vs the payload "
+                "(payload_bytes)" % fmt_n(p["runs"]),
+                fmt_mib(p["cache"], "B"), fmt_mib(p["payload"], "B"), ratio,
+                "<= 1.2", ratio <= 1.2)
+    lines = ["Each size: a fake API with %g ms per request; the cold mount "
+             "on an empty cache directory, then a remount on the cache it "
+             "wrote. Times run from the start of `dlqfs -f` to the end of "
+             "the first `ls runs | wc -l` (which must count every run). "
+             "Cache = its size on disk (st_blocks); payload = "
+             "payload_bytes of the served snapshot (the API's bytes, "
+             "entries fetched twice at the walk's cuts included); unique = "
+             "every entry's JSON once. RSS = VmRSS after the first `ls` "
+             "(cold: the walk's snapshot; remount: the cache's)."
+             % a.latency_ms, "",
+             "| runs | cold | remount | ratio | served by | cache | file | "
+             "payload | unique | cache/unique | RSS cold | RSS remount |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
+                     "%s | %s |" % (
+                         fmt_n(p["runs"]), fmt_s(p["cold"]),
+                         fmt_s(p["warm"]), fmt_ratio(p["warm"] / p["cold"]),
+                         p["served_by"], fmt_mib(p["cache"], "B"),
+                         fmt_mib(p["file"], "B"), fmt_mib(p["payload"], "B"),
+                         fmt_mib(p["unique"], "B"),
+                         fmt_ratio(p["cache"] / float(p["unique"])),
+                         fmt_mib(p["rss_cold"]), fmt_mib(p["rss_warm"])))
+    ctx.section("Cache: remount and size", lines)
