@@ -11,7 +11,9 @@
  * served. The directory is 0700 and the files 0600.
  *
  * The walker saves after every good walk (cache_save() skips a snapshot
- * it already wrote); main loads at mount (cache_load()).
+ * it already wrote); main loads at mount (cache_load()). A loaded
+ * snapshot's texts stay in the file, mapped: they are paged in when read,
+ * and the kernel may drop them again, so they are not the daemon's heap.
  */
 #ifndef DLQFS_CACHE_H
 #define DLQFS_CACHE_H
@@ -24,7 +26,7 @@
 #include "snapshot.h"
 #include "status.h"
 
-#define CACHE_VERSION 1
+#define CACHE_VERSION 2
 
 /* What a cache says besides its runs. */
 struct cache_meta {
@@ -59,6 +61,15 @@ const char *cache_path(const struct cache *c);
 int cache_load(struct cache *c, struct snapshot **ret,
 	       struct cache_meta *ret_meta);
 
+/* Loads the cache just written by cache_save(), to serve it in place of
+ * the snapshot it was written from: the same runs, keys and times, their
+ * texts in the file (mapped) instead of on the heap. Returns as
+ * cache_load(). */
+int cache_reload(struct cache *c, struct snapshot **ret);
+
+/* The share of @s's runs whose texts are on the heap (0 to 1). */
+double cache_heap_share(const struct snapshot *s);
+
 /* Writes @s with @meta, atomically, unless this cache already holds the
  * same runs and @meta is not newer in its last full walk. Returns 1 when
  * written, 0 when skipped, or -errno (the previous file stays; said on
@@ -66,13 +77,21 @@ int cache_load(struct cache *c, struct snapshot **ret,
 int cache_save(struct cache *c, const struct snapshot *s,
 	       const struct cache_meta *meta);
 
+/* What cache_decode() checks beside the structure. */
+#define CACHE_CHECK_INDEX 1 /* the header's and the index's checksums */
+#define CACHE_CHECK_TEXTS 2 /* the texts' checksum */
+
 /* Decodes a whole cache file of @n bytes at @p (8-aligned), for the
  * loader and the fuzz target: checks the header, the identity (when
- * @identity is not NULL, SHA256_LEN bytes), the checksum (when
- * @check_sum) and every record. Returns 0 and a new snapshot in @ret;
- * -EINVAL with a short reason in *@ret_why (static text); -ENOMEM. */
+ * @identity is not NULL, SHA256_LEN bytes), the checksums @flags asks
+ * for, and every record. With @store NULL the messages are copies (the
+ * NUL after each text checked); else they point into @p, which @store
+ * keeps (cache_load(): the texts are checked apart). Returns 0 and a new
+ * snapshot in @ret; -EINVAL with a short reason in *@ret_why (static
+ * text); -ENOMEM. */
 int cache_decode(const char *p, size_t n, const unsigned char *identity,
-		 bool check_sum, struct snapshot **ret,
-		 struct cache_meta *ret_meta, const char **ret_why);
+		 unsigned flags, struct message_store *store,
+		 struct snapshot **ret, struct cache_meta *ret_meta,
+		 const char **ret_why);
 
 #endif

@@ -2,17 +2,22 @@
  * read at mount.
  *
  * Owns: where the file is (the directory, its mode, the keyed name), its
- * format (a header, then one record per run) and checksum, the atomic
- * replacement, setting aside a file it cannot read, and what status says
- * of it. Leaves to others: what a record holds (message_record.c), the
- * snapshot built from the records (snapshot.c), when to save (walker.c)
- * and what to do with a loaded snapshot (main.c, fs).
+ * format (a header, the index records, the texts) and checksums, the
+ * atomic replacement, setting aside a file it cannot read, the mapping
+ * the messages read back point into, and what status says of it. Leaves
+ * to others: what a record holds (message_record.c), the snapshot built
+ * from the records (snapshot.c), when to save (walker.c) and what to do
+ * with a loaded snapshot (main.c, fs).
  *
- * The file: struct header (CACHE_HEADER bytes), then the records, each a
- * multiple of 8 bytes, sorted by run name. The header's checksum covers
- * the header before it; body_sum covers the records. Both are
- * cache_sum(): corruption is what they catch, not an attacker, who
- * would need write access to a 0700 directory of the user's.
+ * The file: struct header (CACHE_HEADER bytes); the index, one record per
+ * run (multiples of 8 bytes), in the snapshot's order; zeros up to the
+ * next CACHE_ALIGN boundary; the texts, each followed by a NUL, in the
+ * same order. Loading maps the file and reads the index only: the
+ * messages point into the mapping, so their texts (nearly all of the
+ * bytes) are paged in by the kernel when a file is read, and are not on
+ * the heap. The texts' checksum is computed with pread(), which does not
+ * map them. The checksums (cache_sum) catch corruption, not an attacker,
+ * who would need write access to a 0700 directory of the user's.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,9 +40,10 @@
 
 #define CACHE_MAGIC "dlqfs\x1a\xca\x01"
 #define CACHE_ENDIAN 0x01020304u
-#define CACHE_HEADER 128
+#define CACHE_HEADER 256
+#define CACHE_ALIGN 4096 /* the texts start on a page of their own */
 #define CACHE_SUFFIX ".cache"
-#define WRITE_CHUNK (1u << 20)
+#define IO_CHUNK (1u << 20)
 
 struct header {
 	char magic[8];
@@ -48,14 +54,17 @@ struct header {
 	int64_t last_full_ms;
 	uint64_t payload_bytes;
 	uint64_t nruns;
-	uint64_t body_len;
-	uint64_t body_sum;
+	uint64_t index_len; /* from CACHE_HEADER */
+	uint64_t texts_at;  /* a multiple of CACHE_ALIGN */
+	uint64_t texts_len; /* to the end of the file */
+	uint64_t index_sum;
+	uint64_t texts_sum;
 	uint64_t header_sum; /* of the bytes before it */
-	char reserved[CACHE_HEADER - 104];
+	char reserved[CACHE_HEADER - 128];
 };
 
 _Static_assert(sizeof(struct header) == CACHE_HEADER, "header layout");
-_Static_assert(offsetof(struct header, header_sum) == 96, "header layout");
+_Static_assert(offsetof(struct header, header_sum) == 120, "header layout");
 
 struct cache {
 	char *dir;
@@ -68,26 +77,54 @@ struct cache {
 	int warned; /* the errno last said on stderr, 0: none since a save */
 };
 
-/* A checksum of @n bytes (a multiple of 8), 8 at a time: catches torn
- * and flipped bytes at memory speed. sum_words() can be chained over
- * pieces of whole words; sum_finish() ends it. */
-static uint64_t sum_words(uint64_t h, const void *p, size_t n)
+/* A checksum, 8 bytes at a time, fed in pieces of any length: catches
+ * torn and flipped bytes at memory speed. */
+struct sum {
+	uint64_t h, n;
+	unsigned char tail[8];
+	unsigned ntail;
+};
+
+static uint64_t sum_word(uint64_t h, const unsigned char *p)
 {
-	const unsigned char *b = p;
+	uint64_t w;
 
-	for (size_t i = 0; i + 8 <= n; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, b + i, 8);
-		h ^= w * 0x9e3779b97f4a7c15ULL;
-		h = (h << 31 | h >> 33) * 0xc2b2ae3d27d4eb4fULL;
-	}
-	return h;
+	memcpy(&w, p, 8);
+	h ^= w * 0x9e3779b97f4a7c15ULL;
+	return (h << 31 | h >> 33) * 0xc2b2ae3d27d4eb4fULL;
 }
 
-static uint64_t sum_finish(uint64_t h, size_t n)
+static void sum_add(struct sum *s, const void *data, size_t n)
 {
-	h ^= n;
+	const unsigned char *p = data;
+
+	s->n += n;
+	if (s->ntail) {
+		size_t take = 8 - s->ntail < n ? 8 - s->ntail : n;
+
+		memcpy(s->tail + s->ntail, p, take);
+		s->ntail += (unsigned)take;
+		p += take, n -= take;
+		if (s->ntail < 8)
+			return; /* @n ran out before the word was whole */
+		s->h = sum_word(s->h, s->tail);
+		s->ntail = 0;
+	}
+	for (; n >= 8; p += 8, n -= 8)
+		s->h = sum_word(s->h, p);
+	memcpy(s->tail, p, n);
+	s->ntail = (unsigned)n;
+}
+
+static uint64_t sum_end(struct sum *s)
+{
+	uint64_t h = s->h;
+
+	if (s->ntail) {
+		memset(s->tail + s->ntail, 0, 8 - s->ntail);
+		h = sum_word(h, s->tail);
+	}
+	h ^= s->n;
 	h ^= h >> 29;
 	h *= 0xbf58476d1ce4e5b9ULL;
 	return h ^ (h >> 32);
@@ -95,7 +132,15 @@ static uint64_t sum_finish(uint64_t h, size_t n)
 
 static uint64_t cache_sum(const void *p, size_t n)
 {
-	return sum_finish(sum_words(0, p, n), n);
+	struct sum s = {0};
+
+	sum_add(&s, p, n);
+	return sum_end(&s);
+}
+
+static uint64_t align_up(uint64_t n)
+{
+	return (n + CACHE_ALIGN - 1) & ~(uint64_t)(CACHE_ALIGN - 1);
 }
 
 /* The identity of the runs of @s: their names in order and the content
@@ -256,55 +301,81 @@ const char *cache_path(const struct cache *c)
 
 /* --- reading ----------------------------------------------------------- */
 
-int cache_decode(const char *p, size_t n, const unsigned char *identity,
-		 bool check_sum, struct snapshot **ret,
-		 struct cache_meta *ret_meta, const char **ret_why)
+/* The header of @p (@n bytes) checked against itself, this version and
+ * the file's size. Returns it, or NULL with the reason in *@ret_why. */
+static const struct header *header_check(const char *p, size_t n,
+					 const unsigned char *identity,
+					 bool check_sum, const char **ret_why)
 {
 	const struct header *h = (const struct header *)p;
-	struct snapshot_builder *b;
-	struct timespec now;
-	size_t at = CACHE_HEADER;
-	int r;
 
 	*ret_why = "truncated";
 	if (n < CACHE_HEADER)
-		return -EINVAL;
+		return NULL;
 	*ret_why = "not a dlqfs cache";
 	if (memcmp(h->magic, CACHE_MAGIC, sizeof(h->magic)))
-		return -EINVAL;
+		return NULL;
 	*ret_why = "another version or byte order";
 	if (h->version != CACHE_VERSION || h->endian != CACHE_ENDIAN)
-		return -EINVAL;
+		return NULL;
 	*ret_why = "checksum mismatch";
 	if (check_sum &&
 	    cache_sum(h, offsetof(struct header, header_sum)) != h->header_sum)
-		return -EINVAL;
+		return NULL;
 	*ret_why = "another identity";
 	if (identity && memcmp(identity, h->identity, SHA256_LEN))
-		return -EINVAL;
+		return NULL;
 	*ret_why = "truncated";
-	if (h->body_len != n - CACHE_HEADER)
+	if (h->texts_at % CACHE_ALIGN || h->texts_at > n ||
+	    h->texts_len != n - h->texts_at ||
+	    h->index_len > h->texts_at - CACHE_HEADER ||
+	    h->nruns > h->index_len / 8)
+		return NULL;
+	return h;
+}
+
+int cache_decode(const char *p, size_t n, const unsigned char *identity,
+		 unsigned flags, struct message_store *store,
+		 struct snapshot **ret, struct cache_meta *ret_meta,
+		 const char **ret_why)
+{
+	const struct header *h = header_check(
+		p, n, identity, flags & CACHE_CHECK_INDEX, ret_why);
+	struct snapshot_builder *b;
+	const char *index, *texts;
+	uint64_t text_at = 0;
+	struct timespec built;
+	size_t at = 0;
+	int r;
+
+	if (!h)
 		return -EINVAL;
+	index = p + CACHE_HEADER;
+	texts = p + h->texts_at;
 	*ret_why = "checksum mismatch";
-	if (check_sum &&
-	    cache_sum(p + CACHE_HEADER, n - CACHE_HEADER) != h->body_sum)
+	if ((flags & CACHE_CHECK_INDEX) &&
+	    cache_sum(index, h->index_len) != h->index_sum)
+		return -EINVAL;
+	if ((flags & CACHE_CHECK_TEXTS) &&
+	    cache_sum(texts, h->texts_len) != h->texts_sum)
 		return -EINVAL;
 	*ret_why = "a run that does not read back";
-	if (h->nruns > (n - CACHE_HEADER) / 8)
-		return -EINVAL;
 	b = snapshot_builder_new();
 	if (!b)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < h->nruns; i++) {
 		struct message *m;
 		struct message_record_run run;
-		ssize_t used = message_record_read(p + at, n - at, &m, &run);
+		ssize_t used = message_record_read(
+			index + at, h->index_len - at, text_at, texts,
+			h->texts_len, store, &m, &run);
 
 		if (used < 0) {
 			snapshot_builder_free(b);
 			return (int)used;
 		}
 		at += (size_t)used;
+		text_at += m->text.len + 1;
 		r = snapshot_builder_add_seen(
 			b, m,
 			&(struct snapshot_seen){run.json_mtime, run.key,
@@ -314,22 +385,156 @@ int cache_decode(const char *p, size_t n, const unsigned char *identity,
 			return r < 0 ? r : -EINVAL;
 		}
 	}
-	if (at != n) {
+	if (at != h->index_len || text_at != h->texts_len) {
 		snapshot_builder_free(b);
 		return -EINVAL;
 	}
 	snapshot_builder_account(b, h->payload_bytes);
-	now.tv_sec = (time_t)(h->taken_ms / 1000);
-	now.tv_nsec = (long)(h->taken_ms % 1000) * 1000000L;
-	if (h->taken_ms < 0)
-		now = (struct timespec){0, 0};
-	r = snapshot_builder_finish(b, NULL, now, 0, ret);
+	built = h->taken_ms < 0
+			? (struct timespec){0, 0}
+			: (struct timespec){(time_t)(h->taken_ms / 1000),
+					    (long)(h->taken_ms % 1000) *
+						    1000000L};
+	r = snapshot_builder_finish(b, NULL, built, 0, ret);
 	if (r < 0)
 		return r;
 	ret_meta->taken_ms = h->taken_ms;
 	ret_meta->last_full_ms = h->last_full_ms;
 	ret_meta->payload_bytes = h->payload_bytes;
 	return 0;
+}
+
+/* The file's mapping, which the messages read back point into. */
+struct cache_map {
+	struct message_store store;
+	void *addr;
+	size_t len;
+};
+
+static void map_release(struct message_store *st)
+{
+	struct cache_map *map = (struct cache_map *)st;
+
+	munmap(map->addr, map->len);
+	free(map);
+}
+
+/* Pages of the mapping that were read (the index, while loading; the
+ * texts, while writing the next cache) count in the daemon's resident
+ * memory until the kernel needs them: drop them from this process at once
+ * (they stay in the page cache, and come back from the file when read).
+ * Only for a read-only shared mapping of a file, as the cache's is. */
+struct dropper {
+	uintptr_t lo, hi; /* a range of whole pages, not yet dropped */
+};
+
+static void drop_flush(struct dropper *d)
+{
+	if (d->hi > d->lo)
+		madvise((void *)d->lo, d->hi - d->lo, MADV_DONTNEED);
+	d->lo = d->hi = 0;
+}
+
+static void drop_add(struct dropper *d, const void *p, size_t n)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = (uintptr_t)p & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+
+	if (d->hi > d->lo && lo <= d->hi && hi >= d->lo) {
+		d->lo = lo < d->lo ? lo : d->lo;
+		d->hi = hi > d->hi ? hi : d->hi;
+		return;
+	}
+	drop_flush(d);
+	d->lo = lo;
+	d->hi = hi;
+}
+
+/* Drops the pages of @s's messages that live in a cache's mapping. */
+static void drop_mapped(const struct snapshot *s)
+{
+	struct dropper d = {0, 0};
+
+	for (uint32_t i = 0; i < s->nruns; i++)
+		if (s->runs[i].msg->store)
+			drop_add(&d, s->runs[i].msg->text.data,
+				 s->runs[i].msg->text.len + 1);
+	drop_flush(&d);
+	for (uint32_t i = 0; i < s->nruns; i++)
+		if (s->runs[i].msg->store)
+			drop_add(&d, s->runs[i].msg->id.data,
+				 s->runs[i].msg->id.len + 1);
+	drop_flush(&d);
+}
+
+static int pos_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Reads the texts of @fd (the file @h heads) with pread(), not through
+ * the mapping (which would page them all in): their checksum, and a NUL
+ * exactly after each text of @s (@base: where the texts are mapped) and
+ * nowhere else. Returns 0, -EINVAL with *@ret_why, -errno, -ENOMEM. */
+static int texts_check(int fd, const struct header *h, const struct snapshot *s,
+		       const char *base, const char **ret_why)
+{
+	uint64_t *ends = malloc((s->nruns ? s->nruns : 1) * sizeof(*ends));
+	char *buf = malloc(IO_CHUNK);
+	struct sum sum = {0};
+	uint64_t off = 0;
+	size_t k = 0;
+	int r = 0;
+
+	if (!ends || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		const struct message *m = s->runs[i].msg;
+
+		ends[i] = (uint64_t)(m->text.data - base) + m->text.len;
+	}
+	qsort(ends, s->nruns, sizeof(*ends), pos_cmp);
+	*ret_why = "the texts do not read back";
+	while (off < h->texts_len && !r) {
+		size_t want = h->texts_len - off < IO_CHUNK
+				      ? (size_t)(h->texts_len - off)
+				      : IO_CHUNK;
+		ssize_t got = pread(fd, buf, want, (off_t)(h->texts_at + off));
+		const char *q = buf, *end;
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = got < 0 ? -errno : -EINVAL;
+			break;
+		}
+		sum_add(&sum, buf, (size_t)got);
+		end = buf + got;
+		while ((q = memchr(q, '\0', (size_t)(end - q)))) {
+			if (k == s->nruns ||
+			    ends[k] != off + (uint64_t)(q - buf)) {
+				r = -EINVAL;
+				break;
+			}
+			k++, q++;
+		}
+		off += (uint64_t)got;
+	}
+	if (!r && k != s->nruns)
+		r = -EINVAL;
+	if (!r && sum_end(&sum) != h->texts_sum) {
+		*ret_why = "checksum mismatch";
+		r = -EINVAL;
+	}
+out:
+	free(ends);
+	free(buf);
+	return r;
 }
 
 /* Moves a cache that cannot be read out of the way, saying so once. */
@@ -350,20 +555,22 @@ static void set_aside(struct cache *c, const char *why)
 	free(bad);
 }
 
-int cache_load(struct cache *c, struct snapshot **ret,
-	       struct cache_meta *ret_meta)
+/* cache_load(), and cache_reload() when not @at_mount (status keeps
+ * "saved"). */
+static int load(struct cache *c, bool at_mount, struct snapshot **ret,
+		struct cache_meta *ret_meta)
 {
-	const char *why = NULL;
+	const char *why = "unreadable";
+	struct cache_map *map;
+	struct snapshot *s = NULL;
 	struct stat sb;
-	void *map;
 	int fd, r;
 
 	fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return -ENOENT;
-		r = -errno;
-		set_aside(c, strerror(-r));
+		set_aside(c, strerror(errno));
 		return -EINVAL;
 	}
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
@@ -372,29 +579,76 @@ int cache_load(struct cache *c, struct snapshot **ret,
 		set_aside(c, "not a regular file, or empty");
 		return -EINVAL;
 	}
-	/* read in one go: page by page, faults cost more than the checks */
-	map = mmap(NULL, (size_t)sb.st_size, PROT_READ,
-		   MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED) {
-		set_aside(c, strerror(errno));
+	map = calloc(1, sizeof(*map));
+	if (!map) {
+		close(fd);
+		return -ENOMEM;
+	}
+	map->len = (size_t)sb.st_size;
+	map->addr = mmap(NULL, map->len, PROT_READ, MAP_SHARED, fd, 0);
+	if (map->addr == MAP_FAILED) {
+		r = -errno;
+		free(map);
+		close(fd);
+		set_aside(c, strerror(-r));
 		return -EINVAL;
 	}
-	r = cache_decode(map, (size_t)sb.st_size, c->identity, true, ret,
-			 ret_meta, &why);
-	munmap(map, (size_t)sb.st_size);
+	/* the index is read in order, the texts only when a file is */
+	madvise(map->addr, map->len, MADV_RANDOM);
+	atomic_init(&map->store.refs, 1);
+	map->store.release = map_release;
+	r = cache_decode(map->addr, map->len, c->identity, CACHE_CHECK_INDEX,
+			 &map->store, &s, ret_meta, &why);
+	if (r == 0)
+		r = texts_check(
+			fd, (const struct header *)map->addr, s,
+			(const char *)map->addr +
+				((const struct header *)map->addr)->texts_at,
+			&why);
+	close(fd);
+	if (r == 0) /* built: the views and names are copies */
+		madvise(map->addr, map->len, MADV_DONTNEED);
+	/* the messages hold the mapping now, or nothing does */
+	if (atomic_fetch_sub(&map->store.refs, 1) == 1)
+		map_release(&map->store);
+	if (r < 0)
+		snapshot_unref(s);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
 		set_aside(c, why);
 		return -EINVAL;
 	}
-	c->digest = runs_digest(*ret);
+	c->digest = runs_digest(s);
 	c->has_digest = true;
 	c->last_full_ms = ret_meta->last_full_ms;
-	status_set(c, "loaded", (uint64_t)sb.st_blocks * 512,
-		   ret_meta->taken_ms, NULL);
+	if (at_mount)
+		status_set(c, "loaded", (uint64_t)sb.st_blocks * 512,
+			   ret_meta->taken_ms, NULL);
+	*ret = s;
 	return 0;
+}
+
+int cache_load(struct cache *c, struct snapshot **ret,
+	       struct cache_meta *ret_meta)
+{
+	return load(c, true, ret, ret_meta);
+}
+
+int cache_reload(struct cache *c, struct snapshot **ret)
+{
+	struct cache_meta meta;
+
+	return load(c, false, ret, &meta);
+}
+
+double cache_heap_share(const struct snapshot *s)
+{
+	uint32_t heap = 0;
+
+	for (uint32_t i = 0; i < s->nruns; i++)
+		heap += !s->runs[i].msg->store;
+	return s->nruns ? (double)heap / s->nruns : 0;
 }
 
 /* --- writing ----------------------------------------------------------- */
@@ -430,14 +684,14 @@ static void sweep_temps(struct cache *c)
 struct writer {
 	int fd;
 	struct buf b;
-	uint64_t sum, len;
+	struct sum sum;
+	uint64_t len; /* bytes written of the current section */
 };
 
 static int writer_flush(struct writer *w)
 {
 	size_t off = 0;
 
-	w->sum = sum_words(w->sum, w->b.data, w->b.len);
 	while (off < w->b.len) {
 		ssize_t k = write(w->fd, w->b.data + off, w->b.len - off);
 
@@ -449,13 +703,33 @@ static int writer_flush(struct writer *w)
 			return -EIO;
 		off += (size_t)k;
 	}
-	w->len += w->b.len;
 	w->b.len = 0;
 	return 0;
 }
 
-static int write_runs(struct writer *w, const struct snapshot *s)
+/* Appends @n bytes of @p to the section (counted in its checksum). */
+static int writer_add(struct writer *w, const void *p, size_t n)
 {
+	int r;
+
+	if (w->b.len && w->b.len + n > IO_CHUNK) {
+		r = writer_flush(w);
+		if (r < 0)
+			return r;
+	}
+	r = buf_add(&w->b, p, n);
+	if (r == 0) {
+		sum_add(&w->sum, p, n);
+		w->len += n;
+	}
+	return r;
+}
+
+/* The index: one record per run, each pointing at its text. */
+static int write_index(struct writer *w, const struct snapshot *s)
+{
+	uint64_t text_at = 0;
+
 	for (uint32_t i = 0; i < s->nruns; i++) {
 		const struct snapshot_run *run = &s->runs[i];
 		size_t size = message_record_size(run->msg);
@@ -463,7 +737,7 @@ static int write_runs(struct writer *w, const struct snapshot *s)
 
 		if (!size)
 			return -EFBIG;
-		if (w->b.len + size > WRITE_CHUNK && w->b.len) {
+		if (w->b.len && w->b.len + size > IO_CHUNK) {
 			r = writer_flush(w);
 			if (r < 0)
 				return r;
@@ -475,10 +749,27 @@ static int write_runs(struct writer *w, const struct snapshot *s)
 			run->msg,
 			&(struct message_record_run){run->json_mtime, run->key,
 						     run->json_key},
-			w->b.data + w->b.len);
+			text_at, w->b.data + w->b.len);
+		sum_add(&w->sum, w->b.data + w->b.len, size);
 		w->b.len += size;
+		w->len += size;
+		text_at += run->msg->text.len + 1;
 	}
-	return 0;
+	return writer_flush(w);
+}
+
+static int write_texts(struct writer *w, const struct snapshot *s)
+{
+	for (uint32_t i = 0; i < s->nruns; i++) {
+		const struct message *m = s->runs[i].msg;
+		int r = writer_add(w, m->text.data, m->text.len);
+
+		if (r == 0)
+			r = writer_add(w, "", 1);
+		if (r < 0)
+			return r;
+	}
+	return writer_flush(w);
 }
 
 int cache_save(struct cache *c, const struct snapshot *s,
@@ -507,14 +798,24 @@ int cache_save(struct cache *c, const struct snapshot *s,
 	r = buf_add(&w.b, &h, sizeof(h)); /* the real one goes last */
 	if (r == 0)
 		r = writer_flush(&w);
-	w.sum = 0;
-	w.len = 0;
 	if (r == 0)
-		r = write_runs(&w, s);
-	if (r == 0 && w.b.len)
-		r = writer_flush(&w);
+		r = write_index(&w, s);
 	if (r < 0)
 		goto fail;
+	h.index_len = w.len;
+	h.index_sum = sum_end(&w.sum);
+	h.texts_at = align_up(CACHE_HEADER + h.index_len);
+	if (lseek(w.fd, (off_t)h.texts_at, SEEK_SET) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	w.sum = (struct sum){0};
+	w.len = 0;
+	r = write_texts(&w, s);
+	if (r < 0)
+		goto fail;
+	h.texts_len = w.len;
+	h.texts_sum = sum_end(&w.sum);
 
 	memcpy(h.magic, CACHE_MAGIC, sizeof(h.magic));
 	h.version = CACHE_VERSION;
@@ -524,8 +825,6 @@ int cache_save(struct cache *c, const struct snapshot *s,
 	h.last_full_ms = meta->last_full_ms;
 	h.payload_bytes = s->bytes;
 	h.nruns = s->nruns;
-	h.body_len = w.len;
-	h.body_sum = sum_finish(w.sum, w.len);
 	h.header_sum = cache_sum(&h, offsetof(struct header, header_sum));
 	if (pwrite(w.fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = errno ? -errno : -EIO;
@@ -553,6 +852,7 @@ int cache_save(struct cache *c, const struct snapshot *s,
 	}
 	free(tmp);
 	buf_release(&w.b);
+	drop_mapped(s);
 	c->digest = digest;
 	c->has_digest = true;
 	c->last_full_ms = meta->last_full_ms;
@@ -570,6 +870,7 @@ fail:
 	unlink(tmp);
 	free(tmp);
 	buf_release(&w.b);
+	drop_mapped(s);
 	{
 		char text[STATUS_TEXT_MAX];
 

@@ -1,18 +1,20 @@
 /* message_record: one run of the cache, written and read back.
  *
- * Owns the layout of a record and the checks that make any bytes safe to
- * read: every length and offset within the record, the dlqId a usable
- * one, the text one JSON object, each file's kind known and its size what
- * message_file_measure() makes of its value. Leaves to others what a
- * record holds beside (cache.c: the file, its header, its checksum) and
- * what a message means (message.c, message_file.c).
+ * Owns the layout of an index record and the checks that make any bytes
+ * safe to read back: every length and offset within bounds, the dlqId a
+ * usable one, view values non-empty and once, each file's kind known.
+ * Leaves to others what the cache holds beside (cache.c: the file, its
+ * sections, header and checksums, the NULs after the texts) and what a
+ * message means (message.c, message_file.c).
  *
- * A record: struct rec, then a {at, len} pair per view value (at
- * VALUE_INLINE: its bytes follow the text), then the dlqId, the text and
- * the inline values, without NULs, padded with zeros to a multiple of 8.
- * The message read back is laid out as message.c lays out a parsed one:
- * one allocation, the struct, its view arrays, then the strings, each
- * followed by a NUL.
+ * An index record: struct rec, then the length of each view value
+ * (uint32_t), then the dlqId and each value, each followed by a NUL,
+ * padded with zeros to a multiple of 8. View values are all kept here,
+ * not pointed at in the text: building the views then never reads a
+ * text. A message read back is laid out as message.c lays out a parsed
+ * one (the struct, then its view arrays, then its strings, each followed
+ * by a NUL), or, with a store, the struct and its view arrays alone, its
+ * strings in the store.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -22,7 +24,6 @@
 
 #include "message_record.h"
 
-#define VALUE_INLINE UINT32_MAX
 #define MAX_VALUES (MESSAGE_MAX_LABELS + VIEW_COUNT - 1)
 
 struct rec {
@@ -32,21 +33,19 @@ struct rec {
 	int64_t wf_created_ms;
 	int64_t mtime_sec;
 	uint64_t key, json_key;
+	uint64_t text_at;
+	uint32_t text_len;
 	uint32_t mtime_nsec;
 	uint32_t id_len;
-	uint32_t text_len;
 	uint8_t has_created, has_wf_created;
+	uint8_t nval[VIEW_COUNT];
 	uint8_t file_kind[MESSAGE_NFILES];
 	uint32_t file_at[MESSAGE_NFILES];
-	uint64_t file_len[MESSAGE_NFILES];
-	uint32_t nval[VIEW_COUNT];
+	uint32_t file_len[MESSAGE_NFILES];
 };
 
 _Static_assert(sizeof(struct rec) % 8 == 0, "records stay 8-aligned");
-
-struct rec_value {
-	uint32_t at, len;
-};
+_Static_assert(MAX_VALUES <= UINT8_MAX, "value counts fit a byte");
 
 static size_t pad8(size_t n)
 {
@@ -62,36 +61,36 @@ static uint32_t nvalues(const struct message *m)
 	return n;
 }
 
-/* Where value @b lies in @m's text, or VALUE_INLINE. */
-static uint32_t value_at(const struct message *m, const struct message_bytes *b)
-{
-	const char *t = m->text.data;
-
-	if (b->data >= t && b->data + b->len <= t + m->text.len)
-		return (uint32_t)(b->data - t);
-	return VALUE_INLINE;
-}
-
 size_t message_record_size(const struct message *m)
 {
-	size_t n = sizeof(struct rec) + nvalues(m) * sizeof(struct rec_value);
+	size_t n = sizeof(struct rec) + nvalues(m) * sizeof(uint32_t);
 
 	if (m->text.len >= UINT32_MAX || m->id.len >= UINT32_MAX)
 		return 0;
-	n += m->id.len + m->text.len;
+	for (int f = 0; f < MESSAGE_NFILES; f++)
+		if (m->file_len[f] >= UINT32_MAX)
+			return 0;
+	n += m->id.len + 1;
 	for (int v = 0; v < VIEW_COUNT; v++)
 		for (uint32_t i = 0; i < m->view[v].n; i++)
-			if (value_at(m, &m->view[v].v[i]) == VALUE_INLINE)
-				n += m->view[v].v[i].len;
+			n += m->view[v].v[i].len + 1;
 	return n >= UINT32_MAX ? 0 : pad8(n);
 }
 
+static char *put(char *w, const struct message_bytes *b)
+{
+	memcpy(w, b->data, b->len);
+	w[b->len] = '\0';
+	return w + b->len + 1;
+}
+
 void message_record_write(const struct message *m,
-			  const struct message_record_run *run, char *buf)
+			  const struct message_record_run *run,
+			  uint64_t text_at, char *buf)
 {
 	struct rec *r = (struct rec *)buf;
-	struct rec_value *val = (struct rec_value *)(r + 1);
-	char *w = (char *)(val + nvalues(m));
+	uint32_t *len = (uint32_t *)(r + 1);
+	char *w = (char *)(len + nvalues(m));
 	size_t k = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -102,145 +101,97 @@ void message_record_write(const struct message *m,
 	r->mtime_nsec = (uint32_t)run->json_mtime.tv_nsec;
 	r->key = run->key;
 	r->json_key = run->json_key;
-	r->id_len = (uint32_t)m->id.len;
+	r->text_at = text_at;
 	r->text_len = (uint32_t)m->text.len;
+	r->id_len = (uint32_t)m->id.len;
 	r->has_created = m->has_created;
 	r->has_wf_created = m->has_wf_created;
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		r->file_kind[f] = m->file_kind[f];
 		r->file_at[f] = (uint32_t)m->file_at[f];
-		r->file_len[f] = m->file_len[f];
+		r->file_len[f] = (uint32_t)m->file_len[f];
 	}
-	memcpy(w, m->id.data, m->id.len);
-	w += m->id.len;
-	memcpy(w, m->text.data, m->text.len);
-	w += m->text.len;
+	w = put(w, &m->id);
 	for (int v = 0; v < VIEW_COUNT; v++) {
-		r->nval[v] = m->view[v].n;
+		r->nval[v] = (uint8_t)m->view[v].n;
 		for (uint32_t i = 0; i < m->view[v].n; i++, k++) {
-			const struct message_bytes *b = &m->view[v].v[i];
-
-			val[k].at = value_at(m, b);
-			val[k].len = (uint32_t)b->len;
-			if (val[k].at == VALUE_INLINE) {
-				memcpy(w, b->data, b->len);
-				w += b->len;
-			}
+			len[k] = (uint32_t)m->view[v].v[i].len;
+			w = put(w, &m->view[v].v[i]);
 		}
 	}
 	r->size = (uint32_t)(w - buf);
 	memset(w, 0, pad8(r->size) - r->size);
 }
 
-/* Whether each file's kind is known and its value, in the text @s (@n
- * bytes), starts as that kind reads it: one byte each, not the whole
- * text (see message_record_read()). */
-static bool files_check(const struct rec *r, const char *s, size_t n)
+/* Whether each file's kind is known, and its value within the text. */
+static bool files_check(const struct rec *r)
 {
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		uint8_t kind = r->file_kind[f];
-		char c;
 
 		if (kind == MESSAGE_FILE_NONE)
 			continue;
 		if (kind > MESSAGE_FILE_JSON ||
-		    (f == MESSAGE_JSON) != (kind == MESSAGE_FILE_JSON) ||
-		    r->file_len[f] >= SIZE_MAX)
+		    (f == MESSAGE_JSON) != (kind == MESSAGE_FILE_JSON))
 			return false;
-		if (kind == MESSAGE_FILE_JSON)
-			continue;
-		if (r->file_at[f] >= n)
-			return false;
-		c = s[r->file_at[f]];
-		if (kind == MESSAGE_FILE_HEADER ? c != '{'
-		    : kind == MESSAGE_FILE_INT
-			    ? !(c == '-' || (c >= '0' && c <= '9'))
-			    : c != '"')
+		if (kind != MESSAGE_FILE_JSON && r->file_at[f] >= r->text_len)
 			return false;
 	}
 	return true;
 }
 
-/* The bytes of value @v of a record: in @text, or inline after @extra
- * (the values before it in @all say where). */
-static const char *value_bytes(const struct rec_value *v, const char *text,
-			       const char *extra, const struct rec_value *all)
-{
-	if (v->at != VALUE_INLINE)
-		return text + v->at;
-	for (const struct rec_value *o = all; o < v; o++)
-		if (o->at == VALUE_INLINE)
-			extra += o->len;
-	return extra;
-}
-
-static bool same_value(const struct rec_value *a, const struct rec_value *b,
-		       const char *text, const char *extra,
-		       const struct rec_value *all)
-{
-	return a->len == b->len &&
-	       !memcmp(value_bytes(a, text, extra, all),
-		       value_bytes(b, text, extra, all), a->len);
-}
-
-ssize_t message_record_read(const char *p, size_t n, struct message **ret_msg,
+ssize_t message_record_read(const char *p, size_t n, uint64_t text_at,
+			    const char *texts, size_t ntexts,
+			    struct message_store *store,
+			    struct message **ret_msg,
 			    struct message_record_run *ret_run)
 {
 	const struct rec *r = (const struct rec *)p;
-	const struct rec_value *val;
-	const char *id, *text, *extra;
-	struct message *m;
+	const uint32_t *len;
+	const char *str[1 + MAX_VALUES];
 	struct message_bytes *arr;
-	size_t total, need, nval = 0, inl = 0, k = 0;
+	struct message *m;
+	size_t nval = 0, need, at, total, k = 0;
 	char *w;
 
-	if (n < sizeof(*r) || r->size < sizeof(*r) || r->size > n ||
-	    pad8(r->size) > n)
+	if (n < sizeof(*r) || r->size < sizeof(*r) || pad8(r->size) > n)
 		return -EINVAL;
 	for (int v = 0; v < VIEW_COUNT; v++) {
-		if (r->nval[v] > MAX_VALUES ||
-		    (v != VIEW_LABEL && r->nval[v] > 1))
+		if (r->nval[v] > (v == VIEW_LABEL ? MESSAGE_MAX_LABELS : 1))
 			return -EINVAL;
 		nval += r->nval[v];
 	}
-	need = sizeof(*r) + nval * sizeof(*val);
+	need = sizeof(*r) + nval * sizeof(uint32_t);
 	if (need > r->size || r->id_len == 0 || r->id_len > MESSAGE_MAX_ID ||
-	    r->id_len > r->size - need ||
-	    r->text_len > r->size - need - r->id_len)
+	    r->text_at != text_at || r->text_len < 2 || ntexts < 1 ||
+	    r->text_len > ntexts - 1 || text_at > ntexts - 1 - r->text_len ||
+	    !files_check(r) || r->mtime_nsec >= 1000000000u ||
+	    r->has_created > 1 || r->has_wf_created > 1)
 		return -EINVAL;
-	val = (const struct rec_value *)(r + 1);
-	id = (const char *)(val + nval);
-	text = id + r->id_len;
-	extra = text + r->text_len;
-	for (size_t i = 0; i < nval; i++) {
-		if (val[i].at == VALUE_INLINE) {
-			if (val[i].len >
-			    r->size - need - r->id_len - r->text_len - inl)
-				return -EINVAL;
-			inl += val[i].len;
-		} else if (val[i].at > r->text_len ||
-			   val[i].len > r->text_len - val[i].at) {
+	len = (const uint32_t *)(r + 1);
+	/* the dlqId, then each value: within the record, each followed by a
+	 * NUL, none empty; the dlqId without a NUL inside */
+	at = need;
+	for (size_t i = 0; i <= nval; i++) {
+		size_t l = i == 0 ? r->id_len : len[i - 1];
+
+		if ((i > 0 && l == 0) || l >= r->size - at || p[at + l] != '\0')
 			return -EINVAL;
-		}
-		if (val[i].len == 0)
-			return -EINVAL; /* views hold no empty value */
+		str[i] = p + at;
+		at += l + 1;
 	}
+	if (at != r->size || memchr(str[0], '\0', r->id_len))
+		return -EINVAL;
 	/* a label once, as message.c keeps them */
 	for (size_t i = 0; i < r->nval[VIEW_LABEL]; i++)
 		for (size_t j = 0; j < i; j++)
-			if (same_value(&val[i], &val[j], text, extra, val))
+			if (len[i] == len[j] &&
+			    !memcmp(str[1 + i], str[1 + j], len[i]))
 				return -EINVAL;
-	if (need + r->id_len + r->text_len + inl != r->size ||
-	    memchr(id, '\0', r->id_len) || r->mtime_nsec >= 1000000000u ||
-	    r->has_created > 1 || r->has_wf_created > 1)
-		return -EINVAL;
-	/* an object, as far as its ends tell */
-	if (r->text_len < 2 || text[0] != '{' || text[r->text_len - 1] != '}' ||
-	    !files_check(r, text, r->text_len))
-		return -EINVAL;
 
-	total = sizeof(*m) + nval * sizeof(*arr) + r->id_len + 1 + r->text_len +
-		1 + inl + nval;
+	total = sizeof(*m) + nval * sizeof(*arr);
+	if (!store)
+		total += at - need + r->text_len + 1;
 	m = malloc(total);
 	if (!m)
 		return -ENOMEM;
@@ -248,29 +199,33 @@ ssize_t message_record_read(const char *p, size_t n, struct message **ret_msg,
 	atomic_init(&m->refs, 1);
 	arr = (struct message_bytes *)(m + 1);
 	w = (char *)(arr + nval);
-	memcpy(w, id, r->id_len);
-	w[r->id_len] = '\0';
-	m->id = (struct message_bytes){w, r->id_len};
-	w += r->id_len + 1;
-	memcpy(w, text, r->text_len);
-	w[r->text_len] = '\0';
-	m->text = (struct message_bytes){w, r->text_len};
-	w += r->text_len + 1;
+	if (store) {
+		/* the strings stay where they are */
+		m->id = (struct message_bytes){str[0], r->id_len};
+		m->text = (struct message_bytes){texts + text_at, r->text_len};
+		for (size_t i = 0; i < nval; i++)
+			arr[i] = (struct message_bytes){str[1 + i], len[i]};
+		atomic_fetch_add_explicit(&store->refs, 1,
+					  memory_order_relaxed);
+		m->store = store;
+	} else {
+		if (texts[text_at + r->text_len] != '\0') {
+			free(m);
+			return -EINVAL;
+		}
+		memcpy(w, p + need, at - need);
+		m->id = (struct message_bytes){w, r->id_len};
+		for (size_t i = 0; i < nval; i++)
+			arr[i] = (struct message_bytes){
+				w + (str[1 + i] - str[0]), len[i]};
+		w += at - need;
+		memcpy(w, texts + text_at, r->text_len + 1);
+		m->text = (struct message_bytes){w, r->text_len};
+	}
 	for (int v = 0; v < VIEW_COUNT; v++) {
 		m->view[v].n = r->nval[v];
 		m->view[v].v = r->nval[v] ? arr + k : NULL;
-		for (uint32_t i = 0; i < r->nval[v]; i++, k++) {
-			if (val[k].at != VALUE_INLINE) {
-				arr[k] = (struct message_bytes){
-					m->text.data + val[k].at, val[k].len};
-				continue;
-			}
-			memcpy(w, extra, val[k].len);
-			w[val[k].len] = '\0';
-			arr[k] = (struct message_bytes){w, val[k].len};
-			extra += val[k].len;
-			w += val[k].len + 1;
-		}
+		k += r->nval[v];
 	}
 	m->problems = r->problems;
 	m->created_ms = r->created_ms;
@@ -280,7 +235,7 @@ ssize_t message_record_read(const char *p, size_t n, struct message **ret_msg,
 	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		m->file_kind[f] = r->file_kind[f];
 		m->file_at[f] = r->file_kind[f] ? r->file_at[f] : 0;
-		m->file_len[f] = r->file_kind[f] ? (size_t)r->file_len[f] : 0;
+		m->file_len[f] = r->file_kind[f] ? r->file_len[f] : 0;
 	}
 	*ret_msg = m;
 	ret_run->json_mtime =

@@ -21,7 +21,10 @@ static void run(const char *p, size_t n, bool check_sum)
 	struct snapshot *s = NULL;
 	struct cache_meta meta;
 	const char *why = NULL;
-	int r = cache_decode(p, n, NULL, check_sum, &s, &meta, &why);
+	int r = cache_decode(p, n, NULL,
+			     check_sum ? CACHE_CHECK_INDEX | CACHE_CHECK_TEXTS
+				       : 0,
+			     NULL, &s, &meta, &why);
 
 	if (r < 0) {
 		CHECK(r == -EINVAL || r == -ENOMEM);

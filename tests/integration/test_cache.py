@@ -121,6 +121,8 @@ def test_remount_keeps_inodes_and_times(fake_factory, tmp_path, mounts):
     paths += [os.path.join("by-state", v) for v in os.listdir(
         m.path("by-state"))]
     was = {p: os.lstat(m.path(p)) for p in paths}
+    content = {p: open(m.path(p), "rb").read() for p in paths
+               if p.startswith("runs")}
     m.stop()
     fake.configure(latency_ms=1000)
     m = mount_with(fake, tmp_path, cache, wait_ready=False)
@@ -130,6 +132,41 @@ def test_remount_keeps_inodes_and_times(fake_factory, tmp_path, mounts):
         now = os.lstat(m.path(p))
         assert (now.st_ino, now.st_mtime_ns, now.st_size) == \
             (st.st_ino, st.st_mtime_ns, st.st_size), p
+    for p, data in content.items():
+        with open(m.path(p), "rb") as f:
+            assert f.read() == data, p
+
+
+def mapped_caches(m):
+    with open("/proc/%d/maps" % m.proc.pid) as f:
+        return {line.split(None, 5)[5].strip() for line in f
+                if line.rstrip().endswith(".cache")}
+
+
+def test_texts_are_served_from_the_mapped_file(fake_factory, tmp_path,
+                                               mounts):
+    """The entries' texts stay in the cache file, mapped, not on the
+    heap: after the first cache is written the mount serves it in place
+    of the walk's snapshot, and a remount serves it from the start."""
+    fake = fake_factory(runs=120)
+    cache = tmp_path / "cache"
+    m = mount_with(fake, tmp_path, cache)
+    mounts.append(m)
+    s = m.wait(lambda s: s["cache"]["state"] == "saved", what="cache")
+    want = {r: open(m.path("runs", r, "message.json"), "rb").read()
+            for r in ls_runs(m)}
+    deadline = time.monotonic() + 30
+    while s["cache"]["path"] not in mapped_caches(m):
+        assert time.monotonic() < deadline, "the cache is never mapped"
+        time.sleep(0.05)
+    assert {r: open(m.path("runs", r, "message.json"), "rb").read()
+            for r in ls_runs(m)} == want
+    m.stop()
+    m = mount_with(fake, tmp_path, cache, wait_ready=False)
+    mounts.append(m)
+    assert s["cache"]["path"] in mapped_caches(m)
+    assert {r: open(m.path("runs", r, "message.json"), "rb").read()
+            for r in ls_runs(m)} == want
 
 
 def test_files_are_private(fake, tmp_path, mounts):

@@ -104,6 +104,14 @@ static bool same_bytes(const struct message_bytes *a,
 	return a->len == b->len && !memcmp(a->data, b->data, a->len);
 }
 
+static int released;
+
+static void count_release(struct message_store *st)
+{
+	(void)st;
+	released++;
+}
+
 static void test_record(void)
 {
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
@@ -113,16 +121,23 @@ static void test_record(void)
 					       0xabcde0ULL << 32},
 					  bt = {{0, 0}, 0, 0};
 		size_t size = message_record_size(m);
-		char *buf = malloc(size + 8);
+		size_t ntexts = 3 + m->text.len + 1;
+		char *buf = malloc(size + 8), *texts = malloc(ntexts);
+		struct message_store store = {.release = count_release};
 		ssize_t got;
 		bool views = true;
 
+		/* another text before this one's */
+		memcpy(texts, "ab", 3);
+		memcpy(texts + 3, m->text.data, m->text.len + 1);
 		ok(size > 0 && size % 8 == 0, "record %zu: size %zu", i, size);
-		message_record_write(m, &t, buf);
-		got = message_record_read(buf, size, &back, &bt);
+		message_record_write(m, &t, 3, buf);
+		got = message_record_read(buf, size, 3, texts, ntexts, NULL,
+					  &back, &bt);
 		is_int(got, size, "record %zu reads back whole", i);
 		if (got < 0) {
 			free(buf);
+			free(texts);
 			message_free(m);
 			continue;
 		}
@@ -153,20 +168,67 @@ static void test_record(void)
 		for (int v = 0; v < VIEW_COUNT; v++) {
 			views &= m->view[v].n == back->view[v].n;
 			for (uint32_t k = 0; views && k < m->view[v].n; k++)
-				views &= same_bytes(&m->view[v].v[k],
-						    &back->view[v].v[k]);
+				views &=
+					same_bytes(&m->view[v].v[k],
+						   &back->view[v].v[k]) &&
+					back->view[v].v[k].data[back->view[v]
+									.v[k]
+									.len] ==
+						'\0';
 		}
-		ok(views, "record %zu: view values", i);
-		/* any cut is refused */
+		ok(views, "record %zu: view values, each with its NUL", i);
+		/* any cut is refused, and so is a text elsewhere */
 		for (size_t cut = 0; cut < size; cut += 8) {
 			struct message *x = NULL;
 			struct message_record_run xt;
 
-			if (message_record_read(buf, cut, &x, &xt) != -EINVAL) {
+			if (message_record_read(buf, cut, 3, texts, ntexts,
+						NULL, &x, &xt) != -EINVAL) {
 				ok(0, "record %zu cut at %zu refused", i, cut);
 				message_free(x);
 				break;
 			}
+		}
+		{
+			struct message *x = NULL;
+			struct message_record_run xt;
+
+			is_int(message_record_read(buf, size, 2, texts, ntexts,
+						   NULL, &x, &xt),
+			       -EINVAL, "record %zu: its text elsewhere", i);
+			is_int(message_record_read(buf, size, 3, texts,
+						   ntexts - 1, NULL, &x, &xt),
+			       -EINVAL, "record %zu: its text cut short", i);
+			texts[ntexts - 1] = 'x';
+			is_int(message_record_read(buf, size, 3, texts, ntexts,
+						   NULL, &x, &xt),
+			       -EINVAL, "record %zu: no NUL after its text", i);
+			texts[ntexts - 1] = '\0';
+		}
+		/* with a store, the strings stay where they are */
+		{
+			struct message *x = NULL;
+			struct message_record_run xt;
+
+			atomic_init(&store.refs, 1);
+			released = 0;
+			got = message_record_read(buf, size, 3, texts, ntexts,
+						  &store, &x, &xt);
+			is_int(got, size, "record %zu: read in place", i);
+			ok(x && x->text.data == texts + 3 && x->id.data > buf &&
+				   x->id.data < buf + size,
+			   "record %zu: in place, not copied", i);
+			ok(x && same_bytes(file_of(x, MESSAGE_JSON),
+					   file_of(m, MESSAGE_JSON)),
+			   "record %zu: message.json from the store", i);
+			is_int(atomic_load(&store.refs), 2,
+			       "record %zu: the message holds the store", i);
+			message_free(x);
+			is_int(released, 0, "record %zu: not released yet", i);
+			if (atomic_fetch_sub(&store.refs, 1) == 1)
+				store.release(&store);
+			is_int(released, 1, "record %zu: released on the last",
+			       i);
 		}
 		/* a record whose sizes lie (only a forged checksum lets one
 		 * through) renders within its bounds, and says so */
@@ -181,6 +243,8 @@ static void test_record(void)
 		message_free(back);
 		message_free(m);
 		free(buf);
+		free(texts);
+		files_release();
 	}
 	files_release();
 }
@@ -229,7 +293,7 @@ static bool same_snapshot(const struct snapshot *a, const struct snapshot *b)
 	return true;
 }
 
-static char dir[] = "/tmp/dlqfs-test-cache-XXXXXX";
+static char dir[128] = "/tmp/dlqfs-test-cache-XXXXXX";
 
 static struct cache *open_as(const char *url, const char *scope,
 			     const char *token)
