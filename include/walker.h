@@ -90,8 +90,12 @@ typedef void (*walker_done_fn)(void *ctx, struct snapshot *snap,
  * of its message, so it can be older than entries already listed. Those
  * that land later than this after being created wait for a full walk. */
 #define WALKER_LATE_WINDOW_MS (3600 * 1000LL)
-/* By default a full walk (reconcile) runs every this many refreshes. */
+/* By default a full walk (reconcile) runs every this many refreshes... */
 #define WALKER_RECONCILE_FACTOR 10
+/* ...or, for a DLQ too big for that, so seldom that full walks take at
+ * most 1/this of the time and of the requests max_rps allows: a full walk
+ * of P pages every WALKER_RECONCILE_SHARE * P / max_rps seconds. */
+#define WALKER_RECONCILE_SHARE 100
 
 struct walker_config {
 	unsigned refresh_ms; /* between walks, >= 10 */
@@ -101,6 +105,10 @@ struct walker_config {
 	 * walk is full. The first walk, and each one asked for
 	 * (walker_refresh()), is full. */
 	int64_t reconcile_ms;
+	/* reconcile_ms is the default: it grows with the DLQ, so that full
+	 * walks take at most 1/WALKER_RECONCILE_SHARE of the time and of the
+	 * requests the rate cap allows (walker_reconcile_ms()) */
+	bool reconcile_auto;
 	int64_t late_window_ms;
 	struct walker_limits limits;
 	/* The snapshot being served (a new reference, or NULL), called with
@@ -114,6 +122,12 @@ struct walker_config {
 };
 
 struct walker;
+
+/* The reconcile interval in ms for a DLQ of @nruns runs: @cfg's
+ * reconcile_ms, or with reconcile_auto at least WALKER_RECONCILE_SHARE
+ * times the least time a full walk of it takes under the rate cap (one
+ * page per API_PAGE_COUNT runs at limits.max_rps). */
+int64_t walker_reconcile_ms(const struct walker_config *cfg, uint64_t nruns);
 
 /* A new walker (not started), or NULL when out of memory. @src, @st and
  * @cfg->limits.cancel are borrowed and must outlive it. The progress line

@@ -242,7 +242,9 @@ static void usage(const char *prog)
 	       "    -o reconcile=SECONDS   list everything again this often, "
 	       "to see deletions\n"
 	       "                           and state changes (default %d x "
-	       "refresh; 0: always)\n"
+	       "refresh, longer for a\n"
+	       "                           big DLQ: see the man page; 0: "
+	       "always)\n"
 	       "    -o late_window=SECONDS a refresh also fetches entries "
 	       "created this long\n"
 	       "                           before the newest seen (default "
@@ -741,6 +743,7 @@ static void walker_config_of(struct mount *m, const struct timings *t)
 	l->progress_fd = m->cmd.foreground && isatty(2) ? 2 : -1;
 	c->refresh_ms = (unsigned)(t->refresh * 1000);
 	c->reconcile_ms = (int64_t)(t->reconcile * 1000);
+	c->reconcile_auto = !m->opts.reconcile;
 	c->late_window_ms = (int64_t)(t->late_window * 1000);
 	c->served = fs_served;
 }

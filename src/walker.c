@@ -631,6 +631,8 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 		st->walks_incremental++;
 	if (r == 0) {
 		st->state = STATUS_READY;
+		st->reconcile_s =
+			(double)walker_reconcile_ms(&w->cfg, s->nruns) / 1000.0;
 		st->runs = s->nruns;
 		st->generation = s->generation;
 		st->payload_bytes = s->bytes;
@@ -652,6 +654,20 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 	pthread_mutex_unlock(&st->lock);
 }
 
+int64_t walker_reconcile_ms(const struct walker_config *cfg, uint64_t nruns)
+{
+	double pages = (double)((nruns + API_PAGE_COUNT - 1) / API_PAGE_COUNT);
+	double floor_ms;
+
+	if (!cfg->reconcile_auto || cfg->reconcile_ms <= 0 ||
+	    cfg->limits.max_rps <= 0)
+		return cfg->reconcile_ms;
+	floor_ms =
+		WALKER_RECONCILE_SHARE * pages * 1000.0 / cfg->limits.max_rps;
+	return floor_ms > (double)cfg->reconcile_ms ? (int64_t)floor_ms
+						    : cfg->reconcile_ms;
+}
+
 /* Where the next walk starts: -1 for a full walk (the first one, one
  * asked for, a reconcile that is due, nothing to start from), else the
  * fromDate of an incremental one. */
@@ -661,11 +677,14 @@ static int64_t next_since(const struct walker *w, const struct snapshot *base,
 	struct timespec now, wall;
 	int64_t newest, now_ms;
 
+	int64_t reconcile;
+
 	if (!base || !w->has_full || w->cfg.reconcile_ms <= 0 ||
 	    asked != w->answered)
 		return -1;
+	reconcile = walker_reconcile_ms(&w->cfg, base->nruns);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (ms_between(w->full_started, now) >= (double)w->cfg.reconcile_ms)
+	if (ms_between(w->full_started, now) >= (double)reconcile)
 		return -1;
 	newest = base->newest_ms;
 	if (newest < 0)
