@@ -326,7 +326,8 @@ static const struct header *header_check(const char *p, size_t n,
 	if (identity && memcmp(identity, h->identity, SHA256_LEN))
 		return NULL;
 	*ret_why = "truncated";
-	if (h->texts_at % CACHE_ALIGN || h->texts_at > n ||
+	if (h->texts_at % CACHE_ALIGN || h->texts_at < CACHE_HEADER ||
+	    h->texts_at > n ||
 	    h->texts_len != n - h->texts_at ||
 	    h->index_len > h->texts_at - CACHE_HEADER ||
 	    h->nruns > h->index_len / 8)

@@ -42,6 +42,20 @@ def _first_ls(ctx, m, want):
     return t
 
 
+def _wait_state(m, state, timeout=3600):
+    """Waits for .dlqfs/status to say `state` (the remount's first walk
+    runs while the cache is served: "cached" until then)."""
+    end = time.monotonic() + timeout
+    while True:
+        s = m.status()
+        if s["state"] == state:
+            return s
+        if s["state"] in ("stale", "error") or time.monotonic() > end:
+            raise HarnessError("the remount's walk did not end %r: %s"
+                               % (state, s.get("last_error")))
+        time.sleep(0.1)
+
+
 def _wait_cache(m, state, timeout=600):
     end = time.monotonic() + timeout
     while True:
@@ -92,7 +106,7 @@ def phase_cache(ctx):
                 rss_first = m.rss()[0]
                 # steady: the first walk done, and the snapshot it
                 # replaced no longer kept for readdir offsets (30 s)
-                m.wait_ready()
+                _wait_state(m, "ready")
                 time.sleep(RETIRED_GRACE_S + 3)
                 rss_warm = m.rss()[0]
             finally:

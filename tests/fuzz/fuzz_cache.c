@@ -60,8 +60,8 @@ static void run(const char *p, size_t n, bool check_sum)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* the loader reads a mapping, which is page-aligned */
-	char *p = aligned_alloc(
-		8, (size + 7) & ~(size_t)7 ? (size + 7) & ~(size_t)7 : 8);
+	size_t cap = size ? (size + 7) & ~(size_t)7 : 8;
+	char *p = aligned_alloc(8, cap);
 
 	CHECK(p);
 	if (size)

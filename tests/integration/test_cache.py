@@ -409,9 +409,11 @@ def test_full_disk_warns_and_keeps_serving(fake_factory, tmp_path, mounts):
         assert len(ls_runs(m)) == 2000
         s = m.refresh()
         assert s["state"] == "ready" and s["last_error"] is None
+        # the walker saves after it publishes: once it has stopped, no
+        # write is in flight
+        m.stop()
         err = m.stderr()
         assert err.count("cannot write the cache") == 1, err
         assert os.listdir(cache) == [], "no partial file left behind"
-        m.stop()
     finally:
         subprocess.run(["umount", "-l", str(cache)], capture_output=True)
