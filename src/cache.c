@@ -327,8 +327,7 @@ static const struct header *header_check(const char *p, size_t n,
 		return NULL;
 	*ret_why = "truncated";
 	if (h->texts_at % CACHE_ALIGN || h->texts_at < CACHE_HEADER ||
-	    h->texts_at > n ||
-	    h->texts_len != n - h->texts_at ||
+	    h->texts_at > n || h->texts_len != n - h->texts_at ||
 	    h->index_len > h->texts_at - CACHE_HEADER ||
 	    h->nruns > h->index_len / 8)
 		return NULL;
