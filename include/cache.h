@@ -61,15 +61,6 @@ const char *cache_path(const struct cache *c);
 int cache_load(struct cache *c, struct snapshot **ret,
 	       struct cache_meta *ret_meta);
 
-/* Loads the cache just written by cache_save(), to serve it in place of
- * the snapshot it was written from: the same runs, keys and times, their
- * texts in the file (mapped) instead of on the heap. Returns as
- * cache_load(). */
-int cache_reload(struct cache *c, struct snapshot **ret);
-
-/* The share of @s's runs whose texts are on the heap (0 to 1). */
-double cache_heap_share(const struct snapshot *s);
-
 /* Writes @s with @meta, atomically, unless this cache already holds the
  * same runs and @meta is not newer in its last full walk. Returns 1 when
  * written, 0 when skipped, or -errno (the previous file stays; said on

@@ -555,9 +555,7 @@ static void set_aside(struct cache *c, const char *why)
 	free(bad);
 }
 
-/* cache_load(), and cache_reload() when not @at_mount (status keeps
- * "saved"). */
-static int load(struct cache *c, bool at_mount, struct snapshot **ret,
+static int load(struct cache *c, struct snapshot **ret,
 		struct cache_meta *ret_meta)
 {
 	const char *why = "unreadable";
@@ -622,9 +620,8 @@ static int load(struct cache *c, bool at_mount, struct snapshot **ret,
 	c->digest = runs_digest(s);
 	c->has_digest = true;
 	c->last_full_ms = ret_meta->last_full_ms;
-	if (at_mount)
-		status_set(c, "loaded", (uint64_t)sb.st_blocks * 512,
-			   ret_meta->taken_ms, NULL);
+	status_set(c, "loaded", (uint64_t)sb.st_blocks * 512,
+		   ret_meta->taken_ms, NULL);
 	*ret = s;
 	return 0;
 }
@@ -632,23 +629,7 @@ static int load(struct cache *c, bool at_mount, struct snapshot **ret,
 int cache_load(struct cache *c, struct snapshot **ret,
 	       struct cache_meta *ret_meta)
 {
-	return load(c, true, ret, ret_meta);
-}
-
-int cache_reload(struct cache *c, struct snapshot **ret)
-{
-	struct cache_meta meta;
-
-	return load(c, false, ret, &meta);
-}
-
-double cache_heap_share(const struct snapshot *s)
-{
-	uint32_t heap = 0;
-
-	for (uint32_t i = 0; i < s->nruns; i++)
-		heap += !s->runs[i].msg->store;
-	return s->nruns ? (double)heap / s->nruns : 0;
+	return load(c, ret, ret_meta);
 }
 
 /* --- writing ----------------------------------------------------------- */

@@ -228,7 +228,10 @@ static void out_cache(struct out *o, const struct status *st)
 		   (unsigned long long)st->cache_bytes);
 	if (st->cache_taken_ms >= 0) {
 		out_string(o, timefmt_iso(st->cache_taken_ms, buf));
-		out_printf(o, ", \"age_seconds\": %.3f",
+		/* fixed width: the text's size stays that of its last change
+		 * (st_size, and rsync's size-and-mtime check) while the age
+		 * grows */
+		out_printf(o, ", \"age_seconds\": %14.3f",
 			   (double)(timefmt_now_ms() - st->cache_taken_ms) /
 				   1000.0);
 	} else {

@@ -472,13 +472,7 @@ static void d_inode(struct differ *d, uint64_t ino)
 static void diff_run(struct differ *d, const struct snapshot_run *o,
 		     const struct snapshot_run *n)
 {
-	/* message.json's key changes exactly when the entry's text does, and
-	 * every file renders from that text: the same key, the same files
-	 * (without reading them: a snapshot served again from the cache has
-	 * other messages with the same texts, mapped) */
-	bool same = o->msg == n->msg || o->json_key == n->json_key;
-
-	for (int f = 0; f < MESSAGE_NFILES && !same; f++) {
+	for (int f = 0; f < MESSAGE_NFILES; f++) {
 		bool a = message_file_exists(o->msg, f);
 		bool b = message_file_exists(n->msg, f);
 

@@ -708,18 +708,10 @@ static int64_t wall_ms(void)
 
 /* Saves the snapshot served now (what the walk made of it, less what
  * actions took out since) to the cache; a failure is the cache's to say,
- * and changes nothing served. When most of its texts are on the heap (a
- * mount that started without a cache, or a DLQ that changed a lot), the
- * file just written is served in its place: the same runs, keys and
- * times, the texts mapped from the file. (A walk that lists a run
- * unchanged keeps the served message, mapped or not: see run_keys() in
- * snapshot.c.) @serving: the refresh requests the walk answered. */
-#define CACHE_REMAP_SHARE 0.5
-
-static void save(struct walker *w, uint64_t serving)
+ * and changes nothing served. */
+static void save(struct walker *w)
 {
 	struct snapshot *cur = w->cfg.served ? w->cfg.served(w->ctx) : NULL;
-	struct snapshot *mapped = NULL;
 	struct cache_meta meta;
 
 	if (!cur && w->served)
@@ -729,13 +721,7 @@ static void save(struct walker *w, uint64_t serving)
 	meta.taken_ms = wall_ms();
 	meta.last_full_ms = w->has_full ? w->full_started_ms : -1;
 	meta.payload_bytes = cur->bytes;
-	if (cache_save(w->cfg.cache, cur, &meta) == 1 &&
-	    cache_heap_share(cur) > CACHE_REMAP_SHARE &&
-	    cache_reload(w->cfg.cache, &mapped) == 0) {
-		snapshot_unref(w->served);
-		w->served = snapshot_ref(mapped);
-		w->done(w->ctx, mapped, serving); /* takes it */
-	}
+	cache_save(w->cfg.cache, cur, &meta);
 	snapshot_unref(cur);
 }
 
@@ -808,7 +794,7 @@ static void *walker_main(void *arg)
 		}
 		w->done(w->ctx, s, serving); /* takes s, NULL on failure */
 		if (r == 0 && w->cfg.cache)
-			save(w, serving);
+			save(w);
 
 		/* a request that came in during the walk is served by the
 		 * next one: the pipe still holds its byte */
