@@ -36,16 +36,26 @@ struct message_bytes {
 	size_t len;
 };
 
+/* Where the strings of a message read back from the cache live: the
+ * cache file's mapping, shared by its messages. The last reference
+ * calls @release. */
+struct message_store {
+	atomic_uint refs;
+	void (*release)(struct message_store *s);
+};
+
 /* One parsed message. All its strings live in one allocation owned by the
- * message; it is never modified after message_*parse*() returns it.
- * The files are not stored: the message keeps the entry's own text and,
- * for each file, how to render it from that text and its exact size
- * (message_file_*() below), all decided when it was parsed.
- * message.json is the entry's own text re-indented (JSON_INDENT(2)
+ * message (or, for one read back from the cache, in its store); it is never
+ * modified after message_*parse*() returns it. The files are not stored: the
+ * message keeps the entry's own text and, for each file, how to render it from
+ * that text and its exact size (message_file_*() below), all decided when it
+ * was parsed. message.json is the entry's own text re-indented (JSON_INDENT(2)
  * layout): numbers, string escapes and repeated keys as received; the
  * other files and the views read a repeated key's last value. */
 struct message {
-	atomic_uint refs;	 /* message_ref(), message_free() */
+	atomic_uint refs;	     /* message_ref(), message_free() */
+	struct message_store *store; /* NULL, or where its strings are (one
+					reference per message) */
 	uint32_t problems;	 /* fields that were malformed and not shown,
 				    and integers beyond 64 bits (shown as
 				    sent in message.json, but read as reals

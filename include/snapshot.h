@@ -105,6 +105,23 @@ void snapshot_builder_free(struct snapshot_builder *b);
  * (the message is freed then too). */
 int snapshot_builder_add(struct snapshot_builder *b, struct message *msg);
 
+/* What a run was before this snapshot, when no @prev says it (a run read
+ * back from the cache). */
+struct snapshot_seen {
+	struct timespec json_mtime; /* when its message.json was first seen
+				       so; tv_nsec -1: not known */
+	uint64_t key, json_key;	    /* its keys (0: not known) */
+};
+
+/* snapshot_builder_add() for a message whose run was @seen so: it keeps
+ * that message.json time and those keys (each while no other run of the
+ * snapshot has taken it), unless snapshot_builder_finish() is given a
+ * @prev that has the run. The keys are not checked against the name and
+ * content they stand for: they come from a snapshot dlqfs built. A
+ * -ENOMEM after the message was added leaves it added, nothing known. */
+int snapshot_builder_add_seen(struct snapshot_builder *b, struct message *msg,
+			      const struct snapshot_seen *seen);
+
 /* The merge of an incremental walk: adds (sharing, see message_ref())
  * every run of @prev that the walk of the window [@since_ms, now] did not
  * cover: runs with createdAt < @since_ms, and runs without a createdAt.

@@ -27,6 +27,8 @@ enum status_state {
 	STATUS_READY,	/* serving a snapshot; the last walk succeeded */
 	STATUS_STALE,	/* serving a snapshot; the last walk failed */
 	STATUS_ERROR,	/* no snapshot; the last walk failed */
+	STATUS_CACHED,	/* serving the cache loaded at mount; no walk has
+			   ended yet */
 };
 
 struct status {
@@ -88,6 +90,15 @@ struct status {
 	/* The account's daily quota (shown while exhausted); NULL: none.
 	 * Borrowed, read without ->lock. */
 	const struct http_quota *quota;
+
+	/* The cache on disk (cache.h); cache_path NULL: none is kept. */
+	char *cache_path;	 /* owned */
+	const char *cache_state; /* static text: "none", "loaded", "saved",
+				    "error" */
+	uint64_t cache_bytes;	 /* the file's size on disk */
+	int64_t cache_taken_ms;	 /* end of the walk it holds; -1: none */
+	bool cache_has_error;
+	char cache_error[STATUS_TEXT_MAX]; /* the last write's failure */
 
 	uint64_t version;	 /* bumped by every change of the text */
 	struct timespec changed; /* when version last moved */

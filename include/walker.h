@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "cache.h"
 #include "snapshot.h"
 #include "status.h"
 
@@ -89,8 +90,12 @@ typedef void (*walker_done_fn)(void *ctx, struct snapshot *snap,
  * of its message, so it can be older than entries already listed. Those
  * that land later than this after being created wait for a full walk. */
 #define WALKER_LATE_WINDOW_MS (3600 * 1000LL)
-/* By default a full walk (reconcile) runs every this many refreshes. */
+/* By default a full walk (reconcile) runs every this many refreshes... */
 #define WALKER_RECONCILE_FACTOR 10
+/* ...or, for a DLQ too big for that, so seldom that full walks take at
+ * most 1/this of the time and of the requests max_rps allows: a full walk
+ * of P pages every WALKER_RECONCILE_SHARE * P / max_rps seconds. */
+#define WALKER_RECONCILE_SHARE 100
 
 struct walker_config {
 	unsigned refresh_ms; /* between walks, >= 10 */
@@ -100,6 +105,10 @@ struct walker_config {
 	 * walk is full. The first walk, and each one asked for
 	 * (walker_refresh()), is full. */
 	int64_t reconcile_ms;
+	/* reconcile_ms is the default: it grows with the DLQ, so that full
+	 * walks take at most 1/WALKER_RECONCILE_SHARE of the time and of the
+	 * requests the rate cap allows (walker_reconcile_ms()) */
+	bool reconcile_auto;
 	int64_t late_window_ms;
 	struct walker_limits limits;
 	/* The snapshot being served (a new reference, or NULL), called with
@@ -107,9 +116,18 @@ struct walker_config {
 	 * what was taken out of it (an action's runs) stays out. NULL: the
 	 * walker's own last good snapshot. */
 	struct snapshot *(*served)(void *ctx);
+	/* Where the snapshot served after each good walk is saved (NULL:
+	 * nowhere); borrowed. */
+	struct cache *cache;
 };
 
 struct walker;
+
+/* The reconcile interval in ms for a DLQ of @nruns runs: @cfg's
+ * reconcile_ms, or with reconcile_auto at least WALKER_RECONCILE_SHARE
+ * times the least time a full walk of it takes under the rate cap (one
+ * page per API_PAGE_COUNT runs at limits.max_rps). */
+int64_t walker_reconcile_ms(const struct walker_config *cfg, uint64_t nruns);
 
 /* A new walker (not started), or NULL when out of memory. @src, @st and
  * @cfg->limits.cancel are borrowed and must outlive it. The progress line
@@ -117,6 +135,12 @@ struct walker;
 struct walker *walker_new(const struct walker_config *cfg,
 			  const struct walker_source *src, struct status *st,
 			  walker_done_fn done, void *ctx);
+
+/* Before walker_start(): the snapshot served was loaded from a cache
+ * whose last good full walk started at @last_full_ms (wall clock; -1:
+ * none), so the first walk is incremental unless a reconcile is due by
+ * then, and the schedule goes on from that walk. */
+void walker_resume(struct walker *w, int64_t last_full_ms);
 
 /* Starts the thread; the first walk begins at once. Returns 0 or -errno. */
 int walker_start(struct walker *w);

@@ -24,11 +24,13 @@
 #include <fuse_lowlevel.h>
 
 #include "api.h"
+#include "cache.h"
 #include "credentials.h"
 #include "fs.h"
 #include "memory.h"
 #include "scope.h"
 #include "status.h"
+#include "timefmt.h"
 #include "walker.h"
 
 #ifndef DLQFS_VERSION
@@ -59,6 +61,9 @@ struct options {
 	int allow_insecure_http;
 	int allow_delete, allow_resume;
 	int dir_handles;
+	char *cache_dir; /* where the cache goes (default: cache_default_dir())
+			  */
+	int no_cache;	 /* keep nothing on disk */
 	int show_help;
 	int show_version;
 	char *nonopt[2]; /* [source] mountpoint, as mount.fuse3 passes them */
@@ -82,6 +87,11 @@ struct mount {
 	bool status_ready; /* status_init() succeeded */
 	struct fs *fs;
 	struct walker *walker;
+	struct cache *cache;	 /* NULL: -o no_cache, or none possible */
+	struct snapshot *cached; /* loaded at mount, until published */
+	struct cache_meta cached_meta;
+	char *offline; /* why the API could not be listed at
+			  mount, when the cache is served anyway */
 	atomic_int cancel;
 	struct fuse_session *se;
 	pthread_t main_thread, stopper;
@@ -124,6 +134,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("allow_delete", allow_delete),
 	OPT("allow_resume", allow_resume),
 	OPT("dir_handles", dir_handles),
+	OPT("cache_dir=%s", cache_dir),
+	OPT("no_cache", no_cache),
 	FUSE_OPT_KEY("label=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_url=", KEY_FILTER),
 	FUSE_OPT_KEY("workflow_run_id=", KEY_FILTER),
@@ -231,7 +243,9 @@ static void usage(const char *prog)
 	       "    -o reconcile=SECONDS   list everything again this often, "
 	       "to see deletions\n"
 	       "                           and state changes (default %d x "
-	       "refresh; 0: always)\n"
+	       "refresh, longer for a\n"
+	       "                           big DLQ: see the man page; 0: "
+	       "always)\n"
 	       "    -o late_window=SECONDS a refresh also fetches entries "
 	       "created this long\n"
 	       "                           before the newest seen (default "
@@ -261,6 +275,13 @@ static void usage(const char *prog)
 	       "  directories:\n"
 	       "    -o dir_handles         a handle per opendir, holding its "
 	       "listing (slower)\n"
+	       "  cache (the last snapshot on disk: mounts serve it at once, "
+	       "and offline):\n"
+	       "    -o cache_dir=DIR       where (default "
+	       "$XDG_CACHE_HOME/dlqfs, else\n"
+	       "                           ~/.cache/dlqfs); bodies may hold "
+	       "personal data\n"
+	       "    -o no_cache            keep nothing on disk\n"
 	       "  scope (sent to the API as list filters, and checked on what "
 	       "it sends back):\n"
 	       "    repeat for OR: -o label=L  -o workflow_url=U\n"
@@ -335,8 +356,11 @@ static void source_close(void *conn)
 	api_free(conn);
 }
 
-/* One page, before mounting: a wrong token or URL fails here. */
-static void check_api(const struct api_config *cfg, const char *url)
+/* One page, before mounting: a wrong or revoked token fails here, and
+ * so does a wrong URL or an API that does not answer, unless a cache can
+ * be served (then a new string saying why in @ret_offline). */
+static void check_api(const struct api_config *cfg, const char *url,
+		      bool has_cache, char **ret_offline)
 {
 	struct api_config c = *cfg;
 	struct message_page page = {0};
@@ -354,11 +378,78 @@ static void check_api(const struct api_config *cfg, const char *url)
 	message_page_release(&page);
 	if (r == -EACCES)
 		die("the API refused the token: %s", err.text);
+	if (r < 0 && has_cache) {
+		if (asprintf(ret_offline, "cannot list the DLQ at %s: %s", url,
+			     err.text) < 0)
+			die("out of memory");
+		return;
+	}
 	if (r < 0) {
 		fprintf(stderr, "dlqfs: cannot list the DLQ at %s: %s\n", url,
 			err.text);
 		exit(1);
 	}
+}
+
+/* Opens the cache of this URL, scope and token and loads what it holds
+ * into m->cached (nothing when there is none, or it was set aside: the
+ * cache said so). With -o no_cache, or a directory that cannot be used
+ * (said on stderr), the mount keeps no cache. */
+static void open_cache(struct mount *m)
+{
+	char *dir, *why = NULL;
+	int r;
+
+	if (m->opts.no_cache)
+		return;
+	dir = m->opts.cache_dir ? strdup(m->opts.cache_dir)
+				: cache_default_dir();
+	if (!dir) {
+		fprintf(stderr, "dlqfs: no cache kept: %s\n",
+			m->opts.cache_dir ? "out of memory"
+					  : "no home directory to keep it in "
+					    "(-o cache_dir=DIR)");
+		return;
+	}
+	r = cache_open(dir, m->url, m->status.scope, m->token, &m->status,
+		       &m->cache, &why);
+	free(dir);
+	if (r < 0) {
+		fprintf(stderr, "dlqfs: %s\n", why ? why : strerror(-r));
+		free(why);
+		return;
+	}
+	r = cache_load(m->cache, &m->cached, &m->cached_meta);
+	if (r == -ENOMEM)
+		die("out of memory loading the cache");
+}
+
+/* Serves the cache loaded at mount, before the first walk: status says
+ * it is the cache ("cached"), or, when the API could not be listed,
+ * that it is stale and why. */
+static void serve_cached(struct mount *m)
+{
+	struct status *st = &m->status;
+	struct snapshot *s = m->cached;
+	struct timespec now;
+
+	m->cached = NULL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	pthread_mutex_lock(&st->lock);
+	st->runs = s->nruns;
+	st->payload_bytes = s->bytes;
+	st->generation = 1;
+	st->state = m->offline ? STATUS_STALE : STATUS_CACHED;
+	if (m->offline) {
+		st->stale_since = now;
+		st->has_error = true;
+		snprintf(st->last_error, sizeof(st->last_error),
+			 "%s; serving the cache", m->offline);
+	}
+	status_touch(st);
+	pthread_mutex_unlock(&st->lock);
+	fs_publish(m->fs, s, 0);
+	walker_resume(m->walker, m->cached_meta.last_full_ms);
 }
 
 static void on_wake(int sig)
@@ -531,6 +622,7 @@ static void options_release(struct options *o)
 	free(o->stall_timeout);
 	free(o->max_response);
 	free(o->max_rps);
+	free(o->cache_dir);
 	free(o->nonopt[0]);
 	free(o->nonopt[1]);
 	free(o->error);
@@ -652,6 +744,7 @@ static void walker_config_of(struct mount *m, const struct timings *t)
 	l->progress_fd = m->cmd.foreground && isatty(2) ? 2 : -1;
 	c->refresh_ms = (unsigned)(t->refresh * 1000);
 	c->reconcile_ms = (int64_t)(t->reconcile * 1000);
+	c->reconcile_auto = !m->opts.reconcile;
 	c->late_window_ms = (int64_t)(t->late_window * 1000);
 	c->served = fs_served;
 }
@@ -713,7 +806,18 @@ static int configure(struct mount *m, struct fuse_args *args)
 	api_config_of(m, filters, nfilters);
 	walker_config_of(m, &t);
 	m->status.quota = &m->quota;
-	check_api(&m->api, m->url);
+	open_cache(m);
+	check_api(&m->api, m->url, m->cached != NULL, &m->offline);
+	if (m->offline) {
+		char taken[TIMEFMT_ISO_SIZE];
+
+		fprintf(stderr,
+			"dlqfs: %s; serving the cache taken at %s (stale), "
+			"and trying again every refresh\n",
+			m->offline,
+			timefmt_iso(m->cached_meta.taken_ms, taken));
+	}
+	m->walker_cfg.cache = m->cache;
 	/* actions have a client of their own; a retried request of the walk
 	 * shows in .dlqfs/status */
 	m->actions_api = m->api;
@@ -757,8 +861,11 @@ static int start(struct mount *m)
 	m->main_thread = pthread_self();
 	if (asprintf(&m->knock_path, "%s/.dlqfs/status", m->cmd.mountpoint) < 0)
 		die("out of memory");
-	if (!m->walker || fs_start(m->fs, m->se) < 0 ||
-	    walker_start(m->walker) < 0 ||
+	if (!m->walker || fs_start(m->fs, m->se) < 0)
+		die("cannot start threads");
+	if (m->cached)
+		serve_cached(m);
+	if (walker_start(m->walker) < 0 ||
 	    pthread_create(&m->stopper, NULL, stopper_main, m))
 		die("cannot start threads");
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
@@ -819,6 +926,9 @@ static int loop(struct mount *m)
 static void mount_release(struct mount *m)
 {
 	walker_free(m->walker);
+	cache_free(m->cache);
+	snapshot_unref(m->cached);
+	free(m->offline);
 	if (m->se)
 		fuse_session_destroy(m->se);
 	fs_free(m->fs);

@@ -730,7 +730,14 @@ struct message *message_ref(struct message *m)
 
 void message_free(struct message *m)
 {
-	if (m &&
-	    atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-		free(m);
+	struct message_store *st;
+
+	if (!m ||
+	    atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	st = m->store;
+	free(m);
+	if (st &&
+	    atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+		st->release(st);
 }

@@ -35,6 +35,10 @@ struct snapshot_slot {
 
 struct snapshot_builder {
 	struct message **msgs;
+	/* NULL, or what was known of each message's run before (json_mtime
+	 * tv_nsec -1: nothing), for seencap messages */
+	struct snapshot_seen *seen;
+	size_t seencap;
 	size_t n, cap;
 	uint32_t *set; /* open addressing on dlqId: index + 1, 0 empty */
 	size_t setcap; /* power of two */
@@ -69,6 +73,7 @@ void snapshot_builder_free(struct snapshot_builder *b)
 		message_free(b->msgs[i]);
 	free(b->msgs);
 	free(b->set);
+	free(b->seen);
 	free(b);
 }
 
@@ -132,6 +137,27 @@ int snapshot_builder_add(struct snapshot_builder *b, struct message *msg)
 fail_free_msg:
 	message_free(msg);
 	return -ENOMEM;
+}
+
+int snapshot_builder_add_seen(struct snapshot_builder *b, struct message *msg,
+			      const struct snapshot_seen *seen)
+{
+	int r = snapshot_builder_add(b, msg);
+
+	if (r <= 0)
+		return r;
+	if (b->seencap < b->cap) {
+		struct snapshot_seen *p = realloc(b->seen, b->cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM; /* the message stays added */
+		for (size_t i = b->seencap; i < b->cap; i++)
+			p[i] = (struct snapshot_seen){{0, -1}, 0, 0};
+		b->seen = p;
+		b->seencap = b->cap;
+	}
+	b->seen[b->n - 1] = *seen;
+	return 1;
 }
 
 /* Adds (sharing) every run of @prev that @skip does not pick, and counts
@@ -588,6 +614,13 @@ static struct timespec ms_to_timespec(int64_t ms)
 	return ts;
 }
 
+/* Whether @key is one make_key() can give. */
+static bool key_valid(uint64_t key)
+{
+	return key >= SNAPSHOT_KEY_MIN &&
+	       !(key & ((1ULL << SNAPSHOT_KEY_SHIFT) - 1));
+}
+
 /* Inserts @key for (@view, @index) if its slot is free. Returns 1 when
  * inserted, 0 when the key is taken. */
 static int try_insert_key(struct snapshot *s, int view, uint32_t index,
@@ -623,12 +656,19 @@ static void run_keys(struct snapshot *s, uint32_t i,
 	if (o)
 		same = o->msg == m ||
 		       message_file_same(o->msg, m, MESSAGE_JSON);
+	uint64_t seen_key = o ? 0 : run->key, seen_json = o ? 0 : run->json_key;
+
 	if (o && try_insert_key(s, -1, i, o->key))
 		run->key = o->key;
+	else if (key_valid(seen_key) && try_insert_key(s, -1, i, seen_key))
+		run->key = seen_key;
 	else
 		run->key = insert_key(s, -1, i, run->name);
 	if (same && try_insert_key(s, SNAPSHOT_REF_JSON, i, o->json_key))
 		run->json_key = o->json_key;
+	else if (key_valid(seen_json) &&
+		 try_insert_key(s, SNAPSHOT_REF_JSON, i, seen_json))
+		run->json_key = seen_json;
 	else
 		run->json_key = insert_key(s, SNAPSHOT_REF_JSON, i, run->name);
 	if (same && o->msg != m) {
@@ -640,6 +680,8 @@ static void run_keys(struct snapshot *s, uint32_t i,
 		s->shared_bytes += malloc_usable_size(run->msg);
 	} else if (o) {
 		run->json_mtime = now;
+	} else if (run->json_mtime.tv_nsec >= 0) {
+		/* known (snapshot_builder_add_seen()) */
 	} else {
 		run->json_mtime = m->has_created ? ms_to_timespec(m->created_ms)
 						 : (struct timespec){0, 0};
@@ -758,6 +800,17 @@ int snapshot_builder_finish(struct snapshot_builder *b,
 
 		run = &s->runs[s->nruns++];
 		run->msg = m;
+		if (order[i].idx < b->seencap) {
+			const struct snapshot_seen *seen =
+				&b->seen[order[i].idx];
+
+			/* taken up by run_keys(), if still free */
+			run->json_mtime = seen->json_mtime;
+			run->key = seen->key;
+			run->json_key = seen->json_key;
+		} else {
+			run->json_mtime = (struct timespec){0, -1};
+		}
 		b->msgs[order[i].idx] = NULL;
 		run->name = (char *)(uintptr_t)order[i].off; /* fixed below */
 		if (m->has_created && m->created_ms > s->newest_ms)

@@ -158,6 +158,7 @@ int status_init(struct status *st, const char *api_url,
 	st->state = STATUS_WALKING;
 	st->refresh_s = refresh_s;
 	st->incremental_from = -1;
+	st->cache_taken_ms = -1;
 	clock_gettime(CLOCK_REALTIME, &st->changed);
 	return 0;
 }
@@ -166,6 +167,7 @@ void status_release(struct status *st)
 {
 	free(st->api_url);
 	free(st->scope);
+	free(st->cache_path);
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -204,11 +206,44 @@ static void out_quota(struct out *o, const struct http_quota *q)
 }
 
 static const char *const state_names[] = {
-	[STATUS_WALKING] = "walking",
-	[STATUS_READY] = "ready",
-	[STATUS_STALE] = "stale",
-	[STATUS_ERROR] = "error",
+	[STATUS_WALKING] = "walking", [STATUS_READY] = "ready",
+	[STATUS_STALE] = "stale",     [STATUS_ERROR] = "error",
+	[STATUS_CACHED] = "cached",
 };
+
+/* {"path": ..., "state": ..., "bytes": ..., "taken": ..., "age_seconds":
+ * ..., "error": ...}, or null when no cache is kept. */
+static void out_cache(struct out *o, const struct status *st)
+{
+	char buf[TIMEFMT_ISO_SIZE];
+
+	if (!st->cache_path) {
+		out_printf(o, "null");
+		return;
+	}
+	out_printf(o, "{\"path\": ");
+	out_string(o, st->cache_path);
+	out_printf(o, ", \"state\": \"%s\", \"bytes\": %llu, \"taken\": ",
+		   st->cache_state ? st->cache_state : "none",
+		   (unsigned long long)st->cache_bytes);
+	if (st->cache_taken_ms >= 0) {
+		out_string(o, timefmt_iso(st->cache_taken_ms, buf));
+		/* fixed width: the text's size stays that of its last change
+		 * (st_size, and rsync's size-and-mtime check) while the age
+		 * grows */
+		out_printf(o, ", \"age_seconds\": %14.3f",
+			   (double)(timefmt_now_ms() - st->cache_taken_ms) /
+				   1000.0);
+	} else {
+		out_printf(o, "null, \"age_seconds\": null");
+	}
+	out_printf(o, ", \"error\": ");
+	if (st->cache_has_error)
+		out_string(o, st->cache_error);
+	else
+		out_printf(o, "null");
+	out_printf(o, "}");
+}
 
 /* Longer than a function should be, for a reason: it is the file's text,
  * one field after the other in the order a user reads them (README.md
@@ -265,6 +300,8 @@ int status_render(struct status *st, char **ret, size_t *ret_len,
 		out_printf(&o, "null");
 	out_printf(&o, ",\n  \"daily_quota\": ");
 	out_quota(&o, st->quota);
+	out_printf(&o, ",\n  \"cache\": ");
+	out_cache(&o, st);
 	out_printf(&o, ",\n  \"api_url\": ");
 	out_string(&o, st->api_url);
 	out_printf(&o, ",\n  \"scope\": %s,\n", st->scope);

@@ -37,6 +37,7 @@ struct walker {
 	/* walker thread only: start of the last good full walk (monotonic),
 	 * and the refresh requests that walks have begun to answer */
 	struct timespec full_started;
+	int64_t full_started_ms; /* the same, on the wall clock */
 	bool has_full;
 	unsigned long answered;
 };
@@ -630,6 +631,8 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 		st->walks_incremental++;
 	if (r == 0) {
 		st->state = STATUS_READY;
+		st->reconcile_s =
+			(double)walker_reconcile_ms(&w->cfg, s->nruns) / 1000.0;
 		st->runs = s->nruns;
 		st->generation = s->generation;
 		st->payload_bytes = s->bytes;
@@ -638,7 +641,8 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 		st->has_error = false;
 		st->walks_ok++;
 	} else {
-		if (st->state == STATUS_READY || st->state == STATUS_WALKING)
+		if (st->state == STATUS_READY || st->state == STATUS_WALKING ||
+		    st->state == STATUS_CACHED)
 			st->stale_since = now;
 		st->state = st->generation ? STATUS_STALE : STATUS_ERROR;
 		st->has_error = true;
@@ -650,6 +654,20 @@ static void record(struct walker *w, int r, bool full, const struct snapshot *s,
 	pthread_mutex_unlock(&st->lock);
 }
 
+int64_t walker_reconcile_ms(const struct walker_config *cfg, uint64_t nruns)
+{
+	double pages = (double)((nruns + API_PAGE_COUNT - 1) / API_PAGE_COUNT);
+	double floor_ms;
+
+	if (!cfg->reconcile_auto || cfg->reconcile_ms <= 0 ||
+	    cfg->limits.max_rps <= 0)
+		return cfg->reconcile_ms;
+	floor_ms =
+		WALKER_RECONCILE_SHARE * pages * 1000.0 / cfg->limits.max_rps;
+	return floor_ms > (double)cfg->reconcile_ms ? (int64_t)floor_ms
+						    : cfg->reconcile_ms;
+}
+
 /* Where the next walk starts: -1 for a full walk (the first one, one
  * asked for, a reconcile that is due, nothing to start from), else the
  * fromDate of an incremental one. */
@@ -659,11 +677,14 @@ static int64_t next_since(const struct walker *w, const struct snapshot *base,
 	struct timespec now, wall;
 	int64_t newest, now_ms;
 
+	int64_t reconcile;
+
 	if (!base || !w->has_full || w->cfg.reconcile_ms <= 0 ||
 	    asked != w->answered)
 		return -1;
+	reconcile = walker_reconcile_ms(&w->cfg, base->nruns);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (ms_between(w->full_started, now) >= (double)w->cfg.reconcile_ms)
+	if (ms_between(w->full_started, now) >= (double)reconcile)
 		return -1;
 	newest = base->newest_ms;
 	if (newest < 0)
@@ -677,6 +698,59 @@ static int64_t next_since(const struct walker *w, const struct snapshot *base,
 	return newest > 0 ? newest : -1;
 }
 
+static int64_t wall_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Saves the snapshot served now (what the walk made of it, less what
+ * actions took out since) to the cache; a failure is the cache's to say,
+ * and changes nothing served. */
+static void save(struct walker *w)
+{
+	struct snapshot *cur = w->cfg.served ? w->cfg.served(w->ctx) : NULL;
+	struct cache_meta meta;
+
+	if (!cur && w->served)
+		cur = snapshot_ref(w->served);
+	if (!cur)
+		return;
+	meta.taken_ms = wall_ms();
+	meta.last_full_ms = w->has_full ? w->full_started_ms : -1;
+	meta.payload_bytes = cur->bytes;
+	cache_save(w->cfg.cache, cur, &meta);
+	snapshot_unref(cur);
+}
+
+void walker_resume(struct walker *w, int64_t last_full_ms)
+{
+	struct timespec now;
+	int64_t ago;
+
+	if (last_full_ms < 0)
+		return;
+	ago = wall_ms() - last_full_ms;
+	if (ago < 0)
+		ago = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* the monotonic clock may not reach that far back: then the
+	 * reconcile is long due anyway */
+	if ((int64_t)now.tv_sec * 1000 <= ago)
+		return;
+	now.tv_sec -= (time_t)(ago / 1000);
+	now.tv_nsec -= (long)(ago % 1000) * 1000000L;
+	if (now.tv_nsec < 0) {
+		now.tv_sec--;
+		now.tv_nsec += 1000000000L;
+	}
+	w->full_started = now;
+	w->full_started_ms = last_full_ms;
+	w->has_full = true;
+}
+
 static void *walker_main(void *arg)
 {
 	struct walker *w = arg;
@@ -685,7 +759,7 @@ static void *walker_main(void *arg)
 		unsigned long serving = atomic_load(&w->st->refresh_requested);
 		struct snapshot *base =
 			w->cfg.served ? w->cfg.served(w->ctx) : NULL;
-		int64_t since;
+		int64_t since, started_ms;
 		struct snapshot *s = NULL;
 		struct timespec started;
 		struct api_error err;
@@ -697,6 +771,7 @@ static void *walker_main(void *arg)
 			base = snapshot_ref(w->served);
 		since = next_since(w, base, serving);
 		clock_gettime(CLOCK_MONOTONIC, &started);
+		started_ms = wall_ms();
 		w->answered = serving;
 		r = walker_walk_since(w->src, &w->cfg.limits, base, since,
 				      w->generation + 1, w->st, &s, &err);
@@ -713,10 +788,13 @@ static void *walker_main(void *arg)
 			w->served = snapshot_ref(s);
 			if (since < 0) {
 				w->full_started = started;
+				w->full_started_ms = started_ms;
 				w->has_full = true;
 			}
 		}
 		w->done(w->ctx, s, serving); /* takes s, NULL on failure */
+		if (r == 0 && w->cfg.cache)
+			save(w);
 
 		/* a request that came in during the walk is served by the
 		 * next one: the pipe still holds its byte */

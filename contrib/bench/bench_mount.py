@@ -26,6 +26,9 @@ class Mount:
             + ["-o", ",".join(opts), self.mountpoint]
         env = dict(os.environ, QSTASH_TOKEN=TOKEN)
         env.pop("QSTASH_URL", None)
+        # a cache of its own: every mount of the harness is cold unless it
+        # names a cache_dir (bench_cache.py)
+        env["XDG_CACHE_HOME"] = self.mountpoint + ".xdg-cache"
         self._err = open(self.stderr_path, "w")
         self.returncode = None
         self.t_start = time.monotonic()

@@ -22,6 +22,9 @@ Phases (--only takes a comma-separated list of them):
   soak      VmRSS over many full walks at each --soak size (RUNSxWALKS),
             read once the replaced snapshots' grace has passed, after the
             first walk and after the last
+  cache     remount from the cache on disk vs a cold mount, to the first
+            `ls runs | wc -l`, at each --cache-sizes size; the cache's size
+            vs the payload
 
 Prints progress on stderr and a Markdown report on stdout. Exit status 0
 when the report was produced, whatever PASS/MISS says; 1 when the harness
@@ -45,6 +48,7 @@ import sys
 import tempfile
 import time
 
+from bench_cache import phase_cache
 from bench_fake import Fake
 from bench_fuseops import phase_fuseops
 from bench_read import phase_read
@@ -55,7 +59,8 @@ from bench_util import (ROOT, T0, HarnessError, Interrupted, cell, fmt_n,
                         sanitizer_of, unmount)
 from bench_walk import phase_walk
 
-PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops", "soak")
+PHASES = ("walk", "refresh", "read", "memory", "scale", "fuseops", "soak",
+          "cache")
 
 
 # --------------------------------------------------------------------------
@@ -201,6 +206,8 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=3,
                    help="repetitions of each walk and warm command "
                    "(default 3)")
+    p.add_argument("--cache-sizes", help="runs at each size of the cache "
+                   "phase (default 20000,100000; --quick 2000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fuseops-runs", type=int, default=200)
     p.add_argument("--no-detie", action="store_true",
@@ -234,6 +241,8 @@ def parse_args(argv):
             raise ValueError
     except ValueError:
         p.error("--soak takes RUNSxWALKS[,RUNSxWALKS...], e.g. 20000x200")
+    a.cache_sizes = sorted({int(x) for x in (a.cache_sizes or (
+        "2000" if a.quick else "20000,100000")).split(",")})
     if a.runs < 100 or min(a.scale) < 1 or a.reps < 1:
         p.error("--runs must be >= 100, --scale sizes and --reps >= 1")
     phases = [x.strip() for x in a.only.split(",") if x.strip()]
@@ -320,6 +329,8 @@ def main(argv=None):
             phase_fuseops(ctx)
         if "soak" in ph:
             phase_soak(ctx)
+        if "cache" in ph:
+            phase_cache(ctx)
         text = report(ctx, started_at, load0, time.monotonic() - T0)
     except HarnessError as e:
         failed = "harness failed: %s" % e

@@ -12,8 +12,10 @@ dlqfs mounts of it, always unmounted in `finally`.
 The daemon runs in the foreground (-f) with its stderr in a file, which is
 scanned for sanitizer reports when the mount ends.
 """
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +39,16 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "ERROR: ThreadSanitizer")
 
 
+# A dlqfs started by a test keeps its cache (see README, "The cache") under
+# XDG_CACHE_HOME: never in the home of whoever runs the tests. Each Mount
+# gets a directory of its own, so that no test serves another's cache (two
+# fake APIs may get the same port in turn); processes a test starts by
+# hand share this one.
+_CACHE_ROOT = tempfile.mkdtemp(prefix="dlqfs-test-xdg-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_ROOT
+atexit.register(shutil.rmtree, _CACHE_ROOT, True)
+
+
 def sanitizer_env(env):
     env = dict(env)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -54,6 +66,8 @@ def run_dlqfs(args, token=TOKEN, url=None, env_extra=None, timeout=60):
         env["QSTASH_TOKEN"] = token
     if url is not None:
         env["QSTASH_URL"] = url
+    env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="xdg-cache-",
+                                             dir=_CACHE_ROOT)
     if env_extra:
         env.update(env_extra)
     return subprocess.run([DLQFS] + list(args), env=env, timeout=timeout,
@@ -92,8 +106,10 @@ class Mount:
         env = sanitizer_env(os.environ)
         env.pop("QSTASH_URL", None)
         env["QSTASH_TOKEN"] = token
+        env["XDG_CACHE_HOME"] = mountpoint + ".xdg-cache"
         if env_extra:
             env.update(env_extra)
+        self.env = env
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(self.args, env=env,
                                      stdin=subprocess.DEVNULL,

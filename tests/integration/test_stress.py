@@ -994,11 +994,12 @@ def test_sigkill_leaves_a_disconnected_mount_that_fusermount_recovers(
         assert not is_mounted(mp)
         assert os.listdir(mp) == []
 
-        # and the next mount works
+        # and the next mount works (from the cache the first one wrote,
+        # then from its own walk: README, "The cache")
         second = Mount(fake, mp)
         assert sorted(os.listdir(os.path.join(mp, "runs"))) == \
             sorted(fake.dlq_ids())
-        assert second.status()["state"] == "ready"
+        second.wait(lambda s: s["state"] == "ready", what="the walk")
         assert second.stop(check=True) == 0
     finally:
         for x in (first, second):

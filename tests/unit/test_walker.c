@@ -678,8 +678,43 @@ static void test_schedule(void)
 	status_release(&st);
 }
 
+/* The default reconcile grows with the DLQ: full walks take at most 1%
+ * of the time (and requests) the rate cap allows; a reconcile given with
+ * -o reconcile= is kept as given. */
+static void test_reconcile_budget(void)
+{
+	struct walker_config c = {.refresh_ms = 60000,
+				  .reconcile_ms = 600000,
+				  .reconcile_auto = true,
+				  .limits = {.max_rps = 90}};
+	static const struct {
+		uint64_t runs;
+		int64_t want_ms;
+	} cases[] = {
+		{0, 600000},
+		{10000, 600000},     /* 100 pages: 111 s x 100 < 10 min */
+		{54000, 600000},     /* 540 pages: exactly 10 min */
+		{100000, 1111111},   /* 1,000 pages: 18.5 min */
+		{1000000, 11111111}, /* 10,000 pages: 3.1 h */
+		{1000001, 11112222}, /* a page more */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		is_int(walker_reconcile_ms(&c, cases[i].runs), cases[i].want_ms,
+		       "reconcile at %llu runs",
+		       (unsigned long long)cases[i].runs);
+	c.reconcile_auto = false;
+	is_int(walker_reconcile_ms(&c, 1000000), 600000,
+	       "a reconcile given is kept at 1M runs");
+	c.reconcile_auto = true;
+	c.reconcile_ms = 0;
+	is_int(walker_reconcile_ms(&c, 1000000), 0,
+	       "reconcile=0 stays every walk full");
+}
+
 int main(void)
 {
+	test_reconcile_budget();
 	test_walk();
 	test_scope();
 	test_failures();
