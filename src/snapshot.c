@@ -304,67 +304,6 @@ static uint64_t insert_key(struct snapshot *s, int view, uint32_t index,
 	}
 }
 
-/* --- lookups ---------------------------------------------------------- */
-
-int64_t snapshot_find_run(const struct snapshot *s, const char *name)
-{
-	size_t lo = 0, hi = s->nruns;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, s->runs[mid].name);
-
-		if (c == 0)
-			return (int64_t)mid;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return -ENOENT;
-}
-
-int64_t snapshot_find_value(const struct snapshot *s, int view,
-			    const char *name)
-{
-	const struct snapshot_view *v = &s->view[view];
-	size_t lo = 0, hi = v->nvalues;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(name, v->values[mid].name);
-
-		if (c == 0)
-			return (int64_t)mid;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return -ENOENT;
-}
-
-int64_t snapshot_value_find_run(const struct snapshot *s,
-				const struct snapshot_value *value,
-				uint32_t run)
-{
-	size_t lo = 0, hi = value->nruns;
-
-	(void)s;
-	/* run lists are sorted by run index, which is name order */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (value->runs[mid] == run)
-			return (int64_t)mid;
-		if (value->runs[mid] > run)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return -ENOENT;
-}
-
 /* --- building --------------------------------------------------------- */
 
 struct named {

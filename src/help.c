@@ -1,0 +1,92 @@
+/* help: the text of dlqfs --help (the man page, doc/dlqfs.1, says the
+ * same at length). main.c decides when to print it.
+ */
+#include <stdio.h>
+
+#include <fuse_lowlevel.h>
+
+#include "api.h"
+#include "help.h"
+#include "walker.h"
+
+void help_print(const char *prog, double refresh_default)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "       QSTASH_TOKEN=... %s [-f] [-o opt,...] MOUNTPOINT\n\n"
+	       "Mounts the Upstash Workflow dead letter queue as a read-only "
+	       "tree.\n\n"
+	       "dlqfs options:\n"
+	       "    -o token_file=PATH     read the token from PATH (mode 0600 "
+	       "or stricter);\n"
+	       "                           default: $QSTASH_TOKEN\n"
+	       "    -o url=URL             API base URL (default $QSTASH_URL, "
+	       "else %s)\n"
+	       "    -o refresh=SECONDS     fetch new entries this often "
+	       "(default %g)\n"
+	       "    -o reconcile=SECONDS   list everything again this often, "
+	       "to see deletions\n"
+	       "                           and state changes (default %d x "
+	       "refresh, longer for a\n"
+	       "                           big DLQ: see the man page; 0: "
+	       "always)\n"
+	       "    -o late_window=SECONDS a refresh also fetches entries "
+	       "created this long\n"
+	       "                           before the newest seen (default "
+	       "%lld)\n"
+	       "    -o max_pages=N         give up a walk after N pages "
+	       "(default %d)\n"
+	       "    -o walkers=N           parallel requests of a walk "
+	       "(default %d)\n"
+	       "    -o max_rps=N           requests per second at most "
+	       "(default %g)\n"
+	       "    -o timeout=SECONDS     bound of one request attempt "
+	       "(default 120)\n"
+	       "    -o connect_timeout=S   bound of connecting (default 10)\n"
+	       "    -o stall_timeout=S     give up a response that sends "
+	       "nothing for S (default 30)\n"
+	       "    -o retries=N           retries of a failed request "
+	       "(default 4)\n"
+	       "    -o max_response=BYTES  largest page accepted, K/M/G "
+	       "suffixes (default 1G)\n"
+	       "    -o allow_insecure_http allow http:// to non-loopback "
+	       "hosts (token in clear)\n"
+	       "  actions (read-only without these):\n"
+	       "    -o allow_delete        rmdir runs/ID, rm VIEW/VALUE/ID, "
+	       ".dlqfs/delete\n"
+	       "    -o allow_resume        .dlqfs/resume, .dlqfs/restart, "
+	       ".dlqfs/callback\n"
+	       "  directories:\n"
+	       "    -o dir_handles         a handle per opendir, holding its "
+	       "listing (slower)\n"
+	       "  cache (the last snapshot on disk: mounts serve it at once, "
+	       "and offline):\n"
+	       "    -o cache_dir=DIR       where (default "
+	       "$XDG_CACHE_HOME/dlqfs, else\n"
+	       "                           ~/.cache/dlqfs); bodies may hold "
+	       "personal data\n"
+	       "    -o no_cache            keep nothing on disk\n"
+	       "  scope (sent to the API as list filters, and checked on what "
+	       "it sends back):\n"
+	       "    repeat for OR: -o label=L  -o workflow_url=U\n"
+	       "      -o failure_function_state=S  -o caller_ip=IP  "
+	       "-o flow_control_key=K\n"
+	       "    once each: -o from=MS  -o to=MS  (createdAt, ms since the "
+	       "epoch, inclusive)\n"
+	       "      -o workflow_run_id=ID  -o workflow_created_at=MS\n\n"
+	       "environment:\n"
+	       "    QSTASH_TOKEN, QSTASH_URL   the token and the API base URL\n"
+	       "    QSTASH_REGION=EU_CENTRAL_1 or US_EAST_1: read "
+	       "<REGION>_QSTASH_URL and\n"
+	       "        <REGION>_QSTASH_TOKEN instead (as the Upstash SDKs "
+	       "do; without both, the\n"
+	       "        plain ones); -o url= and -o token_file= still come "
+	       "first\n\n",
+	       prog, prog, API_DEFAULT_URL, refresh_default,
+	       WALKER_RECONCILE_FACTOR, WALKER_LATE_WINDOW_MS / 1000,
+	       WALKER_MAX_PAGES, WALKER_WORKERS, WALKER_MAX_RPS);
+	fuse_cmdline_help();
+	printf("    -o allow_other         let other users read the mount "
+	       "(bodies may hold\n"
+	       "                           personal data; "
+	       "default_permissions is always on)\n");
+}
