@@ -237,9 +237,8 @@ static void test_loopback(void)
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		ok(url_is_loopback(t[i].url) == t[i].want,
-		   "loopback(%s) is %s", t[i].url,
-		   t[i].want ? "true" : "false");
+		ok(url_is_loopback(t[i].url) == t[i].want, "loopback(%s) is %s",
+		   t[i].url, t[i].want ? "true" : "false");
 	ok(!url_is_loopback(NULL), "loopback(NULL) is false");
 }
 
