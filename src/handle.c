@@ -184,11 +184,16 @@ int handle_rebind(struct fs *fs, struct handle *h, uint64_t ino, off_t off)
 {
 	struct snapshot *old = NULL, *to = NULL;
 	struct tree_node n;
-	bool listed = false;
+	bool listed = false, ended = false;
 	int current;
 
 	pthread_mutex_lock(&fs->lock);
-	if (off != 0) {
+	if (off != 0 && cookie_tag(off) == 0) {
+		/* the listing of a directory already gone ("." and ".."
+		 * only, untagged): it stays gone, and ends there */
+		ended = true;
+		to = h->s;
+	} else if (off != 0) {
 		to = snapshot_listing(fs, ino, cookie_tag(off), h->s, &n);
 		listed = to != NULL;
 		if (!listed) {
@@ -201,7 +206,9 @@ int handle_rebind(struct fs *fs, struct handle *h, uint64_t ino, off_t off)
 	}
 	if (!to) /* offset 0 (opendir, rewinddir), or no guess left */
 		to = fs->current;
-	if (listed) {
+	if (ended) {
+		h->gone = 1;
+	} else if (listed) {
 		h->gone = 0;
 		h->n = n;
 	} else if (to != h->s) {

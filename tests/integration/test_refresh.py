@@ -240,3 +240,24 @@ def test_kept_snapshots_cost_what_status_says(fake_factory, mount_factory):
     after = vmrss(m.proc.pid)
     assert before - after >= kept // 2, (before, after, kept)
     assert abs(st["rss_bytes"] - after) < after / 4, (st["rss_bytes"], after)
+
+
+def test_a_directory_listed_after_it_went_ends_without_a_lost_cookie(
+        fake_factory, mount_factory):
+    """A directory that the kernel still holds (an open fd) after a walk
+    took it out lists "." and ".." and ends; reading on from there is not a
+    listing that lost its snapshot (README "Consistency")."""
+    fake = fake_factory(runs=20)
+    m = mount_factory(fake)
+    gone = sorted(runs(m))[0]
+    fd = os.open(m.path("runs", gone), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fake.remove(gone)
+        st = m.refresh()
+        assert gone not in runs(m)
+        # several getdents: ".", "..", then from offset 2, nothing
+        assert os.listdir(fd) == []
+        assert m.status()["lost_readdir_cookies"] == 0, m.status()
+    finally:
+        os.close(fd)
+    assert st["runs"] == 19
