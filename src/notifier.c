@@ -98,18 +98,15 @@ static double monotonic_now(void)
  * fs->lock held. */
 static void account_kept(struct fs *fs)
 {
-	const struct snapshot *kept[64];
-	size_t n = 0;
 	uint64_t bytes = 0;
 
-	/* in pieces if ever more: each piece as if followed by the next */
-	for (size_t i = 0; i < fs->nretired; i += n) {
-		n = fs->nretired - i < 64 ? fs->nretired - i : 64;
-		for (size_t k = 0; k < n; k++)
-			kept[k] = fs->retired[i + k].s;
-		bytes += snapshot_kept_bytes(kept, n,
-					     i + n < fs->nretired
-						     ? fs->retired[i + n].s
+	/* the chain's cost is the sum of each one's against the next */
+	for (size_t i = 0; i < fs->nretired; i++) {
+		const struct snapshot *kept = fs->retired[i].s;
+
+		bytes += snapshot_kept_bytes(&kept, 1,
+					     i + 1 < fs->nretired
+						     ? fs->retired[i + 1].s
 						     : fs->current);
 	}
 	atomic_store(&fs->st->kept_snapshots, fs->nretired);
