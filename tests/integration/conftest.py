@@ -232,6 +232,29 @@ def fake(fake_factory):
     return fake_factory()
 
 
+def vm_rss_kib(pid):
+    """The resident memory of process @pid, in KiB (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def stop_all(mounts):
+    """Stops every mount of @mounts, always unmounting, then fails with
+    what their stops found (sanitizer reports, exit statuses)."""
+    errors = []
+    for m in mounts:
+        try:
+            m.stop(check=True)
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            unmount(m.mountpoint)
+    assert not errors, "\n".join(errors)
+
+
 @pytest.fixture
 def mount_factory(tmp_path):
     mounts = []
@@ -245,15 +268,7 @@ def mount_factory(tmp_path):
     try:
         yield make
     finally:
-        errors = []
-        for m in mounts:
-            try:
-                m.stop(check=True)
-            except AssertionError as e:
-                errors.append(str(e))
-            finally:
-                unmount(m.mountpoint)
-        assert not errors, "\n".join(errors)
+        stop_all(mounts)
 
 
 @pytest.fixture

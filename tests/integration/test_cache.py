@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import TOKEN, Mount, is_mounted, run_dlqfs, unmount
+from conftest import TOKEN, Mount, is_mounted, run_dlqfs, stop_all, unmount
 
 
 def cache_files(d):
@@ -36,16 +36,10 @@ def mount_with(fake, tmp_path, cache_dir, **kw):
 @pytest.fixture
 def mounts():
     made = []
-    yield made
-    errors = []
-    for m in made:
-        try:
-            m.stop(check=True)
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            unmount(m.mountpoint)
-    assert not errors, "\n".join(errors)
+    try:
+        yield made
+    finally:
+        stop_all(made)
 
 
 def first_mount(fake, tmp_path, cache_dir, mounts, **kw):

@@ -41,7 +41,7 @@ import pytest
 
 import fakeapi
 from conftest import (DLQFS, SANITIZER_MARKS, TOKEN, Mount, is_mounted,
-                      run_dlqfs, sanitizer_env, unmount)
+                      run_dlqfs, sanitizer_env, unmount, vm_rss_kib)
 
 VIEWS = ("by-label", "by-url", "by-run", "by-state", "by-status", "by-date",
          "by-flow-control-key", "by-caller-ip")
@@ -949,9 +949,7 @@ def test_50mb_response_body(fake_factory, mount_factory):
     assert s["runs"] == 21 and s["payload_bytes"] > BIG
     # the memory next to the payload: the daemon's own VmRSS, which holds
     # the 50 MB body's entry
-    with open("/proc/%d/status" % m.proc.pid) as f:
-        vmrss = [int(x.split()[1]) * 1024 for x in f
-                 if x.startswith("VmRSS:")][0]
+    vmrss = vm_rss_kib(m.proc.pid) * 1024
     rss = m.status()["rss_bytes"]
     assert rss > BIG and abs(rss - vmrss) < vmrss / 4, (rss, vmrss)
     p = m.path("runs", "big-1", "responseBody")

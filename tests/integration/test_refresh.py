@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+from conftest import vm_rss_kib
+
 LIST = "/v2/workflows/dlq"
 HOUR_MS = 3600 * 1000
 
@@ -202,12 +204,6 @@ def test_a_run_an_action_removed_stays_out_of_incremental_walks(
     assert resumed in names and deleted not in names
 
 
-def vmrss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return [int(x.split()[1]) * 1024 for x in f
-                if x.startswith("VmRSS:")][0]
-
-
 def test_kept_snapshots_cost_what_status_says(fake_factory, mount_factory):
     """A full walk that replaces a large entry keeps the snapshot it
     replaced for a while (README "Consistency"): .dlqfs/status counts it
@@ -232,12 +228,12 @@ def test_kept_snapshots_cost_what_status_says(fake_factory, mount_factory):
     assert os.listdir(m.path("runs")).count("big-2") == 1
     assert st["kept_snapshots"] >= 1, st
     kept = st["kept_snapshot_bytes"]
-    before = vmrss(m.proc.pid)
+    before = vm_rss_kib(m.proc.pid) * 1024
     assert big <= kept <= before, (kept, before)
     # it goes after the grace (30 s after the kernel was told)
     st = m.wait(lambda s: s["kept_snapshots"] == 0, 90, "the grace")
     assert st["kept_snapshot_bytes"] == 0
-    after = vmrss(m.proc.pid)
+    after = vm_rss_kib(m.proc.pid) * 1024
     assert before - after >= kept // 2, (before, after, kept)
     assert abs(st["rss_bytes"] - after) < after / 4, (st["rss_bytes"], after)
 

@@ -39,7 +39,7 @@ import time
 import pytest
 
 import fakeapi
-from conftest import DLQFS, Mount, is_mounted, unmount
+from conftest import DLQFS, Mount, is_mounted, unmount, vm_rss_kib
 
 STATES = list(fakeapi.FAILURE_STATES)
 
@@ -71,14 +71,6 @@ def run_labels(m):
         if isinstance(x, str) and x and x not in out:
             out.append(x)
     return out
-
-
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def sanitized_binary():
