@@ -23,20 +23,6 @@ GOAL = 1.15
 GRACE_S = 35.0
 
 
-def smaps_rollup(pid):
-    """Anonymous and file-backed resident KiB of the daemon."""
-    out = {}
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in ("Anonymous", "Rss"):
-                    out[k] = int(v.split()[0])
-    except OSError:
-        pass
-    return out
-
-
 def soak_one(ctx, runs, walks):
     fake = Fake(ctx, runs, 0)
     try:
@@ -47,7 +33,6 @@ def soak_one(ctx, runs, walks):
             payload = s["payload_bytes"]
             time.sleep(GRACE_S)
             first = m.rss()[0]
-            first_status = m.status()
             samples = []
             peak = first
             t0 = time.monotonic()
@@ -64,7 +49,6 @@ def soak_one(ctx, runs, walks):
             end = m.rss()[0]
             end_status = m.status()
             hwm = m.rss()[1]
-            sm = smaps_rollup(m.proc.pid)
             log("  end: RSS %s (first %s, ratio %.2f)" % (
                 fmt_mib(end), fmt_mib(first), end / float(first)))
         finally:
@@ -74,10 +58,8 @@ def soak_one(ctx, runs, walks):
     return {"runs": runs, "walks": walks, "payload": payload,
             "first": first, "end": end, "right_after": right_after,
             "peak": peak, "hwm": hwm, "samples": samples, "walk_s": walk_s,
-            "kept_first": first_status.get("kept_snapshots"),
             "kept_end": end_status.get("kept_snapshots"),
-            "kept_bytes_end": end_status.get("kept_snapshot_bytes"),
-            "anon": sm.get("Anonymous")}
+            "kept_bytes_end": end_status.get("kept_snapshot_bytes")}
 
 
 def phase_soak(ctx):
